@@ -1,0 +1,100 @@
+"""Feed-forward block and the encoder layer (pre- or post-LayerNorm)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.attention import NO_POSITIONS, MultiHeadAttention
+from model.positional import PositionalEncoding
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not supported; choose one of {', '.join(_ACTIVATIONS)}")
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = _ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class EncoderLayer(nn.Module):
+    """Same computation, in the same order, as nn.TransformerEncoderLayer(batch_first=True)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = True,
+        attention: str = "sdpa",
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.d_model, self.norm_first = d_model, norm_first
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, attention)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        positional: PositionalEncoding = NO_POSITIONS,
+    ) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.d_model or not x.is_floating_point():
+            raise ValueError(
+                f"EncoderLayer expects a floating tensor of shape (batch, seq, {self.d_model}), "
+                f"got {x.dtype} {tuple(x.shape)}"
+            )
+        if self.norm_first:
+            x = x + self.dropout1(self.self_attn(self.norm1(x), key_padding_mask, positional))
+            return x + self.dropout2(self.ff(self.norm2(x)))
+        x = self.norm1(x + self.dropout1(self.self_attn(x, key_padding_mask, positional)))
+        return self.norm2(x + self.dropout2(self.ff(x)))
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerEncoderLayer, attention: str = "sdpa") -> EncoderLayer:
+        """Build ours from a batch_first nn.TransformerEncoderLayer, with copies of its weights."""
+        if not layer.self_attn.batch_first:
+            raise ValueError("from_torch needs a TransformerEncoderLayer built with batch_first=True")
+        activation = layer.activation
+        name = {F.relu: "relu", F.gelu: "gelu"}.get(activation) or type(activation).__name__.lower()
+        ours = cls(
+            d_model=layer.linear1.in_features,
+            n_heads=layer.self_attn.num_heads,
+            d_ff=layer.linear1.out_features,
+            dropout=layer.dropout.p,
+            activation=name,
+            norm_first=layer.norm_first,
+            attention=attention,
+            layer_norm_eps=layer.norm1.eps,
+        )
+        attn = layer.self_attn
+        with torch.no_grad():
+            ours.self_attn.in_proj.weight.copy_(attn.in_proj_weight)
+            ours.self_attn.in_proj.bias.copy_(attn.in_proj_bias)
+            ours.self_attn.out_proj.weight.copy_(attn.out_proj.weight)
+            ours.self_attn.out_proj.bias.copy_(attn.out_proj.bias)
+            for mine, theirs in (
+                (ours.ff.linear1, layer.linear1),
+                (ours.ff.linear2, layer.linear2),
+                (ours.norm1, layer.norm1),
+                (ours.norm2, layer.norm2),
+            ):
+                mine.load_state_dict(theirs.state_dict())
+        ref = layer.linear1.weight
+        return ours.to(device=ref.device, dtype=ref.dtype)

@@ -1,0 +1,140 @@
+"""Positional encodings behind one interface.
+
+Each encoding may act in three places; the defaults do nothing:
+- ``embed(x)``: absolute encodings add a (n, d) table to the token embeddings;
+- ``rotate(q, k)``: RoPE rotates queries and keys by position;
+- ``attention_bias(n, ...)``: ALiBi adds a (h, n, n) distance penalty to the scores.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from model.config import EncoderConfig
+
+
+class PositionalEncoding(nn.Module):
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, n, d)
+        return x
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return q, k
+
+    def attention_bias(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        return None
+
+
+class NoPositionalEncoding(PositionalEncoding):
+    """Attention alone is permutation-equivariant: the model sees a bag of tokens."""
+
+
+def sinusoidal_table(n: int, d: int) -> torch.Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) (Vaswani et al. 2017, 3.5)."""
+    position = torch.arange(n, dtype=torch.float64).unsqueeze(1)  # (n, 1)
+    inv_freq = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+    table = torch.zeros(n, d, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq[: d // 2])
+    return table.float()
+
+
+class SinusoidalPositionalEncoding(PositionalEncoding):
+    """Fixed table, defined for any length, so it can be evaluated past max_len."""
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        if n > self.table.shape[0]:
+            self.table = sinusoidal_table(n, self.d_model).to(self.table.device)
+        return x + self.table[:n].to(x.dtype)
+
+
+class LearnedPositionalEncoding(PositionalEncoding):
+    """A trained (max_len, d) table: positions it never saw in training stay at their init."""
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        n, max_len = x.shape[1], self.table.num_embeddings
+        if n > max_len:
+            raise ValueError(
+                f"sequence length {n} exceeds max_len={max_len} of the learned positional table; "
+                f"use inputs of at most {max_len} positions or a larger max_len"
+            )
+        return x + self.table.weight[:n].to(x.dtype)
+
+
+class RotaryPositionalEncoding(PositionalEncoding):
+    """RoPE (Su et al. 2021), rotate-half layout: q_m . k_n depends on m - n only."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def _cos_sin(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.arange(n, device=device, dtype=torch.float32)
+        angles = torch.outer(t, self.inv_freq.to(device))  # (n, hs/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (n, hs)
+        return angles.cos(), angles.sin()
+
+    @staticmethod
+    def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((-x2, x1), dim=-1)
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self._cos_sin(q.shape[-2], q.device)  # q: (B, nh, n, hs)
+        cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        return q * cos + self._rotate_half(q) * sin, k * cos + self._rotate_half(k) * sin
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Head slopes of Press et al. 2022: a geometric sequence starting at 2^(-8/n); for a head count
+    that is not a power of two, the slopes of the next lower power of two, then every other slope of
+    twice that power (the paper's reference implementation)."""
+
+    def power_of_two_slopes(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    closest = 2 ** math.floor(math.log2(n_heads))
+    slopes = power_of_two_slopes(closest)
+    if closest != n_heads:
+        slopes += power_of_two_slopes(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class ALiBiPositionalEncoding(PositionalEncoding):
+    """Symmetric ALiBi for a bidirectional encoder: score(i, j) -= slope_h * |i - j|."""
+
+    def __init__(self, n_heads: int) -> None:
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+
+    def attention_bias(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        pos = torch.arange(n, device=device)
+        distance = (pos[None, :] - pos[:, None]).abs().float()  # (n, n)
+        return (-self.slopes.to(device)[:, None, None] * distance).to(dtype)  # (nh, n, n)
+
+
+def build_positional_encoding(config: EncoderConfig) -> PositionalEncoding:
+    if config.pos_encoding == "sinusoidal":
+        return SinusoidalPositionalEncoding(config.d_model, config.max_len)
+    if config.pos_encoding == "learned":
+        return LearnedPositionalEncoding(config.d_model, config.max_len)
+    if config.pos_encoding == "rope":
+        return RotaryPositionalEncoding(config.head_dim)
+    if config.pos_encoding == "alibi":
+        return ALiBiPositionalEncoding(config.n_heads)
+    return NoPositionalEncoding()
