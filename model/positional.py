@@ -62,7 +62,7 @@ class LearnedPositionalEncoding(PositionalEncoding):
     def __init__(self, d_model: int, max_len: int) -> None:
         super().__init__()
         self.table = nn.Embedding(max_len, d_model)
-        nn.init.normal_(self.table.weight, std=0.02)
+        nn.init.normal_(self.table.weight, std=1.0)  # the scale of the token embeddings
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         n, max_len = x.shape[1], self.table.num_embeddings
