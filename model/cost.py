@@ -41,11 +41,13 @@ def layer_forward_flops(b: int, n: int, d: int, f: int) -> Flops:
     return Flops(attention_score_flops(b, n, d), 2 * b * n * (4 * d * d + 2 * d * f))
 
 
-def layer_backward_flops(b: int, n: int, d: int, f: int) -> Flops:
+def layer_backward_flops(b: int, n: int, d: int, f: int, recompute_scores: bool = False) -> Flops:
     """Backward of every matmul costs two matmuls of the forward's size: one for the gradient of each
     operand (dX = dY W^T, dW = X^T dY; dQ, dK, dP, dV for attention). Assumes the layer input requires
-    grad, as it does inside a model with a trainable embedding."""
-    return layer_forward_flops(b, n, d, f) * 2
+    grad, as it does inside a model with a trainable embedding. A flash-style kernel keeps no scores
+    and recomputes QK^T in backward (Dao et al. 2022: attention backward is 2.5x its forward)."""
+    recompute = Flops(attention_score_flops(b, n, d) // 2, 0) if recompute_scores else Flops(0, 0)
+    return layer_forward_flops(b, n, d, f) * 2 + recompute
 
 
 def model_forward_flops(
@@ -58,12 +60,18 @@ def model_forward_flops(
 
 
 def model_backward_flops(
-    b: int, n: int, d: int, f: int, n_layers: int, input_size: int | None, output_size: int | None
+    b: int,
+    n: int,
+    d: int,
+    f: int,
+    n_layers: int,
+    input_size: int | None,
+    output_size: int | None,
+    recompute_scores: bool = False,
 ) -> Flops:
     """As the forward, times two, except the input projection: its input is data, so only dW runs."""
-    return layer_backward_flops(b, n, d, f) * n_layers + Flops(
-        0, 2 * 2 * b * n * d * (output_size or 0) + 2 * b * n * d * (input_size or 0)
-    )
+    head = 2 * 2 * b * n * d * (output_size or 0) + 2 * b * n * d * (input_size or 0)
+    return layer_backward_flops(b, n, d, f, recompute_scores) * n_layers + Flops(0, head)
 
 
 def dtype_bytes(dtype: torch.dtype | str) -> int:

@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.positional_report import write_outputs  # the report imports pandas; keep it off workers
 
     args = parser().parse_args(argv)
+    machine = machine_facts()  # at the start: the code that trains is the code checked out now
     if "reverse" not in args.tasks:
         print("error: --tasks must include reverse (the checkpoints and the notebook use it)", file=sys.stderr)
         return 2
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if row["task"] in args.tasks and row["pos_encoding"] in args.encodings and row["seed"] < args.seeds
     ]
     baselines = {(t, n): bag_mode_accuracy(t, n) for t in args.tasks for n in {r["eval_length"] for r in rows}}
-    write_outputs(args.out, rows, baselines, {**machine_facts(), "experiment": vars(args) | {"out": str(args.out)}})
+    write_outputs(args.out, rows, baselines, {**machine, "experiment": vars(args) | {"out": str(args.out)}})
     print(f"wrote {args.out / 'runs.csv'} and {args.out / 'summary.md'}")
     return 0
 

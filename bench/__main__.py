@@ -1,0 +1,61 @@
+"""Run a grid into results/<device>-<machine>/ and write its report.
+
+    python -m bench --device cpu --grid default      # what `tox -e cpu` runs
+
+The JSON and traces are written beside the old ones and swapped in only when pytest finishes, so an
+interrupted run never leaves a half-written results folder. Extra arguments go to pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.machine import machine_slug
+
+BENCH_DIR = Path(__file__).parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--grid", default="default")
+    p.add_argument("--results", type=Path, default=Path("results"), help="parent folder of the run folder")
+    p.add_argument("--name", default=None, help="run folder name (default: DEVICE-MACHINE)")
+    p.add_argument("--no-traces", action="store_true", help="skip the profiler traces")
+    p.add_argument("--no-report", action="store_true", help="skip writing REPORT.md and figures")
+    args, pytest_args = p.parse_known_args(argv)
+    run_dir = args.results / (args.name or machine_slug(args.device))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    partial_json, partial_traces = run_dir / "benchmarks.partial.json", run_dir / "traces.partial"
+    shutil.rmtree(partial_traces, ignore_errors=True)
+    command = [str(BENCH_DIR), f"--grid={args.grid}", f"--device={args.device}", f"--benchmark-json={partial_json}",
+               "-p", "no:cacheprovider", "-rsf", *pytest_args]  # fmt: skip
+    if not args.no_traces:
+        command.append(f"--profile-dir={partial_traces}")
+    print(f"attnbench: grid {args.grid!r} on {args.device} -> {run_dir}", flush=True)
+    code = pytest.main(command)
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
+        print(f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",
+              file=sys.stderr)  # fmt: skip
+        return int(code) or 1
+    os.replace(partial_json, run_dir / "benchmarks.json")
+    if partial_traces.exists():
+        shutil.rmtree(run_dir / "traces", ignore_errors=True)
+        os.replace(partial_traces, run_dir / "traces")
+    if code == pytest.ExitCode.TESTS_FAILED:
+        print("attnbench: some cells failed (see above); they are listed in benchmarks.json", file=sys.stderr)
+    if not args.no_report:
+        report = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_dir)])
+        code = code or report.returncode
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

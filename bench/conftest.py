@@ -1,0 +1,113 @@
+"""pytest plumbing for the grids: options, cell generation, skips with reasons, machine facts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.flops import ADDED_FORMULAS
+from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
+from bench.skips import memory_budget, skip_reason
+from model.machine import machine_facts
+
+DEFAULT_PROFILE_MATCH = r"^layer:cpu-float32-.*-h4-.*-train-p0$|^layer:cuda-bfloat16-.*-h4-.*-train-p0$"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("attnbench")
+    g.addoption("--grid", default="default", help="grid profile from bench/grids.toml (quick, default, full, cuda)")
+    g.addoption("--device", default="all", help="run only this device's cells: cpu, cuda or all")
+    g.addoption("--set", action="append", default=[], metavar="[GROUP.]AXIS=V1,V2", help="override a grid axis")
+    g.addoption("--mem-budget-gb", type=float, default=None,
+                help="skip cells predicted to need more (default: 80%% of available memory)")  # fmt: skip
+    g.addoption("--allow-slow-fp16", action="store_true", help="run float16 on a CPU without fast fp16 kernels")
+    g.addoption("--profile-dir", type=Path, default=None, help="write torch.profiler traces of selected cells here")
+    g.addoption("--profile-match", default=DEFAULT_PROFILE_MATCH, help="regex over GROUP:CELL_ID of cells to trace")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config.option, "grid"):
+        return
+    device = config.getoption("device")
+    if device not in (*DEVICES, "all"):
+        raise pytest.UsageError(f"--device {device!r} is not accepted; choose from {', '.join(DEVICES)}, all")
+    try:
+        config.attnbench_grid = load_grid(config.getoption("grid"), config.getoption("set"))
+        re.compile(config.getoption("profile_match"))
+    except (GridError, re.error) as err:
+        raise pytest.UsageError(str(err)) from None
+    config.pluginmanager.register(NotRunRecorder(), "attnbench-not-run")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" not in metafunc.fixturenames:
+        return
+    config, group = metafunc.config, metafunc.module.GROUP
+    grid: Grid = config.attnbench_grid
+    device = config.getoption("device")
+    params = []
+    for cell in grid.cells(group):
+        if device != "all" and cell.device != device:
+            continue
+        budget = memory_budget(cell.device, config.getoption("mem_budget_gb"))
+        reason = skip_reason(cell, grid.shape, budget, config.getoption("allow_slow_fp16"))
+        params.append(pytest.param(cell, id=cell.id, marks=[pytest.mark.skip(reason=reason)] if reason else []))
+    metafunc.parametrize("cell", params)
+
+
+class NotRunRecorder:
+    """Keeps every skipped or failed cell with its reason, for the results JSON."""
+
+    def __init__(self) -> None:
+        self.cells: dict[str, Cell] = {}
+        self.outcomes: list[dict] = []
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if hasattr(item, "callspec") and "cell" in item.callspec.params:
+                self.cells[item.nodeid] = item.callspec.params["cell"]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        cell = self.cells.get(report.nodeid)
+        if cell is None or not (report.skipped or (report.failed and report.when == "call")):
+            return
+        if report.skipped:
+            reason = report.longrepr[2].removeprefix("Skipped: ")
+        else:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            reason = crash.message if crash else str(report.longrepr)
+        outcome = "skipped" if report.skipped else "failed"
+        self.outcomes.append({"name": report.nodeid, "id": cell.id, "params": cell.params(), "outcome": outcome,
+                              "reason": reason})  # fmt: skip
+
+    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+        # Cells that did not run stay in the results with their reason: nothing is silently dropped.
+        output_json["attnbench_not_run"] = self.outcomes
+
+
+@pytest.fixture
+def grid(request: pytest.FixtureRequest) -> Grid:
+    return request.config.attnbench_grid
+
+
+@pytest.fixture
+def profile_dir(request: pytest.FixtureRequest, cell: Cell) -> Path | None:
+    out = request.config.getoption("profile_dir")
+    if out is None or not re.search(request.config.getoption("profile_match"), f"{cell.group}:{cell.id}"):
+        return None
+    return out
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    grid: Grid = config.attnbench_grid
+    machine_info["attnbench"] = {
+        **machine_facts(),
+        "grid_profile": grid.profile,
+        "grid_axes": grid.axes,
+        "grid_overrides": config.getoption("set"),
+        "shape": vars(grid.shape),
+        "timing": vars(grid.timing),
+        "flop_formulas_added": list(ADDED_FORMULAS),
+    }

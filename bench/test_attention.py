@@ -1,0 +1,9 @@
+"""Benchmark group 'attention': see bench/workloads.py for what a cell runs."""
+
+from bench.cell_runner import run_cell
+
+GROUP = "attention"
+
+
+def test_attention(benchmark, cell, grid, profile_dir):
+    run_cell(benchmark, cell, grid, profile_dir)

@@ -1,0 +1,9 @@
+"""Benchmark group 'train_step': see bench/workloads.py for what a cell runs."""
+
+from bench.cell_runner import run_cell
+
+GROUP = "train_step"
+
+
+def test_train_step(benchmark, cell, grid, profile_dir):
+    run_cell(benchmark, cell, grid, profile_dir)
