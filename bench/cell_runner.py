@@ -38,7 +38,7 @@ def run_cell(benchmark, cell: Cell, grid: Grid, profile_dir: Path | None = None)
         rounds = rounds_for_budget(time_once(call, sync), t.budget_s, t.min_rounds, t.max_rounds)
         benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=t.warmup_rounds)
         if profile_dir is not None:
-            capture_trace(workload.step, sync, profile_dir, cell.id, device)
+            capture_trace(workload.step, sync, profile_dir, cell.trace_name, device)
     except Exception as err:
         if not is_out_of_memory(err):
             raise
@@ -52,6 +52,8 @@ def run_cell(benchmark, cell: Cell, grid: Grid, profile_dir: Path | None = None)
     achieved = flops / median
     benchmark.extra_info.update({
         **cell.params(),
+        "id": cell.id,
+        "trace_name": cell.trace_name if profile_dir is not None else None,
         "flops_analytic": flops,
         "flops_counted": counted,
         "flops_counted_with_added_formulas": added,

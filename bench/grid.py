@@ -69,6 +69,11 @@ class Cell:
             parts.append(f"p{self.dropout:g}")
         return "-".join(parts)
 
+    @property
+    def trace_name(self) -> str:
+        """Folder of this cell's profiler trace: unique across groups."""
+        return f"{self.group}.{self.id}"
+
     def params(self) -> dict[str, Any]:
         return {"group": self.group, "device": self.device, "dtype": self.dtype, "seq_len": self.seq_len,
                 "heads": self.heads, "impl": self.impl, "pass": self.pass_, "dropout": self.dropout}  # fmt: skip

@@ -1,0 +1,37 @@
+"""python -m analysis report RESULTS_DIR [--positional DIR]: figures and REPORT.md for one run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.errors import AnalysisError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis")
+    sub = p.add_subparsers(dest="command", required=True)
+    report = sub.add_parser("report", help="write RESULTS_DIR/REPORT.md and RESULTS_DIR/figures/")
+    report.add_argument("run_dir", type=Path, metavar="RESULTS_DIR")
+    report.add_argument(
+        "--positional",
+        type=Path,
+        default=None,
+        help="positional experiment folder (default: RESULTS_DIR/../positional)",
+    )
+    args = p.parse_args(argv)
+    from analysis.report import check_run_dir, write_report  # heavy imports after the arguments parse
+
+    try:
+        check_run_dir(args.run_dir)
+        out = write_report(args.run_dir, args.positional)
+    except AnalysisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Seaborn figures, each saved as PNG and SVG; every function takes tidy data and returns the PNG path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save(fig: plt.Figure, out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"{name}.{ext}", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out / f"{name}.png"
+
+
+def _log_axes(grid: sns.FacetGrid, base: int = 2) -> None:
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=base)
+        ax.set_yscale("log")
+
+
+def time_vs_length(cells: pd.DataFrame, out: Path) -> Path:
+    """Attention kernels: median step time vs sequence length, hue heads, facets dtype x implementation."""
+    data = cells[cells["group"] == "attention"]
+    g = sns.relplot(
+        data=data,
+        x="seq_len",
+        y="median_s",
+        hue="heads",
+        style="pass",
+        col="impl",
+        row="dtype",
+        kind="line",
+        marker="o",
+        palette="viridis",
+        height=3,
+        aspect=1.2,
+    )
+    _log_axes(g)
+    g.set_axis_labels("sequence length", "median time (s)")
+    g.figure.suptitle("Attention: time vs sequence length", y=1.02)
+    return save(g.figure, out, "time_vs_seq_len")
+
+
+def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path:
+    """Measured peak memory (points) and the analytic prediction (dashed) vs length, training passes."""
+    data = cells[(cells["pass"] == "train") & (cells["group"] == "layer") & (cells["dtype"] == "float32")]
+    data = data.assign(series=data["impl"] + " p=" + data["dropout"].astype(str))
+    order = sorted(data["series"].unique())
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.lineplot(
+        data=data,
+        x="seq_len",
+        y="peak_mem_bytes",
+        hue="series",
+        hue_order=order,
+        palette=palette,
+        marker="o",
+        errorbar=None,
+        ax=ax,
+    )
+    for name, series in data.groupby("series"):
+        series = series.groupby("seq_len")["predicted_mem_bytes"].mean()
+        ax.plot(series.index, series.values, "--", color=palette[name], alpha=0.7)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sequence length",
+        ylabel="peak bytes of one step",
+        title="Encoder layer training step: measured (solid) vs model (dashed)",
+    )
+    ax.set_xscale("log", base=2)
+    return save(fig, out, "memory_vs_seq_len")
+
+
+def heads_length_heatmap(cells: pd.DataFrame, out: Path) -> Path:
+    """Attention training step time (ms) over heads x length, one panel per kernel (float32)."""
+    data = cells[(cells["group"] == "attention") & (cells["pass"] == "train") & (cells["dtype"] == "float32")]
+    impls = sorted(data["impl"].unique())
+    fig, axes = plt.subplots(1, len(impls), figsize=(4.2 * len(impls), 3.4), squeeze=False)
+    for ax, impl in zip(axes[0], impls):
+        table = data[data["impl"] == impl].pivot_table(index="heads", columns="seq_len", values="median_s") * 1e3
+        sns.heatmap(table, annot=True, fmt=".3g", cmap="rocket_r", ax=ax, cbar=False)
+        ax.set(title=f"{impl}: train step (ms)", xlabel="sequence length", ylabel="heads")
+    return save(fig, out, "heads_x_length_heatmap")
+
+
+def op_share_vs_length(breakdown: pd.DataFrame, out: Path) -> Path:
+    """Share of self time per op category, per traced cell, ordered by length."""
+    data = breakdown.copy()
+    table = data.pivot_table(index=["impl", "seq_len"], columns="category", values="share", aggfunc="mean")
+    impls = table.index.get_level_values(0).unique()
+    fig, axes = plt.subplots(1, len(impls), figsize=(5 * len(impls), 3.8), squeeze=False, sharey=True)
+    for ax, impl in zip(axes[0], impls):
+        table.loc[impl].plot.bar(stacked=True, ax=ax, legend=False, colormap="tab10", width=0.8)
+        ax.set(title=f"{impl}", xlabel="sequence length", ylabel="share of op self time")
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle("Where a training step's time goes (traced cells)", y=1.02)
+    return save(fig, out, "op_share_vs_seq_len")
+
+
+def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path:
+    data = cells[cells["group"].isin(["attention", "layer", "train_step"])]
+    g = sns.relplot(
+        data=data,
+        x="seq_len",
+        y="mfu",
+        hue="impl",
+        style="pass",
+        col="group",
+        row="dtype",
+        kind="line",
+        marker="o",
+        errorbar=None,
+        height=3,
+        aspect=1.2,
+    )
+    for ax in g.axes.flat:
+        ax.set_xscale("log", base=2)
+    g.set_axis_labels("sequence length", "fraction of measured matmul peak")
+    g.figure.suptitle("Model FLOP utilisation vs length (mean over heads)", y=1.02)
+    return save(g.figure, out, "mfu_vs_seq_len")
+
+
+def positional_accuracy(runs: pd.DataFrame, out: Path) -> Path:
+    g = sns.relplot(
+        data=runs,
+        x="eval_length",
+        y="token_accuracy",
+        hue="pos_encoding",
+        col="task",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=3.2,
+        aspect=1.1,
+    )
+    train_length = runs["train_length"].iloc[0]
+    for ax in g.axes.flat:
+        ax.axvline(train_length, color="grey", ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+    g.set_axis_labels("evaluation length (dotted: longest training length)", "token accuracy")
+    g.figure.suptitle("Positional encodings: accuracy vs evaluation length (mean ± sd over seeds)", y=1.03)
+    return save(g.figure, out, "positional_accuracy_vs_length")
+
+
+def attention_maps(maps: dict[str, np.ndarray], out: Path) -> Path:
+    """Last-layer attention (mean over heads) of each trained reverse model on one sequence."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.2), squeeze=False)
+    for ax, (name, weights) in zip(axes[0], maps.items()):
+        sns.heatmap(weights, ax=ax, cmap="mako", cbar=False, square=True, xticklabels=False, yticklabels=False)
+        ax.set(title=name, xlabel="key position", ylabel="query position")
+    fig.suptitle("Reverse task: what each encoding's model attends to (last layer)", y=1.04)
+    return save(fig, out, "attention_maps_reverse")
