@@ -1,4 +1,5 @@
-"""python -m analysis report RESULTS_DIR [--positional DIR]: figures and REPORT.md for one run."""
+"""python -m analysis report RESULTS_DIR [--positional DIR]: figures and REPORT.md for one run;
+python -m analysis index RESULTS: the index of all runs."""
 
 from __future__ import annotations
 
@@ -20,12 +21,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="positional experiment folder (default: RESULTS_DIR/../positional)",
     )
+    index = sub.add_parser("index", help="write RESULTS/README.md linking every run's report")
+    index.add_argument("results", type=Path, metavar="RESULTS")
     args = p.parse_args(argv)
-    from analysis.report import check_run_dir, write_report  # heavy imports after the arguments parse
+    from analysis.report import check_run_dir, write_index, write_report  # heavy imports after parsing
 
     try:
-        check_run_dir(args.run_dir)
-        out = write_report(args.run_dir, args.positional)
+        if args.command == "index":
+            out = write_index(args.results)
+        else:
+            check_run_dir(args.run_dir)
+            out = write_report(args.run_dir, args.positional)
+            write_index(args.run_dir.parent)
     except AnalysisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -236,3 +237,27 @@ def check_run_dir(run_dir: Path) -> None:
         raise AnalysisError(f"{run_dir}: no such results folder")
     if not (run_dir / "benchmarks.json").is_file():
         raise AnalysisError(f"{run_dir}: no benchmarks.json inside (run python -m bench first)")
+
+
+def write_index(results: Path) -> Path:
+    """results/README.md: a line per run folder (its machine and grid) linking its REPORT.md."""
+    if not results.is_dir():
+        raise AnalysisError(f"{results}: no such results folder")
+    lines = ["# Results", "", "Real runs of attnbench, one folder each. Written by `python -m analysis index`.", ""]
+    for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file()):
+        facts = json.loads((run / "benchmarks.json").read_text())["machine_info"].get("attnbench", {})
+        machine = facts.get("gpu_name") or facts.get("cpu_model", "unknown machine")
+        report = f"[{run.name}/REPORT.md]({run.name}/REPORT.md)" if (run / "REPORT.md").is_file() else "no report yet"
+        lines.append(
+            f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
+            f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}"
+        )
+    if (results / "positional" / "summary.md").is_file():
+        lines.append(
+            "- **positional**: the positional-encoding experiment: [positional/summary.md](positional/summary.md)"
+        )
+    out = results / "README.md"
+    tmp = out.with_name("README.md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out)
+    return out
