@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
 from bench.memory import peak_bytes
 from bench.profiling import capture_trace
 from bench.timing import device_synchronizer, rounds_for_budget, synchronized, time_once
-from bench.workloads import TOLERANCE, WORKLOADS, peak_matmul_flops
+from bench.workloads import TOLERANCE, WORKLOADS
 
 
 def is_out_of_memory(err: BaseException) -> bool:

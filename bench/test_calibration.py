@@ -3,8 +3,8 @@ the same session as the grid, so every cell's MFU has a denominator from the sam
 
 import torch
 
+from bench.calibration import matmul_operands, peak_matmul_flops
 from bench.timing import device_synchronizer, synchronized
-from bench.workloads import matmul_operands, peak_matmul_flops
 
 GROUP = "calibration"
 

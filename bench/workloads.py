@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.calibration import calibration_size
 from bench.grid import Cell, Shape
 from model import Encoder, EncoderConfig, EncoderLayer, cost
 from model.attention import MultiHeadAttention, sdpa_backend
@@ -58,7 +58,7 @@ def predicted_peak_bytes(cell: Cell, shape: Shape) -> int:
     f = shape.d_ff if cell.group != "attention" else 0  # attention alone: the layer model without feed-forward
     scores = materialises_scores(cell)
     if cell.group == "calibration":
-        return 3 * 2048 * 2048 * p
+        return 3 * calibration_size(cell.device) ** 2 * p
     if cell.group == "train_step":
         per_layer = cost.layer_activation_bytes(b, n, d, h, f, p, cell.dropout > 0, scores)
         params = shape.model_layers * cost.layer_parameter_count(d, f) + 2 * shape.model_vocab * d
@@ -227,32 +227,3 @@ def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtyp
 
 
 WORKLOADS = {"attention": attention_workload, "layer": layer_workload, "train_step": train_step_workload}
-
-
-def matmul_operands(device: str, dtype: torch.dtype, size: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return (
-        torch.randn(size, size, generator=g).to(device, dtype),
-        torch.randn(size, size, generator=g).to(device, dtype),
-    )
-
-
-@cache
-def peak_matmul_flops(device: str, dtype_name: str, repeats: int = 5) -> float:
-    """Achievable FLOP/s of a square matmul in this dtype: the best of a few runs after a warm-up,
-    the denominator of every cell's MFU."""
-    import time
-
-    from bench.timing import device_synchronizer
-
-    a, b = matmul_operands(device, getattr(torch, dtype_name))
-    sync = device_synchronizer(device)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return 2 * a.shape[0] ** 3 / best
