@@ -13,12 +13,15 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
+plt.rcParams["svg.hashsalt"] = "attnbench"  # stable ids: regenerating a figure from the same data gives the same file
 
 
 def save(fig: plt.Figure, out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg"):
-        fig.savefig(out / f"{name}.{ext}", dpi=110, bbox_inches="tight")
+        fig.savefig(
+            out / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
+        )
     plt.close(fig)
     return out / f"{name}.png"
 

@@ -1,9 +1,12 @@
 """Timer, memory and FLOP measurement, and the numerical check (no timing assertions)."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 import model.attention
+from bench.cell_runner import run_cell
 from bench.flops import count_flops
 from bench.grid import Cell, load_grid
 from bench.memory import cpu_peak_bytes
@@ -86,3 +89,19 @@ def test_numerical_check_catches_a_wrong_kernel(monkeypatch):
 def test_predicted_memory_uses_the_cost_model():
     train = WORKLOADS["layer"](cell("layer", "ours_naive"), SHAPE, "cpu", torch.float32)
     assert train.predicted_bytes == cost.layer_training_peak_bytes(2, 64, 256, 4, 1024, 4, False, True)
+
+
+def test_out_of_memory_marks_the_cell_and_the_grid_goes_on(monkeypatch):
+    def exhausted(*args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 bytes")
+
+    monkeypatch.setitem(WORKLOADS, "layer", exhausted)
+    with pytest.raises(pytest.skip.Exception, match="oom: DefaultCPUAllocator"):
+        run_cell(SimpleNamespace(), cell("layer", "ours"), load_grid("quick"))
+
+
+def test_wrong_kernel_fails_the_cell_before_timing(monkeypatch):
+    monkeypatch.setattr(model.attention.F, "scaled_dot_product_attention", lambda q, k, v, **kw: v)
+    timed = SimpleNamespace(pedantic=lambda *a, **k: pytest.fail("timed a wrong kernel"))
+    with pytest.raises(pytest.fail.Exception, match="numerical check failed at cpu-float32-n64-h4-ours-train-p0"):
+        run_cell(timed, cell("layer", "ours"), load_grid("quick"))
