@@ -136,7 +136,7 @@ def load_grid(profile: str, overrides: list[str] = (), path: Path = GRIDS_FILE) 
     if profile not in profiles:
         raise GridError(f"--grid {profile!r} is not a profile; choose from {', '.join(profiles)}")
     spec = profiles[profile]
-    shape, timing = Shape(**data["shape"]), Timing(**data["timing"])
+    shape, timing = Shape(**data["shape"]), Timing(**{**data["timing"], **spec.get("timing", {})})
     shared = {axis: list(spec[axis]) for axis in SHARED_AXES}
     axes = {}
     for group in GROUPS:

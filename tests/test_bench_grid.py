@@ -92,3 +92,11 @@ def test_memory_skip_names_predicted_and_available_bytes():
 def test_every_group_has_cells_in_quick():
     grid = load_grid("quick")
     assert all(grid.cells(g) for g in GROUPS)
+
+
+def test_cuda_profile_reaches_long_sequences_with_its_own_budget():
+    cuda, default = load_grid("cuda"), load_grid("default")
+    assert max(c.seq_len for c in cuda.cells("attention")) >= 8192
+    assert {c.device for g in GROUPS for c in cuda.cells(g)} == {"cuda"}
+    assert cuda.timing.budget_s < default.timing.budget_s
+    assert cuda.timing.max_rounds == default.timing.max_rounds
