@@ -1,4 +1,5 @@
-"""Seaborn figures, each saved as PNG and SVG; every function takes tidy data and returns the PNG path."""
+"""Seaborn figures, each saved as PNG and SVG; every function takes tidy data and returns the PNG path,
+or None when the run has no cells for that figure."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ def _log_axes(grid: sns.FacetGrid, base: int = 2) -> None:
         ax.set_yscale("log")
 
 
-def time_vs_length(cells: pd.DataFrame, out: Path) -> Path:
+def time_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """Attention kernels: median step time vs sequence length, hue heads, facets dtype x implementation."""
     data = cells[cells["group"] == "attention"]
+    if data.empty:
+        return None
     g = sns.relplot(
         data=data,
         x="seq_len",
@@ -55,9 +58,11 @@ def time_vs_length(cells: pd.DataFrame, out: Path) -> Path:
     return save(g.figure, out, "time_vs_seq_len")
 
 
-def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path:
+def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """Measured peak memory (points) and the analytic prediction (dashed) vs length, training passes."""
     data = cells[(cells["pass"] == "train") & (cells["group"] == "layer") & (cells["dtype"] == "float32")]
+    if data.empty:
+        return None
     data = data.assign(series=data["impl"] + " p=" + data["dropout"].astype(str))
     order = sorted(data["series"].unique())
     palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
@@ -87,9 +92,11 @@ def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path:
     return save(fig, out, "memory_vs_seq_len")
 
 
-def heads_length_heatmap(cells: pd.DataFrame, out: Path) -> Path:
+def heads_length_heatmap(cells: pd.DataFrame, out: Path) -> Path | None:
     """Attention training step time (ms) over heads x length, one panel per kernel (float32)."""
     data = cells[(cells["group"] == "attention") & (cells["pass"] == "train") & (cells["dtype"] == "float32")]
+    if data.empty:
+        return None
     impls = sorted(data["impl"].unique())
     fig, axes = plt.subplots(1, len(impls), figsize=(4.2 * len(impls), 3.4), squeeze=False)
     for ax, impl in zip(axes[0], impls):
@@ -113,8 +120,10 @@ def op_share_vs_length(breakdown: pd.DataFrame, out: Path) -> Path:
     return save(fig, out, "op_share_vs_seq_len")
 
 
-def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path:
+def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     data = cells[cells["group"].isin(["attention", "layer", "train_step"])]
+    if data.empty:
+        return None
     g = sns.relplot(
         data=data,
         x="seq_len",

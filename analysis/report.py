@@ -73,6 +73,8 @@ def coverage_section(cells: pd.DataFrame, not_run: pd.DataFrame) -> list[str]:
 
 def scaling_section(cells: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     attention = cells[cells["group"] == "attention"]
+    if attention.empty:
+        return ["## How attention scales with sequence length", "", "_No attention cells in this run._", ""], None
     exps = scaling_exponents(attention, LONGEST)
     lengths = sorted(attention["seq_len"].unique().tolist())[-LONGEST:]
     lines = [
@@ -209,7 +211,7 @@ def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
         figures.heads_length_heatmap(cells, fig_dir),
         figures.mfu_vs_length(cells, fig_dir),
     ]
-    if breakdown is not None:
+    if breakdown is not None and not breakdown.empty:
         figs.append(figures.op_share_vs_length(breakdown, fig_dir))
     positional_dir = positional_dir or run_dir.parent / "positional"
     if (positional_dir / "runs.csv").is_file():
@@ -224,7 +226,7 @@ def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
             f"({_rel(positional_dir / 'summary.md', run_dir)}); its figures are below.",
             "",
         ]
-    lines += ["## Figures", ""] + [f"![{p.stem}]({_rel(p, run_dir)})" for p in figs] + [""]
+    lines += ["## Figures", ""] + [f"![{p.stem}]({_rel(p, run_dir)})" for p in figs if p is not None] + [""]
     out = run_dir / "REPORT.md"
     tmp = out.with_name("REPORT.md.tmp")
     tmp.write_text("\n".join(lines))

@@ -33,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     device = config.getoption("device")
     if device not in (*DEVICES, "all"):
         raise pytest.UsageError(f"--device {device!r} is not accepted; choose from {', '.join(DEVICES)}, all")
+    budget = config.getoption("mem_budget_gb")
+    if budget is not None and budget <= 0:
+        raise pytest.UsageError(f"--mem-budget-gb {budget:g} is not accepted; give a positive number of GiB")
     try:
         config.attnbench_grid = load_grid(config.getoption("grid"), config.getoption("set"))
         re.compile(config.getoption("profile_match"))

@@ -129,6 +129,18 @@ def test_report_command_on_real_results(run_copy):
         assert (run_copy / "figures" / f"{name}.svg").exists()
 
 
+def test_report_on_a_run_of_one_group(run_copy):
+    raw = json.loads((run_copy / "benchmarks.json").read_text())
+    raw["benchmarks"] = [b for b in raw["benchmarks"] if b["extra_info"]["group"] == "train_step"]
+    (run_copy / "benchmarks.json").write_text(json.dumps(raw))
+    shutil.rmtree(run_copy / "traces")
+    result = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_copy)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = (run_copy / "REPORT.md").read_text()
+    assert "No attention cells in this run" in report and "No traces in this run" in report
+    assert "![mfu_vs_seq_len](figures/mfu_vs_seq_len.png)" in report and "time_vs_seq_len" not in report
+
+
 def test_traces_load_in_torch_tb_profiler():
     from torch_tb_profiler.profiler.data import RunProfileData
     from torch_tb_profiler.profiler.run_generator import RunGenerator

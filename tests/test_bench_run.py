@@ -47,7 +47,8 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
 def test_bad_options_stop_at_once_with_what_is_accepted(tmp_path):
     for args, message in ((["--grid", "nosuch"], "choose from quick, default, full, cuda"),
                           (["--device", "tpu"], "choose from cpu, cuda, all"),
-                          (["--set", "heads=abc"], "'abc' is not a whole number")):  # fmt: skip
+                          (["--set", "heads=abc"], "'abc' is not a whole number"),
+                          (["--mem-budget-gb", "-1"], "give a positive number of GiB")):  # fmt: skip
         result = run_pytest(*args, cwd=tmp_path)
         assert result.returncode == 4
         assert message in result.stderr and "Traceback" not in result.stderr
