@@ -263,3 +263,12 @@ def write_index(results: Path) -> Path:
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, out)
     return out
+
+
+def write_table(run_dirs: list[Path], out: Path) -> Path:
+    """The cells of several runs, machines mixed, as one CSV (a row per cell, `run` and `machine` columns)."""
+    cells, _, _ = load_runs([run / "benchmarks.json" for run in run_dirs])
+    tmp = out.with_name(out.name + ".tmp")
+    cells.drop(columns=["flops_counted_with_added_formulas"]).to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return out

@@ -129,6 +129,22 @@ def test_report_command_on_real_results(run_copy):
         assert (run_copy / "figures" / f"{name}.svg").exists()
 
 
+def test_table_command_mixes_runs_and_refuses_differing_schemas(run_copy, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(run_copy, other)
+    command = [sys.executable, "-m", "analysis", "table", str(run_copy), str(other), "--out", str(tmp_path / "c.csv")]
+    assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert set(table["run"]) == {"quick-cpu", "other"} and len(table) % 2 == 0
+    raw = json.loads((other / "benchmarks.json").read_text())
+    for bench in raw["benchmarks"]:
+        bench["extra_info"].pop("mfu", None)
+    (other / "benchmarks.json").write_text(json.dumps(raw))
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1 and "different schemas (fields mfu)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_report_on_a_run_of_one_group(run_copy):
     raw = json.loads((run_copy / "benchmarks.json").read_text())
     raw["benchmarks"] = [b for b in raw["benchmarks"] if b["extra_info"]["group"] == "train_step"]
