@@ -115,9 +115,9 @@ def _same_kernels(layer: pd.DataFrame) -> list[str]:
         return []
     same = int((pairs["sdpa_backend_x"] == pairs["sdpa_backend_y"]).sum())
     return [
-        f"- Training cells where both layers ran the same attention kernel: {same} of {len(pairs)}; there the "
-        "ratio measures the code around the kernel, and gaps beyond the cells' own IQR are drift between cells "
-        "measured minutes apart."
+        f"- Training cells where both layers ran the same attention kernel: {same} of {len(pairs)}. There a gap "
+        "comes from the code around the kernel (projections, reshapes, dropout, LayerNorm) or from variation "
+        "between runs larger than a cell's own IQR; one run cannot tell which."
     ]
 
 
