@@ -39,12 +39,3 @@ def time_once(call: Callable[[], object], sync: Callable[[], None]) -> float:
     sync()
     return time.perf_counter() - start
 
-
-def cuda_event_time(fn: Callable[[], object], device: str) -> float:
-    """Seconds between CUDA events recorded around one call: device time, independent of host clocks."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    torch.cuda.synchronize(torch.device(device))
-    return start.elapsed_time(end) / 1e3
