@@ -23,6 +23,7 @@ from analysis.summaries import (
     traced_breakdown,
 )
 from model.cost import layer_forward_flops
+from model.files import atomic_write_text
 
 LONGEST = 3  # fit exponents over the 3 longest lengths: the long-sequence regime
 TRACE_TOLERANCE = 0.25  # op self time per step vs the benchmark median, relative
@@ -228,9 +229,7 @@ def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
         ]
     lines += ["## Figures", ""] + [f"![{p.stem}]({_rel(p, run_dir)})" for p in figs if p is not None] + [""]
     out = run_dir / "REPORT.md"
-    tmp = out.with_name("REPORT.md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, out)
+    atomic_write_text(out, "\n".join(lines))
     return out
 
 
@@ -259,16 +258,12 @@ def write_index(results: Path) -> Path:
             "- **positional**: the positional-encoding experiment: [positional/summary.md](positional/summary.md)"
         )
     out = results / "README.md"
-    tmp = out.with_name("README.md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, "\n".join(lines) + "\n")
     return out
 
 
 def write_table(run_dirs: list[Path], out: Path) -> Path:
     """The cells of several runs, machines mixed, as one CSV (a row per cell, `run` and `machine` columns)."""
     cells, _, _ = load_runs([run / "benchmarks.json" for run in run_dirs])
-    tmp = out.with_name(out.name + ".tmp")
-    cells.drop(columns=["flops_counted_with_added_formulas"]).to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    atomic_write_text(out, cells.drop(columns=["flops_counted_with_added_formulas"]).to_csv(index=False))
     return out

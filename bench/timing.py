@@ -38,4 +38,3 @@ def time_once(call: Callable[[], object], sync: Callable[[], None]) -> float:
     call()
     sync()
     return time.perf_counter() - start
-

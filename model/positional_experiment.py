@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from model.config import POS_ENCODINGS
+from model.files import atomic_write_text
 from model.machine import machine_facts
 from model.tasks import TASKS
 from model.training import TrainConfig, Trainer, evaluate, save_model
@@ -107,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
             path = futures[future]
             payload = {"config": asdict(jobs[path][0]), "rows": future.result()}
-            path.with_suffix(".tmp").write_text(json.dumps(payload))
-            os.replace(path.with_suffix(".tmp"), path)
+            atomic_write_text(path, json.dumps(payload))
     rows = [
         row
         for path in sorted(cache.glob("*.json"))

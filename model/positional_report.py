@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from model.files import atomic_write_text
+
 Row = dict[str, object]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -123,14 +119,14 @@ def findings(rows: list[Row], baselines: dict[tuple[str, int], float]) -> list[s
 def write_outputs(out: Path, rows: list[Row], baselines: dict[tuple[str, int], float], machine: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r["task"], r["pos_encoding"], r["seed"], r["eval_length"]))
-    with open(out / "runs.csv.tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(out / "runs.csv.tmp", out / "runs.csv")
-    _atomic_write(out / "baselines.csv", "task,eval_length,bag_mode_accuracy\n"
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "runs.csv", table.getvalue())
+    atomic_write_text(out / "baselines.csv", "task,eval_length,bag_mode_accuracy\n"
                   + "".join(f"{t},{n},{a}\n" for (t, n), a in sorted(baselines.items())))  # fmt: skip
-    _atomic_write(out / "machine.json", json.dumps(machine, indent=1))
+    atomic_write_text(out / "machine.json", json.dumps(machine, indent=1))
     exp = machine["experiment"]
     seconds = sum(r["train_seconds"] for r in rows if r["length_ratio"] == 1.0)
     head = [
@@ -141,6 +137,6 @@ def write_outputs(out: Path, rows: list[Row], baselines: dict[tuple[str, int], f
         f"Machine: {machine['cpu_model']}, torch {machine['torch_version']}, commit {machine['git_commit']}. "
         f"Total training time {seconds / 60:.1f} min (one core per run).", "",
     ]  # fmt: skip
-    _atomic_write(
+    atomic_write_text(
         out / "summary.md", "\n".join(head + markdown_tables(rows, baselines) + findings(rows, baselines)) + "\n"
     )

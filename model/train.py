@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from model.config import ATTENTION_KERNELS, POS_ENCODINGS
+from model.files import atomic_write_text
 from model.tasks import TASKS
 from model.training import TrainConfig, Trainer, evaluate
 
@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "losses": trainer.state.losses,
     }
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     print(
         f"{config.task} / {config.pos_encoding}: {trainer.state.step} steps in {trainer.state.train_seconds:.1f} s "
         f"({trainer.tokens_per_s:,.0f} tokens/s), final loss {metrics['final_loss']:.4g}"
