@@ -1,14 +1,18 @@
-"""Multi-head self-attention with a fused QKV projection and two interchangeable kernels."""
+"""Multi-head self-attention with a fused QKV projection and interchangeable kernels: naive (explicit
+softmax), sdpa (F.scaled_dot_product_attention), a forced SDPA backend, or auto (the measured fastest)."""
 
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from model.kernel_choice import KERNELS, Choice, choices_for, choose
+from model.machine import machine_slug
 from model.positional import NoPositionalEncoding, PositionalEncoding
 
 NO_POSITIONS = NoPositionalEncoding()  # stateless, so one instance serves every layer
@@ -42,18 +46,39 @@ def additive_mask(
 def naive_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(QK^T / sqrt(d) + mask) V, materialising the (B, nh, n, n) probabilities."""
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, n, n)
+    """softmax(QK^T / sqrt(d) + mask) V, materialising the (B, nh, n, n) probabilities. The scale is
+    applied to Q (n*d work) rather than to the scores (n*n work), as fused kernels do."""
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, nh, n, n)
     if mask is not None:
         scores = scores + mask
     weights = scores.softmax(dim=-1)
     return F.dropout(weights, p=dropout_p) @ v, weights  # (B, nh, n, hs)
 
 
-def sdpa_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float) -> str:
-    """The backend F.scaled_dot_product_attention dispatches to for these inputs (flash, math, ...)."""
-    choice = torch._fused_sdp_choice(q, k, v, mask, dropout_p, False)
-    return SDPBackend(choice).name.lower()
+# The SDPA backend each forced kernel name stands for; MATH is allowed beside it so that inputs the
+# backend cannot take (a mask it does not support, say) still run, on the reference kernel.
+FORCED_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float,
+         kernel: str = "sdpa") -> torch.Tensor:  # fmt: skip
+    """F.scaled_dot_product_attention, on the backend `kernel` names (sdpa: the dispatcher's choice)."""
+    if kernel == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    with sdpa_kernel([FORCED_BACKENDS[kernel], SDPBackend.MATH]):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+@cache
+def auto_choices() -> tuple[Choice, ...]:
+    """The measured kernel choices of this machine's CPU and, where there is one, its GPU."""
+    slugs = [machine_slug("cpu")] + ([machine_slug("cuda")] if torch.cuda.is_available() else [])
+    return choices_for(tuple(slugs))
 
 
 class MultiHeadAttention(nn.Module):
@@ -67,12 +92,13 @@ class MultiHeadAttention(nn.Module):
         kernel: str = "sdpa",
     ) -> None:
         super().__init__()
-        if kernel not in ("naive", "sdpa"):
-            raise ValueError(f"attention kernel {kernel!r} is not supported; choose naive or sdpa")
+        if kernel not in ("auto", *KERNELS):
+            raise ValueError(f"attention kernel {kernel!r} is not supported; choose one of auto, {', '.join(KERNELS)}")
         self.n_heads, self.dropout, self.kernel = n_heads, dropout, kernel
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.last_backend: str | None = None  # which kernel actually ran in the last forward
+        # Resolved once here, so the forward only looks up constants (no file or device query per call).
+        self.choices: tuple[Choice, ...] = auto_choices() if kernel == "auto" else ()
         self.keep_weights = False  # set to record attention probabilities (naive kernel only)
         self.last_weights: torch.Tensor | None = None
 
@@ -90,11 +116,13 @@ class MultiHeadAttention(nn.Module):
         bias = positional.attention_bias(n, x.device, x.dtype)
         mask = additive_mask(B, n, key_padding_mask, bias, x.dtype)
         dropout_p = self.dropout if self.training else 0.0
-        if self.kernel == "naive" or self.keep_weights:
+        kernel = self.kernel
+        if kernel == "auto":
+            dtype = str(x.dtype).removeprefix("torch.")
+            kernel = choose(self.choices, x.device.type, dtype, n, dropout_p > 0, self.training)
+        if kernel == "naive" or self.keep_weights:
             y, weights = naive_attention(q, k, v, mask, dropout_p)
-            self.last_backend = "naive"
             self.last_weights = weights.detach() if self.keep_weights else None
         else:
-            self.last_backend = sdpa_backend(q, k, v, mask, dropout_p)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            y = sdpa(q, k, v, mask, dropout_p, kernel)
         return self.out_proj(y.transpose(1, 2).reshape(B, n, d))  # (B, n, d)

@@ -90,47 +90,128 @@ def attention_score_bytes(b: int, n: int, h: int, p: int) -> int:
     return b * h * n * n * p
 
 
-def layer_activation_bytes(
-    b: int, n: int, d: int, h: int, f: int, p: int, dropout: bool, materialises_scores: bool
-) -> int:
-    """Bytes one layer saves for backward, after Korthikanti et al. 2022 ("Reducing Activation
-    Recomputation in Large Transformer Models", sec. 4.1), generalised from fp16 to p bytes and
-    from f = 4d to any f:
-      attention: LayerNorm input, QKV input, Q, K, V, output-projection input: 6*b*n*d*p;
-        materialised softmax output b*h*n^2*p; with dropout, its 1-byte mask and the dropped
-        probabilities (b*h*n^2*(1+p)) and the 1-byte residual dropout mask b*n*d;
-        a flash kernel instead saves its output (already counted as the projection input) and a
-        float32 log-sum-exp per row: 4*b*h*n.
-      feed-forward: LayerNorm input, first-linear input b*n*d*p, activation input and output
-        2*b*n*f*p; with dropout, masks b*n*f + b*n*d.
-    With p=2, f=4d and dropout this is Korthikanti's 34*s*b*h + 5*a*s^2*b plus the 1-byte mask
-    of the dropout between the two feed-forward linears (b*n*f), which torch's layer has and
-    Megatron's does not."""
-    bnd = b * n * d
-    attention = 6 * bnd * p
-    if materialises_scores:
-        attention += attention_score_bytes(b, n, h, p) + (attention_score_bytes(b, n, h, 1 + p) if dropout else 0)
-    else:
-        attention += 4 * b * h * n
-    feed_forward = 2 * bnd * p + 2 * b * n * f * p
-    masks = (bnd + b * n * f + bnd) if dropout else 0
-    return attention + feed_forward + masks
+# Peak memory of a step, above what was allocated when it began. Attention kernels fall in families
+# that differ in what they keep:
+#   flash / efficient / cudnn: no score matrix (a log-sum-exp per row); cudnn's backward accumulates
+#     dQ, dK and dV in float32;
+#   materialised: naive, inductor's bmm + softmax: scores and probabilities; math: SDPA's math backend,
+#     the same, except that on CPU with dropout it computes the scores in float32;
+#   fused_explicit: torch's CPU fast path (bmm + masked softmax in place): one score matrix;
+#   fused_sdpa: torch's CUDA fast path, an SDPA kernel inside.
+# The counts below are the buffers live at each phase's peak, read from the allocation events of real
+# steps (CPU: the profiler, bench/memory.py; CUDA: the allocator, in the H100 run of
+# ../shared/measurements): u is one (b, n, d) activation, F one (b, n, d_ff) hidden, s one score
+# matrix in the compute dtype, s32 one in float32. A step's peak is the largest of its phases.
+FAMILIES = ("flash", "efficient", "cudnn", "materialised", "math", "fused_explicit", "fused_sdpa")
+MATERIALISING = ("materialised", "math")
 
 
-def layer_training_peak_bytes(
-    b: int, n: int, d: int, h: int, f: int, p: int, dropout: bool, materialises_scores: bool
-) -> int:
-    """Predicted extra memory at the peak of one layer's forward+backward: saved activations, the
-    parameter gradients, and the largest transient of backward (the gradients of scores and
-    probabilities when they are materialised, else the feed-forward's hidden gradient)."""
-    transient = 2 * attention_score_bytes(b, n, h, p) if materialises_scores else 2 * b * n * f * p
-    gradients = layer_parameter_count(d, f) * p
-    return layer_activation_bytes(b, n, d, h, f, p, dropout, materialises_scores) + gradients + transient
+def attention_family(label: str) -> str:
+    """The family of an observed attention-kernel label (bench/observe.py's vocabulary)."""
+    if label.startswith("fused:"):
+        return "fused_sdpa" if any(k in label for k in ("flash", "efficient", "cudnn")) else "fused_explicit"
+    for family in ("cudnn", "efficient", "flash"):
+        if family in label:
+            return family
+    if label == "math":
+        return "math"
+    return "materialised" if label == "naive" or "softmax" in label else "flash"
 
 
-def layer_inference_peak_bytes(b: int, n: int, d: int, h: int, f: int, p: int, materialises_scores: bool) -> int:
-    """Predicted extra memory at the peak of one layer's eval forward: input-sized buffers for QKV
-    (3*b*n*d) and the residual stream, plus scores and probabilities when materialised, else the
-    feed-forward hidden b*n*f."""
-    scores = 2 * attention_score_bytes(b, n, h, p) if materialises_scores else 0
-    return (5 * b * n * d + b * n * f) * p + scores
+@dataclass(frozen=True)
+class MemoryShape:
+    b: int
+    n: int
+    d: int
+    h: int
+    f: int
+    p: int  # bytes per element of the compute dtype
+    device: str  # cpu or cuda
+
+    @property
+    def u(self) -> int:
+        return self.b * self.n * self.d * self.p
+
+    @property
+    def F(self) -> int:
+        return self.b * self.n * self.f * self.p
+
+    @property
+    def s(self) -> int:
+        return attention_score_bytes(self.b, self.n, self.h, self.p)
+
+    @property
+    def s32(self) -> int:
+        return self.b * self.h * self.n**2 * 4
+
+
+def attention_inference_bytes(m: MemoryShape, family: str) -> int:
+    """Fused QKV, attention, output projection, no grad."""
+    if family in MATERIALISING:
+        return 5 * m.u + 2 * m.s
+    if family == "fused_explicit":
+        return 3 * m.u + m.s
+    return 5 * m.u
+
+
+def kernel_workspace_bytes(m: MemoryShape, family: str) -> int:
+    """What a fused attention kernel holds through a training step beyond its inputs and outputs: cuDNN
+    accumulates dQ, dK and dV in float32; the others keep smaller float32 buffers."""
+    return {"cudnn": 3 * m.u * 4 // m.p + 2 * m.u, "efficient": 2 * m.u, "flash": m.u * 2 // m.p}.get(family, 0)
+
+
+def attention_training_bytes(m: MemoryShape, family: str) -> int:
+    """Forward and backward of attention alone (the layer's attention block without norm or FFN)."""
+    if family in MATERIALISING:
+        return 4 * m.u + 3 * m.s if m.device == "cpu" else 3 * m.u + 4 * m.s
+    return 8 * m.u + kernel_workspace_bytes(m, family)
+
+
+def layer_inference_bytes(m: MemoryShape, family: str) -> int:
+    """Pre-norm layer, eval: the larger of the attention phase and the feed-forward phase."""
+    if family == "fused_explicit":
+        return max(4 * m.u + m.s, 2 * m.u + m.F)
+    if family == "fused_sdpa":
+        return 3 * m.u + m.F
+    return max(2 * m.u + 2 * m.F, attention_inference_bytes(m, family) + m.u)
+
+
+def layer_training_bytes(m: MemoryShape, family: str, dropout: bool) -> int:
+    """Forward and backward of one pre-norm layer: the larger of the feed-forward phase (its saved hidden,
+    relu output and hidden gradient) and the attention phase (its buffers, plus the residual stream), plus
+    the attention kernel's workspace, which lives through the step. Dropout adds its masks and dropped
+    copies; on CPU it also forces SDPA's math path, which computes the scores in float32."""
+    feed_forward = 7 * m.u + 3 * m.F + (m.F // m.p + 2 * m.u if dropout else 0)
+    if dropout and m.device == "cpu" and family in MATERIALISING:
+        scores = m.s32 if family == "math" else m.s
+        return feed_forward + 3 * scores + scores // 4
+    attention = (4 * m.u + 3 * m.s if m.device == "cpu" else 3 * m.u + 4 * m.s) if family in MATERIALISING else 8 * m.u
+    return max(feed_forward, attention + 2 * m.u) + kernel_workspace_bytes(m, family)
+
+
+def layer_saved_bytes(m: MemoryShape, family: str) -> int:
+    """What one layer keeps from its forward for its backward (inside a deeper model)."""
+    return 7 * m.u + 2 * m.F + (m.s if family in MATERIALISING else 0)
+
+
+def train_step_bytes(m: MemoryShape, family: str, dropout: bool, n_layers: int, vocab: int, params: int) -> int:
+    """Forward, backward and AdamW step of the token model: the deeper layers' saved activations, the
+    peak of the layer being differentiated, and the float32 logits with their log-softmax and gradient;
+    less the previous step's parameter gradients, which zero_grad(set_to_none=True) frees first."""
+    logits = 3 * m.b * m.n * vocab * 4
+    saved = (n_layers - 1) * layer_saved_bytes(m, family)
+    return max(saved + layer_training_bytes(m, family, dropout) + logits - params * m.p, 0)
+
+
+def positional_extra_bytes(m: MemoryShape, encoding: str, train: bool) -> int:
+    """What an encoding adds to a layer's step: ALiBi's (h, n, n) bias (float distance, scaled bias and
+    its expansion to a 4-D mask), RoPE's rotated q and k with their rotate-half copies, an absolute
+    table's sum with the input."""
+    if encoding in ("alibi", "alibi_directional"):
+        per_matrix = m.h * m.n**2 * 4
+        return per_matrix * (4 if encoding == "alibi_directional" else 3)
+    if encoding == "rope":
+        return (6 if train else 4) * m.u
+    if encoding in ("sinusoidal", "learned"):
+        return m.u
+    return 0

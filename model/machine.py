@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -41,6 +42,20 @@ def git_commit(path: Path | None = None) -> str | None:
         return None
 
 
+def numeric_settings() -> dict[str, object]:
+    """The switches that decide how float32 (and reduced-precision) matmuls run: a float32 peak means
+    nothing without them (TF32 multiplies it by about 8 on an H100)."""
+    matmul = torch.backends.cuda.matmul
+    return {
+        "cuda_matmul_allow_tf32": matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_fp32_precision": getattr(matmul, "fp32_precision", None),
+        "cuda_matmul_allow_bf16_reduced_precision_reduction": matmul.allow_bf16_reduced_precision_reduction,
+        "cuda_matmul_allow_fp16_reduced_precision_reduction": matmul.allow_fp16_reduced_precision_reduction,
+    }
+
+
 def machine_facts() -> dict[str, object]:
     cpu, flags = cpu_model_and_flags()
     facts: dict[str, object] = {
@@ -55,6 +70,7 @@ def machine_facts() -> dict[str, object]:
         "git_commit": git_commit(),
         "gpu_name": None,
         "gpu_memory_bytes": None,
+        "numeric_settings": numeric_settings(),
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -62,6 +78,7 @@ def machine_facts() -> dict[str, object]:
     return facts
 
 
+@cache
 def machine_slug(device: str) -> str:
     """A folder name for a run: device and the processor that did the work, e.g. cpu-intel-xeon-8481c-2c."""
     if device == "cuda" and torch.cuda.is_available():

@@ -3,7 +3,7 @@
 Each encoding may act in three places; the defaults do nothing:
 - ``embed(x)``: absolute encodings add a (n, d) table to the token embeddings;
 - ``rotate(q, k)``: RoPE rotates queries and keys by position;
-- ``attention_bias(n, ...)``: ALiBi adds a (h, n, n) distance penalty to the scores.
+- ``attention_bias(n, ...)``: ALiBi (symmetric or directional) adds a (h, n, n) distance penalty to the scores.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from model.config import EncoderConfig
+from model.config import POS_ENCODINGS, EncoderConfig
 
 
 class PositionalEncoding(nn.Module):
@@ -79,12 +79,15 @@ class RotaryPositionalEncoding(PositionalEncoding):
 
     def __init__(self, head_dim: int, base: float = 10000.0) -> None:
         super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim, self.base = head_dim, base
 
     def _cos_sin(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Frequencies in float32 whatever the model's dtype: rounded to bfloat16 (8 bits), the angle at
+        # position 2048 would be off by radians.
+        exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.float32) / self.head_dim
+        inv_freq = 1.0 / self.base**exponents
         t = torch.arange(n, device=device, dtype=torch.float32)
-        angles = torch.outer(t, self.inv_freq.to(device))  # (n, hs/2)
+        angles = torch.outer(t, inv_freq)  # (n, hs/2)
         angles = torch.cat((angles, angles), dim=-1)  # (n, hs)
         return angles.cos(), angles.sin()
 
@@ -128,13 +131,42 @@ class ALiBiPositionalEncoding(PositionalEncoding):
         return (-self.slopes.to(device)[:, None, None] * distance).to(dtype)  # (nh, n, n)
 
 
+class DirectionalALiBiPositionalEncoding(PositionalEncoding):
+    """ALiBi with separate slopes for keys before and after the query, so a bidirectional encoder can
+    tell left from right: score(i, j) -= before_h * (i - j) for j < i, and after_h * (j - i) for j > i.
+    Head h pairs the paper's slope h with slope H-1-h on the other side: the first heads decay fast to
+    the left and slowly to the right, the last heads the reverse, and the middle ones nearly evenly."""
+
+    def __init__(self, n_heads: int) -> None:
+        super().__init__()
+        slopes = alibi_slopes(n_heads)
+        self.register_buffer("before", slopes, persistent=False)
+        self.register_buffer("after", slopes.flip(0), persistent=False)
+
+    def attention_bias(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        pos = torch.arange(n, device=device)
+        offset = (pos[None, :] - pos[:, None]).float()  # (n, n): key minus query
+        left, right = (-offset).clamp_min(0), offset.clamp_min(0)
+        before, after = self.before.to(device)[:, None, None], self.after.to(device)[:, None, None]
+        return (-(before * left + after * right)).to(dtype)  # (nh, n, n)
+
+
+def positional_encoding(name: str, d_model: int, n_heads: int, max_len: int) -> PositionalEncoding:
+    """The encoding called `name` (one of config.POS_ENCODINGS) for this width, head count and length."""
+    if name == "sinusoidal":
+        return SinusoidalPositionalEncoding(d_model, max_len)
+    if name == "learned":
+        return LearnedPositionalEncoding(d_model, max_len)
+    if name == "rope":
+        return RotaryPositionalEncoding(d_model // n_heads)
+    if name == "alibi":
+        return ALiBiPositionalEncoding(n_heads)
+    if name == "alibi_directional":
+        return DirectionalALiBiPositionalEncoding(n_heads)
+    if name == "none":
+        return NoPositionalEncoding()
+    raise ValueError(f"pos_encoding={name!r} is not supported; choose one of {', '.join(POS_ENCODINGS)}")
+
+
 def build_positional_encoding(config: EncoderConfig) -> PositionalEncoding:
-    if config.pos_encoding == "sinusoidal":
-        return SinusoidalPositionalEncoding(config.d_model, config.max_len)
-    if config.pos_encoding == "learned":
-        return LearnedPositionalEncoding(config.d_model, config.max_len)
-    if config.pos_encoding == "rope":
-        return RotaryPositionalEncoding(config.head_dim)
-    if config.pos_encoding == "alibi":
-        return ALiBiPositionalEncoding(config.n_heads)
-    return NoPositionalEncoding()
+    return positional_encoding(config.pos_encoding, config.d_model, config.n_heads, config.max_len)

@@ -3,14 +3,17 @@ evaluated at L, 1.5L, 2L and 4L.
 
     python -m model.positional_experiment --out results/positional
 
-Writes `runs.csv` (tidy: a row per task x encoding x seed x evaluation length), `summary.md`, and
-one inference checkpoint per encoding (reverse task, first seed) under `checkpoints/`. Finished
-runs are cached under `runs/`, so an interrupted experiment picks up where it stopped.
+Writes `runs.csv` (tidy: a row per task x encoding x seed x evaluation length), `baselines.csv`,
+`machine.json`, and one inference checkpoint per encoding (reverse task, first seed) under
+`checkpoints/`. Finished runs are cached under `runs/`, so an interrupted experiment picks up where it
+stopped. The words and tables come from `python -m analysis positional OUT` (summary.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -60,6 +63,20 @@ def bag_mode_accuracy(task_name: str, length: int, n_examples: int = 2048) -> fl
     return (mode == batch.targets).float().mean().item()
 
 
+def write_outputs(out: Path, rows: list[dict], baselines: dict[tuple[str, int], float], machine: dict) -> None:
+    """The experiment's data, atomically: runs.csv, baselines.csv and machine.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: (r["task"], r["pos_encoding"], r["seed"], r["eval_length"]))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "runs.csv", table.getvalue())
+    atomic_write_text(out / "baselines.csv", "task,eval_length,bag_mode_accuracy\n"
+                      + "".join(f"{t},{n},{a}\n" for (t, n), a in sorted(baselines.items())))  # fmt: skip
+    atomic_write_text(out / "machine.json", json.dumps(machine, indent=1))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model.positional_experiment", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/positional"))
@@ -75,8 +92,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.positional_report import write_outputs  # the report imports pandas; keep it off workers
-
     args = parser().parse_args(argv)
     machine = machine_facts()  # at the start: the code that trains is the code checked out now
     if "reverse" not in args.tasks:
@@ -117,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     baselines = {(t, n): bag_mode_accuracy(t, n) for t in args.tasks for n in {r["eval_length"] for r in rows}}
     write_outputs(args.out, rows, baselines, {**machine, "experiment": vars(args) | {"out": str(args.out)}})
-    print(f"wrote {args.out / 'runs.csv'} and {args.out / 'summary.md'}")
+    print(f"wrote {args.out / 'runs.csv'}; `python -m analysis positional {args.out}` writes its summary.md")
     return 0
 
 
