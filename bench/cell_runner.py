@@ -1,7 +1,13 @@
-"""Runs one grid cell: check it, count it, measure its memory, then time it with pytest-benchmark."""
+"""Runs one grid cell in one pass: check it, observe it (kernels, FLOPs, memory), then time it.
+
+Nothing is timed before the float32 check passes. In passes after the first, the deterministic facts
+(check, FLOPs, memory, kernels) are taken from the first pass and only the timing runs again.
+"""
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +16,22 @@ import torch
 from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
-from bench.memory import peak_bytes
+from bench.implementations import ImplementationError
+from bench.memory import cuda_peak_bytes
+from bench.observe import observe
 from bench.profiling import capture_trace
-from bench.timing import device_synchronizer, rounds_for_budget, synchronized, time_once
-from bench.workloads import TOLERANCE, WORKLOADS
+from bench.timing import (
+    capture_cuda_graph,
+    device_synchronizer,
+    device_time,
+    host_latency,
+    rounds_for_budget,
+    time_once,
+)
+from bench.workloads import TOLERANCE, WORKLOADS, Workload
+from model.cost import attention_family
+
+HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -21,51 +39,125 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
-def run_cell(benchmark, cell: Cell, grid: Grid, profile_dir: Path | None = None) -> None:
-    device, dtype = cell.device, getattr(torch, cell.dtype)
-    benchmark.group = f"{cell.group} {cell.device} {cell.dtype} n={cell.seq_len}"
+def record_samples(benchmark, samples_s: list[float], timer: str) -> None:
+    """Put externally measured seconds into pytest-benchmark's stats. Its pedantic mode times only with
+    the host clock, so device times (CUDA events) enter through the same Metadata pedantic fills."""
+    benchmark._mode = "attnbench.record_samples"  # what pedantic sets: the fixture counts as used
+    stats = benchmark._make_stats(1)
+    stats.options["timer"] = timer
+    for sample in samples_s:
+        stats.update(sample)
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+
+
+def _facts(cell: Cell, workload: Workload, sync) -> dict:
+    """The deterministic part of a cell: numerical check, FLOPs, kernels that ran, peak memory."""
+    error = workload.check()
+    if not error <= TOLERANCE[cell.dtype]:  # also catches NaN
+        raise ImplementationError(f"numerical check failed at {cell.id}: {cell.impl} is off from the float32 "
+                                  f"reference by relative error {error:.3g} (allowed {TOLERANCE[cell.dtype]:g})")
+    counted, added = count_flops(workload.eager_step)
+    seen = observe(workload.step, cell.device)
+    memory = seen.cpu_peak_bytes
+    if memory is None:  # on CUDA the caching allocator counts exactly
+        memory = cuda_peak_bytes(workload.step, torch.device(cell.device))
+    sync()
+    return {"check_relative_error": error, "check_tolerance": TOLERANCE[cell.dtype], "check_passed": True,
+            "flops_counted": counted, "flops_counted_with_added_formulas": added,
+            "flops_analytic": workload.flops(seen.attention_kernel), "attention_kernel": seen.attention_kernel,
+            "attention_ops": seen.attention_ops, "attention_device_kernels": seen.device_kernels,
+            "peak_mem_bytes": memory, "attention_family": attention_family(seen.attention_kernel),
+            "predicted_mem_bytes": workload.predicted_bytes(attention_family(seen.attention_kernel))}  # fmt: skip
+
+
+def _compile(cell: Cell, workload: Workload, sync) -> dict:
+    """Compile the step by calling it once: its latency, and the graph breaks dynamo recorded."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
     try:
-        workload = WORKLOADS[cell.group](cell, grid.shape, device, dtype)
-        error = workload.check()
-        if not error <= TOLERANCE[cell.dtype]:  # also catches NaN
-            pytest.fail(f"numerical check failed at {cell.id}: relative error {error:.3g} against the float32 "
-                        f"reference exceeds {TOLERANCE[cell.dtype]:g}", pytrace=False)  # fmt: skip
-        counted, added = count_flops(workload.step)
-        memory = peak_bytes(workload.step, device)
-        sync = device_synchronizer(device)
-        call = synchronized(workload.step, sync)
-        call()  # warm-up outside the timed rounds: first-call allocations and kernel selection
-        t = grid.timing
-        rounds = rounds_for_budget(time_once(call, sync), t.budget_s, t.min_rounds, t.max_rounds)
-        benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=t.warmup_rounds)
-        if profile_dir is not None:
-            capture_trace(workload.step, sync, profile_dir, cell.trace_name, device)
+        first_call_s = time_once(workload.step, sync)
+    except Exception as err:  # noqa: BLE001 - a compile failure is this cell's outcome, the grid goes on
+        raise ImplementationError(f"compile failed ({cell.compile}) at {cell.id}: {_one_line(err)}") from None
+    breaks = counters["graph_break"]
+    return {"first_call_s": first_call_s, "graph_breaks": sum(breaks.values()),
+            "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]]}  # fmt: skip
+
+
+def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None) -> dict:
+    """Everything one pass of a cell records, its device-time samples included."""
+    device, dtype = cell.device, getattr(torch, cell.dtype)
+    shape, t = grid.shapes[cell.shape], grid.timing
+    sync = device_synchronizer(device)
+    workload = WORKLOADS[cell.group](cell, shape, device, dtype)
+    compiled = _compile(cell, workload, sync) if cell.compile == "inductor" else {}
+    facts = facts or _facts(cell, workload, sync)
+    step, capture_s = workload.step, None
+    if cell.compile == "cudagraph":
+        start = time.perf_counter()
+        step = capture_cuda_graph(workload.step, torch.device(device)).replay
+        capture_s = time.perf_counter() - start
+        compiled = {"first_call_s": time_once(step, sync), "graph_breaks": 0, "graph_break_reasons": []}
+    rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
+    host = host_latency(step, sync, rounds, t.warmup_rounds)
+    dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
+    if profile_dir is not None:
+        capture_trace(workload.step, sync, profile_dir, cell.trace_name, device)
+    host_median, device_median = statistics.median(host), statistics.median(dev.samples_s)
+    first_call_s = compiled.get("first_call_s")
+    return {**facts, **compiled, "host_samples_s": host, "device_samples_s": dev.samples_s,
+            "host_median_s": host_median, "device_median_s": device_median,
+            "host_over_device": host_median / device_median, "host_bound": host_median > HOST_BOUND * device_median,
+            "device_time_method": dev.method, "device_time_note": dev.note, "first_call_s": first_call_s,
+            "compile_s": capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None),
+            "rounds": rounds, "tokens": workload.tokens}  # fmt: skip
+
+
+def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Path | None = None,
+             first_pass: dict | None = None) -> None:  # fmt: skip
+    """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
+    pass found: its facts, or the reason it failed or was skipped (then this pass ends the same way)."""
+    first_pass = {} if first_pass is None else first_pass
+    benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
+    benchmark.params = {**cell.params(), "repeat": repeat}  # plain values: JSON and --group-by=param:NAME
+    earlier = first_pass.get(cell.id)
+    if isinstance(earlier, tuple):
+        outcome, reason = earlier
+        pytest.skip(reason) if outcome == "skipped" else pytest.fail(reason, pytrace=False)
+    try:
+        result = measure(cell, grid, earlier, profile_dir)
+    except ImplementationError as err:
+        first_pass[cell.id] = ("failed", str(err))
+        pytest.fail(str(err), pytrace=False)
     except Exception as err:
-        if not is_out_of_memory(err):
-            raise
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        pytest.skip(f"oom: {str(err).splitlines()[0][:200]}")
-    median = benchmark.stats.stats.median
-    peak = peak_matmul_flops(device, cell.dtype)
-    backend = workload.backend()
-    flops = workload.flops(backend)
-    achieved = flops / median
+        if is_out_of_memory(err):
+            if cell.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            first_pass[cell.id] = ("skipped", f"oom: {str(err).splitlines()[0][:200]}")
+            pytest.skip(first_pass[cell.id][1])
+        if ":" in cell.impl:  # a user implementation's own error: one line naming it, the grid goes on
+            first_pass[cell.id] = ("failed", f"{cell.impl} raised {_one_line(err)}")
+            pytest.fail(first_pass[cell.id][1], pytrace=False)
+        raise
+    facts_keys = ("check_relative_error", "check_tolerance", "check_passed", "flops_counted",
+                  "flops_counted_with_added_formulas", "flops_analytic", "attention_kernel", "attention_ops",
+                  "attention_device_kernels", "attention_family", "peak_mem_bytes", "predicted_mem_bytes")  # fmt: skip
+    first_pass.setdefault(cell.id, {k: result[k] for k in facts_keys})
+    if benchmark.disabled:
+        return
+    record_samples(benchmark, result["device_samples_s"], result["device_time_method"])
+    device_s = result["device_median_s"]
+    shape = grid.shapes[cell.shape]
+    flops = result["flops_analytic"] if result["flops_analytic"] is not None else result["flops_counted"]
+    peak = peak_matmul_flops(cell.device, cell.dtype)
     benchmark.extra_info.update({
-        **cell.params(),
-        "id": cell.id,
+        **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
         "trace_name": cell.trace_name if profile_dir is not None else None,
-        "flops_analytic": flops,
-        "flops_counted": counted,
-        "flops_counted_with_added_formulas": added,
-        "flops_per_s": achieved,
-        "peak_flops_per_s": peak,
-        "mfu": achieved / peak,
-        "peak_mem_bytes": memory,
-        "predicted_mem_bytes": workload.predicted_bytes,
-        "sdpa_backend": backend,
-        "tokens_per_s": workload.tokens / median,
-        "check_relative_error": error,
-        "check_passed": True,
-        "rounds": rounds,
+        "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
+        **{k: v for k, v in result.items() if k != "tokens"},
+        "flops_per_s": flops / device_s, "peak_flops_per_s": peak, "mfu": flops / device_s / peak,
+        "tokens_per_s": result["tokens"] / device_s,
     })  # fmt: skip

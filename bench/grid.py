@@ -1,29 +1,35 @@
-"""The benchmark grid: profiles from grids.toml, overrides, cells, and why a cell cannot run."""
+"""The benchmark grid: profiles from grids.toml, overrides, and the cells they generate."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from model.config import POS_ENCODINGS
+
 GRIDS_FILE = Path(__file__).with_name("grids.toml")
 GROUPS = ("attention", "layer", "train_step", "calibration")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
-IMPLS = {"attention": ("naive", "sdpa", "torch_mha"), "layer": ("ours", "ours_naive", "torch"),
-         "train_step": ("naive", "sdpa")}  # fmt: skip
-PASSES = {"attention": ("forward", "train"), "layer": ("eval", "train")}
-# Which axes each group varies over, beyond the shared seq_len/heads/dtype/device.
-GROUP_AXES = {
-    "attention": ("impl", "pass"),
-    "layer": ("impl", "pass", "dropout"),
-    "train_step": ("impl",),
-    "calibration": (),
-}
-SHARED_AXES = ("seq_len", "heads", "dtype", "device")
+BUILTIN_IMPLS = {"attention": ("naive", "sdpa", "auto", "torch_mha"),
+                 "layer": ("ours", "ours_naive", "ours_auto", "torch"),
+                 "train_step": ("naive", "sdpa", "auto")}  # fmt: skip
+# Groups whose impl may also be a user implementation, named `module.path:factory`.
+USER_IMPL_GROUPS = ("attention", "layer")
+USER_IMPL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+PASSES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
+COMPILE_MODES = ("eager", "inductor", "cudagraph")
+SHARED_AXES = ("seq_len", "heads", "dtype", "device", "shape")
+BLOCK_AXES = ("impl", "pass", "dropout", "pos_encoding", "compile")
+# What a block gets for an axis it does not name.
+BLOCK_DEFAULTS = {"dropout": [0.0], "pos_encoding": ["none"], "compile": ["eager"]}
+# Axes a group cannot vary: its only value.
+FIXED = {"attention": {"dropout": [0.0], "pos_encoding": ["none"]}, "train_step": {"pass": ["train"]}}
 
 
 class GridError(ValueError):
@@ -32,6 +38,7 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Shape:
+    name: str
     batch: int
     d_model: int
     d_ff: int
@@ -41,7 +48,7 @@ class Shape:
 
 @dataclass(frozen=True)
 class Timing:
-    budget_s: float
+    budget_s: float  # per cell and pass
     min_rounds: int
     max_rounds: int
     warmup_rounds: int
@@ -52,54 +59,78 @@ class Cell:
     group: str
     device: str
     dtype: str
+    shape: str = "small"
     seq_len: int = 0
     heads: int = 0
     impl: str = ""
     pass_: str = ""
     dropout: float = 0.0
+    pos_encoding: str = "none"
+    compile: str = "eager"
 
     @property
     def id(self) -> str:
-        parts = [self.device, self.dtype]
-        if self.group != "calibration":
-            parts += [f"n{self.seq_len}", f"h{self.heads}", self.impl]
-        if self.pass_:
-            parts.append(self.pass_)
-        if self.group == "layer" and self.pass_ == "train":
+        """Unique in a grid, the same in every run of it: compare matches cells by it."""
+        if self.group == "calibration":
+            return f"{self.device}-{self.dtype}"
+        parts = [self.device, self.dtype, self.shape, f"n{self.seq_len}", f"h{self.heads}", self.impl, self.pass_]
+        if self.pass_ == "train" and self.group != "attention":
             parts.append(f"p{self.dropout:g}")
+        if self.pos_encoding != "none":
+            parts.append(self.pos_encoding)
+        if self.compile != "eager":
+            parts.append(self.compile)
         return "-".join(parts)
 
     @property
     def trace_name(self) -> str:
-        """Folder of this cell's profiler trace: unique across groups."""
-        return f"{self.group}.{self.id}"
+        """Folder of this cell's profiler trace: unique across groups, safe as a file name."""
+        return f"{self.group}.{self.id}".replace(":", "_")
 
     def params(self) -> dict[str, Any]:
-        return {"group": self.group, "device": self.device, "dtype": self.dtype, "seq_len": self.seq_len,
-                "heads": self.heads, "impl": self.impl, "pass": self.pass_, "dropout": self.dropout}  # fmt: skip
+        """Plain parameters, as the results JSON and pytest-benchmark's --group-by=param:NAME see them."""
+        params = asdict(self)
+        params["pass"] = params.pop("pass_")
+        return params
 
 
 @dataclass
 class Grid:
     profile: str
     description: str
-    shape: Shape
+    shapes: dict[str, Shape]
     timing: Timing
-    axes: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # group -> axis -> values
+    repeats: int
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # each: group and its axis -> values
 
-    def cells(self, group: str) -> list[Cell]:
-        axes = self.axes[group]
-        if group == "calibration":
-            return [Cell(group, dev, dt) for dev, dt in itertools.product(axes["device"], axes["dtype"])]
-        out = []
-        names = SHARED_AXES + GROUP_AXES[group]
-        for values in itertools.product(*(axes[name] for name in names)):
-            v = dict(zip(names, values))
-            if group == "layer" and v["pass"] == "eval" and v["dropout"] != 0.0:
-                continue  # eval ignores dropout: that cell would repeat the dropout-0 one
-            out.append(Cell(group, v["device"], v["dtype"], v["seq_len"], v["heads"], v["impl"],
-                            v.get("pass", ""), v.get("dropout", 0.0)))  # fmt: skip
-        return out
+    def cells(self, group: str | None = None) -> list[Cell]:
+        """Every cell of the grid (or of one group) once, in declaration order."""
+        seen: dict[str, Cell] = {}
+        for block in self.blocks:
+            if group is None or block["group"] == group:
+                for cell in block_cells(block):
+                    seen.setdefault(cell.trace_name, cell)
+        return list(seen.values())
+
+    def describe(self) -> dict[str, Any]:
+        """What the results JSON records of the grid."""
+        return {"profile": self.profile, "repeats": self.repeats, "timing": asdict(self.timing),
+                "shapes": {name: asdict(s) for name, s in self.shapes.items()}, "blocks": self.blocks}  # fmt: skip
+
+
+def block_cells(block: dict[str, Any]) -> list[Cell]:
+    group = block["group"]
+    if group == "calibration":
+        return [Cell(group, dev, dt) for dev, dt in itertools.product(block["device"], block["dtype"])]
+    names = SHARED_AXES + BLOCK_AXES
+    cells = []
+    for values in itertools.product(*(block[name] for name in names)):
+        v = dict(zip(names, values))
+        if v["pass"] in ("eval", "forward") and v["dropout"] != 0.0:
+            continue  # inference ignores dropout: that cell would repeat the dropout-0 one
+        cells.append(Cell(group, v["device"], v["dtype"], v["shape"], v["seq_len"], v["heads"], v["impl"],
+                          v["pass"], v["dropout"], v["pos_encoding"], v["compile"]))  # fmt: skip
+    return cells
 
 
 def _parse_value(axis: str, text: str) -> Any:
@@ -111,51 +142,88 @@ def _parse_value(axis: str, text: str) -> Any:
         ) from None
 
 
-def _check_values(group: str, axis: str, values: list[Any], d_model: int) -> None:
-    allowed = {"dtype": DTYPES, "device": DEVICES, "impl": IMPLS.get(group, ()), "pass": PASSES.get(group, ())}.get(
-        axis
-    )
-    if not values:
-        raise GridError(f"axis {axis!r} of group {group!r} is empty: give at least one value")
-    for value in values:
-        if allowed is not None and value not in allowed:
-            raise GridError(f"{group}.{axis}={value!r} is not accepted; choose from {', '.join(allowed)}")
-        if axis == "seq_len" and value <= 0:
-            raise GridError(f"seq_len={value} must be a positive whole number")
-        if axis == "heads" and (value <= 0 or d_model % value):
-            ok = [h for h in range(1, d_model + 1) if d_model % h == 0]
-            raise GridError(f"heads={value} must divide d_model={d_model}; choose from {ok}")
-        if axis == "dropout" and not 0.0 <= value < 1.0:
-            raise GridError(f"dropout={value} must be in [0, 1)")
+def _allowed(group: str, axis: str, shapes: dict[str, Shape]) -> tuple[str, ...] | None:
+    return {
+        "dtype": DTYPES,
+        "device": DEVICES,
+        "shape": tuple(shapes),
+        "impl": BUILTIN_IMPLS.get(group, ()),
+        "pass": PASSES.get(group, ()),
+        "pos_encoding": tuple(FIXED.get(group, {}).get("pos_encoding", POS_ENCODINGS)),
+        "compile": COMPILE_MODES,
+    }.get(axis)
 
 
-def load_grid(profile: str, overrides: list[str] = (), path: Path = GRIDS_FILE) -> Grid:
-    """The named profile with `AXIS=V1,V2` or `GROUP.AXIS=V1,V2` overrides applied."""
+def check_block(block: dict[str, Any], shapes: dict[str, Shape]) -> None:
+    group = block["group"]
+    axes = ("device", "dtype") if group == "calibration" else ("shape", *SHARED_AXES[:-1], *BLOCK_AXES)
+    for axis in axes:  # shape first: heads are checked against its d_model
+        values, allowed = block[axis], _allowed(group, axis, shapes)
+        if not values:
+            raise GridError(f"axis {axis!r} of group {group!r} is empty: give at least one value")
+        for value in values:
+            user_impl = axis == "impl" and group in USER_IMPL_GROUPS and USER_IMPL.match(str(value))
+            if allowed is not None and value not in allowed and not user_impl:
+                user_ok = axis == "impl" and group in USER_IMPL_GROUPS
+                extra = " or a user implementation module.path:factory" if user_ok else ""
+                raise GridError(f"{group}.{axis}={value!r} is not accepted; choose from {', '.join(allowed)}{extra}")
+            if axis == "seq_len" and value <= 0:
+                raise GridError(f"seq_len={value} must be a positive whole number")
+            if axis == "dropout" and not 0.0 <= value < 1.0:
+                raise GridError(f"dropout={value} must be in [0, 1)")
+        if axis == "heads":
+            for name in block["shape"]:
+                d_model = shapes[name].d_model
+                for value in values:
+                    if value <= 0 or d_model % value:
+                        ok = [h for h in range(1, d_model + 1) if d_model % h == 0]
+                        raise GridError(
+                            f"heads={value} must divide d_model={d_model} of shape {name!r}; choose from {ok}"
+                        )
+
+
+def _apply_override(blocks: list[dict[str, Any]], item: str) -> None:
+    key, sep, text = item.partition("=")
+    group, _, axis = key.rpartition(".")
+    known = SHARED_AXES + BLOCK_AXES
+    if not sep or axis not in known or (group and group not in GROUPS) or not text:
+        raise GridError(f"override {item!r} is malformed; write AXIS=V1,V2 or GROUP.AXIS=V1,V2 with AXIS one of "
+                        f"{', '.join(known)} and GROUP one of {', '.join(GROUPS)}")  # fmt: skip
+    values = [_parse_value(axis, v.strip()) for v in text.split(",")]
+    for block in blocks:
+        fixed = FIXED.get(block["group"], {})
+        if (not group or block["group"] == group) and axis in block and axis not in fixed:
+            block[axis] = list(values)
+
+
+def load_grid(profile: str, overrides: list[str] = (), repeats: int | None = None, path: Path = GRIDS_FILE) -> Grid:
+    """The named profile with `AXIS=V1,V2` or `GROUP.AXIS=V1,V2` overrides applied to its blocks."""
     data = tomllib.loads(path.read_text())
     profiles = data["profiles"]
     if profile not in profiles:
         raise GridError(f"--grid {profile!r} is not a profile; choose from {', '.join(profiles)}")
     spec = profiles[profile]
-    shape, timing = Shape(**data["shape"]), Timing(**{**data["timing"], **spec.get("timing", {})})
+    shapes = {name: Shape(name, **values) for name, values in data["shapes"].items()}
+    timing = Timing(**{**data["timing"], **spec.get("timing", {})})
     shared = {axis: list(spec[axis]) for axis in SHARED_AXES}
-    axes = {}
-    for group in GROUPS:
-        table = spec.get(group, {})
-        axes[group] = {**shared, **{axis: list(table.get(axis, ())) for axis in GROUP_AXES[group]}}
-        axes[group].update({axis: list(table[axis]) for axis in SHARED_AXES if axis in table})
-        axes[group].setdefault("dropout", [0.0])
+    blocks = []
+    for declared in spec["blocks"]:
+        group = declared["group"]
+        if group not in GROUPS[:-1]:
+            raise GridError(f"grid {profile!r} has a block of group {group!r}; choose from {', '.join(GROUPS[:-1])}")
+        block = {"group": group, **shared, **BLOCK_DEFAULTS}
+        block.update({axis: list(v) for axis, v in declared.items() if axis != "group"})
+        block.update(FIXED.get(group, {}))
+        block.setdefault("pass", list(PASSES[group]))
+        blocks.append(block)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        group, _, axis = key.rpartition(".")
-        known = SHARED_AXES + ("impl", "pass", "dropout")
-        if not sep or axis not in known or (group and group not in GROUPS) or not text:
-            raise GridError(f"override {item!r} is malformed; write AXIS=V1,V2 or GROUP.AXIS=V1,V2 with AXIS one of "
-                            f"{', '.join(known)} and GROUP one of {', '.join(GROUPS)}")  # fmt: skip
-        values = [_parse_value(axis, v.strip()) for v in text.split(",")]
-        for g in [group] if group else GROUPS:
-            if axis in SHARED_AXES or axis in GROUP_AXES[g]:
-                axes[g][axis] = values
-    for group, group_axes in axes.items():
-        for axis in SHARED_AXES + GROUP_AXES[group]:
-            _check_values(group, axis, group_axes[axis], shape.d_model)
-    return Grid(profile, spec.get("description", ""), shape, timing, axes)
+        _apply_override(blocks, item)
+    devices = list(dict.fromkeys(d for b in blocks for d in b["device"]))
+    dtypes = list(dict.fromkeys(d for b in blocks for d in b["dtype"]))
+    blocks.append({"group": "calibration", "device": devices, "dtype": dtypes})
+    for block in blocks:
+        check_block(block, shapes)
+    repeats = spec.get("repeats", 1) if repeats is None else repeats
+    if not isinstance(repeats, int) or repeats < 1:
+        raise GridError(f"--repeats {repeats!r} is not accepted; give a whole number of passes, 1 or more")
+    return Grid(profile, spec.get("description", ""), shapes, timing, repeats, blocks)

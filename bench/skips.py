@@ -5,11 +5,12 @@ from __future__ import annotations
 import psutil
 import torch
 
-from bench.grid import Cell, Shape
+from bench.grid import BUILTIN_IMPLS, Cell, Shape
 from bench.workloads import predicted_peak_bytes
 from model.machine import cpu_model_and_flags
 
 FAST_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
+ROTATING = ("rope",)  # encodings that rotate q and k inside attention: only our layer has the hook
 
 
 def memory_budget(device: str, budget_gb: float | None) -> int:
@@ -19,6 +20,24 @@ def memory_budget(device: str, budget_gb: float | None) -> int:
     if device == "cuda" and torch.cuda.is_available():
         return int(torch.cuda.mem_get_info()[0] * 0.9)
     return int(psutil.virtual_memory().available * 0.8)
+
+
+def fast_fp16(flags: list[str]) -> bool:
+    return any(flag in flags for flag in FAST_FP16_FLAGS)
+
+
+def unsupported(cell: Cell) -> str | None:
+    """A combination the implementation cannot express (not a limit of this machine)."""
+    if cell.compile == "cudagraph" and cell.device != "cuda":
+        return "unsupported: cudagraph capture needs a CUDA device"
+    if cell.compile != "eager" and cell.dropout > 0:
+        return "unsupported: compiled cells run with dropout 0 (the check would need a second compilation)"
+    if cell.group == "layer" and cell.pos_encoding != "none":
+        if cell.impl == "torch" and cell.pos_encoding in ROTATING:
+            return f"unsupported: nn.TransformerEncoderLayer has no hook to rotate q and k ({cell.pos_encoding})"
+        if cell.impl not in BUILTIN_IMPLS["layer"]:
+            return f"unsupported: user layer {cell.impl} takes no positional encoding ({cell.pos_encoding})"
+    return None
 
 
 def skip_reason(
@@ -34,10 +53,12 @@ def skip_reason(
     if cell.device == "cuda" and not cuda_available:
         return "no cuda: torch sees no CUDA device on this machine"
     flags = cpu_model_and_flags()[1] if cpu_flags is None else cpu_flags
-    if cell.device == "cpu" and cell.dtype == "float16" and not allow_slow_fp16:
-        if not any(flag in flags for flag in FAST_FP16_FLAGS):
-            return ("unsupported: float16 has no fast kernel on this CPU (no avx512_fp16/amx_fp16; about 1-3 GFLOP/s); "
-                    "pass --allow-slow-fp16 to run it")  # fmt: skip
+    if cell.device == "cpu" and cell.dtype == "float16" and not allow_slow_fp16 and not fast_fp16(flags):
+        return ("unsupported: float16 has no fast kernel on this CPU (no avx512_fp16/amx_fp16; about 1-3 GFLOP/s); "
+                "pass --allow-slow-fp16 to run it")  # fmt: skip
+    reason = unsupported(cell)
+    if reason:
+        return reason
     predicted = predicted_peak_bytes(cell, shape)
     if predicted > budget_bytes:
         return f"would not fit: predicted {predicted} bytes > budget {budget_bytes} bytes (set with --mem-budget-gb)"

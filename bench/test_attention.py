@@ -5,5 +5,5 @@ from bench.cell_runner import run_cell
 GROUP = "attention"
 
 
-def test_attention(benchmark, cell, grid, profile_dir):
-    run_cell(benchmark, cell, grid, profile_dir)
+def test_attention(benchmark, cell, grid, repeat, profile_dir, first_pass):
+    run_cell(benchmark, cell, grid, repeat, profile_dir, first_pass)

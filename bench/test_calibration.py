@@ -1,21 +1,24 @@
 """Benchmark group 'calibration': the achievable matmul FLOP/s of this device and dtype, measured in
 the same session as the grid, so every cell's MFU has a denominator from the same machine state."""
 
-import torch
+import statistics
 
-from bench.calibration import matmul_operands, peak_matmul_flops
-from bench.timing import device_synchronizer, synchronized
+from bench.calibration import calibration_size, matmul_seconds, peak_matmul_flops
+from bench.cell_runner import record_samples
 
 GROUP = "calibration"
 
 
-def test_calibration(benchmark, cell):
-    a, b = matmul_operands(cell.device, getattr(torch, cell.dtype))
-    call = synchronized(lambda: a @ b, device_synchronizer(cell.device))
+def test_calibration(benchmark, cell, grid, repeat):
     benchmark.group = f"calibration {cell.device}"
-    benchmark.pedantic(call, rounds=5, iterations=1, warmup_rounds=1)
-    flops = 2 * a.shape[0] ** 3
+    benchmark.params = {**cell.params(), "repeat": repeat}
+    host, dev, method = matmul_seconds(cell.device, cell.dtype, rounds=5)
+    record_samples(benchmark, dev, method)
+    flops = 2 * calibration_size(cell.device) ** 3
     benchmark.extra_info.update({
-        **cell.params(), "flops_analytic": flops, "flops_per_s": flops / benchmark.stats.stats.median,
-        "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype), "matmul_size": a.shape[0],
+        **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
+        "flops_analytic": flops, "host_samples_s": host, "device_samples_s": dev, "device_time_method": method,
+        "host_median_s": statistics.median(host), "device_median_s": statistics.median(dev),
+        "flops_per_s": flops / statistics.median(dev), "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype),
+        "matmul_size": calibration_size(cell.device),
     })  # fmt: skip

@@ -5,5 +5,5 @@ from bench.cell_runner import run_cell
 GROUP = "layer"
 
 
-def test_layer(benchmark, cell, grid, profile_dir):
-    run_cell(benchmark, cell, grid, profile_dir)
+def test_layer(benchmark, cell, grid, repeat, profile_dir, first_pass):
+    run_cell(benchmark, cell, grid, repeat, profile_dir, first_pass)

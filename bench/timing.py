@@ -1,12 +1,28 @@
-"""Timing that is right on CUDA: every timed call ends in a synchronisation, so pytest-benchmark's
-wall clock covers the kernels the call launched, not just their launch."""
+"""Two times for every cell.
+
+- Host latency: one call followed by a synchronisation, per round: what a user's loop waits for.
+- Device time: the device's own work. On CPU the ops run synchronously, so it is the host latency.
+  On CUDA: replay of a CUDA graph of the step, timed by CUDA events, where the step can be captured
+  (no launch gaps, so a host-bound step still shows the kernels' time); otherwise CUDA events around
+  back-to-back calls. Either way the L2 cache is flushed before each call, outside the timed span.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+
+L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MiB), as triton's do_bench
+
+
+@dataclass
+class DeviceTimes:
+    samples_s: list[float]
+    method: str  # cpu_clock, cuda_graph or cuda_events
+    note: str | None = None  # why the graph path was not used, where it was tried
 
 
 def device_synchronizer(device: str) -> Callable[[], None]:
@@ -38,3 +54,60 @@ def time_once(call: Callable[[], object], sync: Callable[[], None]) -> float:
     call()
     sync()
     return time.perf_counter() - start
+
+
+def host_latency(step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int) -> list[float]:
+    """Seconds of `rounds` synchronised calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        time_once(step, sync)
+    return [time_once(step, sync) for _ in range(rounds)]
+
+
+def capture_cuda_graph(step: Callable[[], object], device: torch.device, warmup: int = 3) -> torch.cuda.CUDAGraph:
+    """The step as a CUDA graph: warmed up on a side stream (as torch.cuda.graphs requires), then captured."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    torch.cuda.synchronize(device)
+    return graph
+
+
+def cuda_event_times(fn: Callable[[], object], device: torch.device, rounds: int, warmup: int) -> list[float]:
+    """CUDA-event seconds of `rounds` back-to-back calls, each after an L2 flush outside its events."""
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
+    for _ in range(warmup):
+        fn()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(rounds)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(rounds)]
+    torch.cuda.synchronize(device)
+    for start, end in zip(starts, ends):
+        flush.zero_()
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize(device)
+    return [start.elapsed_time(end) / 1e3 for start, end in zip(starts, ends)]
+
+
+def device_time(
+    step: Callable[[], object], device: str, rounds: int, warmup: int, host_samples: list[float], try_graph: bool = True
+) -> DeviceTimes:
+    """The device's time per step (see the module docstring); on CPU the host samples themselves."""
+    if not device.startswith("cuda"):
+        return DeviceTimes(list(host_samples), "cpu_clock")
+    dev = torch.device(device)
+    note = None
+    if try_graph:
+        try:
+            graph = capture_cuda_graph(step, dev)
+            return DeviceTimes(cuda_event_times(graph.replay, dev, rounds, warmup), "cuda_graph")
+        except Exception as err:  # noqa: BLE001 - any capture failure falls back to events, with its reason
+            torch.cuda.synchronize(dev)
+            note = f"not capturable as a CUDA graph: {str(err).splitlines()[0][:160]}"
+    return DeviceTimes(cuda_event_times(step, dev, rounds, warmup), "cuda_events", note)

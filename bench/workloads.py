@@ -12,8 +12,13 @@ from torch import nn
 
 from bench.calibration import calibration_size
 from bench.grid import Cell, Shape
-from model import Encoder, EncoderConfig, EncoderLayer, cost
-from model.attention import MultiHeadAttention, sdpa_backend
+from bench.implementations import Implementation, ImplementationError, resolve, user_flops
+from bench.observe import recomputes_scores
+from model import Encoder, EncoderConfig, cost
+from model.attention import MultiHeadAttention, auto_choices
+from model.kernel_choice import choose
+from model.layers import EncoderLayer
+from model.positional import PositionalEncoding, positional_encoding
 
 # Relative error (Frobenius) allowed against the float32 reference, by dtype: a few roundings' worth
 # (float32 flash vs math differ by ~1e-6; bf16 has 8 significant bits, fp16 11), far below the
@@ -23,58 +28,81 @@ TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 5e-3}
 
 @dataclass
 class Workload:
-    step: Callable[[], object]
+    step: Callable[[], object]  # one step, as timed (compiled where the cell says so)
+    eager_step: Callable[[], object]  # the same step uncompiled: FLOPs are counted on it
     check: Callable[[], float]  # relative error against the float32 reference
-    flops: Callable[[str], int]  # analytic matmul FLOPs of one step, given the attention backend that ran
-    predicted_bytes: int  # analytic peak memory of one step
+    flops: Callable[[str], int | None]  # analytic matmul FLOPs of one step, given the attention kernel observed
+    predicted_bytes: Callable[[str], int | None]  # analytic peak memory, given the attention kernel family observed
     tokens: int
-    backend: Callable[[], str]  # which attention kernel ran, read after a step
-
-
-class CheckFailed(AssertionError):
-    pass
-
-
-def recomputes_scores(backend: str) -> bool:
-    """Flash, memory-efficient and cuDNN kernels keep no scores and recompute QK^T in backward."""
-    return any(name in backend for name in ("flash", "efficient", "cudnn"))
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.double() - want.double()).norm() / want.double().norm().clamp_min(1e-30)).item()
 
 
-def materialises_scores(cell: Cell) -> bool:
-    """Whether this cell's attention builds the (b, h, n, n) matrix (see DESIGN.md's measured facts)."""
+def predicted_family(cell: Cell) -> str:
+    """The attention kernel family a cell is expected to run, before it runs (for memory budgets); the
+    results record the family it was observed to run (see DESIGN.md's measured facts)."""
+    if cell.impl == "auto" or cell.impl == "ours_auto":
+        kernel = choose(auto_choices(), cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.pass_ == "train")
+        return {"naive": "materialised", "sdpa": "flash"}.get(kernel, kernel)
     if cell.impl in ("naive", "ours_naive"):
-        return True
-    if cell.impl in ("torch", "torch_mha") and cell.pass_ in ("eval", "forward") and cell.device == "cpu":
-        return True  # the fused eval fast paths build the full score matrix on CPU
-    return cell.dropout > 0 and cell.device == "cpu"  # CPU flash has no dropout: SDPA falls back to math
+        return "materialised"
+    odd_heads = cell.heads % 2 == 1  # nn.MultiheadAttention takes its fused path only with an even head count
+    if cell.impl in ("torch", "torch_mha") and cell.pass_ in ("eval", "forward") and not odd_heads:
+        return "fused_explicit" if cell.device == "cpu" else "fused_sdpa"
+    if cell.device == "cpu":
+        return "math" if cell.dropout > 0 else "flash"  # CPU flash has no dropout: SDPA falls back to math
+    return "efficient" if cell.dtype == "float32" else "cudnn"
 
 
-def predicted_peak_bytes(cell: Cell, shape: Shape) -> int:
+def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) -> int:
+    """The cost model's peak for this cell, given the attention kernel family (default: the expected one)."""
     b, n, d, h, p = shape.batch, cell.seq_len, shape.d_model, cell.heads, cost.dtype_bytes(cell.dtype)
-    f = shape.d_ff if cell.group != "attention" else 0  # attention alone: the layer model without feed-forward
-    scores = materialises_scores(cell)
     if cell.group == "calibration":
         return 3 * calibration_size(cell.device) ** 2 * p
-    if cell.group == "train_step":
-        per_layer = cost.layer_activation_bytes(b, n, d, h, f, p, cell.dropout > 0, scores)
-        params = shape.model_layers * cost.layer_parameter_count(d, f) + 2 * shape.model_vocab * d
-        return shape.model_layers * per_layer + params * p + 3 * b * n * shape.model_vocab * 4
-    if cell.pass_ in ("train",):
-        return cost.layer_training_peak_bytes(b, n, d, h, f, p, cell.dropout > 0, scores)
-    return cost.layer_inference_peak_bytes(b, n, d, h, f, p, scores)
+    family = family or predicted_family(cell)
+    m = cost.MemoryShape(b, n, d, h, shape.d_ff, p, "cpu" if cell.device == "cpu" else "cuda")
+    train = cell.pass_ == "train"
+    extra = cost.positional_extra_bytes(m, cell.pos_encoding, train)
+    if cell.group == "attention":
+        wrapper = 2 * m.u if cell.impl == "torch_mha" and train else 0  # nn.MultiheadAttention's own copies
+        attention = cost.attention_training_bytes if train else cost.attention_inference_bytes
+        return attention(m, family) + wrapper
+    if cell.group == "layer":
+        return extra + (cost.layer_training_bytes(m, family, cell.dropout > 0) if train
+                        else cost.layer_inference_bytes(m, family))  # fmt: skip
+    params = shape.model_layers * cost.layer_parameter_count(d, shape.d_ff) + 2 * shape.model_vocab * d
+    return shape.model_layers * extra + cost.train_step_bytes(m, family, cell.dropout > 0, shape.model_layers,
+                                                              shape.model_vocab, params)  # fmt: skip
 
 
-def _set_dropout(module: nn.Module, p: float) -> nn.Module:
+def set_dropout(module: nn.Module, p: float) -> nn.Module:
+    """Every nn.Dropout's p and every float `dropout` attribute (attention modules) set to p."""
     for m in module.modules():
         if isinstance(m, nn.Dropout):
             m.p = p
-        if isinstance(m, (MultiHeadAttention, nn.MultiheadAttention)):
+        if isinstance(getattr(m, "dropout", None), float):
             m.dropout = p
     return module
+
+
+class PositionedLayer(nn.Module):
+    """A layer with a positional encoding, applied the way the layer takes it: ours through its
+    `positional` argument, torch's ALiBi-style biases as a float src_mask (batch x heads, n, n)."""
+
+    def __init__(self, layer: nn.Module, positional: PositionalEncoding, style: str, heads: int) -> None:
+        super().__init__()
+        self.layer, self.positional, self.style, self.heads = layer, positional, style, heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.positional.embed(x)
+        if self.style == "ours":
+            return self.layer(x, positional=self.positional)
+        bias = self.positional.attention_bias(x.shape[1], x.device, x.dtype)  # (nh, n, n) or None
+        if bias is None:
+            return self.layer(x)
+        return self.layer(x, src_mask=bias.repeat(x.shape[0], 1, 1))
 
 
 def _forward_backward(module: Callable, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
@@ -93,18 +121,19 @@ def _inference(module: Callable, x: torch.Tensor) -> Callable[[], object]:
     return step
 
 
-def _checker(
-    impl: nn.Module, reference: nn.Module, call: Callable, x: torch.Tensor, train: bool
-) -> Callable[[], float]:
-    """Relative error of impl vs a float32 reference on the same input, dropout off; with train, the
-    input gradient too (the larger of the two errors)."""
+def _checker(impl: Implementation, module: nn.Module, reference: nn.Module, x: torch.Tensor, train: bool,
+             dropout: float) -> Callable[[], float]:  # fmt: skip
+    """Relative error of the module as timed vs the float32 reference on the same input, dropout off;
+    with train, of the input gradient too (the larger of the two errors)."""
 
     def check() -> float:
-        mine = _set_dropout(copy.deepcopy(impl), 0.0).train(train)
-        ref = _set_dropout(copy.deepcopy(reference), 0.0).float().train(train)
+        mine = module if dropout == 0 else set_dropout(copy.deepcopy(module), 0.0)
         xs = [x.detach().clone().requires_grad_(train), x.detach().float().clone().requires_grad_(train)]
         with torch.set_grad_enabled(train):
-            outs = [call(mine, xs[0]), call(ref, xs[1])]
+            outs = [mine(xs[0]), reference(xs[1])]
+        if outs[0].shape != outs[1].shape:
+            raise ImplementationError(f"{impl.name} returned shape {tuple(outs[0].shape)} for input "
+                                      f"{tuple(x.shape)}; it must map (batch, seq, d_model) to the same shape")
         errors = [relative_error(outs[0], outs[1])]
         if train:
             g = torch.randn(outs[1].shape, generator=torch.Generator().manual_seed(0)).to(outs[1].device)
@@ -116,114 +145,107 @@ def _checker(
     return check
 
 
-def attention_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
+def compiled(module: nn.Module, mode: str) -> nn.Module:
+    """The module as the cell's compile mode runs it (cudagraph captures the eager step later)."""
+    return torch.compile(module) if mode == "inductor" else module
+
+
+def _module_workload(cell: Cell, impl: Implementation, module: nn.Module, reference: nn.Module, shape: Shape,
+                     device: str, dtype: torch.dtype, forward_flops: Callable[[str], int]) -> Workload:  # fmt: skip
+    """Shared by attention and layer cells: a module mapping (b, n, d) to the same shape."""
     b, n, d = shape.batch, cell.seq_len, shape.d_model
-    torch.manual_seed(0)
-    ours = MultiHeadAttention(d, cell.heads, 0.0, "naive" if cell.impl == "naive" else "sdpa")
-    reference = MultiHeadAttention(d, cell.heads, 0.0, "naive")
-    reference.load_state_dict(ours.state_dict())
-    if cell.impl == "torch_mha":
-        module: nn.Module = nn.MultiheadAttention(d, cell.heads, batch_first=True)
-        with torch.no_grad():
-            module.in_proj_weight.copy_(ours.in_proj.weight)
-            module.in_proj_bias.copy_(ours.in_proj.bias)
-            module.out_proj.load_state_dict(ours.out_proj.state_dict())
-
-        def call(m, x):
-            return m(x, x, x, need_weights=False)[0] if isinstance(m, nn.MultiheadAttention) else m(x)
-    else:
-        module = ours
-
-        def call(m, x):
-            return m(x)
-
-    module = module.to(device, dtype)
     train = cell.pass_ == "train"
+    module = module.to(device, dtype).train(train)
+    reference = reference.to(device).train(train)
     x = torch.randn(b, n, d, device=device, dtype=dtype, requires_grad=train)
-    module.train(train)
-    fn = lambda inp: call(module, inp)  # noqa: E731
-    step = _forward_backward(fn, x, torch.randn_like(x)) if train else _inference(fn, x)
-    forward = 2 * b * n * 4 * d * d + cost.attention_score_flops(b, n, d)
+    grad = torch.randn_like(x)
+    timed = compiled(module, cell.compile)
+    make_step = (lambda m: _forward_backward(m, x, grad)) if train else (lambda m: _inference(m, x))
 
-    def flops(backend: str) -> int:  # backward: 2x forward, plus QK^T again where the kernel recomputes it
+    def flops(label: str) -> int | None:  # backward: each matmul costs two more, plus QK^T again where recomputed
+        if impl.user:
+            return user_flops(getattr(module, "layer", module), b, n, train)  # a layer sits in its PositionedLayer
+        forward = forward_flops(label)
         if not train:
             return forward
-        return 3 * forward + (cost.attention_score_flops(b, n, d) // 2 if recomputes_scores(backend) else 0)
+        return 3 * forward + (cost.attention_score_flops(b, n, d) // 2 if recomputes_scores(label) else 0)
 
-    def backend() -> str:
-        if cell.impl == "torch_mha":
-            if not train:
-                return "fused:_native_multi_head_attention"
-            q = torch.empty(b, cell.heads, n, d // cell.heads, device=device, dtype=dtype)
-            return sdpa_backend(q, q, q, None, 0.0)
-        return ours.last_backend or "not run"
+    def memory(family: str) -> int | None:  # a user implementation's memory is its own: no model for it
+        return None if impl.user else predicted_peak_bytes(cell, shape, family)
 
-    return Workload(step, _checker(module, reference.to(device), call, x, train), flops,
-                    predicted_peak_bytes(cell, shape), b * n, backend)  # fmt: skip
+    return Workload(make_step(timed), make_step(module), _checker(impl, timed, reference, x, train, cell.dropout),
+                    flops, memory, b * n)  # fmt: skip
+
+
+def attention_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
+    impl = resolve("attention", cell.impl)
+    torch.manual_seed(0)
+    reference = MultiHeadAttention(shape.d_model, cell.heads, 0.0, "naive")
+    module = impl.build(shape, cell.heads, cell.dropout)
+    impl.load_reference(module, reference)
+    b, n, d = shape.batch, cell.seq_len, shape.d_model
+
+    def forward_flops(label: str) -> int:
+        return 2 * b * n * 4 * d * d + cost.attention_score_flops(b, n, d)
+
+    return _module_workload(cell, impl, module, reference, shape, device, dtype, forward_flops)
 
 
 def layer_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
+    impl = resolve("layer", cell.impl)
     b, n, d, f = shape.batch, cell.seq_len, shape.d_model, shape.d_ff
     torch.manual_seed(0)
-    theirs = nn.TransformerEncoderLayer(d, cell.heads, f, cell.dropout, batch_first=True, norm_first=True)
-    reference = EncoderLayer.from_torch(theirs, attention="naive")
-    module = (
-        theirs
-        if cell.impl == "torch"
-        else EncoderLayer.from_torch(theirs, "naive" if cell.impl == "ours_naive" else "sdpa")
+    # torch's initialisation, so every implementation starts from the weights torch's layer would have
+    reference_layer = EncoderLayer.from_torch(
+        nn.TransformerEncoderLayer(d, cell.heads, f, 0.0, batch_first=True, norm_first=True), "naive"
     )
-    module = module.to(device, dtype)
-    train = cell.pass_ == "train"
-    module.train(train)
-    x = torch.randn(b, n, d, device=device, dtype=dtype, requires_grad=train)
-    step = _forward_backward(module, x, torch.randn_like(x)) if train else _inference(module, x)
+    layer = impl.build(shape, cell.heads, cell.dropout)
+    impl.load_reference(layer, reference_layer)
+    positional = positional_encoding(cell.pos_encoding, d, cell.heads, n)
+    module = PositionedLayer(layer, positional, impl.positional, cell.heads)
+    reference = PositionedLayer(reference_layer, copy.deepcopy(positional).float(), "ours", cell.heads)
 
-    def flops(backend: str) -> int:
-        forward = cost.layer_forward_flops(b, n, d, f).total
-        return forward + (cost.layer_backward_flops(b, n, d, f, recomputes_scores(backend)).total if train else 0)
+    def forward_flops(label: str) -> int:
+        return cost.layer_forward_flops(b, n, d, f).total
 
-    def backend() -> str:
-        if cell.impl == "torch":
-            if not train:
-                return "fused:_transformer_encoder_layer_fwd"
-            q = torch.empty(b, cell.heads, n, d // cell.heads, device=device, dtype=dtype)
-            return sdpa_backend(q, q, q, None, cell.dropout)
-        return module.self_attn.last_backend or "not run"
-
-    return Workload(step, _checker(module, reference.to(device), lambda m, x: m(x), x, train), flops,
-                    predicted_peak_bytes(cell, shape), b * n, backend)  # fmt: skip
+    return _module_workload(cell, impl, module, reference, shape, device, dtype, forward_flops)
 
 
 def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
     b, n, d, f, V = shape.batch, cell.seq_len, shape.d_model, shape.d_ff, shape.model_vocab
     config = EncoderConfig(d_model=d, n_heads=cell.heads, d_ff=f, n_layers=shape.model_layers, attention=cell.impl,
-                           max_len=n, vocab_size=V, output_size=V)  # fmt: skip
+                           max_len=n, vocab_size=V, output_size=V, pos_encoding=cell.pos_encoding,
+                           dropout=cell.dropout)  # fmt: skip
     torch.manual_seed(0)
     model = Encoder(config).to(device, dtype)
-    reference = Encoder(EncoderConfig(**{**config.to_dict(), "attention": "naive"})).to(device)
+    reference = Encoder(EncoderConfig(**{**config.to_dict(), "attention": "naive", "dropout": 0.0})).to(device)
     reference.load_state_dict(model.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    tokens = torch.randint(0, V, (b, n), device=device, generator=None)
-    targets = torch.randint(0, V, (b, n), device=device)
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, V, (b, n), generator=generator).to(device)
+    targets = torch.randint(0, V, (b, n), generator=generator).to(device)
+    timed = compiled(model, cell.compile)
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(tokens).view(-1, V).float(), targets.view(-1)).backward()
-        optimizer.step()
+    def make_step(m: nn.Module) -> Callable[[], None]:
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(m(tokens).view(-1, V).float(), targets.view(-1)).backward()
+            optimizer.step()
+
+        return step
 
     def check() -> float:
+        mine = timed if cell.dropout == 0 else set_dropout(copy.deepcopy(model), 0.0)
         with torch.no_grad():
-            return relative_error(model(tokens), reference(tokens))
+            return relative_error(mine(tokens), reference(tokens))
 
-    def flops(backend: str) -> int:
+    def flops(label: str) -> int:
         forward = cost.model_forward_flops(b, n, d, f, shape.model_layers, None, V).total
-        return (
-            forward
-            + cost.model_backward_flops(b, n, d, f, shape.model_layers, None, V, recomputes_scores(backend)).total
-        )
+        backward = cost.model_backward_flops(b, n, d, f, shape.model_layers, None, V, recomputes_scores(label)).total
+        return forward + backward
 
-    return Workload(step, check, flops, predicted_peak_bytes(cell, shape), b * n,
-                    lambda: model.layers[0].self_attn.last_backend or "not run")  # fmt: skip
+    return Workload(make_step(timed), make_step(model), check, flops,
+                    lambda family: predicted_peak_bytes(cell, shape, family), b * n)  # fmt: skip
 
 
 WORKLOADS = {"attention": attention_workload, "layer": layer_workload, "train_step": train_step_workload}

@@ -1,0 +1,81 @@
+"""What really ran: one profiled step, read for the attention ops and (on CUDA) kernels it launched,
+and for its exact CPU peak memory. Labels are observations, never predictions of a dispatcher."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch.profiler import ProfilerActivity
+
+from bench.memory import MEASURED, cpu_peak_from_events, flatten, run_twice_profiled
+
+SDPA_BACKENDS = {
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_efficient_attention": "efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
+    "aten::_scaled_dot_product_attention_math": "math",
+    "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
+}
+FUSED_OPS = ("aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention")
+SOFTMAX_OPS = ("aten::_softmax", "aten::_masked_softmax", "aten::_safe_softmax")
+RECOMPUTING = ("flash", "efficient", "cudnn")  # keep no scores: recompute QK^T in backward
+
+
+@dataclass
+class Observation:
+    attention_kernel: str  # the label: flash, efficient, cudnn, math, naive, fused:OP/INNER, ...
+    attention_ops: list[str]  # every attention-related aten op seen in the step, forward and backward
+    device_kernels: list[str]  # on CUDA: the GPU kernels those ops launched, longest first
+    cpu_peak_bytes: int | None  # exact on CPU (see memory.py); None on CUDA, where the allocator counts
+
+
+def attention_label(op_names: list[str]) -> str:
+    """The attention kernel a step ran, from the aten ops it called, in call order."""
+    backends = list(dict.fromkeys(SDPA_BACKENDS[n] for n in op_names if n in SDPA_BACKENDS))
+    softmax = any(n in SOFTMAX_OPS for n in op_names)
+    inner = "+".join(backends) if backends else ("explicit softmax" if softmax else "")
+    fused = [n for n in op_names if n in FUSED_OPS]
+    if fused:
+        return f"fused:{fused[0].removeprefix('aten::')}" + (f"/{inner}" if inner else "")
+    if backends:
+        return inner
+    if softmax:
+        return "naive"
+    if "aten::bmm" in op_names and any(n.startswith("## Call CompiledFxGraph") for n in op_names):
+        return "inductor:bmm+generated softmax"  # scores by an aten bmm, softmax in inductor's own kernel
+    return "none observed"
+
+
+def recomputes_scores(label: str) -> bool:
+    """Whether the kernel keeps no score matrix and computes QK^T again in backward."""
+    return not label.startswith("fused:") and any(name in label for name in RECOMPUTING)
+
+
+def _is_attention_op(name: str) -> bool:
+    return name in SDPA_BACKENDS or name in FUSED_OPS or "attention" in name or "softmax" in name
+
+
+def observe(step: Callable[[], object], device: str) -> Observation:
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    prof = run_twice_profiled(step, activities, profile_memory=not cuda)
+    window = next(e for e in prof.events() if e.name == MEASURED).time_range
+    ops = sorted(
+        (e for e in prof.events() if window.start <= e.time_range.start <= window.end and e.name != MEASURED),
+        key=lambda e: e.time_range.start,
+    )
+    names = [e.name for e in ops]
+    kernels: Counter[str] = Counter()
+    for event in ops:
+        if _is_attention_op(event.name):
+            for kernel in event.kernels:
+                kernels[kernel.name] += kernel.duration
+    return Observation(
+        attention_label(names),
+        sorted({n.removeprefix("aten::") for n in names if _is_attention_op(n)}),
+        [name for name, _ in kernels.most_common(4)],
+        None if cuda else cpu_peak_from_events(flatten(prof)),
+    )
