@@ -1,6 +1,11 @@
-"""python -m analysis report RESULTS_DIR [--positional DIR]: figures and REPORT.md for one run;
-python -m analysis table RESULTS_DIR... --out CSV: the cells of several runs in one tidy table;
-python -m analysis index RESULTS: the index of all runs."""
+"""python -m analysis COMMAND:
+  report RESULTS_DIR [--positional DIR]   figures and REPORT.md for one run
+  compare BASE NEW [--fail-on ...]        ratios with intervals between two runs; compare.md; exit 1 on a gate
+  merge OUT SHARD_DIR...                  shards of one grid into one run folder (then: report OUT)
+  positional DIR                          summary.md of the positional-encoding experiment
+  table RESULTS_DIR... --out CSV          the cells of several runs in one tidy table
+  index RESULTS                           the index of all runs
+Bad input ends with a one-line error and exit 2."""
 
 from __future__ import annotations
 
@@ -11,39 +16,82 @@ from pathlib import Path
 from analysis.errors import AnalysisError
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis")
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="write RESULTS_DIR/REPORT.md and RESULTS_DIR/figures/")
     report.add_argument("run_dir", type=Path, metavar="RESULTS_DIR")
-    report.add_argument(
-        "--positional",
-        type=Path,
-        default=None,
-        help="positional experiment folder (default: RESULTS_DIR/../positional)",
-    )
+    report.add_argument("--positional", type=Path, default=None,
+                        help="positional experiment folder (default: RESULTS_DIR/../positional)")  # fmt: skip
+    compare = sub.add_parser("compare", help="compare two runs (folders or benchmark JSON files)")
+    compare.add_argument("base", type=Path, metavar="BASE")
+    compare.add_argument("new", type=Path, metavar="NEW")
+    compare.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...",
+                         help="exit 1 when a flagged regression exceeds a threshold, "
+                              "e.g. time:5%%,memory:1%%,flops:0%%")  # fmt: skip
+    compare.add_argument("--min-change", default=None, metavar="METRIC:PCT,...",
+                         help="smallest change flagged (default time:5%%,device_time:5%%,mfu:5%%; memory, flops: any)")
+    compare.add_argument("--out", type=Path, default=None, help="folder for compare.md (default: NEW's folder)")
+    merge = sub.add_parser("merge", help="merge the shard folders of one grid into OUT")
+    merge.add_argument("out", type=Path, metavar="OUT")
+    merge.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR")
+    positional = sub.add_parser("positional", help="write DIR/summary.md of the positional experiment")
+    positional.add_argument("folder", type=Path, metavar="DIR")
     table = sub.add_parser("table", help="one tidy CSV of the cells of several runs (e.g. CPU and CUDA)")
     table.add_argument("run_dirs", type=Path, nargs="+", metavar="RESULTS_DIR")
     table.add_argument("--out", type=Path, required=True, help="CSV to write")
     index = sub.add_parser("index", help="write RESULTS/README.md linking every run's report")
     index.add_argument("results", type=Path, metavar="RESULTS")
-    args = p.parse_args(argv)
-    from analysis.report import check_run_dir, write_index, write_report, write_table  # heavy imports after parsing
+    return p
 
-    try:
-        if args.command == "index":
-            out = write_index(args.results)
-        elif args.command == "table":
-            out = write_table(args.run_dirs, args.out)
-        else:
-            check_run_dir(args.run_dir)
-            out = write_report(args.run_dir, args.positional)
-            write_index(args.run_dir.parent)
-    except AnalysisError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+
+def run(args: argparse.Namespace) -> int:
+    # heavy imports (pandas, seaborn, torch) after parsing, so --help and usage errors are instant
+    if args.command == "compare":
+        from analysis.compare import compare_runs, parse_thresholds
+        from analysis.compare_report import summary_lines, write_compare
+
+        comparison = compare_runs(args.base, args.new, parse_thresholds(args.fail_on, "--fail-on"),
+                                  parse_thresholds(args.min_change, "--min-change"))  # fmt: skip
+        out_dir = args.out or (args.new if args.new.is_dir() else args.new.parent)
+        for warning in comparison.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        path = write_compare(comparison, args.base, args.new, out_dir)
+        print("\n".join(summary_lines(comparison)))
+        for failure in comparison.failures:
+            print(f"gate: {failure}", file=sys.stderr)
+        print(f"wrote {path}")
+        return 1 if comparison.failures else 0
+    from analysis.report import check_run_dir, write_index, write_report, write_table
+
+    if args.command == "index":
+        out = write_index(args.results)
+    elif args.command == "table":
+        out = write_table(args.run_dirs, args.out)
+    elif args.command == "positional":
+        from analysis.positional import write_summary
+
+        out = write_summary(args.folder)
+    elif args.command == "merge":
+        from analysis.merge import merge_shards
+
+        out = merge_shards(args.shards, args.out)
+    else:
+        check_run_dir(args.run_dir)
+        out = write_report(args.run_dir, args.positional)
+        write_index(args.run_dir.parent)
     print(f"wrote {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except AnalysisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

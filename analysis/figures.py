@@ -35,7 +35,7 @@ def _log_axes(grid: sns.FacetGrid, base: int = 2) -> None:
 
 def time_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """Attention kernels: median step time vs sequence length, hue heads, facets dtype x implementation."""
-    data = cells[cells["group"] == "attention"]
+    data = cells[(cells["group"] == "attention") & (cells["shape"] == cells["shape"].iloc[0])]
     if data.empty:
         return None
     g = sns.relplot(
@@ -53,14 +53,16 @@ def time_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
         aspect=1.2,
     )
     _log_axes(g)
-    g.set_axis_labels("sequence length", "median time (s)")
-    g.figure.suptitle("Attention: time vs sequence length", y=1.02)
+    g.set_axis_labels("sequence length", "median device time (s)")
+    g.figure.suptitle("Attention: device time vs sequence length", y=1.02)
     return save(g.figure, out, "time_vs_seq_len")
 
 
 def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """Measured peak memory (points) and the analytic prediction (dashed) vs length, training passes."""
-    data = cells[(cells["pass"] == "train") & (cells["group"] == "layer") & (cells["dtype"] == "float32")]
+    data = cells[(cells["pass"] == "train") & (cells["group"] == "layer") & (cells["pos_encoding"] == "none")
+                 & (cells["compile"] == "eager")]  # fmt: skip
+    data = data[(data["dtype"] == data["dtype"].min()) & (data["shape"] == data["shape"].min())]
     if data.empty:
         return None
     data = data.assign(series=data["impl"] + " p=" + data["dropout"].astype(str))
@@ -94,7 +96,8 @@ def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
 
 def heads_length_heatmap(cells: pd.DataFrame, out: Path) -> Path | None:
     """Attention training step time (ms) over heads x length, one panel per kernel (float32)."""
-    data = cells[(cells["group"] == "attention") & (cells["pass"] == "train") & (cells["dtype"] == "float32")]
+    data = cells[(cells["group"] == "attention") & (cells["pass"] == "train") & (cells["shape"] == "small")]
+    data = data[data["dtype"] == data["dtype"].min()]  # float32 where it ran, else the one dtype there is
     if data.empty:
         return None
     impls = sorted(data["impl"].unique())
@@ -102,34 +105,38 @@ def heads_length_heatmap(cells: pd.DataFrame, out: Path) -> Path | None:
     for ax, impl in zip(axes[0], impls):
         table = data[data["impl"] == impl].pivot_table(index="heads", columns="seq_len", values="median_s") * 1e3
         sns.heatmap(table, annot=True, fmt=".3g", cmap="rocket_r", ax=ax, cbar=False)
-        ax.set(title=f"{impl}: train step (ms)", xlabel="sequence length", ylabel="heads")
+        ax.set(title=f"{impl}: train step, {data['dtype'].iloc[0]} (ms)", xlabel="sequence length", ylabel="heads")
     return save(fig, out, "heads_x_length_heatmap")
 
 
 def op_share_vs_length(breakdown: pd.DataFrame, out: Path) -> Path:
-    """Share of self time per op category, per traced cell, ordered by length."""
+    """Share of each component in a traced step (kernel time on CUDA, op time on CPU), ordered by length."""
     data = breakdown.copy()
     table = data.pivot_table(index=["impl", "seq_len"], columns="category", values="share", aggfunc="mean")
     impls = table.index.get_level_values(0).unique()
     fig, axes = plt.subplots(1, len(impls), figsize=(5 * len(impls), 3.8), squeeze=False, sharey=True)
     for ax, impl in zip(axes[0], impls):
         table.loc[impl].plot.bar(stacked=True, ax=ax, legend=False, colormap="tab10", width=0.8)
-        ax.set(title=f"{impl}", xlabel="sequence length", ylabel="share of op self time")
+        ax.set(title=f"{impl}", xlabel="sequence length", ylabel="share of the step")
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle("Where a training step's time goes (traced cells)", y=1.02)
     return save(fig, out, "op_share_vs_seq_len")
 
 
 def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
-    data = cells[cells["group"].isin(["attention", "layer", "train_step"])]
+    """MFU from device time vs length, mean over heads; line style by shape where there are several."""
+    data = cells[cells["group"].isin(["attention", "layer", "train_step"]) & (cells["pos_encoding"] == "none")
+                 & (cells["compile"] == "eager")]  # fmt: skip
     if data.empty:
         return None
+    several = data["shape"].nunique() > 1
+    data = data.assign(series=data["impl"] + " " + data["pass"]) if several else data
     g = sns.relplot(
         data=data,
         x="seq_len",
         y="mfu",
-        hue="impl",
-        style="pass",
+        hue="series" if several else "impl",
+        style="shape" if several else "pass",
         col="group",
         row="dtype",
         kind="line",
@@ -141,7 +148,7 @@ def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     for ax in g.axes.flat:
         ax.set_xscale("log", base=2)
     g.set_axis_labels("sequence length", "fraction of measured matmul peak")
-    g.figure.suptitle("Model FLOP utilisation vs length (mean over heads)", y=1.02)
+    g.figure.suptitle("Model FLOP utilisation (device time) vs length, mean over heads", y=1.02)
     return save(g.figure, out, "mfu_vs_seq_len")
 
 
@@ -175,3 +182,23 @@ def attention_maps(maps: dict[str, np.ndarray], out: Path) -> Path:
         ax.set(title=name, xlabel="key position", ylabel="query position")
     fig.suptitle("Reverse task: what each encoding's model attends to (last layer)", y=1.04)
     return save(fig, out, "attention_maps_reverse")
+
+
+def compare_ratios(table: pd.DataFrame, out: Path) -> Path:
+    """Device-time ratio new/base per cell with its 95% interval, one panel per benchmark group."""
+    groups = sorted(table["group"].unique())
+    heights = [max(2.0, 0.22 * (table["group"] == g).sum()) for g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(7.5, sum(heights) + 1), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    for ax, group in zip(axes[:, 0], groups):
+        data = table[table["group"] == group].sort_values("device_time")
+        y = np.arange(len(data))
+        err = [data["device_time"] - data["device_time_low"], data["device_time_high"] - data["device_time"]]
+        colors = np.where(data["device_time_flag"], "tab:red", "tab:blue")
+        ax.errorbar(data["device_time"], y, xerr=err, fmt="none", ecolor=colors, elinewidth=1)
+        ax.scatter(data["device_time"], y, c=colors, s=12, zorder=3)
+        ax.axvline(1.0, color="grey", lw=1, ls=":")
+        ax.set_yticks(y, data["id"], fontsize=6)
+        ax.set(title=group, xlabel="device time, new / base (95% interval; red: flagged)")
+    fig.tight_layout()
+    return save(fig, out, "compare")

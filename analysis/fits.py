@@ -1,4 +1,5 @@
-"""Scaling laws: log-log slopes with standard errors, crossovers, and the memory model's error."""
+"""Scaling laws: log-log slopes with t intervals, a quadratic fit beside them, crossovers, and the
+memory model's error."""
 
 from __future__ import annotations
 
@@ -7,45 +8,54 @@ import math
 import numpy as np
 import pandas as pd
 
-SERIES = ["group", "device", "dtype", "heads", "impl", "pass", "dropout", "machine"]
+from analysis.stats import loglog_slope, quadratic_fit
+
+SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "pass", "dropout", "pos_encoding", "compile", "machine"]
+MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word
+# Words for an exponent, each with the range it stands for; a word is used only when the whole
+# interval lies inside its range.
+GROWTH_WORDS = (("sub-linear", -math.inf, 0.85), ("linear", 0.85, 1.15), ("between linear and quadratic", 1.15, 1.85),
+                ("quadratic", 1.85, 2.15), ("super-quadratic", 2.15, math.inf))  # fmt: skip
 
 
-def loglog_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of log y on log x and its standard error (nan with fewer than 3 points)."""
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    slope, intercept = np.polyfit(lx, ly, 1)
-    if len(lx) < 3:
-        return float(slope), float("nan")
-    residual = ly - (slope * lx + intercept)
-    se = math.sqrt((residual @ residual) / (len(lx) - 2) / ((lx - lx.mean()) @ (lx - lx.mean())))
-    return float(slope), se
+def growth_word(low: float, high: float) -> str | None:
+    for word, lo, hi in GROWTH_WORDS:
+        if lo <= low and high <= hi:
+            return word
+    return None
 
 
-def scaling_exponents(cells: pd.DataFrame, longest: int = 3) -> pd.DataFrame:
-    """Slope of median time and of peak memory against sequence length, per series, fitted over the
-    `longest` measured lengths (the long-sequence regime, where the asymptotic term shows)."""
+def describe_exponent(value: float, low: float, high: float) -> str:
+    """'n^1.93 [1.85, 2.01], quadratic': the word only when the 95% interval fits inside it."""
+    if pd.isna(value):
+        return "not measured"
+    if pd.isna(low):
+        return f"n^{value:.2f} (too few lengths for an interval)"
+    word = growth_word(low, high)
+    return f"n^{value:.2f} [{low:.2f}, {high:.2f}]" + (f", {word}" if word else ", not resolved to one word")
+
+
+def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.DataFrame:
+    """Per series with at least `min_points` lengths: slopes of device time and of peak memory against
+    sequence length (95% t intervals), and a + b*n + c*n^2 fitted to the time."""
     rows = []
-    lengths = sorted(cells["seq_len"].unique())[-longest:]
-    long = cells[cells["seq_len"].isin(lengths)]
-    for key, group in long.groupby(SERIES, dropna=False):
+    for key, group in cells.groupby(SERIES, dropna=False):
         group = group.sort_values("seq_len")
-        if group["seq_len"].nunique() < 2:
+        if group["seq_len"].nunique() < min_points:
             continue
-        time_slope, time_se = loglog_slope(group["seq_len"], group["median_s"])
+        time = loglog_slope(group["seq_len"], group["median_s"])
         mem = group[group["peak_mem_bytes"] > 0]
-        mem_slope, mem_se = loglog_slope(mem["seq_len"], mem["peak_mem_bytes"]) if len(mem) >= 2 else (np.nan, np.nan)
-        rows.append(
-            {
-                **dict(zip(SERIES, key)),
-                "points": len(group),
-                "seq_len_from": group["seq_len"].min(),
-                "seq_len_to": group["seq_len"].max(),
-                "time_exponent": time_slope,
-                "time_exponent_se": time_se,
-                "memory_exponent": mem_slope,
-                "memory_exponent_se": mem_se,
-            }
-        )
+        memory = loglog_slope(mem["seq_len"], mem["peak_mem_bytes"]) if len(mem) >= min_points else None
+        quad = quadratic_fit(group["seq_len"], group["median_s"])
+        rows.append({
+            **dict(zip(SERIES, key)), "points": len(group),
+            "seq_len_from": group["seq_len"].min(), "seq_len_to": group["seq_len"].max(),
+            "time_exponent": time.value, "time_low": time.low, "time_high": time.high,
+            "memory_exponent": memory.value if memory else np.nan, "memory_low": memory.low if memory else np.nan,
+            "memory_high": memory.high if memory else np.nan,
+            "quadratic_share_at_longest": quad.quadratic_share if quad else np.nan,
+            "quadratic_c_low": quad.c_low if quad else np.nan, "quadratic_c_high": quad.c_high if quad else np.nan,
+        })  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -67,8 +77,8 @@ def crossover_length(lengths: np.ndarray, a: np.ndarray, b: np.ndarray) -> float
 
 def memory_model_error(cells: pd.DataFrame) -> pd.DataFrame:
     """Measured over predicted peak memory, per cell (1.0 means the analytic model was exact)."""
-    out = cells[
-        ["group", "impl", "pass", "dropout", "dtype", "seq_len", "heads", "peak_mem_bytes", "predicted_mem_bytes"]
-    ].copy()
+    cols = ["group", "device", "shape", "impl", "pass", "dropout", "pos_encoding", "compile", "dtype", "seq_len",
+            "heads", "peak_mem_bytes", "predicted_mem_bytes"]  # fmt: skip
+    out = cells[cols].copy()
     out["measured_over_predicted"] = out["peak_mem_bytes"] / out["predicted_mem_bytes"]
     return out

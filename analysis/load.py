@@ -1,20 +1,29 @@
-"""Benchmark JSON files -> one tidy DataFrame: a row per measured cell, a column per parameter or
-figure (units in the names), and the machine each row came from."""
+"""Benchmark JSON files -> one tidy DataFrame: a row per measured cell (its interleaved passes pooled),
+a column per parameter or figure (units in the names), and the machine each row came from.
+
+Times: `median_s` is the median device time over every pass's rounds (on CPU the device time is the
+host latency); `host_median_s` the host latency. The per-pass samples stay in `device_passes_s` and
+`host_passes_s` (a list of lists per cell) for the statistics.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
 
-STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3")
-REQUIRED_EXTRA = ("group", "device", "dtype", "seq_len", "heads", "impl", "pass", "flops_analytic")
+REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
+# Measured once per cell (in the first pass) and the same in every pass.
+PER_PASS = ("repeat", "device_samples_s", "host_samples_s", "host_median_s", "device_median_s", "host_over_device",
+            "host_bound", "rounds", "first_call_s", "compile_s", "flops_per_s", "mfu", "tokens_per_s",
+            "device_time_method", "device_time_note", "graph_breaks", "graph_break_reasons")  # fmt: skip
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     if not path.is_file():
         raise AnalysisError(f"{path}: no such file (expected a pytest-benchmark JSON written by python -m bench)")
     try:
@@ -32,24 +41,51 @@ def machine_label(facts: dict) -> str:
     return facts.get("gpu_name") or f"{facts.get('cpu_model')} ({facts.get('cpu_count')} cores)"
 
 
+def _pooled(group: list[dict]) -> dict:
+    """One cell's passes as one row: facts from the first pass, samples kept per pass, stats pooled."""
+    passes = sorted(group, key=lambda e: e.get("repeat", 0))
+    row = {k: v for k, v in passes[0].items() if k not in PER_PASS}
+    device = [list(e["device_samples_s"]) for e in passes]
+    host = [list(e["host_samples_s"]) for e in passes]
+    pooled = np.concatenate(device)
+    q1, median, q3 = np.percentile(pooled, [25, 50, 75])
+    host_median = float(np.median(np.concatenate(host)))
+    row.update(device_passes_s=device, host_passes_s=host, passes=len(passes), rounds=int(pooled.size),
+               median_s=float(median), iqr_s=float(q3 - q1), min_s=float(pooled.min()), max_s=float(pooled.max()),
+               host_median_s=host_median, host_over_device=host_median / float(median),
+               device_time_method=passes[0].get("device_time_method"),
+               device_time_note=passes[0].get("device_time_note"))  # fmt: skip
+    if row["group"] != "calibration":
+        row["host_bound"] = host_median > 1.5 * float(median)
+        flops = row["flops_analytic"] if row.get("flops_analytic") is not None else row["flops_counted"]
+        row.update(flops_per_s=flops / median, mfu=flops / median / row["peak_flops_per_s"],
+                   tokens_per_s=row["batch"] * row["seq_len"] / median,
+                   first_call_s=passes[0].get("first_call_s"), compile_s=passes[0].get("compile_s"),
+                   graph_breaks=passes[0].get("graph_breaks"),
+                   graph_break_reasons=passes[0].get("graph_break_reasons"))  # fmt: skip
+    else:
+        row["flops_per_s"] = row["flops_analytic"] / median
+    return row
+
+
 def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Cells that ran, cells that did not (with reasons), and the machine facts of one JSON."""
-    data = _read_json(path)
+    """Cells that ran (passes pooled), cells that did not (with reasons), and the machine facts of one JSON."""
+    data = read_json(path)
     facts = data["machine_info"]["attnbench"]
-    rows = []
+    by_id: dict[str, list[dict]] = {}
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
         missing = [k for k in REQUIRED_EXTRA if k not in extra]
         if missing:
-            raise AnalysisError(f"{path}: benchmark {bench.get('name')!r} lacks {', '.join(missing)} in extra_info")
-        stats = {f"{k}_s": bench["stats"][k] for k in STATS}
-        rows.append({**extra, **stats, "rounds": bench["stats"]["rounds"], "name": bench["name"]})
-    frame = pd.DataFrame(rows)
+            raise AnalysisError(
+                f"{path}: benchmark {bench.get('name')!r} lacks {', '.join(missing)} in extra_info "
+                "(raw per-round samples are needed; was it written by an older attnbench?)"
+            )
+        by_id.setdefault(extra["id"], []).append({**extra, "name": bench["name"]})
+    frame = pd.DataFrame([_pooled(group) for group in by_id.values()])
     not_run = pd.DataFrame(
-        [
-            {**o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
-            for o in data.get("attnbench_not_run", [])
-        ]
+        [{**o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
+         for o in data.get("attnbench_not_run", [])]  # fmt: skip
     )
     for df in (frame, not_run):
         df["machine"] = machine_label(facts)

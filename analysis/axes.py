@@ -1,0 +1,91 @@
+"""Report sections for the grid's extra axes: what each positional encoding costs (joined with what it
+learns), what compilation buys, and the user implementations benchmarked beside the built-ins."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.sections import grid_cells, md
+from analysis.stats import ratio_interval
+
+SAME = ["group", "device", "dtype", "shape", "seq_len", "heads", "impl", "pass", "dropout"]
+
+
+def _against(cells: pd.DataFrame, axis: str, baseline: str, keys: list[str]) -> pd.DataFrame:
+    """Every cell whose `axis` is not `baseline`, beside the cell that differs only there."""
+    base = cells[cells[axis] == baseline]
+    other = cells[cells[axis] != baseline]
+    merged = other.merge(base, on=[k for k in keys if k != axis], suffixes=("", "_base"))
+    rows = []
+    for r in merged.to_dict("records"):
+        interval = ratio_interval(r["device_passes_s"], r["device_passes_s_base"])
+        rows.append({**{k: r[k] for k in keys}, "time_vs_base": interval.estimate, "low": interval.low,
+                     "high": interval.high, "memory_vs_base": r["peak_mem_bytes"] / r["peak_mem_bytes_base"],
+                     "kernel": r["attention_kernel"], "kernel_base": r["attention_kernel_base"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def positional_cost_section(cells: pd.DataFrame, experiment: pd.DataFrame | None) -> list[str]:
+    grid = grid_cells(cells)
+    grid = grid[(grid["compile"] == "eager") & grid["group"].isin(["layer", "train_step"])]
+    if grid["pos_encoding"].nunique() < 2:
+        return []
+    table = _against(grid, "pos_encoding", "none", [*SAME, "pos_encoding"])
+    lines = ["## What each positional encoding costs", "",
+             "Device time and peak memory of the same cell with each encoding, over the cell without one (95% interval "
+             "over passes), and the attention kernel each let run:", "",
+             md(table.sort_values(["pos_encoding", "seq_len"]), ".3f"), ""]  # fmt: skip
+    if experiment is not None:
+        L = int(experiment["train_length"].iloc[0])
+        acc = experiment[experiment["task"].isin(["reverse", "sort"])].pivot_table(
+            index="pos_encoding", columns=["task", "eval_length"], values="token_accuracy")  # fmt: skip
+        keep = [c for c in acc.columns if c[1] in (L, 2 * L)]
+        acc = acc[keep]
+        acc.columns = [f"{task} acc n={n}" for task, n in keep]
+        longest = table[table["seq_len"] == table["seq_len"].max()].groupby("pos_encoding")[
+            ["time_vs_base", "memory_vs_base"]].median()  # fmt: skip
+        joined = acc.join(longest, how="left").reset_index()
+        lines += [f"Cost at the longest length measured (n={table['seq_len'].max()}, median over the cells) beside "
+                  "what "
+                  f"each encoding learned in the positional experiment (trained at L={L}; mean over seeds):", "",
+                  md(joined, ".3f"), ""]  # fmt: skip
+    return lines
+
+
+def compile_section(cells: pd.DataFrame) -> list[str]:
+    grid = grid_cells(cells)
+    if grid["compile"].nunique() < 2 and (grid["compile"] == "eager").all():
+        return []
+    table = _against(grid, "compile", "eager", [*SAME, "pos_encoding", "compile"])
+    extra = grid[grid["compile"] != "eager"][["id", "first_call_s", "compile_s", "graph_breaks", "graph_break_reasons"]]
+    return ["## What compilation buys", "",
+            "Warm device time of each compiled cell over the same cell run eagerly (95% interval over passes). "
+            "Compiled "
+            "cells run after every eager one, so compilation cannot disturb an eager timing. first_call_s is the first "
+            "call's latency (compilation included), compile_s what it added over a warm call (for cudagraph: the "
+            "capture time):", "", md(table, ".3f"), "", md(extra, ".3g"), ""]  # fmt: skip
+
+
+def user_section(cells: pd.DataFrame) -> list[str]:
+    grid = grid_cells(cells)
+    users = grid[grid["impl"].str.contains(":", regex=False)]
+    if users.empty:
+        return []
+    lines = ["## User implementations", "",
+             "Named on the command line as module:factory, checked against the float32 reference before any "
+             "timing, and timed like the built-ins:", ""]  # fmt: skip
+    builtin = {"attention": "sdpa", "layer": "ours"}
+    for group, data in users.groupby("group"):
+        base = grid[(grid["group"] == group) & (grid["impl"] == builtin[group])]
+        keys = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_encoding", "compile"]
+        merged = data.merge(base, on=keys, suffixes=("", "_base"))
+        rows = []
+        for r in merged.to_dict("records"):
+            interval = ratio_interval(r["device_passes_s"], r["device_passes_s_base"])
+            rows.append({"impl": r["impl"], "pass": r["pass"], "dtype": r["dtype"], "seq_len": r["seq_len"],
+                         "check_error": r["check_relative_error"], "kernel": r["attention_kernel"],
+                         f"time_vs_{builtin[group]}": interval.estimate, "low": interval.low, "high": interval.high,
+                         f"memory_vs_{builtin[group]}": r["peak_mem_bytes"] / r["peak_mem_bytes_base"],
+                         "flops_analytic": r["flops_analytic"], "flops_counted": r["flops_counted"]})  # fmt: skip
+        lines += [f"{group} (against the built-in {builtin[group]}):", "", md(pd.DataFrame(rows), ".3g"), ""]
+    return lines

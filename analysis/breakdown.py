@@ -1,0 +1,71 @@
+"""Report sections from the profiler traces: where a step's time goes, where attention overtakes the
+feed-forward, and whether the traces agree with the benchmark (kernel time against device time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.fits import crossover_length
+from analysis.sections import md
+from analysis.traces import LayerShape, load_breakdowns
+from model.cost import layer_forward_flops
+
+AGREEMENT = {"cuda": 0.10, "cpu": 0.25}  # kernel sum vs device time; op self time vs host time (profiler overhead)
+PARAMS = ["trace_name", "id", "device", "impl", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "median_s"]
+
+
+def traced_breakdown(trace_dir: Path, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per traced cell and component: seconds per step and share, joined to the cell's parameters; and
+    per traced cell, tb-profiler's step facts joined the same way."""
+    traced = cells.dropna(subset=["trace_name"])
+    shapes = {r.trace_name: LayerShape(int(r.d_model), int(r.d_ff)) for r in traced.itertuples()}
+    breakdown, facts = load_breakdowns(trace_dir, shapes)
+    params = traced[PARAMS]
+    return breakdown.merge(params, on="trace_name"), facts.drop(columns="device").merge(params, on="trace_name")
+
+
+def crossover_section(breakdown: pd.DataFrame | None, cells: pd.DataFrame) -> list[str]:
+    lines = ["## Where attention overtakes the feed-forward", ""]
+    for shape, row in cells[cells["group"] != "calibration"].groupby("shape")[["d_model", "d_ff"]].first().iterrows():
+        d, f = int(row["d_model"]), int(row["d_ff"])
+        one = layer_forward_flops(1, 1, d, f)  # both terms are linear in b; scores grow as n^2, the FFN as n
+        lines.append(f"- By FLOPs (cost model), shape {shape}: the score matmuls (4·b·n²·d) pass the feed-forward's "
+                     f"(4·b·n·d·d_ff) at n = {1 / (one.attention_scores / (one.linear - 8 * d * d)):.0f} (= d_ff).")
+    if breakdown is None or breakdown.empty:
+        return lines + ["", "No traces in this run, so no measured crossover.", ""]
+    lines += ["", "Measured, from the traces: attention is the SDPA or score/softmax ops with their backward; the "
+              "feed-forward is everything its two linear layers do (GEMMs, bias, their backward), told apart from "
+              "the projections by the weight's shape. On CUDA each counts the kernel time it launched, on CPU its own "
+              "op time."]  # fmt: skip
+    for (device, impl, dtype, shape), group in breakdown.groupby(["device", "impl", "dtype", "shape"]):
+        wide = group.pivot_table(index="seq_len", columns="category", values="self_s").sort_index()
+        attn = wide.get("attention_scores", 0) + wide.get("softmax", 0)
+        cross = crossover_length(wide.index.values, np.asarray(attn), np.asarray(wide["feed_forward"]))
+        where = ("not within the traced lengths" if cross is None else
+                 f"from the shortest traced length on (n = {cross:.0f})" if cross == wide.index.min() else
+                 f"at n ≈ {cross:.0f}")  # fmt: skip
+        lines.append(f"- {device} {impl} {dtype} ({shape}), training step: attention overtakes the feed-forward "
+                     f"{where} (traced lengths {wide.index.tolist()}).")  # fmt: skip
+    return lines + [""]
+
+
+def agreement_section(facts: pd.DataFrame) -> list[str]:
+    """Like with like: on CUDA the kernel time per profiled step against the cell's device time; on CPU
+    the ops' own time per step against it (the device time is the host latency there)."""
+    data = facts.copy()
+    cuda = data["device"] == "cuda"
+    data["trace_s"] = np.where(cuda, data["kernel_s"], data["attributed_s"])
+    data["trace_over_benchmark"] = data["trace_s"] / data["median_s"]
+    data["tolerance"] = data["device"].map(AGREEMENT)
+    inside = int(((data["trace_over_benchmark"] - 1).abs() <= data["tolerance"]).sum())
+    lines = ["## Traces vs the benchmark", "",
+             f"Per profiled step, against the cell's device-time median: {inside} of {len(data)} traced cells agree "
+             "within their device's tolerance (CUDA: kernel time, ±10%; CPU: the ops' own time, ±25%, since the "
+             "profiler adds overhead to every op). torch-tb-profiler splits each step into kernel time, CPU "
+             "execution and other, and measures GPU utilisation:", ""]  # fmt: skip
+    cols = ["id", "device", "median_s", "trace_s", "trace_over_benchmark", "step_s", "kernel_s", "cpu_exec_s",
+            "other_s", "gpu_utilization"]  # fmt: skip
+    return lines + [md(data[cols].sort_values("id"), ".4g"), ""]

@@ -1,0 +1,142 @@
+"""python -m analysis compare BASE NEW: did the change make anything slower, larger or costlier?
+
+Cells are matched by id. Each metric is a ratio new / base: host latency (`time`) and device time
+(`device_time`) with a 95% interval (analysis/stats.py), peak memory and FLOPs exactly (they are
+deterministic), MFU through the device time. A change is flagged only when it is both significant (the
+interval excludes 1) and large (at least --min-change), as asv and pyperf report changes. With
+--fail-on, a flagged regression beyond its threshold makes the exit code 1, for CI gates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.load import load_run
+from analysis.stats import ratio_interval
+
+METRICS = ("time", "device_time", "memory", "flops", "mfu")
+EXACT = ("memory", "flops")  # deterministic: any change is real
+DEFAULT_MIN_CHANGE = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
+FACTS_THAT_MATTER = ("cpu_model", "cpu_count", "torch_threads", "gpu_name", "torch_version", "cuda_version",
+                     "cudnn_version", "cpu_flags", "numeric_settings")  # fmt: skip
+
+
+def parse_thresholds(text: str | None, option: str) -> dict[str, float]:
+    """'time:5%,memory:1%' -> {'time': 0.05, 'memory': 0.01}; a bad item names itself and what is accepted."""
+    out: dict[str, float] = {}
+    for item in filter(None, (text or "").split(",")):
+        metric, sep, value = item.strip().partition(":")
+        try:
+            number = float(value.strip().removesuffix("%")) / 100
+        except ValueError:
+            number = math.nan
+        if not sep or metric not in METRICS or not number >= 0:
+            raise AnalysisError(f"{option} {item!r} is not accepted; write METRIC:PERCENT[,...] with METRIC one of "
+                                f"{', '.join(METRICS)}, e.g. time:5%,memory:1%")  # fmt: skip
+        out[metric] = number
+    return out
+
+
+def resolve(path: Path) -> Path:
+    json_path = path / "benchmarks.json" if path.is_dir() else path
+    if not json_path.is_file():
+        raise AnalysisError(f"{path}: no such run folder or benchmark JSON")
+    return json_path
+
+
+def check_comparable(base: dict, new: dict, base_path: Path, new_path: Path) -> None:
+    for fact in ("grid_profile", "shapes"):
+        a = base["grid"].get(fact) if fact == "shapes" else base.get(fact)
+        b = new["grid"].get(fact) if fact == "shapes" else new.get(fact)
+        if a != b:
+            raise AnalysisError(f"{base_path} and {new_path} come from different grids ({fact}: {a} vs {b}); "
+                                "compare runs of the same grid profile")  # fmt: skip
+
+
+def machine_differences(base: dict, new: dict) -> list[str]:
+    """The facts that change what a timing means, where the two runs differ."""
+    out = []
+    for fact in FACTS_THAT_MATTER:
+        a, b = base.get(fact), new.get(fact)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{fact}.{k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(f"{fact}: {a} vs {b}")
+    return out
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame  # one row per cell in both runs
+    only_base: list[str]
+    only_new: list[str]
+    warnings: list[str]
+    failures: list[str]  # gate failures, one line each
+
+
+def _flag(ratio: float, low: float, high: float, metric: str, min_change: float) -> bool:
+    if metric in EXACT:
+        return abs(ratio - 1) > min_change
+    return (low > 1 or high < 1) and abs(ratio - 1) >= min_change
+
+
+def compare_cells(base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float]) -> pd.DataFrame:
+    base = base[base["group"] != "calibration"].set_index("id")
+    new = new[new["group"] != "calibration"].set_index("id")
+    rows = []
+    for cell_id in sorted(set(base.index) & set(new.index)):
+        a, b = base.loc[cell_id], new.loc[cell_id]
+        host = ratio_interval(b["host_passes_s"], a["host_passes_s"])
+        device = ratio_interval(b["device_passes_s"], a["device_passes_s"])
+        flops = b["flops_counted"] / a["flops_counted"]
+        k = flops * a["peak_flops_per_s"] / b["peak_flops_per_s"]  # mfu ratio = k / device ratio
+        row = {"id": cell_id, "group": a["group"], "passes": f"{int(a['passes'])}/{int(b['passes'])}",
+               "interval": device.method,
+               "time": host.estimate, "time_low": host.low, "time_high": host.high,
+               "device_time": device.estimate, "device_time_low": device.low, "device_time_high": device.high,
+               "memory": b["peak_mem_bytes"] / a["peak_mem_bytes"] if a["peak_mem_bytes"] else np.nan,
+               "flops": flops, "mfu": k / device.estimate, "mfu_low": k / device.high, "mfu_high": k / device.low,
+               "device_time_p": device.p_value}  # fmt: skip
+        for metric in METRICS:
+            low, high = (row[metric], row[metric]) if metric in EXACT else (row[f"{metric}_low"], row[f"{metric}_high"])
+            row[f"{metric}_flag"] = _flag(row[metric], low, high, metric, min_change[metric])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
+    """One line per cell and metric whose flagged change is a regression beyond its threshold."""
+    out = []
+    for metric, threshold in fail_on.items():
+        worse = table[metric] < 1 - threshold if metric == "mfu" else table[metric] > 1 + threshold
+        flagged = table[f"{metric}_flag"] if metric not in EXACT else True
+        for row in table[worse & flagged].to_dict("records"):
+            out.append(f"{row['id']}: {metric} x{row[metric]:.3f} (threshold {threshold:.0%})")
+    return out
+
+
+def compare_runs(
+    base_path: Path, new_path: Path, fail_on: dict[str, float], min_change: dict[str, float]
+) -> Comparison:
+    base_json, new_json = resolve(base_path), resolve(new_path)
+    base, _, base_facts = load_run(base_json)
+    new, _, new_facts = load_run(new_json)
+    check_comparable(base_facts, new_facts, base_json, new_json)
+    limits = {**DEFAULT_MIN_CHANGE, **min_change}
+    for metric, threshold in fail_on.items():  # a gate's threshold is also the smallest change it flags
+        limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
+    table = compare_cells(base, new, limits)
+    if table.empty:
+        raise AnalysisError(f"{base_json} and {new_json} have no cell in common")
+    warnings = [f"the runs differ in {d}" for d in machine_differences(base_facts, new_facts)]
+    if (table["interval"] == "rounds-bootstrap").any():
+        warnings.append("a run has one pass per cell: its intervals are within-run only (a bootstrap over rounds) "
+                        "and miss run-to-run noise; run both with --repeats 3 for a gate you can trust")  # fmt: skip
+    ids_base, ids_new = set(base["id"]), set(new["id"])
+    return Comparison(table, sorted(ids_base - ids_new), sorted(ids_new - ids_base), warnings, gate(table, fail_on))

@@ -1,0 +1,61 @@
+"""compare.md and its figure, from a Comparison: the summary an A/A or A/B experiment is read by
+(fraction flagged, spread of the ratios, the smallest change the intervals can resolve), then each cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures
+from analysis.compare import METRICS, Comparison
+from analysis.sections import md
+from model.files import atomic_write_text
+
+
+def summary_lines(c: Comparison) -> list[str]:
+    t = c.table
+    flagged = {m: int(t[f"{m}_flag"].sum()) for m in METRICS}
+    any_flag = int(t[[f"{m}_flag" for m in METRICS]].any(axis=1).sum())
+    q = t["device_time"].quantile([0, 0.25, 0.5, 0.75, 1]).to_numpy()
+    half = np.sqrt(t["device_time_high"] / t["device_time_low"]) - 1
+    return [
+        f"- Cells compared: {len(t)}; flagged (significant and at least the minimum change): {any_flag} "
+        f"({any_flag / len(t):.1%}). By metric: " + ", ".join(f"{m} {n}" for m, n in flagged.items()) + ".",
+        f"- Device-time ratios new/base: min {q[0]:.3f}, quartiles {q[1]:.3f} / {q[2]:.3f} / {q[3]:.3f}, "
+        f"max {q[4]:.3f}.",
+        f"- Smallest change the intervals resolve (median relative half-width of the device-time interval): "
+        f"{half.median():.1%} (90th percentile {half.quantile(0.9):.1%}).",
+    ]
+
+
+def cell_table(t: pd.DataFrame) -> pd.DataFrame:
+    def band(metric: str) -> pd.Series:
+        mark = np.where(t[f"{metric}_flag"], " **!**", "")
+        return (t[metric].map("{:.3f}".format) + " [" + t[f"{metric}_low"].map("{:.3f}".format) + ", "
+                + t[f"{metric}_high"].map("{:.3f}".format) + "]" + mark)  # fmt: skip
+
+    exact = {m: t[m].map("{:.3f}".format) + np.where(t[f"{m}_flag"], " **!**", "") for m in ("memory", "flops")}
+    return pd.DataFrame({"cell": t["id"], "passes": t["passes"], "time": band("time"),
+                         "device time": band("device_time"), "memory": exact["memory"], "FLOPs": exact["flops"],
+                         "MFU": band("mfu")})  # fmt: skip
+
+
+def write_compare(c: Comparison, base: Path, new: Path, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = figures.compare_ratios(c.table, out_dir / "figures")
+    lines = ["# attnbench compare", "", f"Base: `{base}`. New: `{new}`. Ratios are new / base with 95% intervals; "
+             "**!** marks a change that is significant and at least the minimum change.", ""]  # fmt: skip
+    lines += [f"**Warning:** {w}." for w in c.warnings] + ([""] if c.warnings else [])
+    lines += ["## Summary", "", *summary_lines(c), ""]
+    if c.failures:
+        lines += ["## Gate: failed", "", *[f"- {f}" for f in c.failures], ""]
+    lines += ["## Cells", "", md(cell_table(c.table)), ""]
+    for label, ids in (("only in base", c.only_base), ("only in new", c.only_new)):
+        if ids:
+            lines += [f"Cells {label} ({len(ids)}): " + ", ".join(ids), ""]
+    lines += [f"![compare]({fig.relative_to(out_dir)})", ""]
+    out = out_dir / "compare.md"
+    atomic_write_text(out, "\n".join(lines))
+    return out

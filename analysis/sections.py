@@ -1,0 +1,164 @@
+"""The report's smaller sections, each a function from the run's data to Markdown lines. Sentences that
+depend on the device or the data are chosen or computed here from them, never written for one machine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.datasheet import datasheet_flops
+from analysis.fits import memory_model_error
+from analysis.stats import pass_log_medians
+
+
+def md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
+    return frame.to_markdown(index=False, floatfmt=floatfmt) if len(frame) else "_(none)_"
+
+
+def grid_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    return cells[cells["group"] != "calibration"]
+
+
+def machine_section(facts: dict, cells: pd.DataFrame) -> list[str]:
+    numeric = facts.get("numeric_settings", {})
+    rows = [
+        ("device", ", ".join(sorted(cells["device"].unique()))),
+        ("CPU", facts["cpu_model"]),
+        ("CPU kernel flags", ", ".join(facts["cpu_flags"]) or "none of note"),
+        ("cores", facts["cpu_count"]),
+        ("torch threads", facts["torch_threads"]),
+        ("GPU", facts.get("gpu_name") or "none"),
+        ("torch", facts["torch_version"]),
+        ("CUDA", facts.get("cuda_version") or "none"),
+        ("numeric settings", ", ".join(f"{k}={v}" for k, v in numeric.items()) or "not recorded"),
+        ("git commit", facts["git_commit"]),
+        ("grid profile", facts["grid_profile"]),
+        ("interleaved passes per cell", facts.get("repeats", 1)),
+        ("shards merged", ", ".join(facts.get("merged_shards", [])) or "none (one run)"),
+        ("shapes", "; ".join(f"{n}: b={s['batch']}, d={s['d_model']}, d_ff={s['d_ff']}"
+                              for n, s in facts["grid"]["shapes"].items() if n in set(cells["shape"]))),
+        ("FLOP formulas added to FlopCounterMode", ", ".join(facts["flop_formulas_added"])),
+    ]  # fmt: skip
+    return ["## Machine and grid", "", md(pd.DataFrame(rows, columns=["fact", "value"])), ""]
+
+
+def timing_section(cells: pd.DataFrame) -> list[str]:
+    """How the times were taken, from the methods the cells record, and which cells are host-bound."""
+    grid = grid_cells(cells)
+    methods = grid["device_time_method"].value_counts()
+    explain = {
+        "cpu_clock": "the CPU runs ops synchronously, so device time is the host latency of a call",
+        "cuda_graph": "CUDA-graph replay of the step, timed by CUDA events, L2 flushed before each replay",
+        "cuda_events": "CUDA events around back-to-back calls, L2 flushed before each (not capturable as a graph)",
+    }
+    lines = ["## How the times were taken", "",
+             "Every cell has two times: the host latency of one synchronised call (what a Python loop waits for) and "
+             "the device time (the device's own work). Medians, ratios, fits, MFU and figures use the device time.", ""]
+    lines += [f"- {count} cells: {explain.get(method, method)}." for method, count in methods.items()]
+    bound = grid[grid["host_bound"].astype(bool)]
+    if "cuda" not in set(grid["device"]):
+        lines += ["", "No cell here can be host-bound: on the CPU the device's time and the host's are the same."]
+    elif bound.empty:
+        lines += ["", "No cell is host-bound (host latency above 1.5x the device time)."]
+    else:
+        worst = bound.nlargest(5, "host_over_device")[["id", "group", "host_median_s", "median_s", "host_over_device"]]
+        lines += ["", f"{len(bound)} of {len(grid)} cells are host-bound: their host latency is more than 1.5x their "
+                  "device time, so Python dispatch and kernel launches, not the GPU, set what a user's loop sees. "
+                  "Comparing implementations by host latency there would compare their Python overheads; by device "
+                  "time it compares their kernels. The largest gaps:", "", md(worst, ".4g")]  # fmt: skip
+    return lines + [""]
+
+
+def coverage_section(cells: pd.DataFrame, not_run: pd.DataFrame) -> list[str]:
+    grid = grid_cells(cells)
+    lines = ["## What ran, and what did not", "",
+             f"{len(cells)} cells ran. Lengths {sorted(grid['seq_len'].unique().tolist())}, heads "
+             f"{sorted(grid['heads'].unique().tolist())}, dtypes {sorted(grid['dtype'].unique().tolist())}.", ""]
+    if len(not_run):
+        table = not_run.groupby(["outcome", "group", "reason"]).size().reset_index(name="cells")
+        return lines + [f"{len(not_run)} cells did not run:", "", md(table), ""]
+    return lines + ["Every generated cell ran.", ""]
+
+
+def kernels_section(cells: pd.DataFrame) -> list[str]:
+    grid = grid_cells(cells)
+    keys = ["group", "impl", "pass", "dropout", "pos_encoding", "compile", "device"]
+    table = grid.groupby(keys)["attention_kernel"].agg(lambda s: ", ".join(sorted(s.unique()))).reset_index()
+    lines = ["## Which kernels ran", "",
+             "Observed, not predicted: each label comes from the aten ops the profiler saw in one step of the cell "
+             "(flash, efficient, cudnn and math are SDPA's backends; naive is the explicit softmax; fused:OP is "
+             "torch's fused fast path, with what ran inside it).", "",
+             md(table.rename(columns={"attention_kernel": "attention kernel"}))]  # fmt: skip
+    gpu = grid[grid["attention_device_kernels"].map(bool)]
+    if len(gpu):
+        names = gpu.groupby(["impl", "pass", "dtype"])["attention_device_kernels"].agg(
+            lambda s: ", ".join(sorted({k[:60] for ks in s for k in ks[:2]})))  # fmt: skip
+        lines += ["", "GPU kernels the attention ops launched:", "", md(names.reset_index())]
+    return lines + [""]
+
+
+def memory_section(cells: pd.DataFrame, tolerance: float = 0.25) -> list[str]:
+    errors = memory_model_error(grid_cells(cells))
+    ratios = errors.groupby(["device", "group", "impl", "pass"])["measured_over_predicted"]
+    summary = ratios.agg(["median", "min", "max"])
+    inside = ((errors["measured_over_predicted"] - 1).abs() <= tolerance).sum()
+    return ["## Memory: measured peak vs the analytic model", "",
+            f"Measured peak of one step over `model/cost.py`'s prediction (1.0 = exact): {inside} of {len(errors)} "
+            f"cells within ±{tolerance:.0%}.", "", md(summary.reset_index(), ".2f"), ""]  # fmt: skip
+
+
+def flops_section(cells: pd.DataFrame) -> list[str]:
+    data = grid_cells(cells).dropna(subset=["flops_analytic"]).copy()
+    data["counted_over_analytic"] = data["flops_counted"] / data["flops_analytic"]
+    off = (data["counted_over_analytic"] - 1).abs()
+    with_added = int(data["flops_counted_with_added_formulas"].map(bool).sum())
+    used = sorted({name for names in data["flops_counted_with_added_formulas"] for name in names})
+    through = f" through a formula we registered ({', '.join(used)})" if used else ""
+    return ["## FLOPs: counted vs analytic", "",
+            f"FlopCounterMode's count equals the cost model's within 1% in {int((off <= 0.01).sum())} of {len(data)} "
+            f"cells (largest deviation {100 * off.max():.3f}%); {with_added} cells were counted{through}.", ""]
+
+
+def mfu_section(cells: pd.DataFrame, facts: dict) -> list[str]:
+    numeric = facts.get("numeric_settings", {})
+    tf32 = bool(numeric.get("cuda_matmul_allow_tf32"))
+    peaks = cells.groupby(["device", "dtype"])["peak_flops_per_s"].first().reset_index()
+    peaks["measured_tflops"] = peaks["peak_flops_per_s"] / 1e12
+    peaks["datasheet_tflops"] = [
+        (datasheet_flops(facts.get("gpu_name"), r.dtype, tf32) or np.nan) / 1e12 if r.device == "cuda" else np.nan
+        for r in peaks.itertuples()
+    ]
+    mfu = grid_cells(cells).groupby(["group", "device", "shape", "dtype"])["mfu"].agg(["median", "max"]).reset_index()
+    if "cuda" in set(peaks["device"]):
+        setting = (f"float32 was measured with TF32 {'allowed' if tf32 else 'off'} (matmul allow_tf32={tf32}, cuDNN "
+                   f"allow_tf32={numeric.get('cudnn_allow_tf32')}, float32 matmul precision "
+                   f"'{numeric.get('float32_matmul_precision')}'). The datasheet figure is the vendor's dense peak, "
+                   "not a measurement.")  # fmt: skip
+    else:
+        setting = ("TF32 is a CUDA setting: this CPU's float32 matmuls are IEEE float32. No datasheet peak is kept "
+                   "for CPUs.")
+    return ["## Fraction of peak (MFU)", "",
+            f"Measured matmul peak of this session (the calibration cells, device time). {setting}", "",
+            md(peaks.drop(columns=["peak_flops_per_s"]), ".4g"), "",
+            "Analytic matmul FLOPs of a step over its device time, over that peak:", "", md(mfu, ".3f"), ""]
+
+
+def noise_section(cells: pd.DataFrame) -> list[str]:
+    grid = grid_cells(cells)
+    within = grid["iqr_s"] / grid["median_s"]
+    lines = ["## Noise", "",
+             f"Within a run, IQR / median of the pooled rounds: median {within.median():.3f}, 90th percentile "
+             f"{within.quantile(0.9):.3f}."]  # fmt: skip
+    repeated = grid[grid["passes"] >= 2]
+    if repeated.empty:
+        return lines + ["", "This run has one pass per cell, so its intervals (bootstrap over rounds) see only "
+                        "within-run noise; run with --repeats 3 for intervals that include run-to-run noise.", ""]
+    cv = repeated["device_passes_s"].map(lambda p: float(np.std(pass_log_medians(p), ddof=1)))
+    noisy = repeated.assign(between_pass_cv=cv).nlargest(5, "between_pass_cv")
+    noisy = noisy[["id", "passes", "median_s", "between_pass_cv"]]
+    return lines + [
+        f"Between the {int(repeated['passes'].max())} interleaved passes, the spread of a cell's pass medians "
+        f"(standard deviation of their logs, about a CV): median {cv.median():.3f}, 90th percentile "
+        f"{cv.quantile(0.9):.3f}. "
+        "Intervals in this report are t intervals over the passes, so they include that run-to-run noise. "
+        "Noisiest cells:", "", md(noisy, ".4g"), ""]  # fmt: skip

@@ -1,0 +1,130 @@
+"""Intervals, significance and verdicts: small pure functions over timing samples.
+
+A cell is timed in R interleaved passes (A B A B), each of many rounds. Rounds within a pass are not
+independent of each other (they share the pass's machine state), so the pass is the unit:
+- R >= 2: a t interval on the mean of the passes' log-medians (a ratio: Welch's t on the two sets of
+  pass log-medians). This is pyperf's choice (many processes, t-test), with passes in place of
+  processes. It is wide for small R, and honest about it.
+- R == 1: a bootstrap over the rounds (scipy.stats.bootstrap), which sees only within-run noise; the
+  interval says so in its `method` and callers warn.
+Times are compared in log space: ratios are symmetric there and noise is multiplicative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    method: str  # "passes-t" (between-pass, run-to-run noise) or "rounds-bootstrap" (within-run only)
+    p_value: float | None = None  # of "no difference", for ratios
+
+    @property
+    def excludes_one(self) -> bool:
+        return self.low > 1.0 or self.high < 1.0
+
+    @property
+    def half_width(self) -> float:
+        """Relative half-width: (high / low) ** 0.5 - 1, the change this interval can resolve."""
+        return math.sqrt(self.high / self.low) - 1.0 if self.low > 0 else math.inf
+
+
+def pass_log_medians(passes: list[list[float]]) -> np.ndarray:
+    return np.log([np.median(p) for p in passes])
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic) -> tuple[float, float]:
+    res = stats.bootstrap(data, statistic, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+                          method="percentile", vectorized=True, random_state=np.random.default_rng(0))  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def median_interval(passes: list[list[float]]) -> Interval:
+    """The cell's typical time with its interval."""
+    if len(passes) >= 2:
+        logs = pass_log_medians(passes)
+        ci = stats.ttest_1samp(logs, 0.0).confidence_interval(CONFIDENCE)
+        return Interval(math.exp(logs.mean()), math.exp(ci.low), math.exp(ci.high), "passes-t")
+    samples = np.asarray(passes[0], float)
+    low, high = _bootstrap((samples,), lambda x, axis: np.median(x, axis=axis))
+    return Interval(float(np.median(samples)), low, high, "rounds-bootstrap")
+
+
+def ratio_interval(new: list[list[float]], base: list[list[float]]) -> Interval:
+    """new / base, with its interval and the p-value of 'no change'."""
+    if len(new) >= 2 and len(base) >= 2:
+        a, b = pass_log_medians(new), pass_log_medians(base)
+        if np.ptp(np.concatenate([a - a.mean(), b - b.mean()])) == 0:  # no spread at all: exact
+            ratio = math.exp(a.mean() - b.mean())
+            return Interval(ratio, ratio, ratio, "passes-t", 1.0 if ratio == 1.0 else 0.0)
+        test = stats.ttest_ind(a, b, equal_var=False)
+        ci = test.confidence_interval(CONFIDENCE)
+        return Interval(math.exp(a.mean() - b.mean()), math.exp(ci.low), math.exp(ci.high), "passes-t",
+                        float(test.pvalue))  # fmt: skip
+    x, y = np.concatenate(new).astype(float), np.concatenate(base).astype(float)
+    low, high = _bootstrap((x, y), lambda u, v, axis: np.median(u, axis=axis) / np.median(v, axis=axis))
+    p = float(stats.mannwhitneyu(x, y).pvalue) if not np.array_equal(x, y) else 1.0
+    return Interval(float(np.median(x) / np.median(y)), low, high, "rounds-bootstrap", p)
+
+
+def verdict(interval: Interval, target: float, lower_is_better: bool = True) -> str:
+    """met: the whole interval is on the good side of the target; missed: the whole interval is on the
+    bad side; inconclusive: it straddles the target."""
+    good = interval.high <= target if lower_is_better else interval.low >= target
+    bad = interval.low > target if lower_is_better else interval.high < target
+    return "met" if good else "missed" if bad else "inconclusive"
+
+
+@dataclass(frozen=True)
+class Slope:
+    value: float
+    low: float
+    high: float
+    se: float
+    points: int
+
+
+def loglog_slope(x: np.ndarray, y: np.ndarray) -> Slope:
+    """Least-squares slope of log y on log x, with its t interval (n - 2 degrees of freedom)."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    if len(lx) < 3:
+        slope = float(np.polyfit(lx, ly, 1)[0])
+        return Slope(slope, math.nan, math.nan, math.nan, len(lx))
+    fit = stats.linregress(lx, ly)
+    t = stats.t.ppf(0.5 + CONFIDENCE / 2, len(lx) - 2)
+    return Slope(float(fit.slope), fit.slope - t * fit.stderr, fit.slope + t * fit.stderr, float(fit.stderr), len(lx))
+
+
+@dataclass(frozen=True)
+class Quadratic:
+    """y = a + b*n + c*n^2, and how much of y the n^2 term is at the longest length, with t intervals."""
+
+    a: float
+    b: float
+    c: float
+    c_low: float
+    c_high: float
+    quadratic_share: float  # c*n^2 / y at the longest n
+
+
+def quadratic_fit(n: np.ndarray, y: np.ndarray) -> Quadratic | None:
+    """Needs at least 5 lengths (polyfit's covariance needs more points than coefficients + 1)."""
+    n, y = np.asarray(n, float), np.asarray(y, float)
+    if len(n) < 5:
+        return None
+    (c, b, a), cov = np.polyfit(n, y, 2, cov=True)
+    t = stats.t.ppf(0.5 + CONFIDENCE / 2, len(n) - 3)
+    half = t * math.sqrt(cov[0, 0])
+    top = n.max()
+    return Quadratic(a, b, c, c - half, c + half, c * top**2 / (a + b * top + c * top**2))
