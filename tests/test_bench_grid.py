@@ -1,41 +1,53 @@
-"""Grid declaration, generation, overrides and skip reasons (no timing)."""
+"""Grid declaration, generation, overrides, interleaved passes and skip reasons (no timing)."""
 
 import pytest
 
+from bench.conftest import pass_order
 from bench.grid import GROUPS, Cell, GridError, load_grid
 from bench.skips import skip_reason
+from model.config import POS_ENCODINGS
 
 
-def test_default_profile_covers_what_the_issue_asks():
+def test_default_profile_covers_what_the_issues_ask():
     grid = load_grid("default")
     attention = grid.cells("attention")
-    assert len({c.seq_len for c in attention}) >= 5
-    assert len({c.heads for c in attention}) >= 3
-    assert len({c.dtype for c in attention}) >= 2
-    assert {"naive", "sdpa"} <= {c.impl for c in attention}
+    assert len({c.seq_len for c in attention}) >= 5 and len({c.heads for c in attention}) >= 3
+    assert len({c.dtype for c in attention}) >= 2 and {"naive", "sdpa"} <= {c.impl for c in attention}
     assert {c.pass_ for c in attention} == {"forward", "train"}
     layer = grid.cells("layer")
-    assert {(c.impl, c.pass_, c.dropout) for c in layer} >= {
-        ("ours", "train", 0.1),
-        ("torch", "train", 0.0),
-        ("torch", "eval", 0.0),
-    }
+    assert {(c.impl, c.pass_, c.dropout) for c in layer} >= {("ours", "train", 0.1), ("torch", "train", 0.0),
+                                                             ("torch", "eval", 0.0), ("ours_auto", "eval", 0.0)}
+    assert {c.pos_encoding for c in layer} == set(POS_ENCODINGS)  # every encoding is costed
+    assert {c.compile for c in layer} == {"eager", "inductor"}
+    assert grid.repeats == 3 and load_grid("quick").repeats == 1 and load_grid("cuda").repeats == 3
+
+
+def test_cuda_profile_has_both_shapes_and_bf16_to_8192_at_the_large_one():
+    grid = load_grid("cuda")
+    large = [c for g in GROUPS for c in grid.cells(g) if c.shape == "bert_large"]
+    assert {c.group for c in large} == {"attention", "layer", "train_step"}
+    assert max(c.seq_len for c in large if c.dtype == "bfloat16") >= 8192
+    shape = grid.shapes["bert_large"]
+    assert (shape.batch, shape.d_model, shape.d_ff) == (8, 1024, 4096) and {c.heads for c in large} == {16}
+    assert {c.compile for c in large} == {"eager", "inductor", "cudagraph"}
+    assert max(c.seq_len for c in grid.cells("attention")) >= 8192
+    assert {c.device for g in GROUPS for c in grid.cells(g)} == {"cuda"}
 
 
 def test_full_profile_is_the_cartesian_product():
     grid = load_grid("full")
-    axes = grid.axes["attention"]
+    block = grid.blocks[0]
     expected = 1
     for axis in ("seq_len", "heads", "dtype", "device", "impl", "pass"):
-        expected *= len(axes[axis])
+        expected *= len(block[axis])
     assert len(grid.cells("attention")) == expected
-    assert {c.device for c in grid.cells("attention")} == {"cpu", "cuda"}
 
 
-def test_eval_cells_are_not_repeated_per_dropout():
-    cells = load_grid("quick").cells("layer")
-    assert not [c for c in cells if c.pass_ == "eval" and c.dropout > 0]
-    assert len({c.id for c in cells}) == len(cells)
+def test_cells_are_unique_and_inference_is_not_repeated_per_dropout():
+    grid = load_grid("default")
+    cells = grid.cells()
+    assert len({c.trace_name for c in cells}) == len(cells)
+    assert not [c for c in cells if c.pass_ in ("eval", "forward") and c.dropout > 0]
 
 
 def test_overrides_apply_to_all_groups_or_one():
@@ -44,6 +56,13 @@ def test_overrides_apply_to_all_groups_or_one():
     assert {c.impl for c in grid.cells("layer")} == {"torch"}
     assert {c.impl for c in grid.cells("attention")} == {"naive", "sdpa", "torch_mha"}
     assert {c.device for c in grid.cells("calibration")} == {"cpu"}
+    assert load_grid("quick", repeats=4).repeats == 4
+
+
+def test_a_user_implementation_is_accepted_by_name():
+    grid = load_grid("quick", ["attention.impl=sdpa,mypkg.attn:make"])
+    assert {c.impl for c in grid.cells("attention")} == {"sdpa", "mypkg.attn:make"}
+    assert "mypkg.attn:make" in grid.cells("attention")[-1].id
 
 
 @pytest.mark.parametrize(
@@ -54,10 +73,16 @@ def test_overrides_apply_to_all_groups_or_one():
         ("quick", ["colour=red"], r"AXIS one of seq_len, heads, dtype"),
         ("quick", ["seq_len=12x"], r"'12x' is not a whole number"),
         ("quick", ["seq_len=-4"], r"seq_len=-4 must be a positive"),
-        ("quick", ["heads=3"], r"heads=3 must divide d_model=256; choose from \[1, 2, 4"),
+        ("quick", ["heads=3"], r"heads=3 must divide d_model=256 of shape 'small'; choose from \[1, 2, 4"),
         ("quick", ["dtype=float8"], r"'float8' is not accepted; choose from float32, bfloat16, float16"),
         ("quick", ["device=tpu"], r"'tpu' is not accepted; choose from cpu, cuda"),
-        ("quick", ["layer.impl=flash"], r"layer.impl='flash' is not accepted; choose from ours, ours_naive, torch"),
+        ("quick", ["layer.impl=flash"], r"layer.impl='flash' is not accepted; choose from ours, ours_naive, ours_auto, "
+                                        r"torch or a user implementation module.path:factory"),
+        ("quick", ["train_step.impl=a.b:c"], r"train_step.impl='a.b:c' is not accepted; choose from naive, sdpa, "
+                                             r"auto$"),
+        ("quick", ["layer.pos_encoding=xpos"], r"'xpos' is not accepted; choose from sinusoidal, learned"),
+        ("quick", ["layer.compile=jit"], r"'jit' is not accepted; choose from eager, inductor, cudagraph"),
+        ("quick", ["shape=huge"], r"'huge' is not accepted; choose from small, bert_large"),
         ("quick", ["nogroup.impl=sdpa"], r"GROUP one of attention, layer"),
     ],
 )
@@ -66,12 +91,34 @@ def test_bad_grid_input_names_what_is_accepted(profile, overrides, message):
         load_grid(profile, overrides)
 
 
+def test_bad_repeats():
+    with pytest.raises(GridError, match=r"--repeats 0 is not accepted; give a whole number of passes, 1 or more"):
+        load_grid("quick", repeats=0)
+
+
+class Item:
+    def __init__(self, cell: Cell, repeat: int) -> None:
+        self.callspec = type("CallSpec", (), {"params": {"cell": cell, "repeat": repeat}})()
+
+
+def test_passes_interleave_and_compiled_cells_come_last():
+    a, b = Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train"), Cell("layer", "cpu", "float32", "small",
+                                                                                  64, 4, "torch", "train")  # fmt: skip
+    c = Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train", compile="inductor")
+    items = [Item(c, 0), Item(a, 0), Item(a, 1), Item(b, 0), Item(b, 1), Item(c, 1)]  # collection: cell-major
+    ordered = sorted(items, key=pass_order)
+    params = [i.callspec.params for i in ordered]
+    order = [(p["cell"].impl, p["cell"].compile, p["repeat"]) for p in params]
+    assert order == [("ours", "eager", 0), ("torch", "eager", 0), ("ours", "eager", 1), ("torch", "eager", 1),
+                     ("ours", "inductor", 0), ("ours", "inductor", 1)]  # fmt: skip
+
+
 def cell(**kw):
     return Cell(**{"group": "layer", "device": "cpu", "dtype": "float32", "seq_len": 256, "heads": 4, "impl": "ours",
                    "pass_": "train", **kw})  # fmt: skip
 
 
-SHAPE = load_grid("quick").shape
+SHAPE = load_grid("quick").shapes["small"]
 
 
 def test_skip_reasons():
@@ -82,6 +129,10 @@ def test_skip_reasons():
     assert fp16.startswith("unsupported: float16") and "--allow-slow-fp16" in fp16
     assert skip_reason(cell(dtype="float16"), SHAPE, big, cpu_flags=["avx512_fp16"]) is None
     assert skip_reason(cell(dtype="float16"), SHAPE, big, allow_slow_fp16=True, cpu_flags=[]) is None
+    assert "no hook to rotate" in skip_reason(cell(impl="torch", pos_encoding="rope"), SHAPE, big, cpu_flags=[])
+    assert skip_reason(cell(impl="torch", pos_encoding="alibi"), SHAPE, big, cpu_flags=[]) is None
+    assert "needs a CUDA device" in skip_reason(cell(compile="cudagraph"), SHAPE, big, cpu_flags=[])
+    assert "takes no positional" in skip_reason(cell(impl="a.b:c", pos_encoding="rope"), SHAPE, big, cpu_flags=[])
 
 
 def test_memory_skip_names_predicted_and_available_bytes():
@@ -92,11 +143,3 @@ def test_memory_skip_names_predicted_and_available_bytes():
 def test_every_group_has_cells_in_quick():
     grid = load_grid("quick")
     assert all(grid.cells(g) for g in GROUPS)
-
-
-def test_cuda_profile_reaches_long_sequences_with_its_own_budget():
-    cuda, default = load_grid("cuda"), load_grid("default")
-    assert max(c.seq_len for c in cuda.cells("attention")) >= 8192
-    assert {c.device for g in GROUPS for c in cuda.cells(g)} == {"cuda"}
-    assert cuda.timing.budget_s < default.timing.budget_s
-    assert cuda.timing.max_rounds == default.timing.max_rounds

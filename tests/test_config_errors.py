@@ -10,8 +10,8 @@ from model import Encoder, EncoderConfig, EncoderLayer
     "kwargs,message",
     [
         ({"d_model": 30, "n_heads": 4}, r"d_model=30 is not divisible by n_heads=4.*\[1, 2, 3, 5, 6, 10, 15, 30\]"),
-        ({"pos_encoding": "xpos"}, r"pos_encoding='xpos'.*sinusoidal, learned, rope, alibi, none"),
-        ({"attention": "flash"}, r"attention='flash'.*naive, sdpa"),
+        ({"pos_encoding": "xpos"}, r"pos_encoding='xpos'.*sinusoidal, learned, rope, alibi, alibi_directional, none"),
+        ({"attention": "flash"}, r"attention='flash'.*naive, sdpa, auto"),
         ({"activation": "swish"}, r"activation='swish'.*relu, gelu"),
         ({"n_layers": 0}, r"n_layers=0 must be a positive integer"),
         ({"dropout": 1.5}, r"dropout=1.5 must be in \[0, 1\)"),

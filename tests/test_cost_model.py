@@ -62,16 +62,28 @@ def test_attention_share_grows_with_length():
     assert short.attention_scores / short.total < long.attention_scores / long.total
 
 
-def test_korthikanti_activation_formula():
-    # With p=2 bytes, f=4d and dropout, Korthikanti et al.'s per-layer count is
-    # s*b*h*(34 + 5*a*s/h); torch's layer adds a dropout mask between the feed-forward linears.
-    b, n, d, h = 2, 256, 128, 8
-    ours = cost.layer_activation_bytes(b, n, d, h, 4 * d, 2, dropout=True, materialises_scores=True)
-    assert ours == n * b * d * (34 + 5 * h * n / d) + b * n * 4 * d
+def shape(n: int, device: str = "cpu", p: int = 4) -> cost.MemoryShape:
+    return cost.MemoryShape(b=2, n=n, d=256, h=4, f=1024, p=p, device=device)
 
 
-def test_flash_activation_memory_is_linear_in_length():
-    grow = [cost.layer_activation_bytes(1, n, 64, 4, 256, 4, False, materialises_scores=False) for n in (1024, 2048)]
-    assert grow[1] == 2 * grow[0]
-    naive = [cost.layer_activation_bytes(1, n, 64, 4, 256, 4, False, materialises_scores=True) for n in (1024, 2048)]
-    assert naive[1] > 2.5 * naive[0]
+def test_fused_kernels_memory_is_linear_in_length_and_materialised_quadratic():
+    for family in ("flash", "efficient", "cudnn"):
+        grow = [cost.layer_training_bytes(shape(n, "cuda"), family, False) for n in (1024, 2048)]
+        assert grow[1] == 2 * grow[0]
+    naive = [cost.layer_training_bytes(shape(n), "materialised", False) for n in (1024, 2048)]
+    assert naive[1] > 3 * naive[0]
+
+
+def test_families_of_observed_labels():
+    assert cost.attention_family("flash") == "flash"
+    assert cost.attention_family("cudnn") == "cudnn"
+    assert cost.attention_family("naive") == "materialised"
+    assert cost.attention_family("math") == "math"
+    assert cost.attention_family("fused:_transformer_encoder_layer_fwd/explicit softmax") == "fused_explicit"
+    assert cost.attention_family("fused:_native_multi_head_attention/efficient") == "fused_sdpa"
+    assert cost.attention_family("inductor:bmm+generated softmax") == "materialised"
+
+
+def test_cudnn_workspace_is_float32_dq_dk_dv():
+    m = shape(4096, "cuda", p=2)
+    assert cost.kernel_workspace_bytes(m, "cudnn") == 3 * m.b * m.n * m.d * 4 + 2 * m.u

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench.observe import observe
 from model import EncoderLayer
 
 D, H, F, B, N = 32, 4, 64, 3, 12
@@ -53,7 +54,7 @@ def forward_backward(layer: nn.Module, x: torch.Tensor, mask, names: dict[str, s
     return out.detach(), x.grad, grads
 
 
-@pytest.mark.parametrize("kernel", ["naive", "sdpa"])
+@pytest.mark.parametrize("kernel", ["naive", "sdpa", "auto"])
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("norm_first", [True, False])
@@ -70,14 +71,16 @@ def test_matches_torch_float32(norm_first, activation, with_mask, kernel):
 
 
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_naive_and_sdpa_kernels_agree(with_mask):
+@pytest.mark.parametrize("kernel", ["sdpa", "auto", "flash", "math"])
+def test_naive_and_sdpa_kernels_agree(with_mask, kernel):
     naive, _ = make_pair(True, "gelu", "naive")
-    sdpa, _ = make_pair(True, "gelu", "sdpa")
+    other, _ = make_pair(True, "gelu", "naive")
+    other.self_attn.kernel = kernel
     x, mask = torch.randn(B, N, D), padding_mask(with_mask)
-    for got, want in zip(forward_backward(sdpa, x, mask, None)[:2], forward_backward(naive, x, mask, None)[:2]):
+    for got, want in zip(forward_backward(other, x, mask, None)[:2], forward_backward(naive, x, mask, None)[:2]):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    assert sdpa.self_attn.last_backend == "flash_attention"
-    assert naive.self_attn.last_backend == "naive"
+    seen = observe(lambda: other(x, mask), "cpu").attention_kernel  # what ran, read from the profiler
+    assert seen in ({"flash", "math"} if kernel in ("sdpa", "auto") else {kernel})
 
 
 def test_eval_fast_path_matches():
@@ -94,23 +97,24 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("kernel", ["naive", "sdpa"])
 def test_matches_torch_bfloat16(kernel):
-    # bfloat16 keeps 8 significant bits: each rounding is off by up to 2^-8 (0.4%) relative. The two
-    # implementations round at different points, so elementwise checks fail on entries that cancel
-    # to near zero; we bound the relative error of whole tensors. Outputs and input gradients pass
-    # through ~10-20 roundings: 3%. Weight gradients of the feed-forward also see ReLU gates flip for
-    # pre-activations within a rounding of zero: torch's own bf16 gradients are ~4% from its float32
-    # ones here, so 6%. A wrong kernel is off by O(100%).
+    # bfloat16 keeps 8 significant bits, and how far a bf16 layer lands from float32 depends on the CPU's
+    # kernels (its matmul accumulation, whether ReLU gates flip near zero). So the bound is derived from
+    # torch's own layer on this machine, not tuned to one: ours may be off from the float32 reference by
+    # at most 1.5x torch's own bf16 error, plus 0.5% (two bf16 roundings). A wrong kernel is off by O(100%).
     ours, theirs = make_pair(True, "relu", kernel, torch.bfloat16)
     reference, _ = make_pair(True, "relu", kernel)
     x = torch.randn(B, N, D, dtype=torch.bfloat16)
     out_o, dx_o, grads_o = forward_backward(ours, x, None, None)
     out_t, dx_t, grads_t = forward_backward(theirs, x, None, PARAM_PAIRS)
     out_r, dx_r, grads_r = forward_backward(reference, x.float(), None, None)
-    for want in ((out_t, dx_t, grads_t), (out_r, dx_r, grads_r)):
-        assert relative_error(out_o, want[0]) < 0.03
-        assert relative_error(dx_o, want[1]) < 0.03
-        for name in PARAM_PAIRS:
-            assert relative_error(grads_o[name], want[2][name]) < 0.06, name
+
+    def bound(torch_error: float) -> float:
+        return 1.5 * torch_error + 0.005
+
+    assert relative_error(out_o, out_r) <= bound(relative_error(out_t, out_r))
+    assert relative_error(dx_o, dx_r) <= bound(relative_error(dx_t, dx_r))
+    for name in PARAM_PAIRS:
+        assert relative_error(grads_o[name], grads_r[name]) <= bound(relative_error(grads_t[name], grads_r[name])), name
 
 
 def test_from_torch_rejects_sequence_first():

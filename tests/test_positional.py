@@ -101,3 +101,37 @@ def test_kernels_agree_for_every_encoding(pos):
     mask = torch.zeros(2, 9, dtype=torch.bool)
     mask[1, -3:] = True
     torch.testing.assert_close(sdpa(tokens, mask), naive(tokens, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_directional_alibi_tells_left_from_right():
+    from model.positional import DirectionalALiBiPositionalEncoding
+
+    enc = DirectionalALiBiPositionalEncoding(4)
+    bias = enc.attention_bias(6, torch.device("cpu"), torch.float32)  # (h, n, n)
+    slopes = alibi_slopes(4)
+    # head 0: the paper's steepest slope to the left, its shallowest to the right
+    assert bias[0, 3, 1].item() == pytest.approx(-slopes[0] * 2)
+    assert bias[0, 3, 5].item() == pytest.approx(-slopes[3] * 2)
+    assert torch.all(torch.diagonal(bias, dim1=-2, dim2=-1) == 0)
+    # unlike symmetric ALiBi, reversing the sequence does not map the bias onto itself
+    reversed_bias = bias.flip(-1).flip(-2)
+    assert not torch.allclose(reversed_bias, bias)
+    symmetric = ALiBiPositionalEncoding(4).attention_bias(6, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(symmetric.flip(-1).flip(-2), symmetric)
+
+
+def test_directional_alibi_breaks_reversal_symmetry_of_the_encoder():
+    torch.manual_seed(0)
+    model = Encoder(EncoderConfig(pos_encoding="alibi_directional", n_heads=4)).eval()
+    tokens = torch.randint(1, 16, (1, 10))
+    out = model(tokens)
+    out_reversed = model(tokens.flip(-1)).flip(1)
+    assert not torch.allclose(out, out_reversed, atol=1e-4)
+
+
+def test_rope_frequencies_stay_float32_in_a_bfloat16_model():
+    rope = RotaryPositionalEncoding(64).to(torch.bfloat16)
+    q = torch.randn(1, 1, 2048, 64)
+    q32, _ = rope.rotate(q, q)
+    q16, _ = rope.rotate(q.bfloat16(), q.bfloat16())
+    assert ((q16.float() - q32).norm() / q32.norm()).item() < 0.02  # bf16 rounding, not garbage angles

@@ -1,0 +1,1 @@
+"""Implementations benchmarked through attnbench's user-implementation path (module.path:factory)."""

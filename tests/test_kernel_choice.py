@@ -1,0 +1,76 @@
+"""The `auto` attention kernel: its table lookup, its use in the encoder, and the command that measures it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.observe import observe
+from model.attention import MultiHeadAttention
+from model.kernel_choice import FALLBACK, Choice, choices_for, choose, read_table
+
+TABLE = (
+    Choice("cpu", "bfloat16", False, False, 256, "naive"),
+    Choice("cpu", "bfloat16", False, False, 2048, "flash"),
+    Choice("cpu", "bfloat16", True, False, 1024, "math"),
+    Choice("cuda", "bfloat16", False, False, 1024, "cudnn"),
+)
+
+
+def test_lookup_takes_the_nearest_measured_length_in_log_space():
+    def eval_kernel(device, n):
+        return choose(TABLE, device, "bfloat16", n, dropout=False, train=False)
+
+    assert eval_kernel("cpu", 256) == "naive"
+    assert eval_kernel("cpu", 600) == "naive"  # log distance to 256 < to 2048
+    assert eval_kernel("cpu", 900) == "flash"
+    assert choose(TABLE, "cpu", "bfloat16", 64, dropout=False, train=True) == "math"  # the only train entry
+    assert eval_kernel("cuda", 4096) == "cudnn"
+
+
+def test_lookup_falls_back_to_sdpa_where_nothing_was_measured():
+    assert choose(TABLE, "cpu", "float32", 256, dropout=False, train=False) == FALLBACK == "sdpa"
+    assert choose(TABLE, "cpu", "bfloat16", 256, dropout=True, train=False) == "sdpa"  # dropout: another key
+    assert choose((), "cuda", "bfloat16", 256, dropout=False, train=False) == "sdpa"
+
+
+def test_table_is_read_per_machine_and_checked(tmp_path):
+    path = tmp_path / "table.json"
+    rows = [{"device": "cpu", "dtype": "float32", "train": False, "dropout": False, "seq_len": 128, "kernel": "naive",
+             "seconds": {"naive": 1.0}}]  # fmt: skip
+    path.write_text(json.dumps({"machines": {"cpu-a": {"choices": rows}, "cpu-b": {"choices": []}}}))
+    assert choices_for(("cpu-a",), path) == (Choice("cpu", "float32", False, False, 128, "naive"),)
+    assert choices_for(("cpu-b", "cuda-x"), path) == ()
+    assert read_table(tmp_path / "none.json") == {"machines": {}}
+    rows[0]["kernel"] = "turbo"
+    path.write_text(json.dumps({"machines": {"cpu-a": {"choices": rows}}}))
+    with pytest.raises(ValueError, match="kernel 'turbo'"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("kernel", ["naive", "flash", "math"])
+def test_auto_runs_the_kernel_its_table_names(kernel):
+    attn = MultiHeadAttention(64, 4, 0.0, "auto").eval()
+    attn.choices = (Choice("cpu", "float32", False, False, 32, kernel),)
+    x = torch.randn(2, 32, 64)
+    reference = MultiHeadAttention(64, 4, 0.0, "naive").eval()
+    reference.load_state_dict(attn.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x), reference(x), atol=1e-5, rtol=1e-5)
+        assert observe(lambda: attn(x), "cpu").attention_kernel == kernel
+
+
+def test_autotune_writes_this_machines_entry_and_keeps_the_others(tmp_path):
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"machines": {"cuda-other": {"choices": []}}}))
+    command = [sys.executable, "-m", "bench.autotune", "--device", "cpu", "--dtypes", "float32", "--lengths", "32",
+               "--passes", "1", "--budget-s", "0.005", "--table", str(table)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    machines = json.loads(table.read_text())["machines"]
+    assert "cuda-other" in machines and len(machines) == 2
+    entry = next(v for k, v in machines.items() if k.startswith("cpu-"))
+    assert {c["train"] for c in entry["choices"]} == {True, False} and entry["facts"]["torch_version"]
+    assert all(c["kernel"] in c["seconds"] for c in entry["choices"])

@@ -1,0 +1,88 @@
+"""Grids sharded across machines: deterministic, disjoint, complete, balanced by cost; merged back into
+one report that lists the cells of the unsharded run."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.load import load_runs
+from bench.grid import load_grid
+from bench.sharding import assign_shards, in_shard, predicted_seconds
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("n_shards", [2, 3])
+def test_shards_of_quick_are_disjoint_and_together_the_whole_grid(n_shards):
+    grid = load_grid("quick")
+    cells = grid.cells()
+    owner = assign_shards(cells, grid, n_shards)
+    shards = [{c.trace_name for c in cells if c.group != "calibration" and in_shard(c, owner, k)}
+              for k in range(1, n_shards + 1)]  # fmt: skip
+    assert sum(map(len, shards)) == len(set().union(*shards))  # disjoint
+    assert set().union(*shards) == {c.trace_name for c in cells if c.group != "calibration"}
+    assert all(shards) and assign_shards(cells, grid, n_shards) == owner  # none empty; deterministic
+    calibration = [c for c in cells if c.group == "calibration"]
+    assert all(in_shard(c, owner, k) for c in calibration for k in range(1, n_shards + 1))  # each shard calibrates
+
+
+def test_shards_are_balanced_by_predicted_cost_not_by_count():
+    grid = load_grid("default")
+    cells = [c for c in grid.cells() if c.group != "calibration"]
+    owner = assign_shards(cells, grid, 4)
+    loads = [sum(predicted_seconds(c, grid) for c in cells if owner[c.trace_name] == k) for k in range(1, 5)]
+    assert (max(loads) - min(loads)) / max(loads) < 0.05
+    counts = [sum(owner[c.trace_name] == k for c in cells) for k in range(1, 5)]
+    assert max(counts) != min(counts)  # equal cost, unequal counts: cells differ in cost
+
+
+def collected(*args: str) -> set[str]:
+    result = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench"), "--collect-only", "-q",
+                             "-p", "no:cacheprovider", "--grid", "quick", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {line for line in result.stdout.splitlines() if "::" in line and "calibration" not in line}
+
+
+def test_pytest_shard_option_selects_the_shard():
+    whole = collected()
+    parts = [collected("--shard", f"{k}/3") for k in (1, 2, 3)]
+    assert set().union(*parts) == whole and sum(map(len, parts)) == len(whole)
+
+
+def bench_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "bench", "--grid", "quick", "--results", str(tmp_path), "--set", "seq_len=64",
+               "--set", "layer.dropout=0", "--no-report", *args, "-q"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_a_report_merged_from_shards_lists_the_cells_of_the_unsharded_run(tmp_path):
+    assert bench_run(tmp_path, "--name", "whole").returncode == 0
+    for k in (1, 2):
+        result = bench_run(tmp_path, "--shard", f"{k}/2", "--name", f"shard{k}")
+        assert result.returncode == 0, result.stderr
+        assert json.loads((tmp_path / f"shard{k}" / "benchmarks.json").read_text())["machine_info"]["attnbench"][
+            "shard"] == f"{k}/2"  # fmt: skip
+    merge = [sys.executable, "-m", "analysis", "merge", str(tmp_path / "merged"), str(tmp_path / "shard1"),
+             str(tmp_path / "shard2")]  # fmt: skip
+    assert subprocess.run(merge, capture_output=True, text=True).returncode == 0
+    report = subprocess.run([sys.executable, "-m", "analysis", "report", str(tmp_path / "merged")], capture_output=True,
+                            text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    whole, _, _ = load_runs([tmp_path / "whole" / "benchmarks.json"])
+    merged, _, facts = load_runs([tmp_path / "merged" / "benchmarks.json"])
+    grid_ids = lambda cells: set(cells[cells["group"] != "calibration"]["id"])  # noqa: E731
+    assert grid_ids(merged) == grid_ids(whole)
+    assert facts["merged"]["merged_shards"] == ["1/2", "2/2"]
+    assert re.search(r"shards merged\s*\|\s*1/2, 2/2", (tmp_path / "merged" / "REPORT.md").read_text())
+    # shards of another commit are refused, and so is an incomplete set
+    data = json.loads((tmp_path / "shard2" / "benchmarks.json").read_text())
+    data["machine_info"]["attnbench"]["git_commit"] = "0" * 40
+    (tmp_path / "shard2" / "benchmarks.json").write_text(json.dumps(data))
+    refused = subprocess.run(merge, capture_output=True, text=True)
+    assert refused.returncode == 2 and "differ in git_commit" in refused.stderr
+    alone = subprocess.run(merge[:-1], capture_output=True, text=True)
+    assert alone.returncode == 2 and "shards [1] of 2 given" in alone.stderr

@@ -1,0 +1,83 @@
+"""Intervals, significance and verdicts on samples with a known answer."""
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis.stats import Interval, loglog_slope, median_interval, quadratic_fit, ratio_interval, verdict
+
+
+def passes(center: float, spread: float, seed: int, n_passes: int = 3, rounds: int = 30, drift: float = 0.0):
+    """Log-normal rounds around `center`, each pass shifted by its own drift (run-to-run noise)."""
+    rng = np.random.default_rng(seed)
+    shifts = rng.normal(0, drift, n_passes)
+    return [list(center * np.exp(s + rng.normal(0, spread, rounds))) for s in shifts]
+
+
+def test_identical_samples_give_ratio_one_and_no_significance():
+    a = passes(1.0, 0.02, seed=1)
+    interval = ratio_interval(a, a)
+    assert interval.estimate == pytest.approx(1.0) and interval.low <= 1 <= interval.high
+    assert not interval.excludes_one and interval.p_value == pytest.approx(1.0)
+
+
+def test_a_ten_percent_shift_is_found_and_its_interval_covers_it():
+    base, new = passes(1.0, 0.02, seed=1), passes(1.1, 0.02, seed=2)
+    interval = ratio_interval(new, base)
+    assert interval.excludes_one and interval.low < 1.1 < interval.high and interval.p_value < 0.01
+    assert interval.method == "passes-t"
+
+
+def test_run_to_run_drift_widens_the_interval_and_hides_a_small_shift():
+    quiet = ratio_interval(passes(1.02, 0.01, seed=3), passes(1.0, 0.01, seed=4))
+    noisy = ratio_interval(passes(1.02, 0.01, seed=3, drift=0.05), passes(1.0, 0.01, seed=4, drift=0.05))
+    assert quiet.excludes_one and not noisy.excludes_one  # a 2% change: seen without drift, hidden by 5% drift
+    assert noisy.half_width > 5 * quiet.half_width
+
+
+def test_one_pass_falls_back_to_a_bootstrap_over_rounds():
+    base, new = passes(1.0, 0.02, seed=5, n_passes=1), passes(1.2, 0.02, seed=6, n_passes=1)
+    interval = ratio_interval(new, base)
+    assert interval.method == "rounds-bootstrap" and interval.excludes_one and interval.p_value < 1e-6
+    single = median_interval(base)
+    assert single.method == "rounds-bootstrap" and single.low <= single.estimate <= single.high
+
+
+def test_median_interval_over_passes_covers_the_center():
+    interval = median_interval(passes(2.0, 0.03, seed=7, n_passes=5))
+    assert interval.low < 2.0 < interval.high and interval.method == "passes-t"
+
+
+def test_interval_coverage_is_near_nominal():
+    # Same distribution twice, 300 times: about 5% of the intervals should exclude 1
+    same = [(passes(1.0, 0.03, 100 + i, drift=0.02), passes(1.0, 0.03, 900 + i, drift=0.02)) for i in range(300)]
+    misses = sum(ratio_interval(a, b).excludes_one for a, b in same)  # fmt: skip
+    assert 3 <= misses <= 30
+
+
+def test_verdicts():
+    assert verdict(Interval(0.9, 0.85, 0.95, "passes-t"), 1.0) == "met"
+    assert verdict(Interval(1.1, 1.05, 1.15, "passes-t"), 1.0) == "missed"
+    assert verdict(Interval(0.99, 0.9, 1.1, "passes-t"), 1.0) == "inconclusive"
+    assert verdict(Interval(0.6, 0.55, 0.7, "passes-t"), 0.65, lower_is_better=False) == "inconclusive"
+    assert Interval(1.0, 0.9, 1.1, "x").half_width == pytest.approx(math.sqrt(1.1 / 0.9) - 1)
+
+
+def test_loglog_slope_interval_is_t_based():
+    n = np.array([128, 256, 512, 1024, 2048])
+    exact = loglog_slope(n, 3e-9 * n**2)
+    assert exact.value == pytest.approx(2.0) and exact.high - exact.low == pytest.approx(0.0, abs=1e-9)
+    three = loglog_slope(n[:3], 3e-9 * n[:3] ** 2 * np.array([1.0, 1.1, 0.95]))
+    five = loglog_slope(n, 3e-9 * n**2 * np.array([1.0, 1.1, 0.95, 1.05, 1.0]))
+    assert (three.high - three.low) > 3 * (five.high - five.low)  # 1 degree of freedom: t = 12.7
+    assert math.isnan(loglog_slope(n[:2], n[:2]).low)
+
+
+def test_quadratic_fit_finds_the_n_squared_share():
+    n = np.array([128, 256, 512, 1024, 2048], float)
+    fit = quadratic_fit(n, 1.0 + 0.01 * n + 1e-5 * n**2)
+    top = 2048.0
+    assert fit.c == pytest.approx(1e-5)
+    assert fit.quadratic_share == pytest.approx(1e-5 * top**2 / (1 + 0.01 * top + 1e-5 * top**2))
+    assert quadratic_fit(n[:4], n[:4]) is None
