@@ -202,3 +202,23 @@ def compare_ratios(table: pd.DataFrame, out: Path) -> Path:
         ax.set(title=group, xlabel="device time, new / base (95% interval; red: flagged)")
     fig.tight_layout()
     return save(fig, out, "compare")
+
+
+def ddp_scaling(table: pd.DataFrame, out: Path) -> Path:
+    """Step time and efficiency (95% interval) against world size, per strategy and scaling mode."""
+    fig, (time_ax, eff_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (impl, scaling), data in table.groupby(["impl", "scaling"]):
+        data = data.sort_values("world")
+        label = f"{impl}, {scaling}"
+        time_ax.plot(data["world"], data["step_s"] * 1e3, marker="o", label=label)
+        if "efficiency" in data:
+            err = [data["efficiency"] - data["efficiency_low"], data["efficiency_high"] - data["efficiency"]]
+            eff_ax.errorbar(data["world"], data["efficiency"], yerr=err, marker="o", capsize=3, label=label)
+    time_ax.set(xlabel="world size (ranks)", ylabel="step time (ms)", title="Training step")
+    eff_ax.axhline(1.0, color="grey", ls=":", lw=1)
+    eff_ax.set(xlabel="world size (ranks)", ylabel="efficiency vs 1 rank", title="Scaling efficiency (95% interval)")
+    for ax in (time_ax, eff_ax):
+        ax.set_xticks(sorted(table["world"].unique()))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, out, "ddp_scaling")

@@ -58,8 +58,10 @@ def _pooled(group: list[dict]) -> dict:
     if row["group"] != "calibration":
         row["host_bound"] = host_median > 1.5 * float(median)
         flops = row["flops_analytic"] if row.get("flops_analytic") is not None else row["flops_counted"]
-        row.update(flops_per_s=flops / median, mfu=flops / median / row["peak_flops_per_s"],
-                   tokens_per_s=row["batch"] * row["seq_len"] / median,
+        peak = row.get("peak_flops_per_s")
+        tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
+        row.update(flops_per_s=flops / median, mfu=flops / median / peak if peak else None,
+                   tokens_per_s=tokens / median,
                    first_call_s=passes[0].get("first_call_s"), compile_s=passes[0].get("compile_s"),
                    graph_breaks=passes[0].get("graph_breaks"),
                    graph_break_reasons=passes[0].get("graph_break_reasons"))  # fmt: skip

@@ -12,12 +12,14 @@ import pandas as pd
 from analysis import figures
 from analysis.axes import compile_section, positional_cost_section, user_section
 from analysis.breakdown import agreement_section, crossover_section, traced_breakdown
+from analysis.ddp import ddp_section
 from analysis.errors import AnalysisError
 from analysis.fits import describe_exponent, scaling_exponents
 from analysis.load import load_runs, machine_label
 from analysis.positional import load_positional, reverse_attention_maps
 from analysis.sections import (
     coverage_section,
+    do_bench_section,
     flops_section,
     kernels_section,
     machine_section,
@@ -88,9 +90,26 @@ def positional_link(run_dir: Path, positional_dir: Path) -> list[str]:
             "figures are below.", ""]  # fmt: skip
 
 
+def write_ddp_report(run_dir: Path, cells: pd.DataFrame, not_run: pd.DataFrame, facts: dict) -> Path:
+    """The data-parallel run's own report: its machine, what ran, and how the step scaled."""
+    section, table = ddp_section(cells, run_dir / "traces")
+    figure = figures.ddp_scaling(table, run_dir / "figures")
+    lines = [f"# attnbench report: {run_dir.name}", "",
+             f"Produced by `python -m analysis report {run_dir}` from `benchmarks.json` and each rank's profiler "
+             f"traces in `traces/`, of a run on {machine_label(facts)}. Every number below is computed from those "
+             "files.", ""]  # fmt: skip
+    lines += machine_section(facts, cells) + coverage_section(cells, not_run) + section
+    lines += ["## Figures", "", f"![{figure.stem}]({_rel(figure, run_dir)})", ""]
+    out = run_dir / "REPORT.md"
+    atomic_write_text(out, "\n".join(lines))
+    return out
+
+
 def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
     cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
     facts = next(iter(machines.values()))
+    if (cells["group"] == "ddp").all():
+        return write_ddp_report(run_dir, cells, not_run, facts)
     fig_dir, trace_dir = run_dir / "figures", run_dir / "traces"
     positional_dir = positional_dir or run_dir.parent / "positional"
     experiment = load_positional(positional_dir) if (positional_dir / "runs.csv").is_file() else None
@@ -108,6 +127,7 @@ def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
     lines += memory_section(cells) + flops_section(cells) + mfu_section(cells, facts) + noise_section(cells)
     if step_facts is not None:
         lines += agreement_section(step_facts)
+    lines += do_bench_section(run_dir)
     figs = [figures.time_vs_length(cells, fig_dir), figures.memory_vs_length(cells, fig_dir),
             figures.heads_length_heatmap(cells, fig_dir), figures.mfu_vs_length(cells, fig_dir)]  # fmt: skip
     if breakdown is not None:

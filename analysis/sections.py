@@ -33,10 +33,11 @@ def machine_section(facts: dict, cells: pd.DataFrame) -> list[str]:
         ("numeric settings", ", ".join(f"{k}={v}" for k, v in numeric.items()) or "not recorded"),
         ("git commit", facts["git_commit"]),
         ("grid profile", facts["grid_profile"]),
+        ("threads per rank", facts["grid"].get("plan", {}).get("threads_per_rank", "n/a (one process)")),
         ("interleaved passes per cell", facts.get("repeats", 1)),
         ("shards merged", ", ".join(facts.get("merged_shards", [])) or "none (one run)"),
         ("shapes", "; ".join(f"{n}: b={s['batch']}, d={s['d_model']}, d_ff={s['d_ff']}"
-                              for n, s in facts["grid"]["shapes"].items() if n in set(cells["shape"]))),
+                              for n, s in facts["grid"]["shapes"].items() if n in set(cells["shape"].dropna()))),
         ("FLOP formulas added to FlopCounterMode", ", ".join(facts["flop_formulas_added"])),
     ]  # fmt: skip
     return ["## Machine and grid", "", md(pd.DataFrame(rows, columns=["fact", "value"])), ""]
@@ -162,3 +163,16 @@ def noise_section(cells: pd.DataFrame) -> list[str]:
         f"{cv.quantile(0.9):.3f}. "
         "Intervals in this report are t intervals over the passes, so they include that run-to-run noise. "
         "Noisiest cells:", "", md(noisy, ".4g"), ""]  # fmt: skip
+
+
+def do_bench_section(run_dir) -> list[str]:
+    """Where bench/do_bench_check.py cross-checked the run's device times against triton's do_bench."""
+    path = run_dir / "do_bench.json"
+    if not path.is_file():
+        return []
+    rows = pd.read_json(path)
+    inside = int(((rows["ratio"] - 1).abs() <= 0.05).sum())
+    return ["## Device time vs triton.testing.do_bench", "",
+            f"A sample of cells rebuilt and timed by do_bench (events over back-to-back calls, L2 flushed) or "
+            f"do_bench_cudagraph where the run replayed a graph: {inside} of {len(rows)} agree within 5%.", "",
+            md(rows, ".4g"), ""]  # fmt: skip

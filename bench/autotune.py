@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.passes < 1 or args.budget_s <= 0 or any(n <= 0 for n in args.lengths or [1]):
         print("error: --passes, --budget-s and --lengths must be positive", file=sys.stderr)
         return 2
+    facts = machine_facts()  # at the start: the commit checked out when the measurement began
     rows = measure(args.device, args.dtypes, args.lengths or list(LENGTHS[args.device]), args.passes, args.budget_s)
     table = read_table(args.table)
-    facts = machine_facts()
     table["machines"][machine_slug(args.device)] = {
         "facts": {k: facts[k] for k in ("cpu_model", "cpu_flags", "cpu_count", "torch_threads", "gpu_name",
                                         "torch_version", "git_commit")},  # fmt: skip

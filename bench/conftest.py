@@ -48,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except (GridError, re.error) as err:
         raise pytest.UsageError(str(err)) from None
     config.attnbench_grid, config.attnbench_shard = grid, shard
+    config.attnbench_machine = machine_facts()  # at the start: the commit checked out when the run began
     config.attnbench_owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
     config.attnbench_first_pass = {}
     config.pluginmanager.register(NotRunRecorder(), "attnbench-not-run")
@@ -137,7 +138,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     grid: Grid = config.attnbench_grid
     shard = config.attnbench_shard
     machine_info["attnbench"] = {
-        **machine_facts(),
+        **config.attnbench_machine,
         "grid_profile": grid.profile,
         "grid": grid.describe(),
         "grid_overrides": config.getoption("set"),

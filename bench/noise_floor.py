@@ -1,0 +1,41 @@
+"""The measured noise floor of `analysis compare`: the same grid run twice (A/A) and once more with one
+thread (A/B), each a separate process, then compared. What compare flags in A/A is its false-alarm
+rate; what it flags in A/B is what it can see.
+
+    python -m bench.noise_floor --grid quick --repeats 3     # results/noise-<machine>/NOISE.md
+
+The runs are python -m bench processes; the comparisons and NOISE.md come from python -m analysis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from model.machine import machine_slug
+
+RUNS = (("a1", {}), ("a2", {}), ("b-threads1", {"OMP_NUM_THREADS": "1"}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.noise_floor", description=__doc__.splitlines()[0])
+    p.add_argument("--grid", default="quick")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--results", type=Path, default=Path("results"))
+    args = p.parse_args(argv)
+    folder = args.results / f"noise-{machine_slug('cpu')}"
+    for name, env in RUNS:
+        print(f"attnbench noise floor: run {name} {env or ''}", flush=True)
+        command = [sys.executable, "-m", "bench", "--grid", args.grid, "--repeats", str(args.repeats), "--results",
+                   str(folder), "--name", name, "--no-traces", "--no-report", "-q"]  # fmt: skip
+        if subprocess.run(command, env={**os.environ, **env}).returncode != 0:
+            print(f"error: run {name} failed; see above", file=sys.stderr)
+            return 1
+    return subprocess.run([sys.executable, "-m", "analysis", "noise", str(folder)]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
