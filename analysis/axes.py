@@ -57,13 +57,18 @@ def compile_section(cells: pd.DataFrame) -> list[str]:
     if grid["compile"].nunique() < 2 and (grid["compile"] == "eager").all():
         return []
     table = _against(grid, "compile", "eager", [*SAME, "pos_encoding", "compile"])
-    extra = grid[grid["compile"] != "eager"][["id", "first_call_s", "compile_s", "graph_breaks", "graph_break_reasons"]]
+    compiled = grid[grid["compile"] != "eager"]
+    extra = compiled[["id", "first_call_s", "compile_s", "graph_breaks", "graph_break_reasons", "inductor_cache_hits"]]
+    cached = int((compiled["inductor_cache_hits"].fillna(0) > 0).sum())
+    cache_note = (f" In {cached} of {len(compiled)} compiled cells inductor served the graph from its on-disk cache "
+                  "(compiled earlier in this run or a previous one), so their first call measures loading it."
+                  if cached else "")  # fmt: skip
     return ["## What compilation buys", "",
             "Warm device time of each compiled cell over the same cell run eagerly (95% interval over passes). "
             "Compiled "
             "cells run after every eager one, so compilation cannot disturb an eager timing. first_call_s is the first "
             "call's latency (compilation included), compile_s what it added over a warm call (for cudagraph: the "
-            "capture time):", "", md(table, ".3f"), "", md(extra, ".3g"), ""]  # fmt: skip
+            f"capture time).{cache_note}", "", md(table, ".3f"), "", md(extra, ".3g"), ""]  # fmt: skip
 
 
 def user_section(cells: pd.DataFrame) -> list[str]:

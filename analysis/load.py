@@ -20,7 +20,8 @@ REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_sa
 # Measured once per cell (in the first pass) and the same in every pass.
 PER_PASS = ("repeat", "device_samples_s", "host_samples_s", "host_median_s", "device_median_s", "host_over_device",
             "host_bound", "rounds", "first_call_s", "compile_s", "flops_per_s", "mfu", "tokens_per_s",
-            "device_time_method", "device_time_note", "graph_breaks", "graph_break_reasons")  # fmt: skip
+            "device_time_method", "device_time_note", "graph_breaks", "graph_break_reasons",
+            "inductor_cache_hits")  # fmt: skip
 
 
 def read_json(path: Path) -> dict:
@@ -63,7 +64,7 @@ def _pooled(group: list[dict]) -> dict:
         row.update(flops_per_s=flops / median, mfu=flops / median / peak if peak else None,
                    tokens_per_s=tokens / median,
                    first_call_s=passes[0].get("first_call_s"), compile_s=passes[0].get("compile_s"),
-                   graph_breaks=passes[0].get("graph_breaks"),
+                   graph_breaks=passes[0].get("graph_breaks"), inductor_cache_hits=passes[0].get("inductor_cache_hits"),
                    graph_break_reasons=passes[0].get("graph_break_reasons"))  # fmt: skip
     else:
         row["flops_per_s"] = row["flops_analytic"] / median

@@ -84,7 +84,10 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
         raise ImplementationError(f"compile failed ({cell.compile}) at {cell.id}: {_one_line(err)}") from None
     breaks = counters["graph_break"]
     return {"first_call_s": first_call_s, "graph_breaks": sum(breaks.values()),
-            "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]]}  # fmt: skip
+            "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]],
+            # inductor serves a graph it compiled before (this run or an earlier one) from its on-disk
+            # cache: then the first call measures loading it, not compiling it
+            "inductor_cache_hits": counters["inductor"]["fxgraph_cache_hit"]}  # fmt: skip
 
 
 def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None) -> dict:
@@ -100,7 +103,8 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None
         start = time.perf_counter()
         step = capture_cuda_graph(workload.step, torch.device(device)).replay
         capture_s = time.perf_counter() - start
-        compiled = {"first_call_s": time_once(step, sync), "graph_breaks": 0, "graph_break_reasons": []}
+        compiled = {"first_call_s": time_once(step, sync), "graph_breaks": 0, "graph_break_reasons": [],
+                    "inductor_cache_hits": 0}  # fmt: skip
     rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
     host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
