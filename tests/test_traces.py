@@ -129,7 +129,11 @@ def test_cpu_traces_parse_in_torch_tb_profiler_and_agree_with_the_benchmark():
     cells, _, _ = load_runs([run / "benchmarks.json"])
     breakdown, facts = traced_breakdown(run / "traces", cells)
     assert len(facts) == 4 and (facts["steps"] == 2).all()
-    assert ((facts["attributed_s"] / facts["median_s"] - 1).abs() <= 0.25).all()
+    ratio = facts["attributed_s"] / facts["median_s"]
+    # the profiler adds a few microseconds to each of a step's hundreds of ops: at n=128 (a 7 ms step)
+    # that is up to a quarter of it, at n=256 a few percent
+    assert ((ratio[facts["seq_len"] >= 256] - 1).abs() <= 0.10).all()
+    assert ratio.between(0.9, 1.4).all()
     np.testing.assert_allclose(breakdown.groupby("trace_name")["share"].sum(), 1.0)
 
 
