@@ -81,9 +81,20 @@ class Comparison:
 
 
 def _flag(ratio: float, low: float, high: float, metric: str, min_change: float) -> bool:
+    if pd.isna(ratio):
+        return False
     if metric in EXACT:
         return abs(ratio - 1) > min_change
     return (low > 1 or high < 1) and abs(ratio - 1) >= min_change
+
+
+def _has(row: pd.Series, field: str) -> bool:
+    return field in row and not pd.isna(row[field]) and row[field] != 0
+
+
+def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
+    """new / base of a field, NaN where a run does not measure it (a data-parallel run has no memory)."""
+    return new[field] / base[field] if _has(new, field) and _has(base, field) else np.nan
 
 
 def compare_cells(base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float]) -> pd.DataFrame:
@@ -94,13 +105,13 @@ def compare_cells(base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, f
         a, b = base.loc[cell_id], new.loc[cell_id]
         host = ratio_interval(b["host_passes_s"], a["host_passes_s"])
         device = ratio_interval(b["device_passes_s"], a["device_passes_s"])
-        flops = b["flops_counted"] / a["flops_counted"]
-        k = flops * a["peak_flops_per_s"] / b["peak_flops_per_s"]  # mfu ratio = k / device ratio
+        flops = _ratio(b, a, "flops_counted") if _has(a, "flops_counted") else _ratio(b, a, "flops_analytic")
+        k = flops * _ratio(a, b, "peak_flops_per_s")  # mfu ratio = k / device ratio
         row = {"id": cell_id, "group": a["group"], "passes": f"{int(a['passes'])}/{int(b['passes'])}",
                "interval": device.method,
                "time": host.estimate, "time_low": host.low, "time_high": host.high,
                "device_time": device.estimate, "device_time_low": device.low, "device_time_high": device.high,
-               "memory": b["peak_mem_bytes"] / a["peak_mem_bytes"] if a["peak_mem_bytes"] else np.nan,
+               "memory": _ratio(b, a, "peak_mem_bytes"),
                "flops": flops, "mfu": k / device.estimate, "mfu_low": k / device.high, "mfu_high": k / device.low,
                "device_time_p": device.p_value}  # fmt: skip
         for metric in METRICS:

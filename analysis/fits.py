@@ -54,7 +54,6 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
             "memory_exponent": memory.value if memory else np.nan, "memory_low": memory.low if memory else np.nan,
             "memory_high": memory.high if memory else np.nan,
             "quadratic_share_at_longest": quad.quadratic_share if quad else np.nan,
-            "quadratic_c_low": quad.c_low if quad else np.nan, "quadratic_c_high": quad.c_high if quad else np.nan,
         })  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -49,7 +49,8 @@ def scaling_section(cells: pd.DataFrame) -> list[str]:
     lines = head + ["Log-log slope of device time and of peak memory against sequence length over every measured "
                     "length, with its 95% t interval (n-2 degrees of freedom). A growth word is given only when the "
                     "whole interval lies in its range (linear 0.85-1.15, quadratic 1.85-2.15). Beside it, "
-                    "a + b·n + c·n² fitted to the time: the share of the n² term at the longest length.", ""]
+                    "a + b·n + c·n² with non-negative terms fitted to the time: the share of the n² term at the "
+                    "longest length.", ""]
     widest = exps[exps["heads"] == exps["heads"].max()]
     for r in widest.sort_values(["device", "shape", "impl", "pass", "dtype"]).to_dict("records"):
         time = describe_exponent(r["time_exponent"], r["time_low"], r["time_high"])
@@ -76,6 +77,7 @@ def verdicts_section(cells: pd.DataFrame) -> list[str]:
         if not judged.empty:
             lines.append(target_sentence(target, judged))
     for impl, pairs in tables.items():
+        pairs = pairs[(pairs["pos_encoding"] == "none") & (pairs["compile"] == "eager")]
         if len(pairs):
             cols = ["device", "shape", "dtype", "pass", "dropout", "seq_len", "time_ratio", "time_low", "time_high",
                     "memory_ratio", "kernel_ours", "kernel_torch"]  # fmt: skip

@@ -33,13 +33,15 @@ def machine_section(facts: dict, cells: pd.DataFrame) -> list[str]:
         ("numeric settings", ", ".join(f"{k}={v}" for k, v in numeric.items()) or "not recorded"),
         ("git commit", facts["git_commit"]),
         ("grid profile", facts["grid_profile"]),
-        ("threads per rank", facts["grid"].get("plan", {}).get("threads_per_rank", "n/a (one process)")),
         ("interleaved passes per cell", facts.get("repeats", 1)),
         ("shards merged", ", ".join(facts.get("merged_shards", [])) or "none (one run)"),
         ("shapes", "; ".join(f"{n}: b={s['batch']}, d={s['d_model']}, d_ff={s['d_ff']}"
                               for n, s in facts["grid"]["shapes"].items() if n in set(cells["shape"].dropna()))),
         ("FLOP formulas added to FlopCounterMode", ", ".join(facts["flop_formulas_added"])),
     ]  # fmt: skip
+    plan = facts["grid"].get("plan")
+    if plan:  # a data-parallel run: how its ranks were set up
+        rows.append(("threads per rank", plan.get("threads_per_rank")))
     return ["## Machine and grid", "", md(pd.DataFrame(rows, columns=["fact", "value"])), ""]
 
 

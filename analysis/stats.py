@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -108,23 +108,22 @@ def loglog_slope(x: np.ndarray, y: np.ndarray) -> Slope:
 
 @dataclass(frozen=True)
 class Quadratic:
-    """y = a + b*n + c*n^2, and how much of y the n^2 term is at the longest length, with t intervals."""
+    """y = a + b*n + c*n^2 with non-negative terms (a step is a sum of costs), and how much of y the n^2
+    term is at the longest length."""
 
     a: float
     b: float
     c: float
-    c_low: float
-    c_high: float
-    quadratic_share: float  # c*n^2 / y at the longest n
+    quadratic_share: float  # c*n^2 / (a + b*n + c*n^2) at the longest n, in [0, 1]
 
 
 def quadratic_fit(n: np.ndarray, y: np.ndarray) -> Quadratic | None:
-    """Needs at least 5 lengths (polyfit's covariance needs more points than coefficients + 1)."""
+    """Non-negative least squares on relative errors (every length weighs alike); at least 5 lengths."""
     n, y = np.asarray(n, float), np.asarray(y, float)
     if len(n) < 5:
         return None
-    (c, b, a), cov = np.polyfit(n, y, 2, cov=True)
-    t = stats.t.ppf(0.5 + CONFIDENCE / 2, len(n) - 3)
-    half = t * math.sqrt(cov[0, 0])
+    basis = np.stack([np.ones_like(n), n, n**2], axis=1) / y[:, None]
+    (a, b, c), _ = optimize.nnls(basis, np.ones_like(y))
     top = n.max()
-    return Quadratic(a, b, c, c - half, c + half, c * top**2 / (a + b * top + c * top**2))
+    total = a + b * top + c * top**2
+    return Quadratic(float(a), float(b), float(c), float(c * top**2 / total) if total else math.nan)

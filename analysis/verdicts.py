@@ -87,6 +87,10 @@ def target_sentence(target: Target, judged: pd.DataFrame) -> str:
     need = f"at most {target.threshold:.3f}" if target.threshold != 1.0 else "at most 1"
     dropout = f" p={worst['dropout']:g}" if worst["pass"] == "train" else ""
     where = f"n={int(worst['seq_len'])} {worst['dtype']}{dropout}"
+    short = judged[judged["verdict"] != "met"]
+    same = int((short["kernel_ours"] == short["kernel_torch"]).sum())
+    why = (f" In {same} of the {len(short)} cells short of it both ran the same attention kernel, so only the code "
+           "around the kernel (projections, reshapes, norms, dropout) differs there." if same else "")  # fmt: skip
     return (f"- {target.label} (ours/torch {target.metric} {need}): {', '.join(parts)} of {len(judged)} cells. "
             f"Tightest: {where}, ratio {ratio:.3f}{band}, margin {100 * worst['margin']:+.1f}% "
-            f"({worst['verdict']}; ours ran {worst['kernel_ours']}, torch ran {worst['kernel_torch']}).")  # fmt: skip
+            f"({worst['verdict']}; ours ran {worst['kernel_ours']}, torch ran {worst['kernel_torch']}).{why}")

@@ -27,7 +27,8 @@ from model.files import atomic_write_text
 from model.kernel_choice import TABLE_FILE, Choice, read_table
 from model.machine import machine_facts, machine_slug
 
-KERNELS = {"cpu": ("naive", "flash", "math"), "cuda": ("naive", "flash", "efficient", "cudnn", "math")}
+KERNELS = {"cpu": ("naive", "blocked", "flash", "math"),
+           "cuda": ("naive", "blocked", "flash", "efficient", "cudnn", "math")}  # fmt: skip
 LENGTHS = {"cpu": (128, 256, 512, 1024, 2048), "cuda": (512, 1024, 2048, 4096, 8192)}
 
 

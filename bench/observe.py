@@ -42,6 +42,8 @@ def attention_label(op_names: list[str]) -> str:
         return f"fused:{fused[0].removeprefix('aten::')}" + (f"/{inner}" if inner else "")
     if backends:
         return inner
+    if "attnbench::blocked_attention" in op_names:
+        return "blocked"
     if softmax:
         return "naive"
     if "aten::bmm" in op_names and any(n.startswith("## Call CompiledFxGraph") for n in op_names):

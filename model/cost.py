@@ -94,6 +94,8 @@ def attention_score_bytes(b: int, n: int, h: int, p: int) -> int:
 # that differ in what they keep:
 #   flash / efficient / cudnn: no score matrix (a log-sum-exp per row); cudnn's backward accumulates
 #     dQ, dK and dV in float32;
+#   blocked: the explicit softmax a block of queries at a time: in inference only a block's scores exist,
+#     in training every block's probabilities are kept for backward, as materialised keeps them;
 #   materialised: naive, inductor's bmm + softmax: scores and probabilities; math: SDPA's math backend,
 #     the same, except that on CPU with dropout it computes the scores in float32;
 #   fused_explicit: torch's CPU fast path (bmm + masked softmax in place): one score matrix;
@@ -102,8 +104,10 @@ def attention_score_bytes(b: int, n: int, h: int, p: int) -> int:
 # steps (CPU: the profiler, bench/memory.py; CUDA: the allocator, in the H100 run of
 # ../shared/measurements): u is one (b, n, d) activation, F one (b, n, d_ff) hidden, s one score
 # matrix in the compute dtype, s32 one in float32. A step's peak is the largest of its phases.
-FAMILIES = ("flash", "efficient", "cudnn", "materialised", "math", "fused_explicit", "fused_sdpa")
+FAMILIES = ("flash", "efficient", "cudnn", "blocked", "materialised", "math", "fused_explicit", "fused_sdpa")
+BLOCK = 256  # model.attention.BLOCK: queries per block of the blocked kernel
 MATERIALISING = ("materialised", "math")
+EXPLICIT = (*MATERIALISING, "blocked")  # every probability is kept for backward
 
 
 def attention_family(label: str) -> str:
@@ -113,8 +117,8 @@ def attention_family(label: str) -> str:
     for family in ("cudnn", "efficient", "flash"):
         if family in label:
             return family
-    if label == "math":
-        return "math"
+    if label in ("math", "blocked"):
+        return label
     return "materialised" if label == "naive" or "softmax" in label else "flash"
 
 
@@ -149,6 +153,8 @@ def attention_inference_bytes(m: MemoryShape, family: str) -> int:
     """Fused QKV, attention, output projection, no grad."""
     if family in MATERIALISING:
         return 5 * m.u + 2 * m.s
+    if family == "blocked":
+        return 5 * m.u + 2 * m.s * min(BLOCK, m.n) // m.n
     if family == "fused_explicit":
         return 3 * m.u + m.s
     return 5 * m.u
@@ -160,10 +166,20 @@ def kernel_workspace_bytes(m: MemoryShape, family: str) -> int:
     return {"cudnn": 3 * m.u * 4 // m.p + 2 * m.u, "efficient": 2 * m.u, "flash": m.u * 2 // m.p}.get(family, 0)
 
 
+def _explicit_training(m: MemoryShape, family: str) -> int:
+    """Explicit softmax, forward and backward: the probabilities kept for backward and the score-sized
+    gradients of backward (for the blocked kernel, of one block at a time; autograd then holds every
+    block's share of dK and dV until it sums them)."""
+    if family == "blocked":
+        blocks = -(-m.n // BLOCK)
+        return 4 * m.u + m.s + 2 * m.s * min(BLOCK, m.n) // m.n + 2 * m.u * (blocks - 1)
+    return 4 * m.u + 3 * m.s if m.device == "cpu" else 3 * m.u + 4 * m.s
+
+
 def attention_training_bytes(m: MemoryShape, family: str) -> int:
     """Forward and backward of attention alone (the layer's attention block without norm or FFN)."""
-    if family in MATERIALISING:
-        return 4 * m.u + 3 * m.s if m.device == "cpu" else 3 * m.u + 4 * m.s
+    if family in EXPLICIT:
+        return _explicit_training(m, family)
     return 8 * m.u + kernel_workspace_bytes(m, family)
 
 
@@ -182,16 +198,16 @@ def layer_training_bytes(m: MemoryShape, family: str, dropout: bool) -> int:
     the attention kernel's workspace, which lives through the step. Dropout adds its masks and dropped
     copies; on CPU it also forces SDPA's math path, which computes the scores in float32."""
     feed_forward = 7 * m.u + 3 * m.F + (m.F // m.p + 2 * m.u if dropout else 0)
-    if dropout and m.device == "cpu" and family in MATERIALISING:
+    if dropout and m.device == "cpu" and family in EXPLICIT:
         scores = m.s32 if family == "math" else m.s
         return feed_forward + 3 * scores + scores // 4
-    attention = (4 * m.u + 3 * m.s if m.device == "cpu" else 3 * m.u + 4 * m.s) if family in MATERIALISING else 8 * m.u
+    attention = _explicit_training(m, family) if family in EXPLICIT else 8 * m.u
     return max(feed_forward, attention + 2 * m.u) + kernel_workspace_bytes(m, family)
 
 
 def layer_saved_bytes(m: MemoryShape, family: str) -> int:
     """What one layer keeps from its forward for its backward (inside a deeper model)."""
-    return 7 * m.u + 2 * m.F + (m.s if family in MATERIALISING else 0)
+    return 7 * m.u + 2 * m.F + (m.s if family in EXPLICIT else 0)
 
 
 def train_step_bytes(m: MemoryShape, family: str, dropout: bool, n_layers: int, vocab: int, params: int) -> int:

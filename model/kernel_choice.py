@@ -2,8 +2,9 @@
 ran fastest on this machine, as measured by the suite itself (`python -m bench.autotune`) and kept
 in kernel_table.json together with the machine it was measured on.
 
-Kernels: `naive` (explicit softmax, materialises the scores), `sdpa` (let SDPA's dispatcher pick) and
-the SDPA backends forced one at a time: `flash`, `efficient`, `cudnn`, `math`. A machine with no
+Kernels: `naive` (explicit softmax, materialises the scores), `blocked` (the same, a block of queries at
+a time), `sdpa` (let SDPA's dispatcher pick) and the SDPA backends forced one at a time: `flash`,
+`efficient`, `cudnn`, `math`. A machine with no
 entries in the table gets `sdpa`: SDPA's own dispatcher decides, and nothing is guessed.
 """
 
@@ -16,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 TABLE_FILE = Path(__file__).with_name("kernel_table.json")
-KERNELS = ("naive", "sdpa", "flash", "efficient", "cudnn", "math")
+KERNELS = ("naive", "blocked", "sdpa", "flash", "efficient", "cudnn", "math")
 FALLBACK = "sdpa"
 
 

@@ -40,6 +40,10 @@ def test_ddp_gradients_equal_one_process_and_the_run_is_one_report(tmp_path):
     text = (tmp_path / "run" / "REPORT.md").read_text()
     assert "strong-scaling efficiency T1/(W·T_W)" in text and "weak-scaling throughput kept" in text
     assert "% of the step" in text and "MB all-reduced" in text
+    compare = subprocess.run([sys.executable, "-m", "analysis", "compare", str(tmp_path / "run"), str(tmp_path / "run"),
+                              "--fail-on", "time:5%,memory:1%"], capture_output=True, text=True)  # fmt: skip
+    assert compare.returncode == 0, compare.stderr  # compare reads it as it reads any run
+    assert "Cells compared: 4" in compare.stdout
 
 
 def test_fsdp2_runs_and_matches_one_process(tmp_path):

@@ -74,3 +74,25 @@ def test_autotune_writes_this_machines_entry_and_keeps_the_others(tmp_path):
     entry = next(v for k, v in machines.items() if k.startswith("cpu-"))
     assert {c["train"] for c in entry["choices"]} == {True, False} and entry["facts"]["torch_version"]
     assert all(c["kernel"] in c["seconds"] for c in entry["choices"])
+
+
+def test_blocked_is_the_naive_arithmetic_a_block_of_queries_at_a_time():
+    from model.attention import BLOCK
+    from model.positional import ALiBiPositionalEncoding
+
+    torch.manual_seed(0)
+    n = 2 * BLOCK + 88  # three blocks, the last one short
+    blocked, naive = MultiHeadAttention(64, 4, 0.0, "blocked"), MultiHeadAttention(64, 4, 0.0, "naive")
+    naive.load_state_dict(blocked.state_dict())
+    padding = torch.zeros(2, n, dtype=torch.bool)
+    padding[1, -30:] = True
+    alibi = ALiBiPositionalEncoding(4)
+    outs = []
+    for module in (blocked, naive):
+        x = torch.randn(2, n, 64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        y = module(x, padding, alibi)
+        y.backward(torch.ones_like(y))
+        outs.append((y, x.grad))
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert observe(lambda: blocked(torch.randn(2, n, 64)), "cpu").attention_kernel == "blocked"

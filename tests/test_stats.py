@@ -78,6 +78,8 @@ def test_quadratic_fit_finds_the_n_squared_share():
     n = np.array([128, 256, 512, 1024, 2048], float)
     fit = quadratic_fit(n, 1.0 + 0.01 * n + 1e-5 * n**2)
     top = 2048.0
-    assert fit.c == pytest.approx(1e-5)
-    assert fit.quadratic_share == pytest.approx(1e-5 * top**2 / (1 + 0.01 * top + 1e-5 * top**2))
+    assert fit.c == pytest.approx(1e-5, rel=1e-6)
+    assert fit.quadratic_share == pytest.approx(1e-5 * top**2 / (1 + 0.01 * top + 1e-5 * top**2), rel=1e-6)
+    linear = quadratic_fit(n, 2.0 + 0.01 * n)  # no n^2 term: none is fitted, and no term goes negative
+    assert linear.quadratic_share == pytest.approx(0.0, abs=1e-9) and min(linear.a, linear.b, linear.c) >= 0
     assert quadratic_fit(n[:4], n[:4]) is None
