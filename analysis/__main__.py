@@ -33,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
                               "e.g. time:5%%,memory:1%%,flops:0%%")  # fmt: skip
     compare.add_argument("--min-change", default=None, metavar="METRIC:PCT,...",
                          help="smallest change flagged (default time:5%%,device_time:5%%,mfu:5%%; memory, flops: any)")
+    compare.add_argument("--noise-floor", type=Path, default=None, metavar="PATH",
+                         help="noise_floor.json of this machine (python -m bench.noise_floor): widens the intervals "
+                              "by the run-to-run spread it measured")  # fmt: skip
     compare.add_argument("--out", type=Path, default=None, help="folder for compare.md (default: NEW's folder)")
     merge = sub.add_parser("merge", help="merge the shard folders of one grid into OUT")
     merge.add_argument("out", type=Path, metavar="OUT")
@@ -52,11 +55,12 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     # heavy imports (pandas, seaborn, torch) after parsing, so --help and usage errors are instant
     if args.command == "compare":
-        from analysis.compare import compare_runs, parse_thresholds
+        from analysis.compare import compare_runs, parse_thresholds, read_noise_floor
         from analysis.compare_report import summary_lines, write_compare
 
+        floor = read_noise_floor(args.noise_floor) if args.noise_floor else None
         comparison = compare_runs(args.base, args.new, parse_thresholds(args.fail_on, "--fail-on"),
-                                  parse_thresholds(args.min_change, "--min-change"))  # fmt: skip
+                                  parse_thresholds(args.min_change, "--min-change"), floor)  # fmt: skip
         out_dir = args.out or (args.new if args.new.is_dir() else args.new.parent)
         for warning in comparison.warnings:
             print(f"warning: {warning}", file=sys.stderr)

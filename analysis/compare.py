@@ -9,6 +9,7 @@ interval excludes 1) and large (at least --min-change), as asv and pyperf report
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.load import load_run
-from analysis.stats import ratio_interval
+from analysis.load import load_run, machine_label
+from analysis.stats import ratio_interval, with_run_noise
 
 METRICS = ("time", "device_time", "memory", "flops", "mfu")
 EXACT = ("memory", "flops")  # deterministic: any change is real
@@ -97,14 +98,16 @@ def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
     return new[field] / base[field] if _has(new, field) and _has(base, field) else np.nan
 
 
-def compare_cells(base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float]) -> pd.DataFrame:
+def compare_cells(
+    base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float], run_sd: float = 0.0
+) -> pd.DataFrame:
     base = base[base["group"] != "calibration"].set_index("id")
     new = new[new["group"] != "calibration"].set_index("id")
     rows = []
     for cell_id in sorted(set(base.index) & set(new.index)):
         a, b = base.loc[cell_id], new.loc[cell_id]
-        host = ratio_interval(b["host_passes_s"], a["host_passes_s"])
-        device = ratio_interval(b["device_passes_s"], a["device_passes_s"])
+        host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"]), run_sd)
+        device = with_run_noise(ratio_interval(b["device_passes_s"], a["device_passes_s"]), run_sd)
         flops = _ratio(b, a, "flops_counted") if _has(a, "flops_counted") else _ratio(b, a, "flops_analytic")
         k = flops * _ratio(a, b, "peak_flops_per_s")  # mfu ratio = k / device ratio
         row = {"id": cell_id, "group": a["group"], "passes": f"{int(a['passes'])}/{int(b['passes'])}",
@@ -132,8 +135,20 @@ def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
     return out
 
 
+def read_noise_floor(path: Path) -> dict:
+    """noise_floor.json (written by python -m analysis noise), or the folder that holds it."""
+    file = path / "noise_floor.json" if path.is_dir() else path
+    if not file.is_file():
+        raise AnalysisError(f"{path}: no noise_floor.json (python -m bench.noise_floor writes one)")
+    floor = json.loads(file.read_text())
+    if not isinstance(floor.get("run_sd"), float | int) or floor["run_sd"] < 0:
+        raise AnalysisError(f"{file}: run_sd must be a non-negative number, got {floor.get('run_sd')!r}")
+    return floor
+
+
 def compare_runs(
-    base_path: Path, new_path: Path, fail_on: dict[str, float], min_change: dict[str, float]
+    base_path: Path, new_path: Path, fail_on: dict[str, float], min_change: dict[str, float],
+    noise_floor: dict | None = None,
 ) -> Comparison:
     base_json, new_json = resolve(base_path), resolve(new_path)
     base, _, base_facts = load_run(base_json)
@@ -142,11 +157,17 @@ def compare_runs(
     limits = {**DEFAULT_MIN_CHANGE, **min_change}
     for metric, threshold in fail_on.items():  # a gate's threshold is also the smallest change it flags
         limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
-    table = compare_cells(base, new, limits)
+    table = compare_cells(base, new, limits, noise_floor["run_sd"] if noise_floor else 0.0)
     if table.empty:
         raise AnalysisError(f"{base_json} and {new_json} have no cell in common")
     warnings = [f"the runs differ in {d}" for d in machine_differences(base_facts, new_facts)]
-    if (table["interval"] == "rounds-bootstrap").any():
+    if noise_floor and noise_floor.get("machine") != machine_label(new_facts):
+        where = f"{noise_floor.get('machine')}, not on {machine_label(new_facts)}"
+        warnings.append(f"the noise floor was measured on {where}")
+    if not noise_floor:
+        warnings.append("no --noise-floor: intervals see the noise between passes within each run, not the shift "
+                        "between runs; a measured floor (python -m bench.noise_floor) widens them by it")  # fmt: skip
+    if (table["interval"].str.startswith("rounds-bootstrap")).any():
         warnings.append("a run has one pass per cell: its intervals are within-run only (a bootstrap over rounds) "
                         "and miss run-to-run noise; run both with --repeats 3 for a gate you can trust")  # fmt: skip
     ids_base, ids_new = set(base["id"]), set(new["id"])

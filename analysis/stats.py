@@ -78,6 +78,29 @@ def ratio_interval(new: list[list[float]], base: list[list[float]]) -> Interval:
     return Interval(float(np.median(x) / np.median(y)), low, high, "rounds-bootstrap", p)
 
 
+def with_run_noise(interval: Interval, run_sd: float) -> Interval:
+    """A ratio between two runs, its interval widened by the run-to-run spread: run_sd is the standard
+    deviation of one run's log time about the truth, measured by an A/A experiment (analysis/noise.py).
+    Passes inside a run share that run's machine state, so their spread cannot see it; each run adds
+    run_sd^2 to the variance of the log ratio. Normal quantiles: run_sd is pooled over many cells."""
+    if run_sd <= 0:
+        return interval
+    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    center = math.log(interval.estimate)
+    within = max(math.log(interval.high) - center, center - math.log(interval.low)) / z
+    se = math.sqrt(within**2 + 2 * run_sd**2)
+    p = float(2 * stats.norm.sf(abs(center) / se))
+    low, high = math.exp(center - z * se), math.exp(center + z * se)
+    return Interval(interval.estimate, low, high, interval.method + "+runs", p)
+
+
+def run_to_run_sd(log_ratios: np.ndarray) -> float:
+    """From the per-cell log ratios of an A/A pair: sqrt(mean(r^2) / 2). Not centred, on purpose: a shift
+    of the whole second run is exactly the run-to-run noise a comparison must not call a change."""
+    r = np.asarray(log_ratios, float)
+    return float(math.sqrt(np.mean(r**2) / 2))
+
+
 def verdict(interval: Interval, target: float, lower_is_better: bool = True) -> str:
     """met: the whole interval is on the good side of the target; missed: the whole interval is on the
     bad side; inconclusive: it straddles the target."""

@@ -1,6 +1,7 @@
-"""The measured noise floor of `analysis compare`: the same grid run twice (A/A) and once more with one
-thread (A/B), each a separate process, then compared. What compare flags in A/A is its false-alarm
-rate; what it flags in A/B is what it can see.
+"""The measured noise floor of `analysis compare`: the same grid run four times (two A/A pairs) and once
+more with one thread (A/B), each a separate process. The first pair measures how far two runs of the
+same code drift apart (noise_floor.json); the second pair tests compare with and without that floor:
+what it flags there is its false-alarm rate. What it flags in A/B is what it can see.
 
     python -m bench.noise_floor --grid quick --repeats 3     # results/noise-<machine>/NOISE.md
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from model.machine import machine_slug
 
-RUNS = (("a1", {}), ("a2", {}), ("b-threads1", {"OMP_NUM_THREADS": "1"}))
+# a1, a2 measure the run-to-run spread; a3, a4 are a second A/A pair that tests it; b changes one thing.
+RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM_THREADS": "1"}))
 
 
 def main(argv: list[str] | None = None) -> int:

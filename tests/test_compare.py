@@ -131,6 +131,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_noise_floor_widens_the_intervals_and_is_checked(tmp_path):
+    base = changed_copy(tmp_path, "base", known_noise(seed=1))
+    shifted = changed_copy(tmp_path, "shifted", known_noise(seed=2, factor=1.08))  # 8% slower layer cells
+    plain = compare_runs(base, shifted, {}, {})
+    floor = {"run_sd": 0.06, "machine": "elsewhere"}
+    widened = compare_runs(base, shifted, {}, {}, floor)
+    layer = lambda c: c.table[c.table["group"] == "layer"]  # noqa: E731
+    assert layer(plain)["device_time_flag"].all() and not layer(widened)["device_time_flag"].any()
+    assert any("measured on elsewhere" in w for w in widened.warnings)
+    assert any("no --noise-floor" in w for w in plain.warnings)
+    (tmp_path / "floor.json").write_text(json.dumps({"run_sd": -1}))
+    result = compare(base, shifted, "--noise-floor", tmp_path / "floor.json")
+    assert result.returncode == 2 and "run_sd must be a non-negative number" in result.stderr
+
+
 def test_parse_thresholds():
     assert parse_thresholds("time:5%,memory:1%,flops:0%", "--fail-on") == {"time": 0.05, "memory": 0.01, "flops": 0.0}
     with pytest.raises(AnalysisError, match="'time:-5%' is not accepted"):
@@ -143,3 +158,16 @@ def test_pytest_benchmarks_own_compare_reads_our_json_with_group_by_a_parameter(
                              "--group-by=param:seq_len", "--columns=median"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "benchmark 'seq_len=128'" in result.stdout and "benchmark 'seq_len=256'" in result.stdout
+
+
+def test_the_floor_is_the_run_to_run_spread_of_an_a_a_pair(tmp_path):
+    from analysis.noise import measure_floor
+
+    a1 = changed_copy(tmp_path, "a1", known_noise(seed=1))
+    a2 = changed_copy(tmp_path, "a2", known_noise(seed=1, factor=1.1, group="attention"))  # same draws
+    floor = measure_floor(a1, a2)
+    attention = len({b["extra_info"]["id"] for b in json.loads((a1 / "benchmarks.json").read_text())["benchmarks"]
+                     if b["extra_info"]["group"] == "attention"})  # fmt: skip
+    share = attention / floor["cells"]
+    assert floor["run_sd"] == pytest.approx(np.sqrt(share * np.log(1.1) ** 2 / 2), rel=1e-6)
+    assert floor["from"] == ["a1", "a2"] and floor["grid"] == "quick"

@@ -83,3 +83,15 @@ def test_quadratic_fit_finds_the_n_squared_share():
     linear = quadratic_fit(n, 2.0 + 0.01 * n)  # no n^2 term: none is fitted, and no term goes negative
     assert linear.quadratic_share == pytest.approx(0.0, abs=1e-9) and min(linear.a, linear.b, linear.c) >= 0
     assert quadratic_fit(n[:4], n[:4]) is None
+
+
+def test_run_to_run_noise_widens_a_between_runs_interval():
+    from analysis.stats import run_to_run_sd, with_run_noise
+
+    narrow = Interval(1.08, 1.06, 1.10, "passes-t")
+    assert narrow.excludes_one
+    wide = with_run_noise(narrow, run_sd=0.05)
+    assert wide.estimate == 1.08 and wide.low < 1 < wide.high and wide.method == "passes-t+runs"
+    assert with_run_noise(narrow, 0.0) == narrow
+    # a whole run shifted by 8% is run-to-run noise: the estimate keeps it, uncentred
+    assert run_to_run_sd(np.log([0.92] * 10)) == pytest.approx(abs(np.log(0.92)) / np.sqrt(2))
