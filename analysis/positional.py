@@ -17,6 +17,7 @@ from model.tasks import make_task
 from model.training import load_model
 
 HOLDS, COLLAPSES = 0.10, 0.5  # accuracy lost from L to 2L: "holds" below the first, "collapses" above half
+LEARNED = 0.9  # accuracy at L below which an encoding did not learn the task: holding past L is then no test
 
 
 def load_positional(folder: Path) -> pd.DataFrame:
@@ -84,7 +85,10 @@ def extrapolation(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def holds_word(row: pd.Series) -> str:
-    """holds / collapses / degrades, only where the seeds' interval says so; else 'unclear'."""
+    """holds / collapses / degrades, only where the seeds' interval says so; else 'unclear'; and no word
+    at all for an encoding that did not learn the task at L."""
+    if row["acc_L"] < LEARNED:
+        return f"it did not learn the task at L ({row['acc_L']:.3f} < {LEARNED}), so this is no test of holding"
     if row["drop_high"] < HOLDS:
         return "holds"
     if row["drop_low"] > COLLAPSES * row["acc_L"]:
@@ -102,7 +106,8 @@ def alibi_findings(runs: pd.DataFrame) -> list[str]:
            f"L while sinusoidal positions collapse. The symmetric form here (bias -m|i-j|) cannot tell left from "
            f"right, so reverse and sort cannot test it; `alibi_directional` uses separate slopes for keys before and "
            f"after the query. Accuracy lost from L={L} to 2L (mean over seeds, 95% t interval; 'holds' when the "
-           f"whole interval is under {HOLDS:.2f}, 'collapses' when it is over half the accuracy at L):"]  # fmt: skip
+           f"whole interval is under {HOLDS:.2f}, 'collapses' when it is over half the accuracy at L; judged only "
+           f"where the encoding learned the task at L, to at least {LEARNED}):"]  # fmt: skip
     for task in ("reverse", "sort"):
         rows = table[(table["task"] == task) & table["pos_encoding"].isin(["alibi_directional", "alibi", "sinusoidal"])]
         for r in rows.itertuples(index=False):

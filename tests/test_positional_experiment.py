@@ -26,3 +26,18 @@ def test_experiment_writes_tidy_rows_summary_and_checkpoints(tmp_path, capsys):
 def test_experiment_rejects_bad_values(tmp_path, capsys):
     assert positional_experiment.main(["--seeds", "0", "--out", str(tmp_path)]) == 2
     assert "--seeds=0" in capsys.readouterr().err
+
+
+def test_holding_past_l_is_judged_only_where_the_task_was_learned():
+    import pandas as pd
+
+    from analysis.positional import holds_word
+
+    def row(acc_l, drop, low, high):
+        return pd.Series({"acc_L": acc_l, "drop": drop, "drop_low": low, "drop_high": high})
+
+    assert holds_word(row(0.99, 0.02, 0.0, 0.05)) == "holds"
+    assert holds_word(row(1.0, 0.85, 0.8, 0.9)) == "collapses"
+    assert holds_word(row(0.99, 0.3, 0.2, 0.4)) == "degrades"
+    assert holds_word(row(0.99, 0.2, 0.05, 0.35)) == "unclear"
+    assert "did not learn the task at L" in holds_word(row(0.28, 0.05, 0.04, 0.06))
