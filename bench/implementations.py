@@ -22,23 +22,7 @@ from torch import nn
 
 from bench.grid import USER_IMPL, Shape
 from model.attention import MultiHeadAttention
-from model.layers import EncoderLayer
-
-# Our EncoderLayer's parameter names -> nn.TransformerEncoderLayer's.
-TORCH_LAYER_NAMES = {
-    "self_attn.in_proj.weight": "self_attn.in_proj_weight",
-    "self_attn.in_proj.bias": "self_attn.in_proj_bias",
-    "self_attn.out_proj.weight": "self_attn.out_proj.weight",
-    "self_attn.out_proj.bias": "self_attn.out_proj.bias",
-    "ff.linear1.weight": "linear1.weight",
-    "ff.linear1.bias": "linear1.bias",
-    "ff.linear2.weight": "linear2.weight",
-    "ff.linear2.bias": "linear2.bias",
-    "norm1.weight": "norm1.weight",
-    "norm1.bias": "norm1.bias",
-    "norm2.weight": "norm2.weight",
-    "norm2.bias": "norm2.bias",
-}
+from model.layers import TORCH_PARAMETER_NAMES, EncoderLayer
 
 
 class ImplementationError(Exception):
@@ -81,7 +65,7 @@ def _load_torch_layer(module: nn.Module, reference: nn.Module) -> None:
     theirs = dict(module.named_parameters())
     with torch.no_grad():
         for ours_name, value in reference.named_parameters():
-            theirs[TORCH_LAYER_NAMES[ours_name]].copy_(value)
+            theirs[TORCH_PARAMETER_NAMES[ours_name]].copy_(value)
 
 
 def _attention(kernel: str) -> Callable[[Shape, int, float], nn.Module]:

@@ -91,9 +91,9 @@ class PositionedLayer(nn.Module):
     """A layer with a positional encoding, applied the way the layer takes it: ours through its
     `positional` argument, torch's ALiBi-style biases as a float src_mask (batch x heads, n, n)."""
 
-    def __init__(self, layer: nn.Module, positional: PositionalEncoding, style: str, heads: int) -> None:
+    def __init__(self, layer: nn.Module, positional: PositionalEncoding, style: str) -> None:
         super().__init__()
-        self.layer, self.positional, self.style, self.heads = layer, positional, style, heads
+        self.layer, self.positional, self.style = layer, positional, style
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.positional.embed(x)
@@ -202,8 +202,8 @@ def layer_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) ->
     layer = impl.build(shape, cell.heads, cell.dropout)
     impl.load_reference(layer, reference_layer)
     positional = positional_encoding(cell.pos_encoding, d, cell.heads, n)
-    module = PositionedLayer(layer, positional, impl.positional, cell.heads)
-    reference = PositionedLayer(reference_layer, copy.deepcopy(positional).float(), "ours", cell.heads)
+    module = PositionedLayer(layer, positional, impl.positional)
+    reference = PositionedLayer(reference_layer, copy.deepcopy(positional).float(), "ours")
 
     def forward_flops(label: str) -> int:
         return cost.layer_forward_flops(b, n, d, f).total

@@ -10,6 +10,21 @@ from model.attention import NO_POSITIONS, MultiHeadAttention
 from model.positional import PositionalEncoding
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+# Our EncoderLayer's parameter names -> nn.TransformerEncoderLayer's: the same weights, other names.
+TORCH_PARAMETER_NAMES = {
+    "self_attn.in_proj.weight": "self_attn.in_proj_weight",
+    "self_attn.in_proj.bias": "self_attn.in_proj_bias",
+    "self_attn.out_proj.weight": "self_attn.out_proj.weight",
+    "self_attn.out_proj.bias": "self_attn.out_proj.bias",
+    "ff.linear1.weight": "linear1.weight",
+    "ff.linear1.bias": "linear1.bias",
+    "ff.linear2.weight": "linear2.weight",
+    "ff.linear2.bias": "linear2.bias",
+    "norm1.weight": "norm1.weight",
+    "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias",
+}
 
 
 class FeedForward(nn.Module):
@@ -83,18 +98,9 @@ class EncoderLayer(nn.Module):
             attention=attention,
             layer_norm_eps=layer.norm1.eps,
         )
-        attn = layer.self_attn
+        theirs = dict(layer.named_parameters())
         with torch.no_grad():
-            ours.self_attn.in_proj.weight.copy_(attn.in_proj_weight)
-            ours.self_attn.in_proj.bias.copy_(attn.in_proj_bias)
-            ours.self_attn.out_proj.weight.copy_(attn.out_proj.weight)
-            ours.self_attn.out_proj.bias.copy_(attn.out_proj.bias)
-            for mine, theirs in (
-                (ours.ff.linear1, layer.linear1),
-                (ours.ff.linear2, layer.linear2),
-                (ours.norm1, layer.norm1),
-                (ours.norm2, layer.norm2),
-            ):
-                mine.load_state_dict(theirs.state_dict())
+            for name, param in ours.named_parameters():
+                param.copy_(theirs[TORCH_PARAMETER_NAMES[name]])
         ref = layer.linear1.weight
         return ours.to(device=ref.device, dtype=ref.dtype)

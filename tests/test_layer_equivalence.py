@@ -6,24 +6,11 @@ from torch import nn
 
 from bench.observe import observe
 from model import EncoderLayer
+from model.layers import TORCH_PARAMETER_NAMES
 
 D, H, F, B, N = 32, 4, 64, 3, 12
 
-# Our parameter name -> torch's, for comparing weight gradients.
-PARAM_PAIRS = {
-    "self_attn.in_proj.weight": "self_attn.in_proj_weight",
-    "self_attn.in_proj.bias": "self_attn.in_proj_bias",
-    "self_attn.out_proj.weight": "self_attn.out_proj.weight",
-    "self_attn.out_proj.bias": "self_attn.out_proj.bias",
-    "ff.linear1.weight": "linear1.weight",
-    "ff.linear1.bias": "linear1.bias",
-    "ff.linear2.weight": "linear2.weight",
-    "ff.linear2.bias": "linear2.bias",
-    "norm1.weight": "norm1.weight",
-    "norm1.bias": "norm1.bias",
-    "norm2.weight": "norm2.weight",
-    "norm2.bias": "norm2.bias",
-}
+PARAM_PAIRS = TORCH_PARAMETER_NAMES  # ours -> torch's, for comparing weight gradients
 
 
 def make_pair(norm_first: bool, activation: str, kernel: str, dtype=torch.float32):
