@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import GridError
-from bench.sharding import parse_shard
+from bench.grid import GridError, load_grid
+from bench.sharding import parse_shard, predicted_seconds
 from model.machine import machine_slug
 
 BENCH_DIR = Path(__file__).parent
@@ -30,6 +30,17 @@ def run_folder_name(device: str, shard: str | None) -> str:
         return machine_slug(device)
     k, n = parse_shard(shard)
     return f"{machine_slug(device)}-shard{k}of{n}"
+
+
+def predicted_duration(args: argparse.Namespace) -> str:
+    """A rough estimate of the run's length, from the cost model the shards are balanced with."""
+    try:
+        grid = load_grid(args.grid, repeats=args.repeats)
+    except GridError:
+        return ""  # pytest reports the bad option itself
+    cells = [c for c in grid.cells() if c.device == args.device and c.group != "calibration"]
+    minutes = sum(predicted_seconds(c, grid) for c in cells) / 60
+    return f" ({len(cells)} cells x {grid.repeats} passes, roughly {minutes:.0f} min by the cost model)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     command += [f"--shard={args.shard}"] if args.shard else []
     if not args.no_traces:
         command.append(f"--profile-dir={partial_traces}")
-    print(f"attnbench: grid {args.grid!r} on {args.device} -> {run_dir}", flush=True)
+    print(f"attnbench: grid {args.grid!r} on {args.device} -> {run_dir}{predicted_duration(args)}", flush=True)
     code = pytest.main(command)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
         print(f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",

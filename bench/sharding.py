@@ -9,12 +9,14 @@ from bench.grid import Cell, Grid, GridError
 from model import cost
 
 SHARD = re.compile(r"^(\d+)/(\d+)$")
-# Rough sustained FLOP/s, only to rank cells by cost: the balance needs ratios, not truths.
-NOMINAL_FLOPS = {"cpu": {"float32": 1e11, "bfloat16": 2e11, "float16": 5e9}, "cuda": {"float32": 3e13, "bfloat16": 3e14,
-                                                                                       "float16": 3e14}}  # fmt: skip
+# Rough sustained FLOP/s (the 2-core AMD EPYC's default run: MFU ~0.75 of 0.22 TFLOP/s in float32, ~0.4 of
+# 0.88 in bfloat16; an H100 at a third of its peak), to rank cells by cost: the balance needs ratios.
+NOMINAL_FLOPS = {"cpu": {"float32": 1.7e11, "bfloat16": 3.5e11, "float16": 5e9},
+                 "cuda": {"float32": 3e13, "bfloat16": 3e14, "float16": 3e14}}  # fmt: skip
 MIN_STEP_S = {"cpu": 2e-4, "cuda": 1e-4}  # launch and dispatch overhead of a step
 COMPILE_S = 30.0  # one torch.compile of a layer
 SETUP_STEPS = 8  # check, FLOP count, observed step, memory, warm-up
+OVERHEAD_S = 0.1  # building a cell's workload and its bookkeeping, per pass (the first H100 run: ~0.1 s)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -44,8 +46,9 @@ def predicted_seconds(cell: Cell, grid: Grid) -> float:
     step = max(step_flops(cell, grid) / NOMINAL_FLOPS[device][cell.dtype], MIN_STEP_S[device])
     t = grid.timing
     rounds = max(t.min_rounds, min(t.max_rounds, int(t.budget_s / step)))
-    per_pass = step * (rounds * 2 + t.warmup_rounds + 1) + (COMPILE_S if cell.compile != "eager" else 0.0)
-    return step * SETUP_STEPS + grid.repeats * per_pass
+    per_pass = OVERHEAD_S + step * (rounds * 2 + t.warmup_rounds + 1)
+    compile_s = COMPILE_S if cell.compile == "inductor" else 0.0  # later passes load it from inductor's cache
+    return step * SETUP_STEPS + compile_s + grid.repeats * per_pass
 
 
 def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int]:
