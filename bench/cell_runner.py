@@ -90,8 +90,8 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
             "inductor_cache_hits": counters["inductor"]["fxgraph_cache_hit"]}  # fmt: skip
 
 
-def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None) -> dict:
-    """Everything one pass of a cell records, its device-time samples included."""
+def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None) -> tuple[dict, dict]:
+    """The cell's facts (measured now, or `facts` from its first pass) and this pass's timing."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing
     sync = device_synchronizer(device)
@@ -112,7 +112,7 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None
         capture_trace(workload.step, sync, profile_dir, cell.trace_name, device)
     host_median, device_median = statistics.median(host), statistics.median(dev.samples_s)
     first_call_s = compiled.get("first_call_s")
-    return {**facts, **compiled, "host_samples_s": host, "device_samples_s": dev.samples_s,
+    return facts, {**compiled, "host_samples_s": host, "device_samples_s": dev.samples_s,
             "host_median_s": host_median, "device_median_s": device_median,
             "host_over_device": host_median / device_median, "host_bound": host_median > HOST_BOUND * device_median,
             "device_time_method": dev.method, "device_time_note": dev.note, "first_call_s": first_call_s,
@@ -132,7 +132,7 @@ def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Pa
         outcome, reason = earlier
         pytest.skip(reason) if outcome == "skipped" else pytest.fail(reason, pytrace=False)
     try:
-        result = measure(cell, grid, earlier, profile_dir)
+        facts, result = measure(cell, grid, earlier, profile_dir)
     except ImplementationError as err:
         first_pass[cell.id] = ("failed", str(err))
         pytest.fail(str(err), pytrace=False)
@@ -146,22 +146,19 @@ def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Pa
             first_pass[cell.id] = ("failed", f"{cell.impl} raised {_one_line(err)}")
             pytest.fail(first_pass[cell.id][1], pytrace=False)
         raise
-    facts_keys = ("check_relative_error", "check_tolerance", "check_passed", "flops_counted",
-                  "flops_counted_with_added_formulas", "flops_analytic", "attention_kernel", "attention_ops",
-                  "attention_device_kernels", "attention_family", "peak_mem_bytes", "predicted_mem_bytes")  # fmt: skip
-    first_pass.setdefault(cell.id, {k: result[k] for k in facts_keys})
+    first_pass.setdefault(cell.id, facts)
     if benchmark.disabled:
         return
     record_samples(benchmark, result["device_samples_s"], result["device_time_method"])
     device_s = result["device_median_s"]
     shape = grid.shapes[cell.shape]
-    flops = result["flops_analytic"] if result["flops_analytic"] is not None else result["flops_counted"]
+    flops = facts["flops_analytic"] if facts["flops_analytic"] is not None else facts["flops_counted"]
     peak = peak_matmul_flops(cell.device, cell.dtype)
     benchmark.extra_info.update({
         **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
         "trace_name": cell.trace_name if profile_dir is not None else None,
         "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
-        **{k: v for k, v in result.items() if k != "tokens"},
+        **facts, **{k: v for k, v in result.items() if k != "tokens"},
         "flops_per_s": flops / device_s, "peak_flops_per_s": peak, "mfu": flops / device_s / peak,
         "tokens_per_s": result["tokens"] / device_s,
     })  # fmt: skip

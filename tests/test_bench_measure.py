@@ -157,10 +157,12 @@ def test_wrong_kernel_fails_the_cell_before_any_timing(monkeypatch):
 
 
 def test_a_pass_records_both_times_and_the_first_pass_facts():
-    result = measure(cell("attention", "sdpa"), GRID, None, None)
+    facts, result = measure(cell("attention", "sdpa"), GRID, None, None)
     assert len(result["host_samples_s"]) == result["rounds"] == len(result["device_samples_s"])
     assert result["device_time_method"] == "cpu_clock" and result["host_over_device"] == 1.0
-    assert result["attention_kernel"] == "flash" and result["peak_mem_bytes"] > 0 and result["check_passed"]
+    assert facts["attention_kernel"] == "flash" and facts["peak_mem_bytes"] > 0 and facts["check_passed"]
+    again, _ = measure(cell("attention", "sdpa"), GRID, facts, None)  # a later pass reuses the facts
+    assert again is facts
 
 
 def test_a_compile_failure_fails_its_cell_with_the_reason(monkeypatch):
