@@ -56,6 +56,7 @@ def write_noise(folder: Path) -> Path:
         raise AnalysisError(f"{folder}: no {', '.join(missing)} run inside (run python -m bench.noise_floor)")
     floor = measure_floor(runs["a1"], runs["a2"])
     atomic_write_text(folder / "noise_floor.json", json.dumps(floor, indent=1) + "\n")
+    calibration = compare_runs(runs["a1"], runs["a2"], GATE, {})
     held_out = compare_runs(runs["a3"], runs["a4"], GATE, {})
     with_floor = compare_runs(runs["a3"], runs["a4"], GATE, {}, floor)
     ab = compare_runs(runs["a1"], runs["b-threads1"], GATE, {}, floor)
@@ -77,7 +78,8 @@ def write_noise(folder: Path) -> Path:
         f"Two runs of the same code differ, cell for cell, by a log ratio whose root mean square over "
         f"{floor['cells']} cells gives a per-run standard deviation of **{floor['run_sd']:.3f}** (about "
         f"{100 * floor['run_sd']:.1f}% of a run's time). Written to `noise_floor.json`; "
-        "`python -m analysis compare --noise-floor` adds it to every interval between runs.", "",
+        "`python -m analysis compare --noise-floor` adds it to every interval between runs. Compared on passes "
+        f"alone, this pair had {false_alarms(calibration)}.", "",
         "## A/A held out (a3 against a4)", "",
         f"- Passes only (no floor): {false_alarms(held_out)}; gate exit {1 if held_out.failures else 0}.",
         f"- With the floor from a1/a2: {false_alarms(with_floor)}; gate exit {1 if with_floor.failures else 0}. "
