@@ -72,6 +72,3 @@ def cuda_peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - before
 
-
-def peak_bytes(fn: Callable[[], object], device: str) -> int:
-    return cuda_peak_bytes(fn, torch.device(device)) if device.startswith("cuda") else cpu_peak_bytes(fn)

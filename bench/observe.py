@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from torch.profiler import ProfilerActivity
 
 from bench.memory import MEASURED, cpu_peak_from_events, flatten, run_twice_profiled
+from model.cost import attention_family
 
 SDPA_BACKENDS = {
     "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
@@ -21,7 +22,6 @@ SDPA_BACKENDS = {
 }
 FUSED_OPS = ("aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention")
 SOFTMAX_OPS = ("aten::_softmax", "aten::_masked_softmax", "aten::_safe_softmax")
-RECOMPUTING = ("flash", "efficient", "cudnn")  # keep no scores: recompute QK^T in backward
 
 
 @dataclass
@@ -53,7 +53,7 @@ def attention_label(op_names: list[str]) -> str:
 
 def recomputes_scores(label: str) -> bool:
     """Whether the kernel keeps no score matrix and computes QK^T again in backward."""
-    return not label.startswith("fused:") and any(name in label for name in RECOMPUTING)
+    return attention_family(label) in ("flash", "efficient", "cudnn")
 
 
 def _is_attention_op(name: str) -> bool:
