@@ -20,12 +20,14 @@ import pandas as pd
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label
 from analysis.stats import ratio_interval, with_run_noise
+from model.machine import identity_differences, missing_identity
 
 METRICS = ("time", "device_time", "memory", "flops", "mfu")
 EXACT = ("memory", "flops")  # deterministic: any change is real
 DEFAULT_MIN_CHANGE = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
-FACTS_THAT_MATTER = ("cpu_model", "cpu_count", "torch_threads", "gpu_name", "torch_version", "cuda_version",
-                     "cudnn_version", "cpu_flags", "numeric_settings")  # fmt: skip
+# Beside the machine's identity (model.machine.IDENTITY): the settings that change what a timing means.
+FACTS_THAT_MATTER = ("cpu_model", "torch_threads", "torch_version", "cuda_version", "cudnn_version",
+                     "numeric_settings")  # fmt: skip
 
 
 def parse_thresholds(text: str | None, option: str) -> dict[str, float]:
@@ -58,6 +60,21 @@ def check_comparable(base: dict, new: dict, base_path: Path, new_path: Path) -> 
         if a != b:
             raise AnalysisError(f"{base_path} and {new_path} come from different grids ({fact}: {a} vs {b}); "
                                 "compare runs of the same grid profile")  # fmt: skip
+
+
+def machine_warnings(base: dict, new: dict) -> list[str]:
+    """Whether the runs come from one machine (by the fingerprint's fields both record, naming those that an
+    older run lacks), and the other facts that change what a timing means where they differ."""
+    out = []
+    differences = identity_differences(base, new)
+    if differences:
+        out.append(f"the runs come from different machines ({'; '.join(differences)})")
+    for side, facts in (("base", base), ("new", new)):
+        missing = missing_identity(facts)
+        if missing:
+            out.append(f"the {side} run does not record {', '.join(missing)} (it predates machine fingerprints): "
+                       "the machines are compared on what both record")  # fmt: skip
+    return out + [f"the runs differ in {d}" for d in machine_differences(base, new)]
 
 
 def machine_differences(base: dict, new: dict) -> list[str]:
@@ -146,6 +163,20 @@ def read_noise_floor(path: Path) -> dict:
     return floor
 
 
+def noise_floor_warnings(floor: dict, facts: dict) -> list[str]:
+    """A floor measured on another machine says nothing of this one's noise: say so, naming the difference."""
+    recorded = floor.get("fingerprint")
+    if recorded is None:
+        if floor.get("machine") != machine_label(facts):
+            return [f"the noise floor was measured on {floor.get('machine')}, not on {machine_label(facts)}"]
+        return ["the noise floor records no machine fingerprint (measured before fingerprints): it is matched by "
+                f"the machine's name alone ({floor.get('machine')})"]  # fmt: skip
+    differences = identity_differences(recorded, facts)
+    if differences:
+        return [f"the noise floor was measured on another machine ({'; '.join(differences)})"]
+    return []
+
+
 def compare_runs(
     base_path: Path, new_path: Path, fail_on: dict[str, float], min_change: dict[str, float],
     noise_floor: dict | None = None,
@@ -160,10 +191,9 @@ def compare_runs(
     table = compare_cells(base, new, limits, noise_floor["run_sd"] if noise_floor else 0.0)
     if table.empty:
         raise AnalysisError(f"{base_json} and {new_json} have no cell in common")
-    warnings = [f"the runs differ in {d}" for d in machine_differences(base_facts, new_facts)]
-    if noise_floor and noise_floor.get("machine") != machine_label(new_facts):
-        where = f"{noise_floor.get('machine')}, not on {machine_label(new_facts)}"
-        warnings.append(f"the noise floor was measured on {where}")
+    warnings = machine_warnings(base_facts, new_facts)
+    if noise_floor:
+        warnings += noise_floor_warnings(noise_floor, new_facts)
     if not noise_floor:
         warnings.append("no --noise-floor: intervals see the noise between passes within each run, not the shift "
                         "between runs; a measured floor (python -m bench.noise_floor) widens them by it")  # fmt: skip

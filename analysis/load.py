@@ -42,6 +42,17 @@ def machine_label(facts: dict) -> str:
     return facts.get("gpu_name") or f"{facts.get('cpu_model')} ({facts.get('cpu_count')} cores)"
 
 
+def machine_description(facts: dict) -> str:
+    """The machine as its fingerprint tells it apart: name, family/model, the kernel-deciding flags, cores."""
+    if facts.get("gpu_name"):
+        return str(facts["gpu_name"])
+    flags = ", ".join(facts.get("cpu_flags") or []) or "no AVX2"
+    if facts.get("cpu_family") is None:
+        return f"{facts.get('cpu_model')} ({flags}; {facts.get('cpu_count')} cores; recorded before fingerprints)"
+    return (f"{facts.get('cpu_model')} ({facts.get('cpu_vendor')} family {facts.get('cpu_family')} model "
+            f"{facts.get('cpu_model_number')}; {flags}; {facts.get('cpu_count')} cores)")
+
+
 def _pooled(group: list[dict]) -> dict:
     """One cell's passes as one row: facts from the first pass, samples kept per pass, stats pooled."""
     passes = sorted(group, key=lambda e: e.get("repeat", 0))

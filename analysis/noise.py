@@ -20,6 +20,7 @@ from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label, read_json
 from analysis.stats import run_to_run_sd
 from model.files import atomic_write_text
+from model.machine import fingerprint
 
 GATE = {"time": 0.05}
 RUNS = ("a1", "a2", "a3", "a4", "b-threads1")
@@ -42,6 +43,7 @@ def measure_floor(base: Path, new: Path) -> dict:
     common = medians.index.intersection(other.index)
     ratios = np.log(other[common] / medians[common])
     return {"run_sd": run_to_run_sd(ratios.to_numpy()), "machine": machine_label(facts),
+            "fingerprint": fingerprint(facts), "machine_slug": facts.get("machine_slug"),
             "grid": facts["grid_profile"], "cells": len(common), "from": [base.name, new.name]}  # fmt: skip
 
 

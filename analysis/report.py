@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,11 +14,12 @@ from analysis import figures
 from analysis.axes import compile_section, positional_cost_section, user_section
 from analysis.breakdown import agreement_section, crossover_section, traced_breakdown
 from analysis.ddp import ddp_section
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, MissingDependency
 from analysis.fits import describe_exponent, scaling_exponents
-from analysis.load import load_runs, machine_label
+from analysis.load import load_runs, machine_description, machine_label
 from analysis.positional import load_positional, reverse_attention_maps
 from analysis.sections import (
+    auto_choice_section,
     coverage_section,
     do_bench_section,
     flops_section,
@@ -116,14 +118,21 @@ def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
     positional_dir = positional_dir or run_dir.parent / "positional"
     experiment = load_positional(positional_dir) if (positional_dir / "runs.csv").is_file() else None
     breakdown = step_facts = None
+    traces_note: list[str] = []
     if trace_dir.exists() and cells["trace_name"].notna().any():
-        breakdown, step_facts = traced_breakdown(trace_dir, cells)
+        try:
+            breakdown, step_facts = traced_breakdown(trace_dir, cells)
+        except MissingDependency as err:
+            print(f"analysis: {err}", file=sys.stderr)
+            traces_note = [f"_{err}: the sections that read them are left out._", ""]
     lines = [f"# attnbench report: {run_dir.name}", "",
              f"Produced by `python -m analysis report {run_dir}` from `benchmarks.json`"
              + (" and the profiler traces in `traces/`" if breakdown is not None else "")
              + f" of a run on {machine_label(facts)}. Every number below is computed from those files.", ""]
-    lines += machine_section(facts, cells) + timing_section(cells) + coverage_section(cells, not_run)
-    lines += kernels_section(cells) + scaling_section(cells) + crossover_section(breakdown, cells)
+    lines += traces_note
+    lines += machine_section(facts, cells) + timing_section(cells) + coverage_section(cells, not_run, facts)
+    lines += kernels_section(cells) + auto_choice_section(cells)
+    lines += scaling_section(cells) + crossover_section(breakdown, cells)
     lines += verdicts_section(cells)
     lines += positional_cost_section(cells, experiment) + compile_section(cells) + user_section(cells)
     lines += memory_section(cells) + flops_section(cells) + mfu_section(cells, facts) + noise_section(cells)
@@ -159,7 +168,7 @@ def write_index(results: Path) -> Path:
     lines = ["# Results", "", "Real runs of attnbench, one folder each. Written by `python -m analysis index`.", ""]
     for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file()):
         facts = json.loads((run / "benchmarks.json").read_text())["machine_info"].get("attnbench", {})
-        machine = facts.get("gpu_name") or facts.get("cpu_model", "unknown machine")
+        machine = machine_description(facts)
         report = next((f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md")
                        if (run / name).is_file()), "no report yet")  # fmt: skip
         lines.append(f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "

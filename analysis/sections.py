@@ -19,12 +19,39 @@ def grid_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["group"] != "calibration"]
 
 
+def identity_line(facts: dict) -> str:
+    """The CPU's identity, or which of its fields a run from before fingerprints did not record."""
+    keys = ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping")
+    if all(facts.get(k) is None for k in keys):
+        return "not recorded (a run from before machine fingerprints; only the name and flags identify it)"
+    return ", ".join(str(facts.get(k, "not recorded")) for k in keys)
+
+
+def reduced_precision_line(facts: dict, cells: pd.DataFrame) -> str:
+    """Whether bf16 and fp16 matmuls run in hardware on this CPU, and, where the run calibrated them, how fast
+    its matmul ran against float32's: an emulated dtype's cells measure the emulation."""
+    flags = facts.get("cpu_flags") or []
+    native = facts.get("cpu_native_dtypes") or {"bfloat16": any(f in flags for f in ("avx512_bf16", "amx_bf16")),
+                                                "float16": any(f in flags for f in ("avx512_fp16", "amx_fp16"))}
+    calibration = cells[(cells["group"] == "calibration") & (cells["device"] == "cpu")]
+    rate = calibration.groupby("dtype")["flops_per_s"].median() if "flops_per_s" in calibration else pd.Series()
+    parts = []
+    for dtype, needs in (("bfloat16", "avx512_bf16/amx"), ("float16", "avx512_fp16/amx_fp16")):
+        word = f"{dtype} native" if native.get(dtype) else f"{dtype} emulated: no {needs}"
+        if dtype in rate and "float32" in rate:
+            word += f" (matmul {rate[dtype] / 1e9:.0f} GFLOP/s, {rate[dtype] / rate['float32']:.2f}x float32's)"
+        parts.append(word)
+    return "; ".join(parts)
+
+
 def machine_section(facts: dict, cells: pd.DataFrame) -> list[str]:
     numeric = facts.get("numeric_settings", {})
     rows = [
         ("device", ", ".join(sorted(cells["device"].unique()))),
         ("CPU", facts["cpu_model"]),
+        ("CPU vendor, family, model, stepping", identity_line(facts)),
         ("CPU kernel flags", ", ".join(facts["cpu_flags"]) or "none of note"),
+        ("reduced precision on the CPU", reduced_precision_line(facts, cells)),
         ("cores", facts["cpu_count"]),
         ("torch threads", facts["torch_threads"]),
         ("GPU", facts.get("gpu_name") or "none"),
@@ -72,11 +99,24 @@ def timing_section(cells: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def coverage_section(cells: pd.DataFrame, not_run: pd.DataFrame) -> list[str]:
+def duration_line(facts: dict) -> list[str]:
+    """How long the pytest part took against the cost model's prediction and the profile's budget."""
+    if facts.get("elapsed_s") is None or facts.get("predicted_s") is None:
+        return []
+    budget = facts.get("time_budget_min")
+    left = facts.get("cells_left_out_for_time", 0)
+    within = f"; budget {budget:g} min, {left} cells left out to fit it" if budget else ""
+    pace = " at this CPU's measured pace" if facts.get("pace_seconds_per_flop") else ""
+    return [f"The pytest part took {facts['elapsed_s'] / 60:.1f} min, against {facts['predicted_s'] / 60:.1f} min "
+            f"predicted by the cost model{pace}{within}.", ""]
+
+
+def coverage_section(cells: pd.DataFrame, not_run: pd.DataFrame, facts: dict | None = None) -> list[str]:
     grid = grid_cells(cells)
     lines = ["## What ran, and what did not", "",
              f"{len(cells)} cells ran. Lengths {sorted(grid['seq_len'].unique().tolist())}, heads "
              f"{sorted(grid['heads'].unique().tolist())}, dtypes {sorted(grid['dtype'].unique().tolist())}.", ""]
+    lines += duration_line(facts or {})
     if len(not_run):
         table = not_run.groupby(["outcome", "group", "reason"]).size().reset_index(name="cells")
         return lines + [f"{len(not_run)} cells did not run:", "", md(table), ""]
@@ -98,6 +138,27 @@ def kernels_section(cells: pd.DataFrame) -> list[str]:
             lambda s: ", ".join(sorted({k[:60] for ks in s for k in ks[:2]})))  # fmt: skip
         lines += ["", "GPU kernels the attention ops launched:", "", md(names.reset_index())]
     return lines + [""]
+
+
+AUTO_SOURCES = {"table": "the committed table (`model/kernel_table.json`), measured on a machine with this one's "
+                          "fingerprint", "cache": "this machine's cache, tuned on first use",
+                "fallback": "the fallback: nothing measured and no tuning, so SDPA's dispatcher chose"}  # fmt: skip
+
+
+def auto_choice_section(cells: pd.DataFrame) -> list[str]:
+    """Per auto cell, the kernel it was given and where that choice came from."""
+    grid = grid_cells(cells)
+    auto = grid[grid["impl"].isin(["auto", "ours_auto"])]
+    if auto.empty:
+        return []
+    head = ["## Where the auto kernel's choices came from", ""]
+    if "auto_source" not in auto or auto["auto_source"].isna().all():
+        return head + ["_Not recorded: this run predates choices that carry their source._", ""]
+    counts = auto["auto_source"].value_counts()
+    lines = head + [f"- {n} cells from {AUTO_SOURCES.get(source, source)}." for source, n in counts.items()]
+    columns = ["group", "pass", "dtype", "dropout", "seq_len", "auto_kernel", "attention_kernel", "auto_source"]
+    table = auto[columns].sort_values(columns[:5]).rename(columns={"attention_kernel": "observed"})
+    return lines + ["", md(table), ""]
 
 
 def memory_section(cells: pd.DataFrame, tolerance: float = 0.25) -> list[str]:
@@ -175,6 +236,7 @@ def do_bench_section(run_dir) -> list[str]:
     rows = pd.read_json(path)
     inside = int(((rows["ratio"] - 1).abs() <= 0.05).sum())
     return ["## Device time vs triton.testing.do_bench", "",
-            f"A sample of cells rebuilt and timed by do_bench (events over back-to-back calls, L2 flushed) or "
-            f"do_bench_cudagraph where the run replayed a graph: {inside} of {len(rows)} agree within 5%.", "",
+            f"A sample of cells rebuilt and timed by do_bench (events over back-to-back calls, L2 flushed before each, "
+            "the median), of the eager step or, where the run replayed a CUDA graph, of the same graph's replay: "
+            f"{inside} of {len(rows)} agree within 5%.", "",
             md(rows, ".4g"), ""]  # fmt: skip

@@ -5,27 +5,80 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import torch
 
 
-def cpu_model_and_flags() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+@dataclass(frozen=True)
+class CpuInfo:
+    """What /proc/cpuinfo says of the first processor. Family and model tell CPUs apart that share a
+    marketing name ("AMD EPYC" is both an AVX2-only and an AVX-512 BF16 part)."""
+
+    vendor: str | None
+    model_name: str
+    family: int | None
+    model: int | None
+    stepping: int | None
+    flags: tuple[str, ...]
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() and fields:
+            break  # the first processor is enough: every core of a VM is the same part
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+
+    def number(key: str) -> int | None:
+        return int(fields[key]) if fields.get(key, "").isdigit() else None
+
+    return CpuInfo(fields.get("vendor_id"), fields.get("model name") or platform.processor() or platform.machine(),
+                   number("cpu family"), number("model"), number("stepping"),
+                   tuple(fields.get("flags", "").split()))  # fmt: skip
+
+
+@cache
+def this_cpu() -> CpuInfo:
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.split()
-    return model, flags
+    return parse_cpuinfo(cpuinfo.read_text() if cpuinfo.exists() else "")
+
+
+def cpu_model_and_flags() -> tuple[str, list[str]]:
+    cpu = this_cpu()
+    return cpu.model_name, list(cpu.flags)
 
 
 # The instruction-set extensions that decide which matmul kernels a CPU can run.
 KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "amx_fp16")
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
+NATIVE_FP16 = ("avx512_fp16", "amx_fp16")
+
+
+def kernel_flags(flags: tuple[str, ...] | list[str]) -> list[str]:
+    return [f for f in KERNEL_FLAGS if f in flags]
+
+
+def native_dtypes(flags: tuple[str, ...] | list[str]) -> dict[str, bool]:
+    """Which reduced-precision matmuls the CPU runs in hardware; without them oneDNN emulates them,
+    one to two orders of magnitude slower than float32."""
+    return {"bfloat16": any(f in flags for f in NATIVE_BF16), "float16": any(f in flags for f in NATIVE_FP16)}
+
+
+def isa_tag(flags: tuple[str, ...] | list[str]) -> str:
+    """The widest matmul unit, for the slug: amx, avx512bf16, avx512, avx2 or noavx2; '-fp16' with native fp16."""
+    if "amx_bf16" in flags or "amx_tile" in flags:
+        tag = "amx"
+    elif "avx512_bf16" in flags:
+        tag = "avx512bf16"
+    elif "avx512f" in flags:
+        tag = "avx512"
+    else:
+        tag = "avx2" if "avx2" in flags else "noavx2"
+    return tag + ("-fp16" if native_dtypes(flags)["float16"] else "")
 
 
 def git_commit(path: Path | None = None) -> str | None:
@@ -56,35 +109,93 @@ def numeric_settings() -> dict[str, object]:
     }
 
 
+def gpu_facts() -> dict[str, object]:
+    """The GPU's name, memory and driver where torch sees one (the driver from nvidia-smi, when it answers)."""
+    if not torch.cuda.is_available():
+        return {"gpu_name": None, "gpu_memory_bytes": None, "gpu_driver": None}
+    props = torch.cuda.get_device_properties(0)
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"]
+        driver = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        driver = None
+    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_driver": driver}
+
+
 def machine_facts() -> dict[str, object]:
-    cpu, flags = cpu_model_and_flags()
+    """Every fact recorded with a run; the fingerprint (IDENTITY) and the slug are drawn from them."""
+    cpu = this_cpu()
     facts: dict[str, object] = {
         "torch_version": torch.__version__,
+        "torch_git_version": torch.version.git_version,
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "cpu_model": cpu,
-        "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
+        "cpu_vendor": cpu.vendor,
+        "cpu_model": cpu.model_name,
+        "cpu_family": cpu.family,
+        "cpu_model_number": cpu.model,
+        "cpu_stepping": cpu.stepping,
+        "cpu_flags": kernel_flags(cpu.flags),
+        "cpu_native_dtypes": native_dtypes(cpu.flags),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
-        "gpu_name": None,
-        "gpu_memory_bytes": None,
+        **gpu_facts(),
         "numeric_settings": numeric_settings(),
     }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        facts.update(gpu_name=props.name, gpu_memory_bytes=props.total_memory)
+    facts["machine_slug"] = slug_for(facts, "cuda" if facts["gpu_name"] else "cpu")
     return facts
+
+
+# What makes two machines different machines for a measurement: the CPU part and the instruction sets
+# that decide its kernels, its cores, and the GPU. Not torch (a new torch on the same machine is a new
+# run of that machine) and not threads (OMP_NUM_THREADS is a setting of one run).
+IDENTITY = ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_flags", "cpu_count", "gpu_name")
+
+
+def fingerprint(facts: dict) -> dict[str, object]:
+    return {key: facts.get(key) for key in IDENTITY}
+
+
+def identity_differences(recorded: dict, here: dict, fields: tuple[str, ...] = IDENTITY) -> list[str]:
+    """'field: recorded vs here' for each identity field both sides record and that differs; a field one
+    side lacks (a run from before fingerprints) is not held against it."""
+    out = []
+    for key in fields:
+        a, b = recorded.get(key), here.get(key)
+        if key not in recorded or key not in here or (key != "gpu_name" and None in (a, b)):
+            continue
+        if key == "cpu_flags":
+            a, b = sorted(a), sorted(b)
+        if a != b:
+            out.append(f"{key}: {a} vs {b}")
+    return out
+
+
+def missing_identity(facts: dict) -> list[str]:
+    return [key for key in IDENTITY if key != "gpu_name" and facts.get(key) is None]
+
+
+def _words(name: str) -> list[str]:
+    name = name.split("@")[0]  # "... CPU @ 2.70GHz": the clock is not the part
+    words = "".join(ch.lower() if ch.isalnum() else " " for ch in name).split()
+    noise = {"r", "tm", "cpu", "processor", "nvidia", "corporation", "with", "core", "gen"}
+    return [w for w in words if w not in noise and not w.endswith("ghz")]
+
+
+def slug_for(facts: dict, device: str) -> str:
+    """A folder name a person can read: the device, the part's name and, on a CPU, its widest matmul unit and
+    cores: cpu-amd-epyc-avx2-2c, cpu-amd-epyc-avx512bf16-2c, cpu-intel-xeon-platinum-8481c-amx-fp16-2c,
+    cuda-h100-80gb-hbm3."""
+    if device == "cuda" and facts.get("gpu_name"):
+        return "cuda-" + "-".join(_words(str(facts["gpu_name"])))[:60]
+    name = "-".join(_words(str(facts.get("cpu_model") or "unknown")))[:48]
+    return f"cpu-{name}-{isa_tag(facts.get('cpu_flags') or [])}-{facts.get('cpu_count')}c"
 
 
 @cache
 def machine_slug(device: str) -> str:
-    """A folder name for a run: device and the processor that did the work, e.g. cpu-intel-xeon-8481c-2c."""
-    if device == "cuda" and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-    else:
-        name = f"{cpu_model_and_flags()[0]} {os.cpu_count()}c"
-    words = "".join(ch.lower() if ch.isalnum() else " " for ch in name).split()
-    noise = {"r", "tm", "cpu", "processor", "nvidia", "corporation", "with", "core", "gen"}
-    return f"{device}-" + "-".join(w for w in words if w not in noise and not w.endswith("ghz"))[:60]
+    cpu = this_cpu()
+    facts = {"cpu_model": cpu.model_name, "cpu_flags": kernel_flags(cpu.flags), "cpu_count": os.cpu_count()}
+    return slug_for({**facts, **gpu_facts()} if device == "cuda" else facts, device)

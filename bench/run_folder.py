@@ -1,0 +1,30 @@
+"""Whose results a folder holds: a run writes only into a folder of its own machine, never over another's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from model.machine import identity_differences
+
+
+def recorded_machines(folder: Path) -> list[tuple[Path, dict]]:
+    """The machine facts of every run in the folder: its own benchmarks.json and those one level down
+    (a noise-floor folder holds one run per subfolder)."""
+    out = []
+    for path in [folder / "benchmarks.json", *sorted(folder.glob("*/benchmarks.json"))]:
+        try:
+            out.append((path, json.loads(path.read_text())["machine_info"]["attnbench"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no run there, or not one of ours: nothing to protect
+    return out
+
+
+def other_machine(folder: Path, here: dict) -> str | None:
+    """Why this machine must not write into `folder`, in one line, or None when it may."""
+    for path, facts in recorded_machines(folder):
+        differences = identity_differences(facts, here)
+        if differences:
+            return (f"{folder} holds a run of another machine ({path.name}: {'; '.join(differences)}); "
+                    "this machine's results go in a folder of their own: pass --name NAME, or --results DIR")
+    return None
