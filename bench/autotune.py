@@ -21,10 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.grid import load_grid
+from bench.observe import observe
 from bench.timing import device_synchronizer, device_time, host_latency, rounds_for_budget, time_once
 from model.attention import MultiHeadAttention
 from model.files import atomic_write_text
-from model.kernel_choice import TABLE_FILE, Choice, read_table
+from model.kernel_choice import TABLE_FILE, Choice, entry_applies, read_table, tuning_facts
 from model.machine import machine_facts, machine_slug
 
 KERNELS = {"cpu": ("naive", "blocked", "flash", "math"),
@@ -50,17 +51,26 @@ def attention_step(kernel: str, n: int, dtype: torch.dtype, device: str, train: 
     return step
 
 
-def time_kernels(device: str, dtype: str, n: int, train: bool, dropout: float, passes: int, budget_s: float) -> dict:
-    """Median device seconds per kernel, over interleaved passes; kernels that cannot run are left out."""
-    sync = device_synchronizer(device)
+def runnable_steps(device: str, dtype: str, n: int, train: bool, dropout: float) -> dict:
+    """Each kernel's step, where it runs as the kernel it is named for. A forced SDPA backend that rejects the
+    inputs falls back to math (model/attention.py allows it, so that a model still runs): its timing would be
+    math's under another name, so the op that really ran is read, as observe() reads it, and must match."""
     steps = {}
     for kernel in KERNELS[device]:
         try:
             step = attention_step(kernel, n, getattr(torch, dtype), device, train, dropout)
             step()
-            steps[kernel] = step
         except RuntimeError:  # "No available kernel": this backend cannot take these inputs
             continue
+        if observe(step, device).attention_kernel == kernel:
+            steps[kernel] = step
+    return steps
+
+
+def time_kernels(device: str, dtype: str, n: int, train: bool, dropout: float, passes: int, budget_s: float) -> dict:
+    """Median device seconds per kernel, over interleaved passes; kernels that cannot run as named are left out."""
+    sync = device_synchronizer(device)
+    steps = runnable_steps(device, dtype, n, train, dropout)
     samples: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(passes):
         for kernel, step in steps.items():
@@ -100,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()  # at the start: the commit checked out when the measurement began
     rows = measure(args.device, args.dtypes, args.lengths or list(LENGTHS[args.device]), args.passes, args.budget_s)
     table = read_table(args.table)
+    here = tuning_facts(facts["cpu_flags"], facts["cpu_count"], facts["gpu_name"], facts["torch_version"])
+    # an older entry of a machine like this one (under another slug, say) is superseded, not kept beside it
+    table["machines"] = {slug: entry for slug, entry in table["machines"].items()
+                         if not entry_applies(entry.get("facts", {}), here, args.device)}  # fmt: skip
     table["machines"][machine_slug(args.device)] = {
-        "facts": {k: facts[k] for k in ("cpu_model", "cpu_flags", "cpu_count", "torch_threads", "gpu_name",
-                                        "torch_version", "git_commit")},  # fmt: skip
+        "facts": {k: facts[k] for k in ("cpu_vendor", "cpu_model", "cpu_family", "cpu_model_number", "cpu_flags",
+                                        "cpu_count", "torch_threads", "gpu_name", "torch_version", "git_commit")},
         "measured": "python -m bench.autotune " + " ".join(argv if argv is not None else sys.argv[1:]),
         "choices": rows,
     }

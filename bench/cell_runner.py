@@ -28,8 +28,9 @@ from bench.timing import (
     rounds_for_budget,
     time_once,
 )
-from bench.workloads import TOLERANCE, WORKLOADS, Workload
+from bench.workloads import AUTO_IMPLS, TOLERANCE, WORKLOADS, Workload
 from model.cost import attention_family
+from model.kernel_choice import default_chooser
 
 HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
 
@@ -61,6 +62,9 @@ def _facts(cell: Cell, workload: Workload, sync) -> dict:
                                   f"reference by relative error {error:.3g} (allowed {TOLERANCE[cell.dtype]:g})")
     counted, added = count_flops(workload.eager_step)
     seen = observe(workload.step, cell.device)
+    if seen.device_kernel_count == 0:  # seen after CUDA-graph captures on some CUDA/CUPTI versions
+        raise ImplementationError(f"the profiler saw no GPU kernel in a step of {cell.id}: its observed kernels "
+                                  "and traces would be wrong, so it is not measured")  # fmt: skip
     memory = seen.cpu_peak_bytes
     if memory is None:  # on CUDA the caching allocator counts exactly
         memory = cuda_peak_bytes(workload.step, torch.device(cell.device))
@@ -71,6 +75,18 @@ def _facts(cell: Cell, workload: Workload, sync) -> dict:
             "attention_ops": seen.attention_ops, "attention_device_kernels": seen.device_kernels,
             "peak_mem_bytes": memory, "attention_family": attention_family(seen.attention_kernel),
             "predicted_mem_bytes": workload.predicted_bytes(attention_family(seen.attention_kernel))}  # fmt: skip
+
+
+def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
+    """For an auto cell: one eager step first, so that a machine with no measured choice tunes here, outside
+    every measurement (a compile, the FLOP counter, the profiler), then where the choice came from."""
+    if cell.impl not in AUTO_IMPLS:
+        return {}
+    workload.eager_step()
+    sync()
+    kernel, source = default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
+                                              cell.pass_ == "train")  # fmt: skip
+    return {"auto_kernel": kernel, "auto_source": source}
 
 
 def _compile(cell: Cell, workload: Workload, sync) -> dict:
@@ -96,8 +112,9 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None
     shape, t = grid.shapes[cell.shape], grid.timing
     sync = device_synchronizer(device)
     workload = WORKLOADS[cell.group](cell, shape, device, dtype)
+    auto = _auto_choice(cell, workload, sync) if facts is None else {}
     compiled = _compile(cell, workload, sync) if cell.compile == "inductor" else {}
-    facts = facts or _facts(cell, workload, sync)
+    facts = facts or {**_facts(cell, workload, sync), **auto}
     step, capture_s = workload.step, None
     if cell.compile == "cudagraph":
         start = time.perf_counter()

@@ -15,14 +15,15 @@ from bench.grid import Cell, Shape
 from bench.implementations import Implementation, ImplementationError, resolve, user_flops
 from bench.observe import recomputes_scores
 from model import Encoder, EncoderConfig, cost
-from model.attention import MultiHeadAttention, auto_choices
-from model.kernel_choice import choose
+from model.attention import MultiHeadAttention
+from model.kernel_choice import default_chooser
 from model.layers import EncoderLayer
 from model.positional import PositionalEncoding, positional_encoding
 
 # Relative error (Frobenius) allowed against the float32 reference, by dtype: a few roundings' worth
 # (float32 flash vs math differ by ~1e-6; bf16 has 8 significant bits, fp16 11), far below the
 # O(1) error of a wrong kernel.
+AUTO_IMPLS = ("auto", "ours_auto")  # built-ins whose attention kernel is the auto kernel's choice
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 5e-3}
 
 
@@ -43,8 +44,9 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 def predicted_family(cell: Cell) -> str:
     """The attention kernel family a cell is expected to run, before it runs (for memory budgets); the
     results record the family it was observed to run (see DESIGN.md's measured facts)."""
-    if cell.impl == "auto" or cell.impl == "ours_auto":
-        kernel = choose(auto_choices(), cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.pass_ == "train")
+    if cell.impl in AUTO_IMPLS:
+        kernel, _ = default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
+                                             cell.pass_ == "train")  # before tuning: sdpa where nothing is known
         return {"naive": "materialised", "sdpa": "flash"}.get(kernel, kernel)
     if cell.impl in ("naive", "ours_naive"):
         return "materialised"
@@ -60,7 +62,7 @@ def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) ->
     """The cost model's peak for this cell, given the attention kernel family (default: the expected one)."""
     b, n, d, h, p = shape.batch, cell.seq_len, shape.d_model, cell.heads, cost.dtype_bytes(cell.dtype)
     if cell.group == "calibration":
-        return 3 * calibration_size(cell.device) ** 2 * p
+        return 3 * calibration_size(cell.device, cell.dtype) ** 2 * p
     family = family or predicted_family(cell)
     m = cost.MemoryShape(b, n, d, h, shape.d_ff, p, "cpu" if cell.device == "cpu" else "cuda")
     train = cell.pass_ == "train"
@@ -211,6 +213,12 @@ def layer_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) ->
     return _module_workload(cell, impl, module, reference, shape, device, dtype, forward_flops)
 
 
+def make_optimizer(model: nn.Module, device: str) -> torch.optim.Optimizer:
+    """AdamW; on CUDA capturable, so that its step (its step counter on the device) can be captured in the
+    CUDA graph that times the training step: a non-capturable step raises inside capture."""
+    return torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=device.startswith("cuda"))
+
+
 def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
     b, n, d, f, V = shape.batch, cell.seq_len, shape.d_model, shape.d_ff, shape.model_vocab
     config = EncoderConfig(d_model=d, n_heads=cell.heads, d_ff=f, n_layers=shape.model_layers, attention=cell.impl,
@@ -220,7 +228,7 @@ def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtyp
     model = Encoder(config).to(device, dtype)
     reference = Encoder(EncoderConfig(**{**config.to_dict(), "attention": "naive", "dropout": 0.0})).to(device)
     reference.load_state_dict(model.state_dict())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, device)
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, V, (b, n), generator=generator).to(device)
     targets = torch.randint(0, V, (b, n), generator=generator).to(device)

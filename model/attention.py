@@ -5,7 +5,6 @@ forced SDPA backend, or auto (the measured fastest)."""
 from __future__ import annotations
 
 import math
-from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +12,8 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from model.kernel_choice import KERNELS, Choice, choices_for, choose
-from model.machine import machine_slug
+from model.kernel_choice import KERNELS, KernelChooser, default_chooser
+from model.kernel_tuning import time_candidates
 from model.positional import NoPositionalEncoding, PositionalEncoding
 
 NO_POSITIONS = NoPositionalEncoding()  # stateless, so one instance serves every layer
@@ -95,11 +94,33 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
-@cache
-def auto_choices() -> tuple[Choice, ...]:
-    """The measured kernel choices of this machine's CPU and, where there is one, its GPU."""
-    slugs = [machine_slug("cpu")] + ([machine_slug("cuda")] if torch.cuda.is_available() else [])
-    return choices_for(tuple(slugs))
+def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                     dropout_p: float, kernel: str) -> torch.Tensor:  # fmt: skip
+    """One named kernel (not auto) on (B, nh, n, hs) inputs."""
+    if kernel == "naive":
+        return naive_attention(q, k, v, mask, dropout_p)[0]
+    if kernel == "blocked":
+        return blocked_attention(q, k, v, mask, dropout_p)
+    return sdpa(q, k, v, mask, dropout_p, kernel)
+
+
+def tuner(q: torch.Tensor, mask: torch.Tensor | None, dropout_p: float, train: bool):
+    """Times every candidate kernel on fresh inputs of the call's shapes (never the call's own tensors, so
+    the model's autograd graph is untouched): forward, and backward too when training."""
+
+    def tune() -> dict[str, float]:
+        inputs = [torch.randn_like(q, requires_grad=train) for _ in range(3)]
+        grad = torch.randn_like(q)
+
+        def run(kernel: str) -> None:
+            with torch.enable_grad() if train else torch.no_grad():
+                out = attention_kernel(*inputs, mask, dropout_p, kernel)
+                if train:
+                    out.backward(grad)
+
+        return time_candidates(run, q.device.type)
+
+    return tune
 
 
 class MultiHeadAttention(nn.Module):
@@ -111,6 +132,7 @@ class MultiHeadAttention(nn.Module):
         n_heads: int,
         dropout: float = 0.0,
         kernel: str = "sdpa",
+        chooser: KernelChooser | None = None,
     ) -> None:
         super().__init__()
         if kernel not in ("auto", *KERNELS):
@@ -118,8 +140,8 @@ class MultiHeadAttention(nn.Module):
         self.n_heads, self.dropout, self.kernel = n_heads, dropout, kernel
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        # Resolved once here, so the forward only looks up constants (no file or device query per call).
-        self.choices: tuple[Choice, ...] = auto_choices() if kernel == "auto" else ()
+        # The auto kernel's measured choices are handed in (default: this machine's table and cache).
+        self.chooser = (chooser or default_chooser()) if kernel == "auto" else None
         self.keep_weights = False  # set to record attention probabilities (naive kernel only)
         self.last_weights: torch.Tensor | None = None
 
@@ -140,12 +162,12 @@ class MultiHeadAttention(nn.Module):
         kernel = self.kernel
         if kernel == "auto":
             dtype = str(x.dtype).removeprefix("torch.")
-            kernel = choose(self.choices, x.device.type, dtype, n, dropout_p > 0, self.training)
-        if kernel == "naive" or self.keep_weights:
+            chooser = self.chooser or default_chooser()  # the kernel may have been switched to auto after init
+            kernel = chooser.choose(x.device.type, dtype, n, dropout_p > 0, self.training,
+                                    tuner(q, mask, dropout_p, self.training))
+        if self.keep_weights:
             y, weights = naive_attention(q, k, v, mask, dropout_p)
-            self.last_weights = weights.detach() if self.keep_weights else None
-        elif kernel == "blocked":
-            y = blocked_attention(q, k, v, mask, dropout_p)
+            self.last_weights = weights.detach()
         else:
-            y = sdpa(q, k, v, mask, dropout_p, kernel)
+            y = attention_kernel(q, k, v, mask, dropout_p, kernel)
         return self.out_proj(y.transpose(1, 2).reshape(B, n, d))  # (B, n, d)

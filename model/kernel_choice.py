@@ -1,24 +1,38 @@
 """The `auto` attention kernel: per (device, dtype, train or eval, dropout, length), the kernel that
-ran fastest on this machine, as measured by the suite itself (`python -m bench.autotune`) and kept
-in kernel_table.json together with the machine it was measured on.
+ran fastest on this machine.
 
-Kernels: `naive` (explicit softmax, materialises the scores), `blocked` (the same, a block of queries at
-a time), `sdpa` (let SDPA's dispatcher pick) and the SDPA backends forced one at a time: `flash`,
-`efficient`, `cudnn`, `math`. A machine with no
-entries in the table gets `sdpa`: SDPA's own dispatcher decides, and nothing is guessed.
+Where a choice comes from, in order:
+- `table`: kernel_table.json, written by `python -m bench.autotune`, whose entry was measured on a machine
+  with this one's fingerprint (instruction-set flags and cores, or GPU name, and torch major.minor);
+- `cache`: tuned on first use here, like triton's autotuner: every candidate timed on the call's own
+  shapes, the winner kept in the user's cache directory under this machine's fingerprint;
+- `fallback`: `sdpa` (SDPA's dispatcher decides), where nothing was measured and tuning cannot run now
+  (inside torch.compile, a CUDA-graph capture, a profiler or a dispatch mode such as the FLOP counter).
+
+Kernels: `naive` (explicit softmax), `blocked` (the same, a block of queries at a time), `sdpa` and the
+SDPA backends forced one at a time: `flash`, `efficient`, `cudnn`, `math`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+
+import torch
+
+from model.files import atomic_write_text
 
 TABLE_FILE = Path(__file__).with_name("kernel_table.json")
 KERNELS = ("naive", "blocked", "sdpa", "flash", "efficient", "cudnn", "math")
 FALLBACK = "sdpa"
+CACHE_ENV = "ATTNBENCH_CACHE_DIR"  # overrides the platform's cache directory (tests, read-only homes)
+TUNE_ENV = "ATTNBENCH_AUTOTUNE"  # "0": never tune on first use, fall back instead
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,37 @@ def _choice(row: dict) -> Choice:
     return Choice(**{k: row[k] for k in ("device", "dtype", "train", "dropout", "seq_len", "kernel")})
 
 
-@cache
-def choices_for(slugs: tuple[str, ...], path: Path = TABLE_FILE) -> tuple[Choice, ...]:
-    """Every choice measured on these machines (a CPU slug and, where there is one, a GPU slug)."""
-    machines = read_table(path)["machines"]
-    return tuple(_choice(c) for slug in slugs for c in machines.get(slug, {}).get("choices", []))
+def torch_minor(version: str) -> str:
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+def tuning_facts(cpu_flags: list[str], cpu_count: int | None, gpu_name: str | None, torch_version: str) -> dict:
+    """What a measured choice depends on: the facts an entry must share with this machine to apply here."""
+    return {"cpu_flags": sorted(cpu_flags), "cpu_count": cpu_count, "gpu_name": gpu_name,
+            "torch_minor": torch_minor(torch_version)}  # fmt: skip
+
+
+def entry_applies(entry_facts: dict, here: dict, device: str) -> bool:
+    """A CPU entry needs the same instruction-set flags and cores, a CUDA entry the same GPU; both the same
+    torch major.minor. An entry that lacks a fact cannot be shown to match, so it does not apply."""
+    version = entry_facts.get("torch_version")
+    if version is None or torch_minor(version) != here["torch_minor"]:
+        return False
+    if device == "cuda":
+        return entry_facts.get("gpu_name") is not None and entry_facts.get("gpu_name") == here["gpu_name"]
+    flags = entry_facts.get("cpu_flags")
+    same_cores = entry_facts.get("cpu_count") == here["cpu_count"]
+    return flags is not None and sorted(flags) == here["cpu_flags"] and same_cores
+
+
+def matching_choices(table: dict, here: dict) -> tuple[Choice, ...]:
+    """Every choice of the table measured on a machine like this one."""
+    out = []
+    for entry in table.get("machines", {}).values():
+        for row in entry.get("choices", []):
+            if entry_applies(entry.get("facts", {}), here, row["device"]):
+                out.append(_choice(row))
+    return tuple(out)
 
 
 def choose(
@@ -59,8 +99,113 @@ def choose(
 ) -> str:
     """The kernel measured fastest for the nearest measured length (in log space) under the same
     device, dtype, pass and dropout; FALLBACK where nothing was measured for them."""
+    return _nearest(choices, device, dtype, seq_len, dropout, train) or FALLBACK
+
+
+def _nearest(choices: tuple[Choice, ...], device: str, dtype: str, seq_len: int, dropout: bool, train: bool):
     candidates = [c for c in choices if (c.device, c.dtype, c.train, c.dropout) == (device, dtype, train, dropout)]
     if not candidates:
-        return FALLBACK
-    nearest = min(candidates, key=lambda c: (abs(math.log(c.seq_len / seq_len)), c.seq_len))
-    return nearest.kernel
+        return None
+    return min(candidates, key=lambda c: (abs(math.log(c.seq_len / seq_len)), c.seq_len)).kernel
+
+
+def length_bucket(n: int) -> int:
+    """Tuned lengths are kept per power of two: a model fed many lengths tunes a handful of times."""
+    return 2 ** round(math.log2(max(n, 1)))
+
+
+def cache_file() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("attnbench")
+    return Path(root) / "kernel_choices.json"
+
+
+def tuning_blocked() -> str | None:
+    """Why tuning cannot run now, or None: timing inside these would be wrong or would corrupt them."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    if os.environ.get(TUNE_ENV, "1") == "0":
+        return f"{TUNE_ENV}=0"
+    if torch.compiler.is_compiling():
+        return "inside torch.compile"
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return "inside a CUDA-graph capture"
+    if torch.autograd.profiler._is_profiler_enabled:
+        return "inside the profiler"
+    if _get_current_dispatch_mode() is not None:
+        return "inside a dispatch mode"
+    return None
+
+
+class KernelChooser:
+    """The auto kernel's choices for one machine: the committed table's matching entries, then this
+    machine's cache, then tuning on first use (`tune` times candidate kernels and returns their seconds)."""
+
+    def __init__(self, here: dict, table: tuple[Choice, ...] = (), cache_path: Path | None = None) -> None:
+        self.here, self.table, self.cache_path = here, table, cache_path
+        key = json.dumps(here, sort_keys=True)
+        self.cache_key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.cached: dict[str, dict] = self._read_cache()
+
+    def _read_cache(self) -> dict[str, dict]:
+        if self.cache_path is None or not self.cache_path.is_file():
+            return {}
+        try:
+            machines = json.loads(self.cache_path.read_text()).get("machines", {})
+        except (OSError, ValueError):
+            return {}  # a damaged cache is re-measured, never trusted
+        entry = machines.get(self.cache_key, {})
+        return {row["key"]: row for row in entry.get("choices", []) if row.get("kernel") in KERNELS}
+
+    @staticmethod
+    def _key(device: str, dtype: str, n: int, dropout: bool, train: bool) -> str:
+        return "-".join((device, dtype, "train" if train else "eval", "dropout" if dropout else "nodropout",
+                         str(length_bucket(n))))
+
+    def lookup(self, device: str, dtype: str, n: int, dropout: bool, train: bool) -> tuple[str, str]:
+        """(kernel, where it came from), without tuning."""
+        kernel = _nearest(self.table, device, dtype, n, dropout, train)
+        if kernel:
+            return kernel, "table"
+        row = self.cached.get(self._key(device, dtype, n, dropout, train))
+        return (row["kernel"], "cache") if row else (FALLBACK, "fallback")
+
+    def choose(self, device: str, dtype: str, n: int, dropout: bool, train: bool,
+               tune: Callable[[], dict[str, float]] | None = None) -> str:  # fmt: skip
+        kernel, source = self.lookup(device, dtype, n, dropout, train)
+        if source != "fallback" or tune is None or self.cache_path is None or tuning_blocked():
+            return kernel
+        seconds = tune()
+        if not seconds:
+            return kernel
+        best = min(seconds, key=seconds.get)
+        row = {"key": self._key(device, dtype, n, dropout, train),
+               **asdict(Choice(device, dtype, train, dropout, n, best)),
+               "seconds": {k: round(v, 9) for k, v in seconds.items()}}  # fmt: skip
+        self.cached[row["key"]] = row
+        self._write_cache()
+        return best
+
+    def _write_cache(self) -> None:
+        path = self.cache_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = json.loads(path.read_text()) if path.is_file() else {"machines": {}}
+            entry = {"facts": self.here, "choices": list(self.cached.values())}
+            data.setdefault("machines", {})[self.cache_key] = entry
+            atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+        except (OSError, ValueError):
+            pass  # no cache (read-only home, say): the choice holds for this process only
+
+
+@cache
+def default_chooser() -> KernelChooser:
+    """This machine's chooser: the committed table's entries that match its fingerprint, and its cache."""
+    from model.machine import kernel_flags, this_cpu
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    here = tuning_facts(kernel_flags(this_cpu().flags), os.cpu_count(), gpu, torch.__version__)
+    return KernelChooser(here, matching_choices(read_table(), here), cache_file())

@@ -9,7 +9,7 @@ import torch
 
 from bench.observe import observe
 from model.attention import MultiHeadAttention
-from model.kernel_choice import FALLBACK, Choice, choices_for, choose, read_table
+from model.kernel_choice import FALLBACK, Choice, KernelChooser, choose, matching_choices, read_table
 
 TABLE = (
     Choice("cpu", "bfloat16", False, False, 256, "naive"),
@@ -40,9 +40,13 @@ def test_table_is_read_per_machine_and_checked(tmp_path):
     path = tmp_path / "table.json"
     rows = [{"device": "cpu", "dtype": "float32", "train": False, "dropout": False, "seq_len": 128, "kernel": "naive",
              "seconds": {"naive": 1.0}}]  # fmt: skip
-    path.write_text(json.dumps({"machines": {"cpu-a": {"choices": rows}, "cpu-b": {"choices": []}}}))
-    assert choices_for(("cpu-a",), path) == (Choice("cpu", "float32", False, False, 128, "naive"),)
-    assert choices_for(("cpu-b", "cuda-x"), path) == ()
+    facts = {"cpu_flags": ["avx2"], "cpu_count": 2, "torch_version": "2.13.0"}
+    other = {**facts, "cpu_flags": ["avx2", "avx512f"]}
+    path.write_text(json.dumps({"machines": {"cpu-a": {"facts": facts, "choices": rows},
+                                             "cpu-b": {"facts": other, "choices": rows}}}))  # fmt: skip
+    here = {"cpu_flags": ["avx2"], "cpu_count": 2, "gpu_name": None, "torch_minor": "2.13"}
+    assert matching_choices(read_table(path), here) == (Choice("cpu", "float32", False, False, 128, "naive"),)
+    assert matching_choices(read_table(path), {**here, "cpu_count": 4}) == ()
     assert read_table(tmp_path / "none.json") == {"machines": {}}
     rows[0]["kernel"] = "turbo"
     path.write_text(json.dumps({"machines": {"cpu-a": {"choices": rows}}}))
@@ -52,8 +56,8 @@ def test_table_is_read_per_machine_and_checked(tmp_path):
 
 @pytest.mark.parametrize("kernel", ["naive", "flash", "math"])
 def test_auto_runs_the_kernel_its_table_names(kernel):
-    attn = MultiHeadAttention(64, 4, 0.0, "auto").eval()
-    attn.choices = (Choice("cpu", "float32", False, False, 32, kernel),)
+    chooser = KernelChooser({}, (Choice("cpu", "float32", False, False, 32, kernel),))
+    attn = MultiHeadAttention(64, 4, 0.0, "auto", chooser).eval()
     x = torch.randn(2, 32, 64)
     reference = MultiHeadAttention(64, 4, 0.0, "naive").eval()
     reference.load_state_dict(attn.state_dict())
