@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import GridError, load_grid
-from bench.sharding import parse_shard, predicted_seconds
-from model.machine import machine_slug
+from bench.grid import GridError
+from bench.run_folder import other_machine
+from bench.sharding import parse_shard
+from model.machine import machine_facts, machine_slug
 
 BENCH_DIR = Path(__file__).parent
 
@@ -30,17 +31,6 @@ def run_folder_name(device: str, shard: str | None) -> str:
         return machine_slug(device)
     k, n = parse_shard(shard)
     return f"{machine_slug(device)}-shard{k}of{n}"
-
-
-def predicted_duration(args: argparse.Namespace) -> str:
-    """A rough estimate of the run's length, from the cost model the shards are balanced with."""
-    try:
-        grid = load_grid(args.grid, repeats=args.repeats)
-    except GridError:
-        return ""  # pytest reports the bad option itself
-    cells = [c for c in grid.cells() if c.device == args.device and c.group != "calibration"]
-    minutes = sum(predicted_seconds(c, grid) for c in cells) / 60
-    return f" ({len(cells)} cells x {grid.repeats} passes, roughly {minutes:.0f} min by the cost model)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except GridError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    refusal = other_machine(run_dir, machine_facts())
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     partial_json, partial_traces = run_dir / "benchmarks.partial.json", run_dir / "traces.partial"
     shutil.rmtree(partial_traces, ignore_errors=True)
@@ -68,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     command += [f"--shard={args.shard}"] if args.shard else []
     if not args.no_traces:
         command.append(f"--profile-dir={partial_traces}")
-    print(f"attnbench: grid {args.grid!r} on {args.device} -> {run_dir}{predicted_duration(args)}", flush=True)
+    print(f"attnbench: grid {args.grid!r} on {args.device} -> {run_dir}", flush=True)
     code = pytest.main(command)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
         print(f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 
 import torch
@@ -10,14 +11,27 @@ from bench.timing import device_synchronizer, device_time, time_once
 
 # Large enough that launch and synchronisation overheads vanish against the matmul itself.
 CALIBRATION_SIZE = {"cpu": 2048, "cuda": 8192}
+CPU_SIZES = (2048, 1024, 512)
+MAX_MATMUL_S = 0.5  # one calibration matmul on a CPU: an emulated dtype (bf16 without avx512_bf16) gets a smaller one
 
 
-def calibration_size(device: str) -> int:
-    return CALIBRATION_SIZE["cuda" if device.startswith("cuda") else "cpu"]
+@cache
+def calibration_size(device: str, dtype_name: str = "float32") -> int:
+    """The square matmul's size: on CUDA fixed; on a CPU the largest that takes at most MAX_MATMUL_S here, from
+    a 256-sized probe (2048 where the dtype runs in hardware; emulated bf16 runs about 1 GFLOP/s, where 2048
+    would take 40 s a matmul)."""
+    if device.startswith("cuda"):
+        return CALIBRATION_SIZE["cuda"]
+    a = torch.randn(256, 256).to(getattr(torch, dtype_name))
+    a @ a
+    start = time.perf_counter()
+    a @ a
+    rate = 2 * 256**3 / max(time.perf_counter() - start, 1e-9)
+    return next((size for size in CPU_SIZES if 2 * size**3 / rate <= MAX_MATMUL_S), CPU_SIZES[-1])
 
 
 def matmul_operands(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    size = calibration_size(device)
+    size = calibration_size(device, str(dtype).removeprefix("torch."))
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
     return a.to(device, dtype), b.to(device, dtype)
@@ -36,5 +50,5 @@ def matmul_seconds(device: str, dtype_name: str, rounds: int) -> tuple[list[floa
 @cache
 def peak_matmul_flops(device: str, dtype_name: str, rounds: int = 5) -> float:
     """Best device time of a few square matmuls, measured once per session and reused."""
-    size = calibration_size(device)
+    size = calibration_size(device, dtype_name)
     return 2 * size**3 / min(matmul_seconds(device, dtype_name, rounds)[1])

@@ -4,14 +4,18 @@ reasons, machine facts."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.flops import ADDED_FORMULAS
 from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
-from bench.sharding import assign_shards, in_shard, parse_shard
-from bench.skips import memory_budget, skip_reason
+from bench.pace import measure_pace
+from bench.progress import Progress
+from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
+from bench.skips import fast_fp16, memory_budget, skip_reason
+from bench.time_budget import leave_out
 from model.machine import machine_facts
 
 DEFAULT_PROFILE_MATCH = r"^layer:(cpu-float32|cuda-bfloat16)-small-.*-h4-(ours|torch)-train-p0$"
@@ -30,6 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--allow-slow-fp16", action="store_true", help="run float16 on a CPU without fast fp16 kernels")
     g.addoption("--profile-dir", type=Path, default=None, help="write torch.profiler traces of selected cells here")
     g.addoption("--profile-match", default=DEFAULT_PROFILE_MATCH, help="regex over GROUP:CELL_ID of cells to trace")
+    g.addoption("--time-budget-min", type=float, default=None,
+                help="leave out the costliest lengths per dtype until the CPU cells are predicted to fit this many "
+                     "minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +48,9 @@ def pytest_configure(config: pytest.Config) -> None:
     budget = config.getoption("mem_budget_gb")
     if budget is not None and budget <= 0:
         raise pytest.UsageError(f"--mem-budget-gb {budget:g} is not accepted; give a positive number of GiB")
+    minutes = config.getoption("time_budget_min")
+    if minutes is not None and minutes < 0:
+        raise pytest.UsageError(f"--time-budget-min {minutes:g} is not accepted; give minutes, or 0 for no budget")
     try:
         grid = load_grid(config.getoption("grid"), config.getoption("set"), config.getoption("repeats"))
         shard = parse_shard(config.getoption("shard")) if config.getoption("shard") else None
@@ -51,7 +61,37 @@ def pytest_configure(config: pytest.Config) -> None:
     config.attnbench_machine = machine_facts()  # at the start: the commit checked out when the run began
     config.attnbench_owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
     config.attnbench_first_pass = {}
+    plan_run(config, grid)
     config.pluginmanager.register(NotRunRecorder(), "attnbench-not-run")
+
+
+def selected_cells(config: pytest.Config, grid: Grid) -> list[Cell]:
+    """The cells of this device and shard."""
+    device, shard, owner = config.getoption("device"), config.attnbench_shard, config.attnbench_owner
+    return [c for c in grid.cells() if (device == "all" or c.device == device)
+            and not (shard and not in_shard(c, owner, shard[0]))]  # fmt: skip
+
+
+def skip_or_leave_out(config: pytest.Config, grid: Grid, cell: Cell) -> str | None:
+    budget = memory_budget(cell.device, config.getoption("mem_budget_gb"))
+    reason = skip_reason(cell, grid.shapes[cell.shape], budget, config.getoption("allow_slow_fp16"))
+    return reason or config.attnbench_left_out.get(cell.trace_name)
+
+
+def plan_run(config: pytest.Config, grid: Grid) -> None:
+    """This CPU's pace, the cells left out to fit the time budget, and the predicted length of the run."""
+    flags = config.attnbench_machine["cpu_flags"]
+    config.attnbench_left_out = {}
+    runnable = [c for c in selected_cells(config, grid) if not skip_or_leave_out(config, grid, c)]
+    probe = sorted({c.dtype for c in runnable if c.device == "cpu" and c.group != "calibration"
+                    and (c.dtype != "float16" or fast_fp16(flags) or config.getoption("allow_slow_fp16"))})  # fmt: skip
+    config.attnbench_pace = measure_pace(probe) if probe else None
+    minutes = config.getoption("time_budget_min")
+    minutes = grid.time_budget_min if minutes is None else minutes
+    if minutes:
+        config.attnbench_left_out = leave_out(runnable, grid, config.attnbench_pace, minutes * 60, flags)
+    config.attnbench_time_budget_min = minutes or None
+    config.attnbench_started = time.perf_counter()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -59,13 +99,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config, group = metafunc.config, metafunc.module.GROUP
     grid: Grid = config.attnbench_grid
-    device, shard, owner = config.getoption("device"), config.attnbench_shard, config.attnbench_owner
     params = []
-    for cell in grid.cells(group):
-        if (device != "all" and cell.device != device) or (shard and not in_shard(cell, owner, shard[0])):
+    for cell in selected_cells(config, grid):
+        if cell.group != group:
             continue
-        budget = memory_budget(cell.device, config.getoption("mem_budget_gb"))
-        reason = skip_reason(cell, grid.shapes[cell.shape], budget, config.getoption("allow_slow_fp16"))
+        reason = skip_or_leave_out(config, grid, cell)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         for r in range(grid.repeats):
             test_id = cell.id if grid.repeats == 1 else f"{cell.id}-r{r}"
@@ -73,17 +111,44 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(("cell", "repeat"), params)
 
 
+def cell_of(item: pytest.Item) -> Cell | None:
+    """The grid cell an item measures (None for a group the profile leaves empty, or a plain test)."""
+    params = getattr(item, "callspec", None) and item.callspec.params
+    cell = params.get("cell") if params else None
+    return cell if isinstance(cell, Cell) else None
+
+
 def pass_order(item: pytest.Item) -> tuple[int, int]:
     """Eager cells pass by pass (A B A B, so drift shows as spread between passes), then compiled ones:
     compilation changes the process (caches, threads, memory), so nothing eager is timed after it."""
-    params = getattr(item, "callspec", None) and item.callspec.params
-    if not params or "cell" not in params:
+    cell = cell_of(item)
+    if cell is None:
         return (0, 0)
-    return (int(params["cell"].compile != "eager"), params["repeat"])
+    return (int(cell.compile != "eager"), item.callspec.params["repeat"])
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=pass_order)  # stable: within a pass, the declared order
+    if not hasattr(config, "attnbench_grid"):
+        return
+    grid, pace = config.attnbench_grid, config.attnbench_pace
+    predicted = {}
+    for item in items:
+        cell = cell_of(item)
+        if cell is not None and not item.get_closest_marker("skip"):
+            predicted[item.nodeid] = pass_seconds(cell, grid, item.callspec.params["repeat"], pace)
+    config.pluginmanager.register(Progress(config, predicted), "attnbench-progress")
+    config.attnbench_predicted_s = sum(predicted.values())
+    cells = {item.callspec.params["cell"].trace_name for item in items if item.nodeid in predicted}
+    left = len(config.attnbench_left_out)
+    budget = config.attnbench_time_budget_min
+    note = f"; {left} cells left out to fit the {budget:g}-minute budget (reasons with the skips)" if left else ""
+    line = (f"attnbench: {len(cells)} cells x {grid.repeats} passes, about "
+            f"{sum(predicted.values()) / 60:.1f} min by the cost model"
+            + (" at this CPU's measured pace" if pace else "") + note)  # fmt: skip
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 class NotRunRecorder:
@@ -95,8 +160,8 @@ class NotRunRecorder:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            if hasattr(item, "callspec") and "cell" in item.callspec.params:
-                self.cells[item.nodeid] = (item.callspec.params["cell"], item.callspec.params["repeat"])
+            if cell_of(item) is not None:
+                self.cells[item.nodeid] = (cell_of(item), item.callspec.params["repeat"])
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         cell, repeat = self.cells.get(report.nodeid, (None, 0))
@@ -136,7 +201,7 @@ def profile_dir(request: pytest.FixtureRequest, cell: Cell, repeat: int) -> Path
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     grid: Grid = config.attnbench_grid
-    shard = config.attnbench_shard
+    shard, pace = config.attnbench_shard, config.attnbench_pace
     machine_info["attnbench"] = {
         **config.attnbench_machine,
         "grid_profile": grid.profile,
@@ -145,4 +210,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "repeats": grid.repeats,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "flop_formulas_added": list(ADDED_FORMULAS),
+        # what the run was predicted to take at this CPU's measured pace, and what it took
+        "pace_seconds_per_flop": {f"{d}/{k}/{'train' if t else 'eval'}": v
+                                  for (d, k, t), v in (pace.seconds_per_flop.items() if pace else [])},
+        "time_budget_min": config.attnbench_time_budget_min,
+        "cells_left_out_for_time": len(config.attnbench_left_out),
+        "predicted_s": getattr(config, "attnbench_predicted_s", None),
+        "elapsed_s": time.perf_counter() - config.attnbench_started,
     }

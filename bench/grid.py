@@ -102,6 +102,7 @@ class Grid:
     timing: Timing
     repeats: int
     blocks: list[dict[str, Any]] = field(default_factory=list)  # each: group and its axis -> values
+    time_budget_min: float | None = None  # the profile's budget for the pytest part on a CPU, if it has one
 
     def cells(self, group: str | None = None) -> list[Cell]:
         """Every cell of the grid (or of one group) once, in declaration order."""
@@ -115,6 +116,7 @@ class Grid:
     def describe(self) -> dict[str, Any]:
         """What the results JSON records of the grid."""
         return {"profile": self.profile, "repeats": self.repeats, "timing": asdict(self.timing),
+                "time_budget_min": self.time_budget_min,
                 "shapes": {name: asdict(s) for name, s in self.shapes.items()}, "blocks": self.blocks}  # fmt: skip
 
 
@@ -226,4 +228,4 @@ def load_grid(profile: str, overrides: list[str] = (), repeats: int | None = Non
     repeats = spec.get("repeats", 1) if repeats is None else repeats
     if not isinstance(repeats, int) or repeats < 1:
         raise GridError(f"--repeats {repeats!r} is not accepted; give a whole number of passes, 1 or more")
-    return Grid(profile, spec.get("description", ""), shapes, timing, repeats, blocks)
+    return Grid(profile, spec.get("description", ""), shapes, timing, repeats, blocks, spec.get("time_budget_min"))

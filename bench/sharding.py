@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 from bench.grid import Cell, Grid, GridError
+from bench.pace import EXPLICIT_FAMILIES, Pace
+from bench.workloads import predicted_family
 from model import cost
 
 SHARD = re.compile(r"^(\d+)/(\d+)$")
@@ -14,7 +16,9 @@ SHARD = re.compile(r"^(\d+)/(\d+)$")
 NOMINAL_FLOPS = {"cpu": {"float32": 1.7e11, "bfloat16": 3.5e11, "float16": 5e9},
                  "cuda": {"float32": 3e13, "bfloat16": 3e14, "float16": 3e14}}  # fmt: skip
 MIN_STEP_S = {"cpu": 2e-4, "cuda": 1e-4}  # launch and dispatch overhead of a step
-COMPILE_S = 30.0  # one torch.compile of a layer
+# torch.compile of a layer on a 2-core CPU, averaged over a run's compiled cells: the first in a process loads
+# the toolchain, later ones reuse it (measured with AVX2 forced on the AVX-512 EPYC: 22.7, 6.4, 6.9, 7.1 s)
+COMPILE_S = 12.0
 SETUP_STEPS = 8  # check, FLOP count, observed step, memory, warm-up
 OVERHEAD_S = 0.1  # building a cell's workload and its bookkeeping, per pass (the first H100 run: ~0.1 s)
 
@@ -26,29 +30,47 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def step_flops(cell: Cell, grid: Grid) -> int:
+def forward_flops(cell: Cell, grid: Grid) -> cost.Flops:
+    """The matmul FLOPs of one forward of the cell, split into attention scores and projections."""
     s = grid.shapes[cell.shape]
     b, n, d, f = s.batch, cell.seq_len, s.d_model, s.d_ff
     if cell.group == "attention":
-        forward = 2 * b * n * 4 * d * d + cost.attention_score_flops(b, n, d)
-    elif cell.group == "layer":
-        forward = cost.layer_forward_flops(b, n, d, f).total
-    else:
-        forward = cost.model_forward_flops(b, n, d, f, s.model_layers, None, s.model_vocab).total
-    return forward * (3 if cell.pass_ == "train" else 1)
+        return cost.Flops(cost.attention_score_flops(b, n, d), 2 * b * n * 4 * d * d)
+    if cell.group == "layer":
+        return cost.layer_forward_flops(b, n, d, f)
+    return cost.model_forward_flops(b, n, d, f, s.model_layers, None, s.model_vocab)
 
 
-def predicted_seconds(cell: Cell, grid: Grid) -> float:
-    """Wall time of a cell over all its passes, as the timing budget will spend it."""
-    if cell.group == "calibration":
-        return 1.0
+def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
+    """One step of the cell: from this CPU's measured pace per kind of work where there is one, else from
+    a nominal FLOP rate."""
     device = "cuda" if cell.device.startswith("cuda") else "cpu"
-    step = max(step_flops(cell, grid) / NOMINAL_FLOPS[device][cell.dtype], MIN_STEP_S[device])
+    flops, train = forward_flops(cell, grid), cell.pass_ == "train"
+    if pace is None or device == "cuda" or (cell.dtype, "linear", train) not in pace.seconds_per_flop:
+        return max(flops.total * (3 if train else 1) / NOMINAL_FLOPS[device][cell.dtype], MIN_STEP_S[device])
+    kind = "explicit" if predicted_family(cell) in EXPLICIT_FAMILIES else "fused"
+    step = pace.seconds(cell.dtype, "linear", train, flops.linear)
+    step += pace.seconds(cell.dtype, kind, train, flops.attention_scores)
+    return max(step, MIN_STEP_S[device])
+
+
+def pass_seconds(cell: Cell, grid: Grid, repeat: int, pace: Pace | None = None) -> float:
+    """Wall time of one pass of a cell: the first pass also checks, counts and observes it (and compiles)."""
+    if cell.group == "calibration":
+        return 1.0 / grid.repeats
+    step = step_seconds(cell, grid, pace)
     t = grid.timing
     rounds = max(t.min_rounds, min(t.max_rounds, int(t.budget_s / step)))
-    per_pass = OVERHEAD_S + step * (rounds * 2 + t.warmup_rounds + 1)
-    compile_s = COMPILE_S if cell.compile == "inductor" else 0.0  # later passes load it from inductor's cache
-    return step * SETUP_STEPS + compile_s + grid.repeats * per_pass
+    timed = rounds * (2 if cell.device.startswith("cuda") else 1)  # on CPU the device time is the host time
+    seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
+    if repeat == 0:  # later passes load a compiled graph from inductor's cache and reuse the first pass's facts
+        seconds += step * SETUP_STEPS + (COMPILE_S if cell.compile == "inductor" else 0.0)
+    return seconds
+
+
+def predicted_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
+    """Wall time of a cell over all its passes, as the timing budget will spend it."""
+    return sum(pass_seconds(cell, grid, r, pace) for r in range(grid.repeats))
 
 
 def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int]:

@@ -14,11 +14,11 @@ def test_calibration(benchmark, cell, grid, repeat):
     benchmark.params = {**cell.params(), "repeat": repeat}
     host, dev, method = matmul_seconds(cell.device, cell.dtype, rounds=5)
     record_samples(benchmark, dev, method)
-    flops = 2 * calibration_size(cell.device) ** 3
+    flops = 2 * calibration_size(cell.device, cell.dtype) ** 3
     benchmark.extra_info.update({
         **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
         "flops_analytic": flops, "host_samples_s": host, "device_samples_s": dev, "device_time_method": method,
         "host_median_s": statistics.median(host), "device_median_s": statistics.median(dev),
         "flops_per_s": flops / statistics.median(dev), "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype),
-        "matmul_size": calibration_size(cell.device),
+        "matmul_size": calibration_size(cell.device, cell.dtype),
     })  # fmt: skip

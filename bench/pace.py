@@ -1,0 +1,84 @@
+"""How fast this CPU does each kind of work a cell is made of, measured in a few seconds before a run.
+
+A CPU without native bf16 (no avx512_bf16 or AMX) emulates bf16 matmuls, and the damage differs by
+kernel: an explicit softmax in bf16 runs about 100x slower than with native support, SDPA's flash kernel
+about 10x. A nominal FLOP rate per dtype cannot predict that; three small probes per dtype and pass can:
+projections (a Linear), the explicit softmax (QK^T, softmax, PV) and SDPA's fused kernel.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KINDS = ("linear", "explicit", "fused")
+# Attention families (model/cost.py) whose scores go through the explicit softmax; the rest are fused.
+EXPLICIT_FAMILIES = ("materialised", "math", "blocked", "fused_explicit")
+PROBE = {"b": 2, "n": 1024, "d": 256, "h": 4}
+PROBE_BUDGET_S = 0.2  # per probe, after its warm-up call
+# A grid cell runs its ops faster than the isolated probes do: on the AVX-512 EPYC's committed default run
+# (results/cpu-amd-epyc-2c) a step took 1/1.3 of what the probes predicted (median over 303 cells). With AVX2
+# forced on the same CPU (bf16 emulated) the steps took 1.15x the prediction instead: the budget allows for it.
+CELL_OVER_PROBE = 1 / 1.3
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Seconds per forward FLOP, by (dtype, kind, train): a training step's time over its forward's FLOPs,
+    so backward's extra work (and an emulated backward's extra slowness) is inside the number."""
+
+    seconds_per_flop: dict[tuple[str, str, bool], float]
+
+    def seconds(self, dtype: str, kind: str, train: bool, forward_flops: int) -> float:
+        return forward_flops * self.seconds_per_flop[(dtype, kind, train)] * CELL_OVER_PROBE
+
+
+def _median_seconds(step: Callable[[], None], budget_s: float) -> float:
+    step()  # warm-up: first-call allocations and kernel selection stay out
+    samples: list[float] = []
+    while len(samples) < 3 and sum(samples) < budget_s:
+        start = time.perf_counter()
+        step()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _probes(dtype: torch.dtype, train: bool) -> dict[str, tuple[Callable[[], None], int]]:
+    """Each kind's step and its forward FLOPs, on the probe shape."""
+    b, n, d, h = PROBE["b"], PROBE["n"], PROBE["d"], PROBE["h"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(b, n, d, generator=g).to(dtype).requires_grad_(train)
+    linear = nn.Linear(d, 4 * d).to(dtype)
+    q, k, v = (torch.randn(b, h, n, d // h, generator=g).to(dtype).requires_grad_(train) for _ in range(3))
+
+    def explicit() -> torch.Tensor:
+        return ((q * (d // h) ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+
+    def run(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            with torch.set_grad_enabled(train):
+                out = forward()
+                if train:
+                    out.sum().backward()
+
+        return step
+
+    return {"linear": (run(lambda: linear(x)), 2 * b * n * d * 4 * d),
+            "explicit": (run(explicit), 4 * b * n * n * d),
+            "fused": (run(lambda: F.scaled_dot_product_attention(q, k, v)), 4 * b * n * n * d)}  # fmt: skip
+
+
+def measure_pace(dtypes: list[str], budget_s: float = PROBE_BUDGET_S) -> Pace:
+    """Every kind in every dtype, eval and train, on this CPU (a few seconds; more where bf16 is emulated)."""
+    rates = {}
+    for dtype in dtypes:
+        for train in (False, True):
+            for kind, (step, flops) in _probes(getattr(torch, dtype), train).items():
+                rates[(dtype, kind, train)] = _median_seconds(step, budget_s) / flops
+    return Pace(rates)

@@ -1,0 +1,51 @@
+"""Fitting a profile into its time budget on the CPU at hand: which lengths of which dtype to leave out,
+chosen from the cost model and this CPU's measured pace, each with the reason written down."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from bench.grid import Cell, Grid
+from bench.pace import Pace
+from bench.sharding import predicted_seconds
+from model.machine import native_dtypes
+
+
+def emulation_note(dtype: str, cpu_flags: list[str]) -> str:
+    if dtype in ("bfloat16", "float16") and not native_dtypes(cpu_flags)[dtype]:
+        needs = "avx512_bf16/amx" if dtype == "bfloat16" else "avx512_fp16/amx_fp16"
+        return f" ({dtype} emulated here: no {needs})"
+    return ""
+
+
+def leave_out(
+    cells: list[Cell], grid: Grid, pace: Pace | None, budget_s: float, cpu_flags: list[str]
+) -> dict[str, str]:
+    """trace_name -> reason, for the cells left out so that the predicted time fits `budget_s`. While it does
+    not fit, the dtype whose cells cost most loses its longest length (in every group), so each dtype keeps
+    its shortest lengths and the costliest work goes first. A dtype's last length is never dropped."""
+    cost = {c.trace_name: predicted_seconds(c, grid, pace) for c in cells}
+    total = sum(cost.values())
+    remaining = [c for c in cells if c.group != "calibration"]
+    left: dict[str, str] = {}
+    while total > budget_s:
+        by_dtype: dict[tuple[str, str], float] = defaultdict(float)  # (device, dtype) -> predicted seconds
+        lengths: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for c in remaining:
+            by_dtype[(c.device, c.dtype)] += cost[c.trace_name]
+            lengths[(c.device, c.dtype)].add(c.seq_len)
+        droppable = [key for key in by_dtype if len(lengths[key]) > 1]
+        if not droppable:
+            break
+        device, dtype = max(droppable, key=by_dtype.get)
+        n = max(lengths[(device, dtype)])
+        dropped = [c for c in remaining if (c.device, c.dtype, c.seq_len) == (device, dtype, n)]
+        seconds = sum(cost[c.trace_name] for c in dropped)
+        note = emulation_note(dtype, cpu_flags) if device == "cpu" else ""
+        reason = (f"left out to fit the {budget_s / 60:g}-minute budget: the {device} {dtype} cells at n={n} are "
+                  f"predicted to take {seconds:.0f} s here{note}; --time-budget-min 0 runs them")  # fmt: skip
+        for c in dropped:
+            left[c.trace_name] = reason
+        remaining = [c for c in remaining if c.trace_name not in left]
+        total -= seconds
+    return left

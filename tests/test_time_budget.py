@@ -1,0 +1,95 @@
+"""The cost model on a CPU's measured pace, the lengths a profile leaves out to fit its time budget, and
+the progress line: on synthetic paces with known answers (an emulated bf16 100x slower), so nothing
+depends on the CPU that runs the tests."""
+
+import pytest
+
+from bench.grid import load_grid
+from bench.pace import KINDS, Pace, measure_pace
+from bench.progress import Progress
+from bench.sharding import predicted_seconds, step_seconds
+from bench.time_budget import leave_out
+
+NATIVE = ["avx2", "fma", "avx512f", "avx512_bf16"]
+AVX2 = ["avx2", "fma"]
+
+
+def pace(bf16_slowdown: float, fp32_s_per_flop: float = 1 / 1.5e11) -> Pace:
+    rates = {}
+    for train in (False, True):
+        for kind in KINDS:
+            rates[("float32", kind, train)] = fp32_s_per_flop * (3 if train else 1)
+            rates[("bfloat16", kind, train)] = fp32_s_per_flop * (3 if train else 1) * bf16_slowdown
+    return Pace(rates)
+
+
+def cpu_cells(grid):
+    return [c for c in grid.cells() if c.device == "cpu"]
+
+
+def test_the_pace_probe_measures_every_kind_and_pass():
+    measured = measure_pace(["float32"], budget_s=0.01)
+    assert set(measured.seconds_per_flop) == {("float32", k, t) for k in KINDS for t in (False, True)}
+    assert all(v > 0 for v in measured.seconds_per_flop.values())
+
+
+def test_the_cost_model_follows_the_measured_pace():
+    grid = load_grid("default")
+    cell = next(c for c in cpu_cells(grid) if c.group == "layer" and c.dtype == "bfloat16" and c.seq_len == 1024)
+    fast, slow = step_seconds(cell, grid, pace(0.5)), step_seconds(cell, grid, pace(100))
+    assert slow == pytest.approx(200 * fast, rel=1e-6)
+    explicit = pace(1.0)
+    explicit.seconds_per_flop[("bfloat16", "explicit", False)] *= 50  # only the explicit softmax emulated
+    naive = next(c for c in cpu_cells(grid) if c.group == "attention" and c.impl == "naive" and c.dtype == "bfloat16"
+                 and c.pass_ == "forward" and c.seq_len == 1024)  # fmt: skip
+    sdpa = next(c for c in cpu_cells(grid) if c.trace_name == naive.trace_name.replace("naive", "sdpa"))
+    assert step_seconds(naive, grid, explicit) > 10 * step_seconds(naive, grid, pace(1.0))
+    assert step_seconds(sdpa, grid, explicit) == step_seconds(sdpa, grid, pace(1.0))
+
+
+def test_a_fitting_grid_loses_nothing():
+    grid = load_grid("default")
+    assert leave_out(cpu_cells(grid), grid, pace(0.5), 3600.0, NATIVE) == {}
+
+
+def test_emulated_bf16_loses_its_longest_lengths_first_until_the_grid_fits():
+    grid = load_grid("default")
+    cells, slow = cpu_cells(grid), pace(30)
+    budget = 13 * 60.0
+    left = leave_out(cells, grid, slow, budget, AVX2)
+    kept = [c for c in cells if c.trace_name not in left]
+    assert sum(predicted_seconds(c, grid, slow) for c in kept) <= budget
+    dropped = [c for c in cells if c.trace_name in left]
+    assert dropped and {c.dtype for c in dropped} == {"bfloat16"}
+    bf16_lengths = {c.seq_len for c in kept if c.dtype == "bfloat16" and c.group != "calibration"}
+    assert bf16_lengths and max(bf16_lengths) < min(c.seq_len for c in dropped)  # the longest went first
+    assert {c.seq_len for c in kept if c.dtype == "float32"} == {c.seq_len for c in cells if c.dtype == "float32"}
+    reason = next(iter(left.values()))
+    assert "13-minute budget" in reason and "cpu bfloat16 cells at n=" in reason
+    assert "bfloat16 emulated here: no avx512_bf16/amx" in reason
+    assert "emulated" not in next(iter(leave_out(cells, grid, slow, budget, NATIVE).values()))
+
+
+def test_a_budget_too_small_keeps_each_dtypes_shortest_length():
+    grid = load_grid("default")
+    cells = cpu_cells(grid)
+    left = leave_out(cells, grid, pace(100), 1.0, AVX2)
+    kept = {(c.dtype, c.seq_len) for c in cells if c.trace_name not in left and c.group != "calibration"}
+    assert {dtype for dtype, _ in kept} == {"float32", "bfloat16"}
+    shortest = {d: min(c.seq_len for c in cells if c.dtype == d and c.group != "calibration") for d, _ in kept}
+    assert all(n == shortest[dtype] for dtype, n in kept)
+
+
+class FakeConfig:
+    class pluginmanager:  # noqa: N801 - stands in for pytest's attribute
+        @staticmethod
+        def get_plugin(name):
+            return None
+
+
+def test_progress_scales_what_is_left_by_the_pace_so_far():
+    progress = Progress(FakeConfig(), {"a": 10.0, "b": 10.0, "c": 20.0}, interval_s=0.0)
+    progress.pytest_runtest_logfinish("a")
+    progress.start = progress.last - 20.0  # the first 10 predicted seconds took 20
+    line = progress.line(progress.last)
+    assert line.startswith("attnbench: 1/3 items, 00:20 elapsed, about 01:00 left (2.00x")
