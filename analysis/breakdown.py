@@ -37,9 +37,9 @@ def crossover_section(breakdown: pd.DataFrame | None, cells: pd.DataFrame) -> li
     if breakdown is None or breakdown.empty:
         return lines + ["", "No traces in this run, so no measured crossover.", ""]
     lines += ["", "Measured, from the traces: attention is the SDPA or score/softmax ops with their backward; the "
-              "feed-forward is everything its two linear layers do (GEMMs, bias, their backward), told apart from "
-              "the projections by the weight's shape. On CUDA each counts the kernel time it launched, on CPU its own "
-              "op time."]  # fmt: skip
+              "feed-forward is the whole block, linear, activation, linear: its GEMMs (told apart from the "
+              "projections by the weight's shape), biases and the activation on its (b, n, d_ff) hidden, forward "
+              "and backward. On CUDA each counts the kernel time it launched, on CPU its own op time."]  # fmt: skip
     for (device, impl, dtype, shape), group in breakdown.groupby(["device", "impl", "dtype", "shape"]):
         wide = group.pivot_table(index="seq_len", columns="category", values="self_s").sort_index()
         attn = wide.get("attention_scores", 0) + wide.get("softmax", 0)

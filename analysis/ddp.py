@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.errors import MissingDependency
 from analysis.sections import md
 from analysis.stats import ratio_interval
 from analysis.traces import LayerShape, find_traces, trace_breakdown
@@ -71,7 +73,12 @@ def scaling_table(cells: pd.DataFrame, comm: pd.DataFrame) -> pd.DataFrame:
 
 def ddp_section(cells: pd.DataFrame, trace_dir: Path) -> tuple[list[str], pd.DataFrame]:
     ddp = cells[cells["group"] == "ddp"]
-    comm = communication_shares(trace_dir, ddp) if trace_dir.is_dir() else pd.DataFrame(columns=["id", "share"])
+    comm = pd.DataFrame(columns=["id", "share"])
+    if trace_dir.is_dir():
+        try:
+            comm = communication_shares(trace_dir, ddp)
+        except MissingDependency as err:
+            print(f"analysis: {err}", file=sys.stderr)
     table = scaling_table(ddp, comm)
     lines = ["## Data-parallel scaling", "",
              "Our encoder's full training step (model, loss, AdamW) under torch.distributed, launched by torchrun, "

@@ -3,3 +3,7 @@
 
 class AnalysisError(Exception):
     pass
+
+
+class MissingDependency(AnalysisError):
+    """A package a part of the report needs is not installed: that part is left out, the rest goes on."""

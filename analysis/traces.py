@@ -23,12 +23,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from torch_tb_profiler.profiler.data import RunProfileData
-from torch_tb_profiler.profiler.overall_parser import ProfileRole
 
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, MissingDependency
+
+if TYPE_CHECKING:
+    from torch_tb_profiler.profiler.data import RunProfileData
 
 # tb-profiler warns about every kernel launch kineto records without an op (the profiler's own
 # synchronisations): expected here, and noise in a report's output.
@@ -42,6 +44,9 @@ GEMM_OPS = ("aten::addmm", "aten::mm", "aten::linear", "aten::matmul", "aten::_a
 SOFTMAX_OPS = ("aten::_softmax", "aten::_softmax_backward_data", "aten::softmax", "aten::_safe_softmax",
                "aten::_masked_softmax", "aten::_masked_softmax_backward")  # fmt: skip
 NORM_OPS = ("aten::native_layer_norm", "aten::native_layer_norm_backward", "aten::layer_norm")
+# The feed-forward block is linear, activation, linear: its activation (on the (b, n, d_ff) hidden) is part of
+# it, not element-wise work of the layer; its backward follows it through the autograd link.
+ACTIVATION_OPS = ("aten::relu", "aten::relu_", "aten::gelu", "aten::gelu_", "aten::silu", "aten::threshold")
 FUSED_OPS = ("aten::_native_multi_head_attention", "aten::_transformer_encoder_layer_fwd")
 ELEMENTWISE_WORDS = ("add", "mul", "div", "sub", "relu", "gelu", "threshold", "dropout", "bernoulli", "copy", "fill",
                      "zero", "masked", "where", "neg", "exp", "sqrt", "clone", "contiguous", "to", "sum", "clamp",
@@ -63,6 +68,11 @@ class LayerShape:
             return "linear"  # d_ff equals d or 3d: the weight's shape cannot tell which
         return "projection" if pair in projection else "feed_forward" if pair in feed_forward else "linear"
 
+    def is_hidden(self, input_shapes: list | None) -> bool:
+        """Whether an op's first input is the feed-forward's (..., d_ff) hidden (undecidable where d_ff = d)."""
+        first = (input_shapes or [[]])[0]
+        return self.d_ff != self.d_model and bool(first) and first[-1] == self.d_ff
+
 
 def read_trace(path: Path) -> dict:
     try:
@@ -75,8 +85,20 @@ def read_trace(path: Path) -> dict:
 RUNTIME_CATEGORIES = ("cuda_runtime", "cuda_driver")
 
 
+def tb_profiler():
+    """torch-tb-profiler's parser, imported when a trace is read: a machine without it (a GPU image with no
+    package index) still writes every part of the report that needs no trace."""
+    try:
+        from torch_tb_profiler.profiler import data, overall_parser
+    except ImportError:
+        raise MissingDependency("traces not broken down: torch-tb-profiler is not installed "
+                                "(pip install torch-tb-profiler)") from None  # fmt: skip
+    return data.RunProfileData, overall_parser.ProfileRole
+
+
 def parse(trace: dict) -> RunProfileData:
     """tb-profiler's view of a trace, each ProfilerStep counted once and each kernel tied to its op."""
+    RunProfileData, _ = tb_profiler()
     events = [{**e, "cat": "runtime"} if e.get("cat") in RUNTIME_CATEGORIES else e
               for e in trace.get("traceEvents", [])
               if not (e.get("cat") == "gpu_user_annotation" and str(e.get("name", "")).startswith("ProfilerStep#"))]
@@ -114,7 +136,8 @@ def _words_category(name: str) -> str:
 
 def op_categories(data: RunProfileData, trace: dict, shape: LayerShape) -> dict[int, str]:
     """Category of every op node (by id()). An op inherits the category of the component it runs for:
-    inside aten::linear (or an addmm) the GEMM's, by the weight's shape; inside an autograd backward node
+    inside aten::linear (or an addmm) the GEMM's, by the weight's shape; an activation on the (b, n, d_ff)
+    hidden the feed-forward's; inside an autograd backward node
     the category of the forward op that node differentiates (linked by its Sequence number). Otherwise
     its name decides (attention, softmax, layer norm, element-wise, other)."""
     sequence = {e["args"]["External id"]: e["args"]["Sequence number"] for e in trace.get("traceEvents", [])
@@ -131,6 +154,8 @@ def op_categories(data: RunProfileData, trace: dict, shape: LayerShape) -> dict[
         if category is None and name in GEMM_OPS:
             weight = _weight(node, ancestors)
             category = shape.weight_category(*weight) if weight else "other"
+        if category is None and name in ACTIVATION_OPS and shape.is_hidden(node.input_shape):
+            category = "feed_forward"
         if backward:
             pending.append(node)
         categories[id(node)] = category or _words_category(name)
@@ -176,6 +201,7 @@ def trace_breakdown(path: Path, shape: LayerShape) -> tuple[pd.DataFrame, dict]:
     frame = pd.DataFrame([{"category": c, "self_s": t / steps / 1e6, "share": t / total if total else 0.0}
                           for c, t in totals.items()])  # fmt: skip
     costs = data.avg_costs.costs
+    ProfileRole = tb_profiler()[1]
     facts = {
         "device": "cuda" if cuda else "cpu",
         "steps": len(data.steps_costs),

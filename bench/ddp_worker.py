@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             torch.cuda.set_device(device)
         inject_fault(rank)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=config["collective_timeout_s"]))
+        timeout = timedelta(seconds=config["collective_timeout_s"])
+        if cuda:  # device_id binds the NCCL communicator to this rank's GPU at once (no guessing later)
+            dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group("gloo", timeout=timeout)
         local = config["global_batch"] // world if config["scaling"] == "strong" else config["batch_per_rank"]
         error = check_gradients(config, device, rank, world, local)
         timed = time_steps(config, device, local, args.out / "traces", rank) if error <= config["tolerance"] else {}

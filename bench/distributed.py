@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bench.run_folder import other_machine
 from model import cost
 from model.files import atomic_write_text
 from model.machine import machine_facts, machine_slug
@@ -136,7 +137,8 @@ def benchmark_entry(result: dict, repeat: int, repeats: int) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.distributed", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--nproc-per-node", type=world_sizes, default=[1, 2], help="world sizes, e.g. 1,2,4")
+    p.add_argument("--nproc-per-node", type=world_sizes, default=None,
+                   help="world sizes, e.g. 1,2,4 (default: 1,2 on CPU; on CUDA 1 and every GPU present)")
     p.add_argument("--scaling", type=choices(("strong", "weak")), default=["strong", "weak"])
     p.add_argument("--strategy", type=choices(("ddp", "fsdp")), default=["ddp"], help="ddp, fsdp (FSDP2) or both")
     p.add_argument("--seq-len", type=int, default=256)
@@ -152,7 +154,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_world_sizes(device: str, gpus: int) -> list[int]:
+    """On CPU one and two ranks; on CUDA one rank, and one per GPU where there are more."""
+    if device == "cuda":
+        return sorted({1, max(gpus, 1)})
+    return [1, 2]
+
+
 def check_args(args: argparse.Namespace) -> None:
+    if args.nproc_per_node is None:
+        args.nproc_per_node = default_world_sizes(args.device, torch.cuda.device_count())
     if args.device == "cuda" and torch.cuda.device_count() < max(args.nproc_per_node):
         raise LaunchError(f"--nproc-per-node {max(args.nproc_per_node)} needs as many GPUs; torch sees "
                           f"{torch.cuda.device_count()}")  # fmt: skip
@@ -172,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = args.results / (args.name or f"ddp-{machine_slug(args.device)}")
     facts = machine_facts()  # at the start: the code that runs is the code checked out now
+    refusal = other_machine(run_dir, facts)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     staging = Path(tempfile.mkdtemp(prefix="attnbench-ddp-"))
     base = {**SHAPE, "device": args.device, "seq_len": args.seq_len, "global_batch": args.global_batch,
             "batch_per_rank": args.batch_per_rank, "warmup": 2, "rounds": args.rounds, "tolerance": 1e-4,

@@ -2,9 +2,11 @@
 
     python -m bench.do_bench_check results/cuda-h100-80gb-hbm3      # writes do_bench.json beside it
 
-Each sampled cell is rebuilt and timed by do_bench (CUDA events around back-to-back calls, L2 flushed)
-or, where the run replayed a CUDA graph, by do_bench_cudagraph; the report puts both medians side by
-side. Device-bound cells come first: on host-bound ones events over eager calls include launch gaps.
+Each sampled cell is rebuilt and timed by triton's do_bench: CUDA events around back-to-back calls, L2
+flushed before each, the median. Where the run replayed a CUDA graph, do_bench times the replay of the same
+graph attnbench captures (not do_bench_cudagraph, which unrolls several steps into one graph, never flushes
+L2 and returns a mean): like is compared with like. The report puts both medians side by side. Device-bound
+cells come first: on host-bound ones events over eager calls include launch gaps.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.grid import Cell, load_grid
+from bench.timing import capture_cuda_graph
 from bench.workloads import WORKLOADS
 from model.files import atomic_write_text
 
@@ -34,12 +37,17 @@ def sample(entries: list[dict], size: int) -> list[dict]:
     return sorted(first.values(), key=rank)[:size]
 
 
-def do_bench_seconds(step, method: str) -> float:
-    from triton.testing import do_bench, do_bench_cudagraph
-
+def timed_call(step, method: str):
+    """What attnbench timed for the cell: its captured graph's replay, or the eager step."""
     if method == "cuda_graph":
-        return do_bench_cudagraph(step, rep=100, return_mode="median") / 1e3
-    return do_bench(step, warmup=25, rep=100, return_mode="median") / 1e3
+        return capture_cuda_graph(step, torch.device("cuda")).replay
+    return step
+
+
+def do_bench_seconds(step, method: str) -> float:
+    from triton.testing import do_bench
+
+    return do_bench(timed_call(step, method), warmup=25, rep=100, return_mode="median") / 1e3
 
 
 def main(argv: list[str] | None = None) -> int:

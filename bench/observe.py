@@ -30,6 +30,7 @@ class Observation:
     attention_ops: list[str]  # every attention-related aten op seen in the step, forward and backward
     device_kernels: list[str]  # on CUDA: the GPU kernels those ops launched, longest first
     cpu_peak_bytes: int | None  # exact on CPU (see memory.py); None on CUDA, where the allocator counts
+    device_kernel_count: int | None = None  # on CUDA: every GPU kernel the step launched (0: the profiler went blind)
 
 
 def attention_label(op_names: list[str]) -> str:
@@ -71,6 +72,7 @@ def observe(step: Callable[[], object], device: str) -> Observation:
     )
     names = [e.name for e in ops]
     kernels: Counter[str] = Counter()
+    launched = sum(len(event.kernels) for event in ops) if cuda else None
     for event in ops:
         if _is_attention_op(event.name):
             for kernel in event.kernels:
@@ -80,4 +82,5 @@ def observe(step: Callable[[], object], device: str) -> Observation:
         sorted({n.removeprefix("aten::") for n in names if _is_attention_op(n)}),
         [name for name, _ in kernels.most_common(4)],
         None if cuda else cpu_peak_from_events(flatten(prof)),
+        launched,
     )

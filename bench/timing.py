@@ -78,9 +78,19 @@ def capture_cuda_graph(step: Callable[[], object], device: torch.device, warmup:
     return graph
 
 
-def cuda_event_times(fn: Callable[[], object], device: torch.device, rounds: int, warmup: int) -> list[float]:
+def first_line(err: BaseException) -> str:
+    """The error's first line, or its type where the message is empty."""
+    return (str(err).splitlines() or [type(err).__name__])[0][:160]
+
+
+def l2_flush_buffer(device: torch.device) -> torch.Tensor:
+    return torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
+
+
+def cuda_event_times(
+    fn: Callable[[], object], device: torch.device, rounds: int, warmup: int, flush: torch.Tensor
+) -> list[float]:
     """CUDA-event seconds of `rounds` back-to-back calls, each after an L2 flush outside its events."""
-    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
     for _ in range(warmup):
         fn()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(rounds)]
@@ -102,12 +112,18 @@ def device_time(
     if not device.startswith("cuda"):
         return DeviceTimes(list(host_samples), "cpu_clock")
     dev = torch.device(device)
+    # allocated before any capture and outside the try: running out of memory here is the cell's outcome,
+    # not a reason to call the step "not capturable"
+    flush = l2_flush_buffer(dev)
     note = None
     if try_graph:
         try:
             graph = capture_cuda_graph(step, dev)
-            return DeviceTimes(cuda_event_times(graph.replay, dev, rounds, warmup), "cuda_graph")
+        except torch.OutOfMemoryError:
+            raise
         except Exception as err:  # noqa: BLE001 - any capture failure falls back to events, with its reason
             torch.cuda.synchronize(dev)
-            note = f"not capturable as a CUDA graph: {str(err).splitlines()[0][:160]}"
-    return DeviceTimes(cuda_event_times(step, dev, rounds, warmup), "cuda_events", note)
+            note = f"not capturable as a CUDA graph: {first_line(err)}"
+        else:  # only the capture is tried: an error while timing the replays is the cell's own
+            return DeviceTimes(cuda_event_times(graph.replay, dev, rounds, warmup, flush), "cuda_graph")
+    return DeviceTimes(cuda_event_times(step, dev, rounds, warmup, flush), "cuda_events", note)

@@ -1,0 +1,57 @@
+"""scripts/cuda_run.sh on the CPU (--cpu-dry-run): its plumbing (bounded steps, the trap that packs, the
+report where the grid was interrupted) is tested on every commit, not first on a lent GPU."""
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+from model.machine import machine_slug
+
+ROOT = Path(__file__).parents[1]
+
+
+def dry_run(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path / "out"
+    environment = {**os.environ, "OUT": str(out), "CUDA_RUN_RESULTS": str(tmp_path / "results"), **env}
+    result = subprocess.run(["bash", "scripts/cuda_run.sh", "--cpu-dry-run", *args], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    return result, out
+
+
+def packed(out: Path) -> list[str]:
+    with tarfile.open(out / "cuda-run.tar.gz") as tar:
+        return tar.getnames()
+
+
+def test_the_dry_run_packs_the_runs_json_report_and_traces(tmp_path):
+    result, out = dry_run(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = f"results/{machine_slug('cpu')}"
+    names = packed(out)
+    for wanted in (f"{run}/benchmarks.json", f"{run}/REPORT.md", f"{run}-check/benchmarks.json", "kernel_table.json"):
+        assert any(n.endswith(wanted) for n in names), (wanted, names)
+    assert any(f"{run}/traces/" in n for n in names)
+    steps = (out / "steps.txt").read_text()
+    for step in ("check", "grid", "report", "tests", "autotune"):
+        assert f"{step:<9} exit   0" in steps, steps
+    assert "check: 3 cells, each observed after a capture" in steps
+    result, out = dry_run(tmp_path, "--part", "2")
+    assert result.returncode == 0 and "ddp       exit   0" in (out / "steps.txt").read_text()
+    assert any(f"ddp-{machine_slug('cpu')}/benchmarks.json" in n for n in packed(out))
+
+
+def test_an_interrupted_grid_leaves_its_partial_json_and_a_report_of_it(tmp_path):
+    result, out = dry_run(tmp_path, CUDA_RUN_GRID_S="10")
+    steps = (out / "steps.txt").read_text()
+    assert "grid      exit 124" in steps, steps  # timeout's SIGINT
+    run = f"results/{machine_slug('cpu')}"
+    names = packed(out)
+    assert any(n.endswith(f"{run}/benchmarks.partial.json") for n in names), names
+    assert any(n.endswith(f"{run}-interrupted/REPORT.md") for n in names), names
+    assert not any(n.endswith(f"{run}/benchmarks.json") for n in names)
+
+
+def test_bad_arguments_are_one_line():
+    result = subprocess.run(["bash", "scripts/cuda_run.sh", "--part", "3"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip() == "error: --part '3' is not accepted; choose 1 or 2"
