@@ -77,7 +77,8 @@ KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_
 
 def user_section(cells: pd.DataFrame) -> list[str]:
     grid = grid_cells(cells)
-    users = grid[grid["impl"].str.contains(":", regex=False)]
+    marked = "user" in grid and grid["user"].notna().all()  # the registry's mark; older runs: module:factory
+    users = grid[grid["user"].astype(bool)] if marked else grid[grid["impl"].str.contains(":", regex=False)]
     if users.empty:
         return []
     lines = ["## User implementations", "",

@@ -41,11 +41,18 @@ TARGETS = (
 )  # fmt: skip
 
 
+def is_baseline(cells: pd.DataFrame) -> pd.Series:
+    """The cells of the group's baseline, as the registry marked them; a run from before that mark: torch's."""
+    if "baseline" in cells and cells["baseline"].notna().all():
+        return cells["baseline"].astype(bool)
+    return cells["impl"] == "torch"
+
+
 def pair_table(cells: pd.DataFrame, impl: str, passes: tuple[str, ...] = ("eval", "train")) -> pd.DataFrame:
     """One row per layer cell where `impl` and torch ran under the same parameters: device-time ratio
     ours/torch with its interval, memory ratio (exact), and the attention kernel each ran."""
     layer = cells[(cells["group"] == "layer") & cells["pass"].isin(passes)]
-    ours, torch_ = layer[layer["impl"] == impl], layer[layer["impl"] == "torch"]
+    ours, torch_ = layer[layer["impl"] == impl], layer[is_baseline(layer)]
     merged = ours.merge(torch_, on=PAIR_KEYS, suffixes=("_ours", "_torch"))
     rows = []
     for r in merged.to_dict("records"):

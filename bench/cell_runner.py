@@ -16,7 +16,7 @@ import torch
 from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
-from bench.implementations import ImplementationError
+from bench.implementations import ImplementationError, builtin, is_user
 from bench.memory import cuda_peak_bytes
 from bench.observe import observe
 from bench.profiling import capture_trace
@@ -28,7 +28,7 @@ from bench.timing import (
     rounds_for_budget,
     time_once,
 )
-from bench.workloads import AUTO_IMPLS, TOLERANCE, WORKLOADS, Workload
+from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
 from model.cost import attention_family
 from model.kernel_choice import default_chooser
 
@@ -80,7 +80,7 @@ def _facts(cell: Cell, workload: Workload, sync) -> dict:
 def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
     """For an auto cell: one eager step first, so that a machine with no measured choice tunes here, outside
     every measurement (a compile, the FLOP counter, the profiler), then where the choice came from."""
-    if cell.impl not in AUTO_IMPLS:
+    if not uses_auto(cell):
         return {}
     workload.eager_step()
     sync()
@@ -159,7 +159,7 @@ def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Pa
                 torch.cuda.empty_cache()
             first_pass[cell.id] = ("skipped", f"oom: {str(err).splitlines()[0][:200]}")
             pytest.skip(first_pass[cell.id][1])
-        if ":" in cell.impl:  # a user implementation's own error: one line naming it, the grid goes on
+        if is_user(cell.impl):  # a user implementation's own error: one line naming it, the grid goes on
             first_pass[cell.id] = ("failed", f"{cell.impl} raised {_one_line(err)}")
             pytest.fail(first_pass[cell.id][1], pytrace=False)
         raise
@@ -171,10 +171,13 @@ def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Pa
     shape = grid.shapes[cell.shape]
     flops = facts["flops_analytic"] if facts["flops_analytic"] is not None else facts["flops_counted"]
     peak = peak_matmul_flops(cell.device, cell.dtype)
+    entry = builtin(cell.group, cell.impl)
     benchmark.extra_info.update({
         **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
         "trace_name": cell.trace_name if profile_dir is not None else None,
         "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
+        # from the registry, so analysis never parses names for them
+        "user": is_user(cell.impl), "baseline": bool(entry and entry.baseline),
         **facts, **{k: v for k, v in result.items() if k != "tokens"},
         "flops_per_s": flops / device_s, "peak_flops_per_s": peak, "mfu": flops / device_s / peak,
         "tokens_per_s": result["tokens"] / device_s,

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from bench.implementations import USER_IMPL, USER_IMPL_GROUPS, builtin_names
 from model.config import POS_ENCODINGS
 
 GRIDS_FILE = Path(__file__).with_name("grids.toml")
 GROUPS = ("attention", "layer", "train_step", "calibration")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
-BUILTIN_IMPLS = {"attention": ("naive", "sdpa", "auto", "torch_mha"),
-                 "layer": ("ours", "ours_naive", "ours_auto", "torch"),
-                 "train_step": ("naive", "sdpa", "auto")}  # fmt: skip
-# Groups whose impl may also be a user implementation, named `module.path:factory`.
-USER_IMPL_GROUPS = ("attention", "layer")
-USER_IMPL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PASSES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
 COMPILE_MODES = ("eager", "inductor", "cudagraph")
 SHARED_AXES = ("seq_len", "heads", "dtype", "device", "shape")
@@ -149,7 +143,7 @@ def _allowed(group: str, axis: str, shapes: dict[str, Shape]) -> tuple[str, ...]
         "dtype": DTYPES,
         "device": DEVICES,
         "shape": tuple(shapes),
-        "impl": BUILTIN_IMPLS.get(group, ()),
+        "impl": builtin_names(group),  # the registry's (bench/implementations.py)
         "pass": PASSES.get(group, ()),
         "pos_encoding": tuple(FIXED.get(group, {}).get("pos_encoding", POS_ENCODINGS)),
         "compile": COMPILE_MODES,

@@ -1,5 +1,9 @@
-"""One registry of attention and layer implementations. Built-ins and user ones (`module.path:factory`)
-enter it the same way, and the workloads ask it rather than branching on names.
+"""One registry of implementations. Each entry declares everything about itself: its group, how to build
+it and load the reference's weights, how it takes positions, the attention kernel it runs, the kernel
+family it is expected to run (for memory budgets before it runs), whether it is the group's baseline and
+whether it is a user's. The grid's allowed names, the skips, the predicted family, the auto cells and the
+baseline the analysis compares against are all derived from it: adding a built-in is one entry.
+User implementations (`module.path:factory`) enter the same way.
 
 A user attention factory is called as factory(d_model, n_heads, dropout), a user layer factory as
 factory(d_model, n_heads, d_ff, dropout). Each returns an nn.Module mapping (batch, seq, d_model) to the
@@ -13,16 +17,25 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from bench.grid import USER_IMPL, Shape
 from model.attention import MultiHeadAttention
+from model.kernel_choice import default_chooser
 from model.layers import TORCH_PARAMETER_NAMES, EncoderLayer
+
+if TYPE_CHECKING:
+    from bench.grid import Cell, Shape
+
+# Groups whose impl may also be a user implementation, named `module.path:factory`.
+USER_IMPL_GROUPS = ("attention", "layer")
+USER_IMPL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class ImplementationError(Exception):
@@ -40,14 +53,47 @@ class TorchMHA(nn.Module):
         return self.mha(x, x, x, need_weights=False)[0]
 
 
+def sdpa_family(cell: Cell) -> str:
+    """The family SDPA's dispatcher picks (shared/DESIGN.md's measured facts): on CPU flash, or math with
+    dropout (the CPU flash kernel has none); on CUDA efficient for float32, cuDNN for half precision."""
+    if cell.device == "cpu":
+        return "math" if cell.dropout > 0 else "flash"
+    return "efficient" if cell.dtype == "float32" else "cudnn"
+
+
+def kernel_family(kernel: str, cell: Cell) -> str:
+    """The family a named attention kernel runs in this cell (auto: the choice known before tuning)."""
+    if kernel == "auto":
+        kernel, _ = default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
+                                             cell.pass_ == "train")  # fmt: skip
+    if kernel == "sdpa":
+        return sdpa_family(cell)
+    return {"naive": "materialised"}.get(kernel, kernel)
+
+
+def torch_family(cell: Cell) -> str:
+    """nn.MultiheadAttention takes its fused fast path in inference, with an even head count."""
+    if cell.pass_ in ("eval", "forward") and cell.heads % 2 == 0:
+        return "fused_explicit" if cell.device == "cpu" else "fused_sdpa"
+    return sdpa_family(cell)
+
+
 @dataclass(frozen=True)
 class Implementation:
     name: str
     group: str
-    build: Callable[[Shape, int, float], nn.Module]  # (shape, heads, dropout) -> module
-    load_reference: Callable[[nn.Module, nn.Module], None]  # copy the reference's weights in
+    build: Callable[[Shape, int, float], nn.Module] | None  # (shape, heads, dropout) -> module; None: train_step
+    load_reference: Callable[[nn.Module, nn.Module], None] | None  # copy the reference's weights in
     positional: str  # how it takes positions: "ours" (positional= argument), "torch" (src_mask), "none"
+    kernel: str | None = None  # the attention kernel of ours (model.attention's names); None for torch's
+    baseline: bool = False  # what the group's other implementations are held against (verdicts)
     user: bool = False
+
+    def family(self, cell: Cell) -> str:
+        """The attention kernel family expected before the cell runs; the results record the one observed."""
+        if self.kernel is not None:
+            return kernel_family(self.kernel, cell)
+        return torch_family(cell) if not self.user else sdpa_family(cell)
 
 
 def _load_same_names(module: nn.Module, reference: nn.Module) -> None:
@@ -80,17 +126,40 @@ def _torch_layer(shape: Shape, heads: int, dropout: float) -> nn.Module:
     return nn.TransformerEncoderLayer(shape.d_model, heads, shape.d_ff, dropout, batch_first=True, norm_first=True)
 
 
-BUILTINS = {
-    impl.name if impl.group == "attention" else f"layer:{impl.name}": impl
-    for impl in [
-        *(Implementation(k, "attention", _attention(k), _load_same_names, "ours") for k in ("naive", "sdpa", "auto")),
-        Implementation("torch_mha", "attention", lambda s, h, p: TorchMHA(s.d_model, h, p), _load_torch_mha, "none"),
-        Implementation("ours", "layer", _layer("sdpa"), _load_same_names, "ours"),
-        Implementation("ours_naive", "layer", _layer("naive"), _load_same_names, "ours"),
-        Implementation("ours_auto", "layer", _layer("auto"), _load_same_names, "ours"),
-        Implementation("torch", "layer", _torch_layer, _load_torch_layer, "torch"),
-    ]
-}
+def _ours_attention(name: str, kernel: str) -> Implementation:
+    return Implementation(name, "attention", _attention(kernel), _load_same_names, "ours", kernel)
+
+
+def _torch_mha(shape: Shape, heads: int, dropout: float) -> nn.Module:
+    return TorchMHA(shape.d_model, heads, dropout)
+
+
+REGISTRY = (
+    _ours_attention("naive", "naive"),
+    _ours_attention("sdpa", "sdpa"),
+    _ours_attention("auto", "auto"),
+    _ours_attention("sdpa_math", "math"),
+    Implementation("torch_mha", "attention", _torch_mha, _load_torch_mha, "none", baseline=True),
+    Implementation("ours", "layer", _layer("sdpa"), _load_same_names, "ours", "sdpa"),
+    Implementation("ours_naive", "layer", _layer("naive"), _load_same_names, "ours", "naive"),
+    Implementation("ours_auto", "layer", _layer("auto"), _load_same_names, "ours", "auto"),
+    Implementation("torch", "layer", _torch_layer, _load_torch_layer, "torch", baseline=True),
+    # the full model's training step: our encoder with the named attention kernel
+    *(Implementation(k, "train_step", None, None, "ours", k) for k in ("naive", "sdpa", "auto")),
+)
+BUILTINS = {(impl.group, impl.name): impl for impl in REGISTRY}
+
+
+def builtin_names(group: str) -> tuple[str, ...]:
+    return tuple(name for g, name in BUILTINS if g == group)
+
+
+def is_user(name: str) -> bool:
+    return bool(USER_IMPL.match(name))
+
+
+def builtin(group: str, name: str) -> Implementation | None:
+    return BUILTINS.get((group, name))
 
 
 def import_factory(path: str) -> Callable[..., nn.Module]:
@@ -141,11 +210,8 @@ def _user(path: str, group: str) -> Implementation:
 
 
 def resolve(group: str, name: str) -> Implementation:
-    """The implementation `name` of benchmark group `group` ("attention" or "layer")."""
-    key = name if group == "attention" else f"layer:{name}"
-    if key in BUILTINS:
-        return BUILTINS[key]
-    return _user(name, group)
+    """The implementation `name` of benchmark group `group`: a registry entry, or a user's module:factory."""
+    return builtin(group, name) or _user(name, group)
 
 
 def user_flops(module: nn.Module, b: int, n: int, train: bool) -> int | None:

@@ -21,11 +21,8 @@ KINDS = ("linear", "explicit", "fused")
 # Attention families (model/cost.py) whose scores go through the explicit softmax; the rest are fused.
 EXPLICIT_FAMILIES = ("materialised", "math", "blocked", "fused_explicit")
 PROBE = {"b": 2, "n": 1024, "d": 256, "h": 4}
-PROBE_BUDGET_S = 0.2  # per probe, after its warm-up call
-# A grid cell runs its ops faster than the isolated probes do: on the AVX-512 EPYC's committed default run
-# (results/cpu-amd-epyc-2c) a step took 1/1.3 of what the probes predicted (median over 303 cells). With AVX2
-# forced on the same CPU (bf16 emulated) the steps took 1.15x the prediction instead: the budget allows for it.
-CELL_OVER_PROBE = 1 / 1.3
+PROBE_BUDGET_S = 0.3  # per probe, after its warm-up call (up to PROBE_CALLS timed calls)
+PROBE_CALLS = 5
 
 
 @dataclass(frozen=True)
@@ -36,13 +33,13 @@ class Pace:
     seconds_per_flop: dict[tuple[str, str, bool], float]
 
     def seconds(self, dtype: str, kind: str, train: bool, forward_flops: int) -> float:
-        return forward_flops * self.seconds_per_flop[(dtype, kind, train)] * CELL_OVER_PROBE
+        return forward_flops * self.seconds_per_flop[(dtype, kind, train)]
 
 
 def _median_seconds(step: Callable[[], None], budget_s: float) -> float:
     step()  # warm-up: first-call allocations and kernel selection stay out
     samples: list[float] = []
-    while len(samples) < 3 and sum(samples) < budget_s:
+    while len(samples) < PROBE_CALLS and sum(samples) < budget_s:
         start = time.perf_counter()
         step()
         samples.append(time.perf_counter() - start)

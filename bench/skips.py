@@ -5,7 +5,8 @@ from __future__ import annotations
 import psutil
 import torch
 
-from bench.grid import BUILTIN_IMPLS, Cell, Shape
+from bench.grid import Cell, Shape
+from bench.implementations import is_user
 from bench.workloads import predicted_peak_bytes
 from model.machine import cpu_model_and_flags
 
@@ -35,7 +36,7 @@ def unsupported(cell: Cell) -> str | None:
     if cell.group == "layer" and cell.pos_encoding != "none":
         if cell.impl == "torch" and cell.pos_encoding in ROTATING:
             return f"unsupported: nn.TransformerEncoderLayer has no hook to rotate q and k ({cell.pos_encoding})"
-        if cell.impl not in BUILTIN_IMPLS["layer"]:
+        if is_user(cell.impl):
             return f"unsupported: user layer {cell.impl} takes no positional encoding ({cell.pos_encoding})"
     return None
 

@@ -12,18 +12,16 @@ from torch import nn
 
 from bench.calibration import calibration_size
 from bench.grid import Cell, Shape
-from bench.implementations import Implementation, ImplementationError, resolve, user_flops
+from bench.implementations import Implementation, ImplementationError, builtin, resolve, sdpa_family, user_flops
 from bench.observe import recomputes_scores
 from model import Encoder, EncoderConfig, cost
 from model.attention import MultiHeadAttention
-from model.kernel_choice import default_chooser
 from model.layers import EncoderLayer
 from model.positional import PositionalEncoding, positional_encoding
 
 # Relative error (Frobenius) allowed against the float32 reference, by dtype: a few roundings' worth
 # (float32 flash vs math differ by ~1e-6; bf16 has 8 significant bits, fp16 11), far below the
 # O(1) error of a wrong kernel.
-AUTO_IMPLS = ("auto", "ours_auto")  # built-ins whose attention kernel is the auto kernel's choice
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 5e-3}
 
 
@@ -42,20 +40,15 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def predicted_family(cell: Cell) -> str:
-    """The attention kernel family a cell is expected to run, before it runs (for memory budgets); the
-    results record the family it was observed to run (see DESIGN.md's measured facts)."""
-    if cell.impl in AUTO_IMPLS:
-        kernel, _ = default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
-                                             cell.pass_ == "train")  # before tuning: sdpa where nothing is known
-        return {"naive": "materialised", "sdpa": "flash"}.get(kernel, kernel)
-    if cell.impl in ("naive", "ours_naive"):
-        return "materialised"
-    odd_heads = cell.heads % 2 == 1  # nn.MultiheadAttention takes its fused path only with an even head count
-    if cell.impl in ("torch", "torch_mha") and cell.pass_ in ("eval", "forward") and not odd_heads:
-        return "fused_explicit" if cell.device == "cpu" else "fused_sdpa"
-    if cell.device == "cpu":
-        return "math" if cell.dropout > 0 else "flash"  # CPU flash has no dropout: SDPA falls back to math
-    return "efficient" if cell.dtype == "float32" else "cudnn"
+    """The attention kernel family a cell is expected to run, before it runs (for memory budgets), as its
+    registry entry declares it; the results record the family it was observed to run."""
+    entry = builtin(cell.group, cell.impl)
+    return entry.family(cell) if entry else sdpa_family(cell)  # a user's: as SDPA would run it
+
+
+def uses_auto(cell: Cell) -> bool:
+    entry = builtin(cell.group, cell.impl)
+    return entry is not None and entry.kernel == "auto"
 
 
 def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) -> int:
@@ -221,7 +214,8 @@ def make_optimizer(model: nn.Module, device: str) -> torch.optim.Optimizer:
 
 def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
     b, n, d, f, V = shape.batch, cell.seq_len, shape.d_model, shape.d_ff, shape.model_vocab
-    config = EncoderConfig(d_model=d, n_heads=cell.heads, d_ff=f, n_layers=shape.model_layers, attention=cell.impl,
+    kernel = resolve("train_step", cell.impl).kernel
+    config = EncoderConfig(d_model=d, n_heads=cell.heads, d_ff=f, n_layers=shape.model_layers, attention=kernel,
                            max_len=n, vocab_size=V, output_size=V, pos_encoding=cell.pos_encoding,
                            dropout=cell.dropout)  # fmt: skip
     torch.manual_seed(0)

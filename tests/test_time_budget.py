@@ -54,7 +54,7 @@ def test_a_fitting_grid_loses_nothing():
 
 def test_emulated_bf16_loses_its_longest_lengths_first_until_the_grid_fits():
     grid = load_grid("default")
-    cells, slow = cpu_cells(grid), pace(30)
+    cells, slow = cpu_cells(grid), pace(30, fp32_s_per_flop=1 / 3e11)
     budget = 13 * 60.0
     left = leave_out(cells, grid, slow, budget, AVX2)
     kept = [c for c in cells if c.trace_name not in left]
