@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.errors import AnalysisError, MissingDependency
+from model.kernels import FUSED_OPS, SCORE_OPS, SOFTMAX_OPS
 
 if TYPE_CHECKING:
     from torch_tb_profiler.profiler.data import RunProfileData
@@ -39,15 +40,11 @@ logging.getLogger("pytorch_profiler").setLevel(logging.ERROR)
 # The components of a step: every op's own time goes to exactly one, so they add up to the step.
 CATEGORIES = ("attention_scores", "softmax", "feed_forward", "projection", "linear", "layernorm", "elementwise",
               "other")  # fmt: skip
-SCORE_OPS = ("aten::bmm", "aten::baddbmm")  # only attention multiplies batched matrices in this model
 GEMM_OPS = ("aten::addmm", "aten::mm", "aten::linear", "aten::matmul", "aten::_addmm_activation")
-SOFTMAX_OPS = ("aten::_softmax", "aten::_softmax_backward_data", "aten::softmax", "aten::_safe_softmax",
-               "aten::_masked_softmax", "aten::_masked_softmax_backward")  # fmt: skip
 NORM_OPS = ("aten::native_layer_norm", "aten::native_layer_norm_backward", "aten::layer_norm")
 # The feed-forward block is linear, activation, linear: its activation (on the (b, n, d_ff) hidden) is part of
 # it, not element-wise work of the layer; its backward follows it through the autograd link.
 ACTIVATION_OPS = ("aten::relu", "aten::relu_", "aten::gelu", "aten::gelu_", "aten::silu", "aten::threshold")
-FUSED_OPS = ("aten::_native_multi_head_attention", "aten::_transformer_encoder_layer_fwd")
 ELEMENTWISE_WORDS = ("add", "mul", "div", "sub", "relu", "gelu", "threshold", "dropout", "bernoulli", "copy", "fill",
                      "zero", "masked", "where", "neg", "exp", "sqrt", "clone", "contiguous", "to", "sum", "clamp",
                      "cat", "stack", "native")  # fmt: skip

@@ -26,10 +26,9 @@ from bench.timing import device_synchronizer, device_time, host_latency, rounds_
 from model.attention import MultiHeadAttention
 from model.files import atomic_write_text
 from model.kernel_choice import TABLE_FILE, Choice, entry_applies, read_table, tuning_facts
+from model.kernels import CANDIDATES
 from model.machine import machine_facts, machine_slug
 
-KERNELS = {"cpu": ("naive", "blocked", "flash", "math"),
-           "cuda": ("naive", "blocked", "flash", "efficient", "cudnn", "math")}  # fmt: skip
 LENGTHS = {"cpu": (128, 256, 512, 1024, 2048), "cuda": (512, 1024, 2048, 4096, 8192)}
 
 
@@ -56,7 +55,7 @@ def runnable_steps(device: str, dtype: str, n: int, train: bool, dropout: float)
     inputs falls back to math (model/attention.py allows it, so that a model still runs): its timing would be
     math's under another name, so the op that really ran is read, as observe() reads it, and must match."""
     steps = {}
-    for kernel in KERNELS[device]:
+    for kernel in CANDIDATES[device]:
         try:
             step = attention_step(kernel, n, getattr(torch, dtype), device, train, dropout)
             step()

@@ -29,8 +29,8 @@ from bench.timing import (
     time_once,
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
-from model.cost import attention_family
 from model.kernel_choice import default_chooser
+from model.kernels import attention_family
 
 HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
 

@@ -10,18 +10,7 @@ from dataclasses import dataclass
 from torch.profiler import ProfilerActivity
 
 from bench.memory import MEASURED, cpu_peak_from_events, flatten, run_twice_profiled
-from model.cost import attention_family
-
-SDPA_BACKENDS = {
-    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
-    "aten::_scaled_dot_product_flash_attention": "flash",
-    "aten::_scaled_dot_product_efficient_attention": "efficient",
-    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
-    "aten::_scaled_dot_product_attention_math": "math",
-    "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
-}
-FUSED_OPS = ("aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention")
-SOFTMAX_OPS = ("aten::_softmax", "aten::_masked_softmax", "aten::_safe_softmax")
+from model.kernels import BLOCKED_SCOPE, FUSED_OPS, RECOMPUTING, SDPA_OPS, SOFTMAX_OPS, attention_family
 
 
 @dataclass
@@ -35,7 +24,7 @@ class Observation:
 
 def attention_label(op_names: list[str]) -> str:
     """The attention kernel a step ran, from the aten ops it called, in call order."""
-    backends = list(dict.fromkeys(SDPA_BACKENDS[n] for n in op_names if n in SDPA_BACKENDS))
+    backends = list(dict.fromkeys(SDPA_OPS[n] for n in op_names if n in SDPA_OPS))
     softmax = any(n in SOFTMAX_OPS for n in op_names)
     inner = "+".join(backends) if backends else ("explicit softmax" if softmax else "")
     fused = [n for n in op_names if n in FUSED_OPS]
@@ -43,7 +32,7 @@ def attention_label(op_names: list[str]) -> str:
         return f"fused:{fused[0].removeprefix('aten::')}" + (f"/{inner}" if inner else "")
     if backends:
         return inner
-    if "attnbench::blocked_attention" in op_names:
+    if BLOCKED_SCOPE in op_names:
         return "blocked"
     if softmax:
         return "naive"
@@ -54,11 +43,11 @@ def attention_label(op_names: list[str]) -> str:
 
 def recomputes_scores(label: str) -> bool:
     """Whether the kernel keeps no score matrix and computes QK^T again in backward."""
-    return attention_family(label) in ("flash", "efficient", "cudnn")
+    return attention_family(label) in RECOMPUTING
 
 
 def _is_attention_op(name: str) -> bool:
-    return name in SDPA_BACKENDS or name in FUSED_OPS or "attention" in name or "softmax" in name
+    return name in SDPA_OPS or name in FUSED_OPS or "attention" in name or "softmax" in name
 
 
 def observe(step: Callable[[], object], device: str) -> Observation:

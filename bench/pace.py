@@ -18,8 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 KINDS = ("linear", "explicit", "fused")
-# Attention families (model/cost.py) whose scores go through the explicit softmax; the rest are fused.
-EXPLICIT_FAMILIES = ("materialised", "math", "blocked", "fused_explicit")
 PROBE = {"b": 2, "n": 1024, "d": 256, "h": 4}
 PROBE_BUDGET_S = 0.3  # per probe, after its warm-up call (up to PROBE_CALLS timed calls)
 PROBE_CALLS = 5

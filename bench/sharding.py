@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 from bench.grid import Cell, Grid, GridError
-from bench.pace import EXPLICIT_FAMILIES, Pace
+from bench.pace import Pace
 from bench.workloads import predicted_family
 from model import cost
+from model.kernels import EXPLICIT_SOFTMAX
 
 SHARD = re.compile(r"^(\d+)/(\d+)$")
 # Rough sustained FLOP/s (the 2-core AMD EPYC's default run: MFU ~0.75 of 0.22 TFLOP/s in float32, ~0.4 of
@@ -48,7 +49,7 @@ def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
     flops, train = forward_flops(cell, grid), cell.pass_ == "train"
     if pace is None or device == "cuda" or (cell.dtype, "linear", train) not in pace.seconds_per_flop:
         return max(flops.total * (3 if train else 1) / NOMINAL_FLOPS[device][cell.dtype], MIN_STEP_S[device])
-    kind = "explicit" if predicted_family(cell) in EXPLICIT_FAMILIES else "fused"
+    kind = "explicit" if predicted_family(cell) in EXPLICIT_SOFTMAX else "fused"
     step = pace.seconds(cell.dtype, "linear", train, flops.linear)
     step += pace.seconds(cell.dtype, kind, train, flops.attention_scores)
     return max(step, MIN_STEP_S[device])

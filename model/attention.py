@@ -12,8 +12,9 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from model.kernel_choice import KERNELS, KernelChooser, default_chooser
+from model.kernel_choice import KernelChooser, default_chooser
 from model.kernel_tuning import time_candidates
+from model.kernels import BLOCK, BLOCKED_SCOPE, FORCED_BACKENDS, KERNELS
 from model.positional import NoPositionalEncoding, PositionalEncoding
 
 NO_POSITIONS = NoPositionalEncoding()  # stateless, so one instance serves every layer
@@ -56,8 +57,6 @@ def naive_attention(
     return F.dropout(weights, p=dropout_p) @ v, weights  # (B, nh, n, hs)
 
 
-BLOCK = 256  # queries per block: a (256 x n) score block per head stays in cache where (n x n) would not
-BLOCKED_SCOPE = "attnbench::blocked_attention"  # what the profiler sees, so the kernel is observed, not assumed
 
 
 def blocked_attention(
@@ -75,14 +74,8 @@ def blocked_attention(
         return torch.cat(blocks, dim=-2)  # (B, nh, n, hs)
 
 
-# The SDPA backend each forced kernel name stands for; MATH is allowed beside it so that inputs the
-# backend cannot take (a mask it does not support, say) still run, on the reference kernel.
-FORCED_BACKENDS = {
-    "flash": SDPBackend.FLASH_ATTENTION,
-    "efficient": SDPBackend.EFFICIENT_ATTENTION,
-    "cudnn": SDPBackend.CUDNN_ATTENTION,
-    "math": SDPBackend.MATH,
-}
+# A forced backend runs with MATH allowed beside it, so that inputs the backend cannot take (a mask it does
+# not support, say) still run, on the reference kernel.
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float,

@@ -12,6 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
+from model.kernels import (
+    BLOCK,
+    EXPLICIT,
+    MATERIALISING,
+    attention_family,  # noqa: F401 - the memory model's families are read by this name too
+)
+
 
 @dataclass(frozen=True)
 class Flops:
@@ -104,24 +111,6 @@ def attention_score_bytes(b: int, n: int, h: int, p: int) -> int:
 # steps (CPU: the profiler, bench/memory.py; CUDA: the allocator, in the H100 run of
 # ../shared/measurements): u is one (b, n, d) activation, F one (b, n, d_ff) hidden, s one score
 # matrix in the compute dtype, s32 one in float32. A step's peak is the largest of its phases.
-FAMILIES = ("flash", "efficient", "cudnn", "blocked", "materialised", "math", "fused_explicit", "fused_sdpa")
-BLOCK = 256  # model.attention.BLOCK: queries per block of the blocked kernel
-MATERIALISING = ("materialised", "math")
-EXPLICIT = (*MATERIALISING, "blocked")  # every probability is kept for backward
-
-
-def attention_family(label: str) -> str:
-    """The family of an observed attention-kernel label (bench/observe.py's vocabulary)."""
-    if label.startswith("fused:"):
-        return "fused_sdpa" if any(k in label for k in ("flash", "efficient", "cudnn")) else "fused_explicit"
-    for family in ("cudnn", "efficient", "flash"):
-        if family in label:
-            return family
-    if label in ("math", "blocked"):
-        return label
-    return "materialised" if label == "naive" or "softmax" in label else "flash"
-
-
 @dataclass(frozen=True)
 class MemoryShape:
     b: int

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from model.files import atomic_write_text
+from model.kernels import KERNELS
 
 TABLE_FILE = Path(__file__).with_name("kernel_table.json")
-KERNELS = ("naive", "blocked", "sdpa", "flash", "efficient", "cudnn", "math")
 FALLBACK = "sdpa"
 CACHE_ENV = "ATTNBENCH_CACHE_DIR"  # overrides the platform's cache directory (tests, read-only homes)
 TUNE_ENV = "ATTNBENCH_AUTOTUNE"  # "0": never tune on first use, fall back instead

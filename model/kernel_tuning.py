@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import torch
 
-CANDIDATES = {"cpu": ("flash", "math", "blocked", "naive"),
-              "cuda": ("cudnn", "flash", "efficient", "math", "blocked", "naive")}  # fmt: skip
+from model.kernels import CANDIDATES
+
 BUDGET_S = 0.3  # timing per candidate, after its first call
 MAX_CALLS = 5
 LOSING = 3.0  # a candidate whose first call is this much slower than the best so far is not timed further
