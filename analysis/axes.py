@@ -3,10 +3,16 @@ learns), what compilation buys, and the user implementations benchmarked beside 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from analysis.sections import grid_cells, md
+from analysis.markdown import md
+from analysis.sections import grid_cells
 from analysis.stats import ratio_interval
+
+if TYPE_CHECKING:
+    from analysis.context import ReportContext
 
 SAME = ["group", "device", "dtype", "shape", "seq_len", "heads", "impl", "pass", "dropout"]
 
@@ -25,7 +31,8 @@ def _against(cells: pd.DataFrame, axis: str, baseline: str, keys: list[str]) -> 
     return pd.DataFrame(rows)
 
 
-def positional_cost_section(cells: pd.DataFrame, experiment: pd.DataFrame | None) -> list[str]:
+def positional_cost_section(ctx: ReportContext) -> list[str]:
+    cells, experiment = ctx.cells, ctx.experiment
     grid = grid_cells(cells)
     grid = grid[(grid["compile"] == "eager") & grid["group"].isin(["layer", "train_step"])]
     if grid["pos_encoding"].nunique() < 2:
@@ -52,7 +59,8 @@ def positional_cost_section(cells: pd.DataFrame, experiment: pd.DataFrame | None
     return lines
 
 
-def compile_section(cells: pd.DataFrame) -> list[str]:
+def compile_section(ctx: ReportContext) -> list[str]:
+    cells = ctx.cells
     grid = grid_cells(cells)
     if grid["compile"].nunique() < 2 and (grid["compile"] == "eager").all():
         return []
@@ -75,7 +83,8 @@ BUILTINS = {"attention": ("sdpa", "naive"), "layer": ("ours", "ours_naive")}  # 
 KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_encoding", "compile"]
 
 
-def user_section(cells: pd.DataFrame) -> list[str]:
+def user_section(ctx: ReportContext) -> list[str]:
+    cells = ctx.cells
     grid = grid_cells(cells)
     marked = "user" in grid and grid["user"].notna().all()  # the registry's mark; older runs: module:factory
     users = grid[grid["user"].astype(bool)] if marked else grid[grid["impl"].str.contains(":", regex=False)]

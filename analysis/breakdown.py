@@ -4,14 +4,18 @@ feed-forward, and whether the traces agree with the benchmark (kernel time again
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from analysis.fits import crossover_length
-from analysis.sections import md
+from analysis.markdown import md
 from analysis.traces import LayerShape, load_breakdowns
 from model.cost import layer_forward_flops
+
+if TYPE_CHECKING:
+    from analysis.context import ReportContext
 
 AGREEMENT = {"cuda": 0.10, "cpu": 0.25}  # kernel sum vs device time; op self time vs host time (profiler overhead)
 PARAMS = ["trace_name", "id", "device", "impl", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "median_s"]
@@ -27,7 +31,8 @@ def traced_breakdown(trace_dir: Path, cells: pd.DataFrame) -> tuple[pd.DataFrame
     return breakdown.merge(params, on="trace_name"), facts.drop(columns="device").merge(params, on="trace_name")
 
 
-def crossover_section(breakdown: pd.DataFrame | None, cells: pd.DataFrame) -> list[str]:
+def crossover_section(ctx: ReportContext) -> list[str]:
+    breakdown, cells = ctx.breakdown, ctx.cells
     lines = ["## Where attention overtakes the feed-forward", ""]
     for shape, row in cells[cells["group"] != "calibration"].groupby("shape")[["d_model", "d_ff"]].first().iterrows():
         d, f = int(row["d_model"]), int(row["d_ff"])
@@ -52,9 +57,12 @@ def crossover_section(breakdown: pd.DataFrame | None, cells: pd.DataFrame) -> li
     return lines + [""]
 
 
-def agreement_section(facts: pd.DataFrame) -> list[str]:
+def agreement_section(ctx: ReportContext) -> list[str]:
     """Like with like: on CUDA the kernel time per profiled step against the cell's device time; on CPU
     the ops' own time per step against it (the device time is the host latency there)."""
+    if ctx.step_facts is None:
+        return []
+    facts = ctx.step_facts
     data = facts.copy()
     cuda = data["device"] == "cuda"
     data["trace_s"] = np.where(cuda, data["kernel_s"], data["attributed_s"])

@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.compare import METRICS, Comparison
-from analysis.sections import md
+from analysis.markdown import md
 from model.files import atomic_write_text
 
 

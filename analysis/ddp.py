@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.errors import MissingDependency
-from analysis.sections import md
+from analysis.markdown import md
 from analysis.stats import ratio_interval
 from analysis.traces import LayerShape, find_traces, trace_breakdown
 

@@ -4,20 +4,18 @@ sentence that depends on the device or the data is chosen from them."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
-
-import pandas as pd
 
 from analysis import figures
 from analysis.axes import compile_section, positional_cost_section, user_section
-from analysis.breakdown import agreement_section, crossover_section, traced_breakdown
+from analysis.breakdown import agreement_section, crossover_section
+from analysis.context import ReportContext, build_context
 from analysis.ddp import ddp_section
-from analysis.errors import AnalysisError, MissingDependency
+from analysis.errors import AnalysisError
 from analysis.fits import describe_exponent, scaling_exponents
 from analysis.load import load_runs, machine_description, machine_label
-from analysis.positional import load_positional, reverse_attention_maps
+from analysis.markdown import md, rel
+from analysis.positional import reverse_attention_maps
 from analysis.sections import (
     auto_choice_section,
     coverage_section,
@@ -25,7 +23,6 @@ from analysis.sections import (
     flops_section,
     kernels_section,
     machine_section,
-    md,
     memory_section,
     mfu_section,
     noise_section,
@@ -35,12 +32,8 @@ from analysis.verdicts import TARGETS, judge, pair_table, target_sentence
 from model.files import atomic_write_text
 
 
-def _rel(path: Path, run_dir: Path) -> str:
-    return os.path.relpath(path, run_dir)
-
-
-def scaling_section(cells: pd.DataFrame) -> list[str]:
-    attention = cells[cells["group"] == "attention"]
+def scaling_section(ctx: ReportContext) -> list[str]:
+    attention = ctx.cells[ctx.cells["group"] == "attention"]
     head = ["## How attention scales with sequence length", ""]
     if attention.empty:
         return head + ["_No attention cells in this run._", ""]
@@ -66,8 +59,9 @@ def scaling_section(cells: pd.DataFrame) -> list[str]:
     return lines + ["", *details, ""]
 
 
-def verdicts_section(cells: pd.DataFrame) -> list[str]:
+def verdicts_section(ctx: ReportContext) -> list[str]:
     """Every target whose cells this run has, each verdict with its interval and margin."""
+    cells = ctx.cells
     lines = ["## Our encoder layer vs nn.TransformerEncoderLayer", "",
              "Ratios ours / torch of device time (95% interval over passes) and of peak memory (exact), cell by cell. "
              "A target is met where the whole interval is on the right side, missed where it is all on the wrong "
@@ -87,70 +81,68 @@ def verdicts_section(cells: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def positional_link(run_dir: Path, positional_dir: Path) -> list[str]:
-    summary = positional_dir / "summary.md"
+def header(ctx: ReportContext) -> list[str]:
+    traced = " and the profiler traces in `traces/`" if ctx.breakdown is not None else ""
+    lines = [f"# attnbench report: {ctx.run_dir.name}", "",
+             f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json`{traced} of a run on "
+             f"{machine_label(ctx.facts)}. Every number below is computed from those files.", ""]  # fmt: skip
+    if ctx.traces_note:
+        lines += [f"_{ctx.traces_note}: the sections that read them are left out._", ""]
+    return lines
+
+
+def positional_link(ctx: ReportContext) -> list[str]:
+    if ctx.experiment is None:
+        return []
+    summary = rel(ctx.positional_dir / "summary.md", ctx.run_dir)
     return ["## Positional encodings: what they learn", "",
-            f"The experiment's tables and findings are in [{_rel(summary, run_dir)}]({_rel(summary, run_dir)}); its "
-            "figures are below.", ""]  # fmt: skip
+            f"The experiment's tables and findings are in [{summary}]({summary}); its figures are below.", ""]
 
 
-def write_ddp_report(run_dir: Path, cells: pd.DataFrame, not_run: pd.DataFrame, facts: dict) -> Path:
-    """The data-parallel run's own report: its machine, what ran, and how the step scaled."""
-    section, table = ddp_section(cells, run_dir / "traces")
-    figure = figures.ddp_scaling(table, run_dir / "figures")
-    lines = [f"# attnbench report: {run_dir.name}", "",
-             f"Produced by `python -m analysis report {run_dir}` from `benchmarks.json` and each rank's profiler "
-             f"traces in `traces/`, of a run on {machine_label(facts)}. Every number below is computed from those "
-             "files.", ""]  # fmt: skip
-    lines += machine_section(facts, cells) + coverage_section(cells, not_run) + section
-    lines += ["## Figures", "", f"![{figure.stem}]({_rel(figure, run_dir)})", ""]
-    out = run_dir / "REPORT.md"
-    atomic_write_text(out, "\n".join(lines))
-    return out
+def figures_section(ctx: ReportContext) -> list[str]:
+    out = ctx.fig_dir
+    cells = ctx.cells
+    figs = [figures.time_vs_length(cells, out), figures.memory_vs_length(cells, out),
+            figures.heads_length_heatmap(cells, out), figures.mfu_vs_length(cells, out)]  # fmt: skip
+    if ctx.breakdown is not None:
+        figs.append(figures.op_share_vs_length(ctx.breakdown, out))
+    if ctx.experiment is not None:
+        figs.append(figures.positional_accuracy(ctx.experiment, out))
+        maps = reverse_attention_maps(ctx.positional_dir)
+        figs.append(figures.attention_maps(maps, out) if maps else None)
+    return ["## Figures", ""] + [f"![{p.stem}]({rel(p, ctx.run_dir)})" for p in figs if p is not None] + [""]
+
+
+def ddp_header(ctx: ReportContext) -> list[str]:
+    return [f"# attnbench report: {ctx.run_dir.name}", "",
+            f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json` and each rank's profiler "
+            f"traces in `traces/`, of a run on {machine_label(ctx.facts)}. Every number below is computed from "
+            "those files.", ""]  # fmt: skip
+
+
+def ddp_scaling(ctx: ReportContext) -> list[str]:
+    """The data-parallel run's scaling and communication, and its figure."""
+    section, table = ddp_section(ctx.cells, ctx.run_dir / "traces")
+    figure = figures.ddp_scaling(table, ctx.fig_dir)
+    return section + ["## Figures", "", f"![{figure.stem}]({rel(figure, ctx.run_dir)})", ""]
+
+
+# The report, in order: one function per section, each reading the run's context. Adding a section is one
+# function and one line here.
+SECTIONS = (
+    header, machine_section, timing_section, coverage_section, kernels_section, auto_choice_section,
+    scaling_section, crossover_section, verdicts_section, positional_cost_section, compile_section, user_section,
+    memory_section, flops_section, mfu_section, noise_section, agreement_section, do_bench_section,
+    positional_link, figures_section,
+)  # fmt: skip
+DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)
 
 
 def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
-    cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
-    facts = next(iter(machines.values()))
-    if (cells["group"] == "ddp").all():
-        return write_ddp_report(run_dir, cells, not_run, facts)
-    fig_dir, trace_dir = run_dir / "figures", run_dir / "traces"
-    positional_dir = positional_dir or run_dir.parent / "positional"
-    experiment = load_positional(positional_dir) if (positional_dir / "runs.csv").is_file() else None
-    breakdown = step_facts = None
-    traces_note: list[str] = []
-    if trace_dir.exists() and cells["trace_name"].notna().any():
-        try:
-            breakdown, step_facts = traced_breakdown(trace_dir, cells)
-        except MissingDependency as err:
-            print(f"analysis: {err}", file=sys.stderr)
-            traces_note = [f"_{err}: the sections that read them are left out._", ""]
-    lines = [f"# attnbench report: {run_dir.name}", "",
-             f"Produced by `python -m analysis report {run_dir}` from `benchmarks.json`"
-             + (" and the profiler traces in `traces/`" if breakdown is not None else "")
-             + f" of a run on {machine_label(facts)}. Every number below is computed from those files.", ""]
-    lines += traces_note
-    lines += machine_section(facts, cells) + timing_section(cells) + coverage_section(cells, not_run, facts)
-    lines += kernels_section(cells) + auto_choice_section(cells)
-    lines += scaling_section(cells) + crossover_section(breakdown, cells)
-    lines += verdicts_section(cells)
-    lines += positional_cost_section(cells, experiment) + compile_section(cells) + user_section(cells)
-    lines += memory_section(cells) + flops_section(cells) + mfu_section(cells, facts) + noise_section(cells)
-    if step_facts is not None:
-        lines += agreement_section(step_facts)
-    lines += do_bench_section(run_dir)
-    figs = [figures.time_vs_length(cells, fig_dir), figures.memory_vs_length(cells, fig_dir),
-            figures.heads_length_heatmap(cells, fig_dir), figures.mfu_vs_length(cells, fig_dir)]  # fmt: skip
-    if breakdown is not None:
-        figs.append(figures.op_share_vs_length(breakdown, fig_dir))
-    if experiment is not None:
-        figs.append(figures.positional_accuracy(experiment, fig_dir))
-        maps = reverse_attention_maps(positional_dir)
-        figs.append(figures.attention_maps(maps, fig_dir) if maps else None)
-        lines += positional_link(run_dir, positional_dir)
-    lines += ["## Figures", ""] + [f"![{p.stem}]({_rel(p, run_dir)})" for p in figs if p is not None] + [""]
+    ctx = build_context(run_dir, positional_dir)
+    sections = DDP_SECTIONS if ctx.is_ddp else SECTIONS
     out = run_dir / "REPORT.md"
-    atomic_write_text(out, "\n".join(lines))
+    atomic_write_text(out, "\n".join(line for section in sections for line in section(ctx)))
     return out
 
 

@@ -3,16 +3,21 @@ depend on the device or the data are chosen or computed here from them, never wr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from analysis.datasheet import datasheet_flops
 from analysis.fits import memory_model_error
+from analysis.markdown import md
 from analysis.stats import pass_log_medians
 
+if TYPE_CHECKING:
+    from analysis.context import ReportContext
 
-def md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
-    return frame.to_markdown(index=False, floatfmt=floatfmt) if len(frame) else "_(none)_"
+
+MEMORY_TOLERANCE = 0.25  # measured peak within ±25% of the model counts as agreeing
 
 
 def grid_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +49,8 @@ def reduced_precision_line(facts: dict, cells: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def machine_section(facts: dict, cells: pd.DataFrame) -> list[str]:
+def machine_section(ctx: ReportContext) -> list[str]:
+    facts, cells = ctx.facts, ctx.cells
     numeric = facts.get("numeric_settings", {})
     rows = [
         ("device", ", ".join(sorted(cells["device"].unique()))),
@@ -72,8 +78,9 @@ def machine_section(facts: dict, cells: pd.DataFrame) -> list[str]:
     return ["## Machine and grid", "", md(pd.DataFrame(rows, columns=["fact", "value"])), ""]
 
 
-def timing_section(cells: pd.DataFrame) -> list[str]:
+def timing_section(ctx: ReportContext) -> list[str]:
     """How the times were taken, from the methods the cells record, and which cells are host-bound."""
+    cells = ctx.cells
     grid = grid_cells(cells)
     methods = grid["device_time_method"].value_counts()
     explain = {
@@ -111,7 +118,8 @@ def duration_line(facts: dict) -> list[str]:
             f"predicted by the cost model{pace}{within}.", ""]
 
 
-def coverage_section(cells: pd.DataFrame, not_run: pd.DataFrame, facts: dict | None = None) -> list[str]:
+def coverage_section(ctx: ReportContext) -> list[str]:
+    cells, not_run, facts = ctx.cells, ctx.not_run, ctx.facts
     grid = grid_cells(cells)
     lines = ["## What ran, and what did not", "",
              f"{len(cells)} cells ran. Lengths {sorted(grid['seq_len'].unique().tolist())}, heads "
@@ -123,7 +131,8 @@ def coverage_section(cells: pd.DataFrame, not_run: pd.DataFrame, facts: dict | N
     return lines + ["Every generated cell ran.", ""]
 
 
-def kernels_section(cells: pd.DataFrame) -> list[str]:
+def kernels_section(ctx: ReportContext) -> list[str]:
+    cells = ctx.cells
     grid = grid_cells(cells)
     keys = ["group", "impl", "pass", "dropout", "pos_encoding", "compile", "device"]
     table = grid.groupby(keys)["attention_kernel"].agg(lambda s: ", ".join(sorted(s.unique()))).reset_index()
@@ -145,15 +154,17 @@ AUTO_SOURCES = {"table": "the committed table (`model/kernel_table.json`), measu
                 "fallback": "the fallback: nothing measured and no tuning, so SDPA's dispatcher chose"}  # fmt: skip
 
 
-def auto_choice_section(cells: pd.DataFrame) -> list[str]:
+def auto_choice_section(ctx: ReportContext) -> list[str]:
     """Per auto cell, the kernel it was given and where that choice came from."""
+    cells = ctx.cells
     grid = grid_cells(cells)
-    auto = grid[grid["impl"].isin(["auto", "ours_auto"])]
+    head = ["## Where the auto kernel's choices came from", ""]
+    if "auto_source" not in grid:  # a run from before choices carried their source: auto's built-in names
+        legacy = grid["impl"].isin(["auto", "ours_auto"]).any()
+        return head + ["_Not recorded: this run predates choices that carry their source._", ""] if legacy else []
+    auto = grid[grid["auto_source"].notna()]
     if auto.empty:
         return []
-    head = ["## Where the auto kernel's choices came from", ""]
-    if "auto_source" not in auto or auto["auto_source"].isna().all():
-        return head + ["_Not recorded: this run predates choices that carry their source._", ""]
     counts = auto["auto_source"].value_counts()
     lines = head + [f"- {n} cells from {AUTO_SOURCES.get(source, source)}." for source, n in counts.items()]
     columns = ["group", "pass", "dtype", "dropout", "seq_len", "auto_kernel", "attention_kernel", "auto_source"]
@@ -161,7 +172,8 @@ def auto_choice_section(cells: pd.DataFrame) -> list[str]:
     return lines + ["", md(table), ""]
 
 
-def memory_section(cells: pd.DataFrame, tolerance: float = 0.25) -> list[str]:
+def memory_section(ctx: ReportContext) -> list[str]:
+    cells, tolerance = ctx.cells, MEMORY_TOLERANCE
     errors = memory_model_error(grid_cells(cells))
     ratios = errors.groupby(["device", "group", "impl", "pass"])["measured_over_predicted"]
     summary = ratios.agg(["median", "min", "max"])
@@ -171,7 +183,8 @@ def memory_section(cells: pd.DataFrame, tolerance: float = 0.25) -> list[str]:
             f"cells within ±{tolerance:.0%}.", "", md(summary.reset_index(), ".2f"), ""]  # fmt: skip
 
 
-def flops_section(cells: pd.DataFrame) -> list[str]:
+def flops_section(ctx: ReportContext) -> list[str]:
+    cells = ctx.cells
     data = grid_cells(cells).dropna(subset=["flops_analytic"]).copy()
     data["counted_over_analytic"] = data["flops_counted"] / data["flops_analytic"]
     off = (data["counted_over_analytic"] - 1).abs()
@@ -183,7 +196,8 @@ def flops_section(cells: pd.DataFrame) -> list[str]:
             f"cells (largest deviation {100 * off.max():.3f}%); {with_added} cells were counted{through}.", ""]
 
 
-def mfu_section(cells: pd.DataFrame, facts: dict) -> list[str]:
+def mfu_section(ctx: ReportContext) -> list[str]:
+    cells, facts = ctx.cells, ctx.facts
     numeric = facts.get("numeric_settings", {})
     tf32 = bool(numeric.get("cuda_matmul_allow_tf32"))
     peaks = cells.groupby(["device", "dtype"])["peak_flops_per_s"].first().reset_index()
@@ -207,7 +221,8 @@ def mfu_section(cells: pd.DataFrame, facts: dict) -> list[str]:
             "Analytic matmul FLOPs of a step over its device time, over that peak:", "", md(mfu, ".3f"), ""]
 
 
-def noise_section(cells: pd.DataFrame) -> list[str]:
+def noise_section(ctx: ReportContext) -> list[str]:
+    cells = ctx.cells
     grid = grid_cells(cells)
     within = grid["iqr_s"] / grid["median_s"]
     lines = ["## Noise", "",
@@ -228,8 +243,9 @@ def noise_section(cells: pd.DataFrame) -> list[str]:
         "Noisiest cells:", "", md(noisy, ".4g"), ""]  # fmt: skip
 
 
-def do_bench_section(run_dir) -> list[str]:
+def do_bench_section(ctx: ReportContext) -> list[str]:
     """Where bench/do_bench_check.py cross-checked the run's device times against triton's do_bench."""
+    run_dir = ctx.run_dir
     path = run_dir / "do_bench.json"
     if not path.is_file():
         return []

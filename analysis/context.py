@@ -1,0 +1,54 @@
+"""What every report section reads, built once per run: the cells, the cells that did not run, the machine,
+the traces' breakdown, the positional experiment and the folders. A section is `section(ctx) -> lines`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.breakdown import traced_breakdown
+from analysis.errors import MissingDependency
+from analysis.load import load_runs
+from analysis.positional import load_positional
+
+
+@dataclass
+class ReportContext:
+    run_dir: Path
+    cells: pd.DataFrame
+    not_run: pd.DataFrame
+    facts: dict  # the run's machine_info.attnbench
+    positional_dir: Path
+    breakdown: pd.DataFrame | None = None  # per traced cell and component (analysis/traces.py)
+    step_facts: pd.DataFrame | None = None  # per traced cell: tb-profiler's step split
+    experiment: pd.DataFrame | None = None  # the positional experiment's runs, where there is one
+    traces_note: str | None = None  # why the traces were not read, where they were not
+
+    @property
+    def fig_dir(self) -> Path:
+        return self.run_dir / "figures"
+
+    @property
+    def is_ddp(self) -> bool:
+        return bool((self.cells["group"] == "ddp").all())
+
+
+def build_context(run_dir: Path, positional_dir: Path | None = None) -> ReportContext:
+    cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
+    positional_dir = positional_dir or run_dir.parent / "positional"
+    ctx = ReportContext(run_dir, cells, not_run, next(iter(machines.values())), positional_dir)
+    if ctx.is_ddp:
+        return ctx
+    if (positional_dir / "runs.csv").is_file():
+        ctx.experiment = load_positional(positional_dir)
+    trace_dir = run_dir / "traces"
+    if trace_dir.exists() and cells["trace_name"].notna().any():
+        try:
+            ctx.breakdown, ctx.step_facts = traced_breakdown(trace_dir, cells)
+        except MissingDependency as err:
+            print(f"analysis: {err}", file=sys.stderr)
+            ctx.traces_note = str(err)
+    return ctx
