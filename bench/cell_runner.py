@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.benchmark_adapter import record_samples
 from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
@@ -38,16 +39,6 @@ HOST_BOUND = 1.5  # host latency over device time above which a cell is marked h
 def is_out_of_memory(err: BaseException) -> bool:
     text = str(err)
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
-def record_samples(benchmark, samples_s: list[float], timer: str) -> None:
-    """Put externally measured seconds into pytest-benchmark's stats. Its pedantic mode times only with
-    the host clock, so device times (CUDA events) enter through the same Metadata pedantic fills."""
-    benchmark._mode = "attnbench.record_samples"  # what pedantic sets: the fixture counts as used
-    stats = benchmark._make_stats(1)
-    stats.options["timer"] = timer
-    for sample in samples_s:
-        stats.update(sample)
 
 
 def _one_line(err: BaseException) -> str:

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     for extra in sample([b["extra_info"] for b in data["benchmarks"]], args.sample):
         fields = ("group", "device", "dtype", "shape", "seq_len", "heads", "impl", "pass", "dropout", "pos_encoding",
                   "compile")  # fmt: skip
-        cell = Cell(*(extra[f] for f in fields))
+        cell = Cell(**{"pass_" if f == "pass" else f: extra[f] for f in fields})  # by name, not position
         workload = WORKLOADS[cell.group](cell, grid.shapes[cell.shape], cell.device, getattr(torch, cell.dtype))
         theirs = do_bench_seconds(workload.step, extra["device_time_method"])
         ours = statistics.median(by_id[cell.id])

@@ -3,8 +3,8 @@ the same session as the grid, so every cell's MFU has a denominator from the sam
 
 import statistics
 
+from bench.benchmark_adapter import record_samples
 from bench.calibration import calibration_size, matmul_seconds, peak_matmul_flops
-from bench.cell_runner import record_samples
 
 GROUP = "calibration"
 
