@@ -35,8 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--profile-dir", type=Path, default=None, help="write torch.profiler traces of selected cells here")
     g.addoption("--profile-match", default=DEFAULT_PROFILE_MATCH, help="regex over GROUP:CELL_ID of cells to trace")
     g.addoption("--time-budget-min", type=float, default=None,
-                help="leave out the costliest lengths per dtype until the CPU cells are predicted to fit this many "
-                     "minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
+                help="leave out the costliest lengths per device and dtype until the run's cells are predicted to "
+                     "fit this many minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
