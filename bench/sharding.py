@@ -7,9 +7,11 @@ import re
 
 from bench.grid import Cell, Grid, GridError
 from bench.pace import Pace
-from bench.workloads import predicted_family
+from bench.workloads import predicted_family, uses_auto
 from model import cost
-from model.kernels import EXPLICIT_SOFTMAX
+from model.kernel_choice import default_chooser
+from model.kernel_tuning import BUDGET_S as TUNING_BUDGET_S
+from model.kernels import CANDIDATES, EXPLICIT_SOFTMAX
 
 SHARD = re.compile(r"^(\d+)/(\d+)$")
 # Rough sustained FLOP/s (the 2-core AMD EPYC's default run: MFU ~0.75 of 0.22 TFLOP/s in float32, ~0.4 of
@@ -66,7 +68,22 @@ def pass_seconds(cell: Cell, grid: Grid, repeat: int, pace: Pace | None = None) 
     seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
     if repeat == 0:  # later passes load a compiled graph from inductor's cache and reuse the first pass's facts
         seconds += step * SETUP_STEPS + (COMPILE_S if cell.compile == "inductor" else 0.0)
+        seconds += tuning_seconds(cell, grid, pace, step)
     return seconds
+
+
+def tuning_seconds(cell: Cell, grid: Grid, pace: Pace | None, step: float) -> float:
+    """An auto cell on a machine with no measured choice for it tunes first (model/kernel_tuning.py): one call
+    of each candidate on the attention alone, and the timed calls of the ones still in the running."""
+    if not uses_auto(cell) or default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
+                                                        cell.pass_ == "train")[1] != "fallback":  # fmt: skip
+        return 0.0
+    timed = 2 * TUNING_BUDGET_S
+    train, scores = cell.pass_ == "train", forward_flops(cell, grid).attention_scores
+    if pace is None or (cell.dtype, "fused", train) not in pace.seconds_per_flop:
+        return len(CANDIDATES["cuda" if cell.device.startswith("cuda") else "cpu"]) * step + timed
+    fused, explicit = (pace.seconds(cell.dtype, kind, train, scores) for kind in ("fused", "explicit"))
+    return fused + 3 * explicit + timed  # on a CPU: flash, then math, blocked and naive (explicit softmaxes)
 
 
 def predicted_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:

@@ -93,3 +93,25 @@ def test_progress_scales_what_is_left_by_the_pace_so_far():
     progress.start = progress.last - 20.0  # the first 10 predicted seconds took 20
     line = progress.line(progress.last)
     assert line.startswith("attnbench: 1/3 items, 00:20 elapsed, about 01:00 left (2.00x")
+
+
+def test_an_auto_cell_with_nothing_measured_is_predicted_to_tune_first(monkeypatch, tmp_path):
+    import bench.sharding
+    from bench.sharding import forward_flops, pass_seconds, tuning_seconds
+    from model.kernel_choice import KernelChooser
+    from model.kernel_tuning import BUDGET_S as TUNING_BUDGET_S
+
+    grid = load_grid("default")
+    auto = next(c for c in cpu_cells(grid) if c.impl == "ours_auto" and c.dtype == "bfloat16" and c.seq_len == 1024
+                and c.pass_ == "train" and c.dropout == 0)  # fmt: skip
+    ours = next(c for c in cpu_cells(grid) if c.trace_name == auto.trace_name.replace("ours_auto", "ours"))
+    elsewhere = KernelChooser({"cpu_flags": AVX2, "cpu_count": 2, "gpu_name": None, "torch_minor": "2.13"}, (),
+                              tmp_path / "cache.json")  # fmt: skip
+    monkeypatch.setattr(bench.sharding, "default_chooser", lambda: elsewhere)
+    slow = pace(30)
+    assert tuning_seconds(ours, grid, slow, 1.0) == 0.0
+    tune = tuning_seconds(auto, grid, slow, 1.0)
+    scores = forward_flops(auto, grid).attention_scores  # every kind runs at one rate in this synthetic pace
+    assert tune == pytest.approx(4 * slow.seconds("bfloat16", "explicit", True, scores) + 2 * TUNING_BUDGET_S)
+    assert pass_seconds(auto, grid, 0, slow) - pass_seconds(ours, grid, 0, slow) == pytest.approx(tune)
+    assert pass_seconds(auto, grid, 1, slow) == pass_seconds(ours, grid, 1, slow)  # only the first pass tunes
