@@ -5,19 +5,39 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from bench.flops import ADDED_FORMULAS
 from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
-from bench.pace import measure_pace
+from bench.pace import Pace, measure_pace
 from bench.progress import Progress
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
 from bench.skips import fast_fp16, memory_budget, skip_reason
 from bench.time_budget import leave_out
 from model.machine import machine_facts
 
+
+@dataclass
+class RunState:
+    """What one benchmark run knows, kept in pytest's stash: the grid, the shard, the machine, what the first
+    pass of each cell found, this CPU's pace, the cells left out for time, and the run's clock."""
+
+    grid: Grid
+    shard: tuple[int, int] | None
+    machine: dict
+    owner: dict[str, int] | None  # cell -> shard, where sharded
+    first_pass: dict = field(default_factory=dict)
+    pace: Pace | None = None
+    left_out: dict[str, str] = field(default_factory=dict)  # trace_name -> reason
+    time_budget_min: float | None = None
+    predicted_s: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+RUN = pytest.StashKey[RunState]()
 DEFAULT_PROFILE_MATCH = r"^layer:(cpu-float32|cuda-bfloat16)-small-.*-h4-(ours|torch)-train-p0$"
 
 
@@ -57,53 +77,52 @@ def pytest_configure(config: pytest.Config) -> None:
         re.compile(config.getoption("profile_match"))
     except (GridError, re.error) as err:
         raise pytest.UsageError(str(err)) from None
-    config.attnbench_grid, config.attnbench_shard = grid, shard
-    config.attnbench_machine = machine_facts()  # at the start: the commit checked out when the run began
-    config.attnbench_owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
-    config.attnbench_first_pass = {}
-    plan_run(config, grid)
+    owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
+    # the machine at the start: the commit checked out when the run began
+    config.stash[RUN] = RunState(grid, shard, machine_facts(), owner)
+    plan_run(config, config.stash[RUN])
     config.pluginmanager.register(NotRunRecorder(), "attnbench-not-run")
 
 
-def selected_cells(config: pytest.Config, grid: Grid) -> list[Cell]:
+def selected_cells(config: pytest.Config, run: RunState) -> list[Cell]:
     """The cells of this device and shard."""
-    device, shard, owner = config.getoption("device"), config.attnbench_shard, config.attnbench_owner
-    return [c for c in grid.cells() if (device == "all" or c.device == device)
-            and not (shard and not in_shard(c, owner, shard[0]))]  # fmt: skip
+    device, shard = config.getoption("device"), run.shard
+    return [c for c in run.grid.cells() if (device == "all" or c.device == device)
+            and not (shard and not in_shard(c, run.owner, shard[0]))]  # fmt: skip
 
 
-def skip_or_leave_out(config: pytest.Config, grid: Grid, cell: Cell) -> str | None:
+def skip_or_leave_out(config: pytest.Config, run: RunState, cell: Cell) -> str | None:
     budget = memory_budget(cell.device, config.getoption("mem_budget_gb"))
-    reason = skip_reason(cell, grid.shapes[cell.shape], budget, config.getoption("allow_slow_fp16"))
-    return reason or config.attnbench_left_out.get(cell.trace_name)
+    reason = skip_reason(cell, run.grid.shapes[cell.shape], budget, config.getoption("allow_slow_fp16"))
+    return reason or run.left_out.get(cell.trace_name)
 
 
-def plan_run(config: pytest.Config, grid: Grid) -> None:
-    """This CPU's pace, the cells left out to fit the time budget, and the predicted length of the run."""
-    flags = config.attnbench_machine["cpu_flags"]
-    config.attnbench_left_out = {}
-    runnable = [c for c in selected_cells(config, grid) if not skip_or_leave_out(config, grid, c)]
+def plan_run(config: pytest.Config, run: RunState) -> None:
+    """This CPU's pace, and the cells left out to fit the time budget."""
+    flags = run.machine["cpu_flags"]
+    runnable = [c for c in selected_cells(config, run) if not skip_or_leave_out(config, run, c)]
     probe = sorted({c.dtype for c in runnable if c.device == "cpu" and c.group != "calibration"
                     and (c.dtype != "float16" or fast_fp16(flags) or config.getoption("allow_slow_fp16"))})  # fmt: skip
-    config.attnbench_pace = measure_pace(probe) if probe else None
+    run.pace = measure_pace(probe) if probe else None
     minutes = config.getoption("time_budget_min")
-    minutes = grid.time_budget_min if minutes is None else minutes
+    minutes = run.grid.time_budget_min if minutes is None else minutes
     if minutes:
-        config.attnbench_left_out = leave_out(runnable, grid, config.attnbench_pace, minutes * 60, flags)
-    config.attnbench_time_budget_min = minutes or None
-    config.attnbench_started = time.perf_counter()
+        run.left_out = leave_out(runnable, run.grid, run.pace, minutes * 60, flags)
+    run.time_budget_min = minutes or None
+    run.started = time.perf_counter()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" not in metafunc.fixturenames:
         return
     config, group = metafunc.config, metafunc.module.GROUP
-    grid: Grid = config.attnbench_grid
+    run = config.stash[RUN]
+    grid = run.grid
     params = []
-    for cell in selected_cells(config, grid):
+    for cell in selected_cells(config, run):
         if cell.group != group:
             continue
-        reason = skip_or_leave_out(config, grid, cell)
+        reason = skip_or_leave_out(config, run, cell)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         for r in range(grid.repeats):
             test_id = cell.id if grid.repeats == 1 else f"{cell.id}-r{r}"
@@ -129,19 +148,19 @@ def pass_order(item: pytest.Item) -> tuple[int, int]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=pass_order)  # stable: within a pass, the declared order
-    if not hasattr(config, "attnbench_grid"):
+    if RUN not in config.stash:
         return
-    grid, pace = config.attnbench_grid, config.attnbench_pace
+    run = config.stash[RUN]
+    grid, pace = run.grid, run.pace
     predicted = {}
     for item in items:
         cell = cell_of(item)
         if cell is not None and not item.get_closest_marker("skip"):
             predicted[item.nodeid] = pass_seconds(cell, grid, item.callspec.params["repeat"], pace)
     config.pluginmanager.register(Progress(config, predicted), "attnbench-progress")
-    config.attnbench_predicted_s = sum(predicted.values())
+    run.predicted_s = sum(predicted.values())
     cells = {item.callspec.params["cell"].trace_name for item in items if item.nodeid in predicted}
-    left = len(config.attnbench_left_out)
-    budget = config.attnbench_time_budget_min
+    left, budget = len(run.left_out), run.time_budget_min
     note = f"; {left} cells left out to fit the {budget:g}-minute budget (reasons with the skips)" if left else ""
     line = (f"attnbench: {len(cells)} cells x {grid.repeats} passes, about "
             f"{sum(predicted.values()) / 60:.1f} min by the cost model"
@@ -183,12 +202,12 @@ class NotRunRecorder:
 
 @pytest.fixture
 def grid(request: pytest.FixtureRequest) -> Grid:
-    return request.config.attnbench_grid
+    return request.config.stash[RUN].grid
 
 
 @pytest.fixture
 def first_pass(request: pytest.FixtureRequest) -> dict:
-    return request.config.attnbench_first_pass
+    return request.config.stash[RUN].first_pass
 
 
 @pytest.fixture
@@ -200,10 +219,10 @@ def profile_dir(request: pytest.FixtureRequest, cell: Cell, repeat: int) -> Path
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    grid: Grid = config.attnbench_grid
-    shard, pace = config.attnbench_shard, config.attnbench_pace
+    run = config.stash[RUN]
+    grid, shard, pace = run.grid, run.shard, run.pace
     machine_info["attnbench"] = {
-        **config.attnbench_machine,
+        **run.machine,
         "grid_profile": grid.profile,
         "grid": grid.describe(),
         "grid_overrides": config.getoption("set"),
@@ -213,8 +232,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         # what the run was predicted to take at this CPU's measured pace, and what it took
         "pace_seconds_per_flop": {f"{d}/{k}/{'train' if t else 'eval'}": v
                                   for (d, k, t), v in (pace.seconds_per_flop.items() if pace else [])},
-        "time_budget_min": config.attnbench_time_budget_min,
-        "cells_left_out_for_time": len(config.attnbench_left_out),
-        "predicted_s": getattr(config, "attnbench_predicted_s", None),
-        "elapsed_s": time.perf_counter() - config.attnbench_started,
+        "time_budget_min": run.time_budget_min,
+        "cells_left_out_for_time": len(run.left_out),
+        "predicted_s": run.predicted_s,
+        "elapsed_s": time.perf_counter() - run.started,
     }
