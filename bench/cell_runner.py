@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -128,31 +129,41 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None
             "rounds": rounds, "tokens": workload.tokens}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How a cell's first pass ended without measuring: its later passes end the same way."""
+
+    outcome: str  # "failed" or "skipped"
+    reason: str
+
+    def repeat(self) -> None:
+        pytest.skip(self.reason) if self.outcome == "skipped" else pytest.fail(self.reason, pytrace=False)
+
+
 def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Path | None = None,
-             first_pass: dict | None = None) -> None:  # fmt: skip
+             first_pass: dict[str, dict | Ended] | None = None) -> None:  # fmt: skip
     """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
-    pass found: its facts, or the reason it failed or was skipped (then this pass ends the same way)."""
+    pass found: its facts, or how it Ended (failed or skipped, with the reason)."""
     first_pass = {} if first_pass is None else first_pass
     benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
     benchmark.params = {**cell.params(), "repeat": repeat}  # plain values: JSON and --group-by=param:NAME
     earlier = first_pass.get(cell.id)
-    if isinstance(earlier, tuple):
-        outcome, reason = earlier
-        pytest.skip(reason) if outcome == "skipped" else pytest.fail(reason, pytrace=False)
+    if isinstance(earlier, Ended):
+        earlier.repeat()
     try:
         facts, result = measure(cell, grid, earlier, profile_dir)
     except ImplementationError as err:
-        first_pass[cell.id] = ("failed", str(err))
-        pytest.fail(str(err), pytrace=False)
+        first_pass[cell.id] = Ended("failed", str(err))
+        first_pass[cell.id].repeat()
     except Exception as err:
         if is_out_of_memory(err):
             if cell.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-            first_pass[cell.id] = ("skipped", f"oom: {str(err).splitlines()[0][:200]}")
-            pytest.skip(first_pass[cell.id][1])
+            first_pass[cell.id] = Ended("skipped", f"oom: {str(err).splitlines()[0][:200]}")
+            first_pass[cell.id].repeat()
         if is_user(cell.impl):  # a user implementation's own error: one line naming it, the grid goes on
-            first_pass[cell.id] = ("failed", f"{cell.impl} raised {_one_line(err)}")
-            pytest.fail(first_pass[cell.id][1], pytrace=False)
+            first_pass[cell.id] = Ended("failed", f"{cell.impl} raised {_one_line(err)}")
+            first_pass[cell.id].repeat()
         raise
     first_pass.setdefault(cell.id, facts)
     if benchmark.disabled:

@@ -181,4 +181,4 @@ def test_a_compile_failure_fails_its_cell_with_the_reason(monkeypatch):
     inductor = Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train", compile="inductor")
     with pytest.raises(pytest.fail.Exception, match="compile failed .inductor. at .*inductor crashed"):
         run_cell(SimpleNamespace(), inductor, GRID, first_pass=first_pass)
-    assert first_pass[inductor.id][0] == "failed"
+    assert first_pass[inductor.id].outcome == "failed"
