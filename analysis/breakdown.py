@@ -3,32 +3,18 @@ feed-forward, and whether the traces agree with the benchmark (kernel time again
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from analysis.fits import crossover_length
 from analysis.markdown import md
-from analysis.traces import LayerShape, load_breakdowns
 from model.cost import layer_forward_flops
 
 if TYPE_CHECKING:
     from analysis.context import ReportContext
 
 AGREEMENT = {"cuda": 0.10, "cpu": 0.25}  # kernel sum vs device time; op self time vs host time (profiler overhead)
-PARAMS = ["trace_name", "id", "device", "impl", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "median_s"]
-
-
-def traced_breakdown(trace_dir: Path, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per traced cell and component: seconds per step and share, joined to the cell's parameters; and
-    per traced cell, tb-profiler's step facts joined the same way."""
-    traced = cells.dropna(subset=["trace_name"])
-    shapes = {r.trace_name: LayerShape(int(r.d_model), int(r.d_ff)) for r in traced.itertuples()}
-    breakdown, facts = load_breakdowns(trace_dir, shapes)
-    params = traced[PARAMS]
-    return breakdown.merge(params, on="trace_name"), facts.drop(columns="device").merge(params, on="trace_name")
 
 
 def crossover_section(ctx: ReportContext) -> list[str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.breakdown import traced_breakdown
 from analysis.errors import MissingDependency
 from analysis.load import load_runs
 from analysis.positional import load_positional
+from analysis.traces import traced_breakdown
 
 
 @dataclass

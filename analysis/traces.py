@@ -237,3 +237,16 @@ def load_breakdowns(folder: Path, shapes: dict[str, LayerShape]) -> tuple[pd.Dat
     if not frames:
         raise AnalysisError(f"{folder}: none of its traces belongs to a cell of this run")
     return pd.concat(frames, ignore_index=True), pd.DataFrame(facts)
+
+
+PARAMS = ["trace_name", "id", "device", "impl", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "median_s"]
+
+
+def traced_breakdown(trace_dir: Path, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per traced cell and component: seconds per step and share, joined to the cell's parameters; and
+    per traced cell, tb-profiler's step facts joined the same way."""
+    traced = cells.dropna(subset=["trace_name"])
+    shapes = {r.trace_name: LayerShape(int(r.d_model), int(r.d_ff)) for r in traced.itertuples()}
+    breakdown, facts = load_breakdowns(trace_dir, shapes)
+    params = traced[PARAMS]
+    return breakdown.merge(params, on="trace_name"), facts.drop(columns="device").merge(params, on="trace_name")

@@ -9,6 +9,7 @@ from typing import Any
 
 import tomllib
 
+from bench.cell import Cell, Shape
 from bench.implementations import USER_IMPL, USER_IMPL_GROUPS, builtin_names
 from model.config import POS_ENCODINGS
 
@@ -31,61 +32,11 @@ class GridError(ValueError):
 
 
 @dataclass(frozen=True)
-class Shape:
-    name: str
-    batch: int
-    d_model: int
-    d_ff: int
-    model_layers: int
-    model_vocab: int
-
-
-@dataclass(frozen=True)
 class Timing:
     budget_s: float  # per cell and pass
     min_rounds: int
     max_rounds: int
     warmup_rounds: int
-
-
-@dataclass(frozen=True)
-class Cell:
-    group: str
-    device: str
-    dtype: str
-    shape: str = "small"
-    seq_len: int = 0
-    heads: int = 0
-    impl: str = ""
-    pass_: str = ""
-    dropout: float = 0.0
-    pos_encoding: str = "none"
-    compile: str = "eager"
-
-    @property
-    def id(self) -> str:
-        """Unique in a grid, the same in every run of it: compare matches cells by it."""
-        if self.group == "calibration":
-            return f"{self.device}-{self.dtype}"
-        parts = [self.device, self.dtype, self.shape, f"n{self.seq_len}", f"h{self.heads}", self.impl, self.pass_]
-        if self.pass_ == "train" and self.group != "attention":
-            parts.append(f"p{self.dropout:g}")
-        if self.pos_encoding != "none":
-            parts.append(self.pos_encoding)
-        if self.compile != "eager":
-            parts.append(self.compile)
-        return "-".join(parts)
-
-    @property
-    def trace_name(self) -> str:
-        """Folder of this cell's profiler trace: unique across groups, safe as a file name."""
-        return f"{self.group}.{self.id}".replace(":", "_")
-
-    def params(self) -> dict[str, Any]:
-        """Plain parameters, as the results JSON and pytest-benchmark's --group-by=param:NAME see them."""
-        params = asdict(self)
-        params["pass"] = params.pop("pass_")
-        return params
 
 
 @dataclass

@@ -31,7 +31,7 @@ from model.kernel_choice import default_chooser
 from model.layers import TORCH_PARAMETER_NAMES, EncoderLayer
 
 if TYPE_CHECKING:
-    from bench.grid import Cell, Shape
+    from bench.cell import Cell, Shape
 
 # Groups whose impl may also be a user implementation, named `module.path:factory`.
 USER_IMPL_GROUPS = ("attention", "layer")

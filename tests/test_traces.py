@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.breakdown import traced_breakdown
 from analysis.fits import crossover_length
 from analysis.load import load_runs
-from analysis.traces import LayerShape, find_traces, op_categories, parse, read_trace, trace_breakdown
+from analysis.traces import LayerShape, find_traces, op_categories, parse, read_trace, trace_breakdown, traced_breakdown
 
 FIXTURES = Path(__file__).parent / "fixtures"
 H100 = FIXTURES / "h100" / "traces"

@@ -1,0 +1,56 @@
+"""A grid cell and a model shape: the two values every part of bench passes around."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    batch: int
+    d_model: int
+    d_ff: int
+    model_layers: int
+    model_vocab: int
+
+
+@dataclass(frozen=True)
+class Cell:
+    group: str
+    device: str
+    dtype: str
+    shape: str = "small"
+    seq_len: int = 0
+    heads: int = 0
+    impl: str = ""
+    pass_: str = ""
+    dropout: float = 0.0
+    pos_encoding: str = "none"
+    compile: str = "eager"
+
+    @property
+    def id(self) -> str:
+        """Unique in a grid, the same in every run of it: compare matches cells by it."""
+        if self.group == "calibration":
+            return f"{self.device}-{self.dtype}"
+        parts = [self.device, self.dtype, self.shape, f"n{self.seq_len}", f"h{self.heads}", self.impl, self.pass_]
+        if self.pass_ == "train" and self.group != "attention":
+            parts.append(f"p{self.dropout:g}")
+        if self.pos_encoding != "none":
+            parts.append(self.pos_encoding)
+        if self.compile != "eager":
+            parts.append(self.compile)
+        return "-".join(parts)
+
+    @property
+    def trace_name(self) -> str:
+        """Folder of this cell's profiler trace: unique across groups, safe as a file name."""
+        return f"{self.group}.{self.id}".replace(":", "_")
+
+    def params(self) -> dict[str, Any]:
+        """Plain parameters, as the results JSON and pytest-benchmark's --group-by=param:NAME see them."""
+        params = asdict(self)
+        params["pass"] = params.pop("pass_")
+        return params
