@@ -16,11 +16,14 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 
+# Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
+# empty for their cells); any other difference of fields is refused.
+LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user"})
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
 # Measured once per cell (in the first pass) and the same in every pass.
 PER_PASS = ("repeat", "device_samples_s", "host_samples_s", "host_median_s", "device_median_s", "host_over_device",
-            "host_bound", "rounds", "first_call_s", "compile_s", "flops_per_s", "mfu", "tokens_per_s",
-            "device_time_method", "device_time_note", "graph_breaks", "graph_break_reasons",
+            "host_bound", "host_bound_threshold", "rounds", "first_call_s", "compile_s", "flops_per_s", "mfu",
+            "tokens_per_s", "device_time_method", "device_time_note", "graph_breaks", "graph_break_reasons",
             "inductor_cache_hits")  # fmt: skip
 
 
@@ -68,7 +71,8 @@ def _pooled(group: list[dict]) -> dict:
                device_time_method=passes[0].get("device_time_method"),
                device_time_note=passes[0].get("device_time_note"))  # fmt: skip
     if row["group"] != "calibration":
-        row["host_bound"] = host_median > 1.5 * float(median)
+        # the threshold the run recorded (bench/cell_runner.py's HOST_BOUND); runs before it used 1.5
+        row["host_bound"] = host_median > passes[0].get("host_bound_threshold", 1.5) * float(median)
         flops = row["flops_analytic"] if row.get("flops_analytic") is not None else row["flops_counted"]
         peak = row.get("peak_flops_per_s")
         tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
@@ -115,7 +119,7 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
     frames, not_runs, machines, schema = [], [], {}, None
     for path in paths:
         frame, not_run, facts = load_run(Path(path))
-        columns = frozenset(frame.columns)
+        columns = frozenset(frame.columns) - LATER_FIELDS
         if schema is not None and frame.size and columns != schema[1]:
             diff = sorted(columns ^ schema[1])
             raise AnalysisError(

@@ -124,6 +124,7 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None
     return facts, {**compiled, "host_samples_s": host, "device_samples_s": dev.samples_s,
             "host_median_s": host_median, "device_median_s": device_median,
             "host_over_device": host_median / device_median, "host_bound": host_median > HOST_BOUND * device_median,
+            "host_bound_threshold": HOST_BOUND,
             "device_time_method": dev.method, "device_time_note": dev.note, "first_call_s": first_call_s,
             "compile_s": capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None),
             "rounds": rounds, "tokens": workload.tokens}  # fmt: skip

@@ -143,3 +143,23 @@ def test_a_noise_floor_from_another_machine_is_warned(floor_kind, warned):
         assert "another machine" in warnings[0] and "cpu_flags" in warnings[0]
     legacy = noise_floor_warnings({"run_sd": 0.05, "machine": "AMD EPYC (2 cores)"}, facts_of(KINDS[1]))
     assert "no machine fingerprint" in legacy[0]
+
+
+def test_runs_from_before_the_new_fields_mix_with_newer_ones(tmp_path):
+    import shutil
+
+    from analysis.errors import AnalysisError
+    from analysis.load import load_runs
+
+    legacy = Path(__file__).parent / "fixtures" / "quick-cpu"
+    for name, extra in (("newer", {"auto_source": "table", "user": False, "baseline": False}), ("odd", {"x": 1})):
+        shutil.copytree(legacy, tmp_path / name)
+        path = tmp_path / name / "benchmarks.json"
+        data = json.loads(path.read_text())
+        for bench in data["benchmarks"]:
+            bench["extra_info"].update(extra)
+        path.write_text(json.dumps(data))
+    cells, _, _ = load_runs([legacy / "benchmarks.json", tmp_path / "newer" / "benchmarks.json"])
+    assert cells["auto_source"].notna().sum() == len(cells) // 2  # the older run's cells: empty, not refused
+    with pytest.raises(AnalysisError, match="different schemas"):
+        load_runs([legacy / "benchmarks.json", tmp_path / "odd" / "benchmarks.json"])
