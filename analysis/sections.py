@@ -12,6 +12,7 @@ from analysis.datasheet import datasheet_flops
 from analysis.fits import memory_model_error
 from analysis.markdown import md
 from analysis.stats import pass_log_medians
+from model.machine import NATIVE_NEEDS, native_dtypes
 
 if TYPE_CHECKING:
     from analysis.context import ReportContext
@@ -36,12 +37,11 @@ def reduced_precision_line(facts: dict, cells: pd.DataFrame) -> str:
     """Whether bf16 and fp16 matmuls run in hardware on this CPU, and, where the run calibrated them, how fast
     its matmul ran against float32's: an emulated dtype's cells measure the emulation."""
     flags = facts.get("cpu_flags") or []
-    native = facts.get("cpu_native_dtypes") or {"bfloat16": any(f in flags for f in ("avx512_bf16", "amx_bf16")),
-                                                "float16": any(f in flags for f in ("avx512_fp16", "amx_fp16"))}
+    native = facts.get("cpu_native_dtypes") or native_dtypes(flags)  # runs before the field: from the flags
     calibration = cells[(cells["group"] == "calibration") & (cells["device"] == "cpu")]
     rate = calibration.groupby("dtype")["flops_per_s"].median() if "flops_per_s" in calibration else pd.Series()
     parts = []
-    for dtype, needs in (("bfloat16", "avx512_bf16/amx"), ("float16", "avx512_fp16/amx_fp16")):
+    for dtype, needs in NATIVE_NEEDS.items():
         word = f"{dtype} native" if native.get(dtype) else f"{dtype} emulated: no {needs}"
         if dtype in rate and "float32" in rate:
             word += f" (matmul {rate[dtype] / 1e9:.0f} GFLOP/s, {rate[dtype] / rate['float32']:.2f}x float32's)"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.grid import GridError
-from bench.run_folder import other_machine
+from bench.run_folder import refused
 from bench.sharding import parse_shard
 from model.machine import machine_facts, machine_slug
 
@@ -49,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except GridError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    refusal = other_machine(run_dir, machine_facts())
-    if refusal:
-        print(f"error: {refusal}", file=sys.stderr)
+    if refused(run_dir, machine_facts()):
         return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     partial_json, partial_traces = run_dir / "benchmarks.partial.json", run_dir / "traces.partial"

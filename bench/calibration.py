@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 import torch
@@ -24,9 +23,7 @@ def calibration_size(device: str, dtype_name: str = "float32") -> int:
         return CALIBRATION_SIZE["cuda"]
     a = torch.randn(256, 256).to(getattr(torch, dtype_name))
     a @ a
-    start = time.perf_counter()
-    a @ a
-    rate = 2 * 256**3 / max(time.perf_counter() - start, 1e-9)
+    rate = 2 * 256**3 / max(time_once(lambda: a @ a, lambda: None), 1e-9)
     return next((size for size in CPU_SIZES if 2 * size**3 / rate <= MAX_MATMUL_S), CPU_SIZES[-1])
 
 

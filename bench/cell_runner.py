@@ -18,7 +18,7 @@ from bench.benchmark_adapter import record_samples
 from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
-from bench.implementations import ImplementationError, builtin, is_user
+from bench.implementations import ImplementationError, auto_lookup, builtin, is_user
 from bench.memory import cuda_peak_bytes
 from bench.observe import observe
 from bench.profiling import capture_trace
@@ -31,7 +31,6 @@ from bench.timing import (
     time_once,
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
-from model.kernel_choice import default_chooser
 from model.kernels import attention_family
 
 HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
@@ -76,8 +75,7 @@ def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
         return {}
     workload.eager_step()
     sync()
-    kernel, source = default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
-                                              cell.pass_ == "train")  # fmt: skip
+    kernel, source = auto_lookup(cell)
     return {"auto_kernel": kernel, "auto_source": source}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bench.run_folder import other_machine
+from bench.run_folder import refused
 from model import cost
 from model.files import atomic_write_text
 from model.machine import machine_facts, machine_slug
@@ -183,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = args.results / (args.name or f"ddp-{machine_slug(args.device)}")
     facts = machine_facts()  # at the start: the code that runs is the code checked out now
-    refusal = other_machine(run_dir, facts)
-    if refusal:
-        print(f"error: {refusal}", file=sys.stderr)
+    if refused(run_dir, facts):
         return 2
     staging = Path(tempfile.mkdtemp(prefix="attnbench-ddp-"))
     base = {**SHAPE, "device": args.device, "seq_len": args.seq_len, "global_batch": args.global_batch,

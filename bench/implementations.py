@@ -61,11 +61,15 @@ def sdpa_family(cell: Cell) -> str:
     return "efficient" if cell.dtype == "float32" else "cudnn"
 
 
+def auto_lookup(cell: Cell) -> tuple[str, str]:
+    """(kernel, where it comes from: table, cache or fallback) of the auto kernel in this cell, without tuning."""
+    return default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.pass_ == "train")
+
+
 def kernel_family(kernel: str, cell: Cell) -> str:
     """The family a named attention kernel runs in this cell (auto: the choice known before tuning)."""
     if kernel == "auto":
-        kernel, _ = default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
-                                             cell.pass_ == "train")  # fmt: skip
+        kernel, _ = auto_lookup(cell)
     if kernel == "sdpa":
         return sdpa_family(cell)
     return {"naive": "materialised"}.get(kernel, kernel)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.run_folder import other_machine
+from bench.run_folder import refused
 from model.machine import machine_facts, machine_slug
 
 # a1, a2 measure the run-to-run spread; a3, a4 are a second A/A pair that tests it; b changes one thing.
@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("results"))
     args = p.parse_args(argv)
     folder = args.results / f"noise-{machine_slug('cpu')}"
-    refusal = other_machine(folder, machine_facts())
-    if refusal:
-        print(f"error: {refusal}", file=sys.stderr)
+    if refused(folder, machine_facts()):
         return 2
     for name, env in RUNS:
         print(f"attnbench noise floor: run {name} {env or ''}", flush=True)

@@ -9,13 +9,14 @@ projections (a Linear), the explicit softmax (QK^T, softmax, PV) and SDPA's fuse
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.timing import host_latency, rounds_for_budget, time_once
 
 KINDS = ("linear", "explicit", "fused")
 PROBE = {"b": 2, "n": 1024, "d": 256, "h": 4}
@@ -35,13 +36,11 @@ class Pace:
 
 
 def _median_seconds(step: Callable[[], None], budget_s: float) -> float:
-    step()  # warm-up: first-call allocations and kernel selection stay out
-    samples: list[float] = []
-    while len(samples) < PROBE_CALLS and sum(samples) < budget_s:
-        start = time.perf_counter()
-        step()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    """After a warm-up call (first-call allocations and kernel selection stay out), as many timed calls as
+    fit the budget, one to PROBE_CALLS."""
+    no_sync = lambda: None  # noqa: E731 - CPU ops return when done
+    rounds = rounds_for_budget(time_once(step, no_sync), budget_s, 1, PROBE_CALLS)
+    return statistics.median(host_latency(step, no_sync, rounds, warmup=0))
 
 
 def _probes(dtype: torch.dtype, train: bool) -> dict[str, tuple[Callable[[], None], int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from model.machine import identity_differences
@@ -28,3 +29,11 @@ def other_machine(folder: Path, here: dict) -> str | None:
             return (f"{folder} holds a run of another machine ({path.name}: {'; '.join(differences)}); "
                     "this machine's results go in a folder of their own: pass --name NAME, or --results DIR")
     return None
+
+
+def refused(folder: Path, here: dict) -> bool:
+    """Print the one-line refusal to stderr where `folder` holds another machine's run; True: stop (exit 2)."""
+    reason = other_machine(folder, here)
+    if reason:
+        print(f"error: {reason}", file=sys.stderr)
+    return reason is not None

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 from bench.grid import Cell, Grid, GridError
+from bench.implementations import auto_lookup
 from bench.pace import Pace
 from bench.workloads import predicted_family, uses_auto
 from model import cost
-from model.kernel_choice import default_chooser
 from model.kernel_tuning import BUDGET_S as TUNING_BUDGET_S
 from model.kernels import CANDIDATES, EXPLICIT_SOFTMAX
 
@@ -75,8 +75,7 @@ def pass_seconds(cell: Cell, grid: Grid, repeat: int, pace: Pace | None = None) 
 def tuning_seconds(cell: Cell, grid: Grid, pace: Pace | None, step: float) -> float:
     """An auto cell on a machine with no measured choice for it tunes first (model/kernel_tuning.py): one call
     of each candidate on the attention alone, and the timed calls of the ones still in the running."""
-    if not uses_auto(cell) or default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0,
-                                                        cell.pass_ == "train")[1] != "fallback":  # fmt: skip
+    if not uses_auto(cell) or auto_lookup(cell)[1] != "fallback":
         return 0.0
     timed = 2 * TUNING_BUDGET_S
     train, scores = cell.pass_ == "train", forward_flops(cell, grid).attention_scores

@@ -8,9 +8,8 @@ import torch
 from bench.grid import Cell, Shape
 from bench.implementations import is_user
 from bench.workloads import predicted_peak_bytes
-from model.machine import cpu_model_and_flags
+from model.machine import cpu_model_and_flags, native_dtypes
 
-FAST_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
 ROTATING = ("rope",)  # encodings that rotate q and k inside attention: only our layer has the hook
 
 
@@ -24,7 +23,7 @@ def memory_budget(device: str, budget_gb: float | None) -> int:
 
 
 def fast_fp16(flags: list[str]) -> bool:
-    return any(flag in flags for flag in FAST_FP16_FLAGS)
+    return native_dtypes(flags)["float16"]
 
 
 def unsupported(cell: Cell) -> str | None:

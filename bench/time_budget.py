@@ -8,13 +8,12 @@ from collections import defaultdict
 from bench.grid import Cell, Grid
 from bench.pace import Pace
 from bench.sharding import predicted_seconds
-from model.machine import native_dtypes
+from model.machine import NATIVE_NEEDS, native_dtypes
 
 
 def emulation_note(dtype: str, cpu_flags: list[str]) -> str:
     if dtype in ("bfloat16", "float16") and not native_dtypes(cpu_flags)[dtype]:
-        needs = "avx512_bf16/amx" if dtype == "bfloat16" else "avx512_fp16/amx_fp16"
-        return f" ({dtype} emulated here: no {needs})"
+        return f" ({dtype} emulated here: no {NATIVE_NEEDS[dtype]})"
     return ""
 
 

@@ -56,6 +56,8 @@ def cpu_model_and_flags() -> tuple[str, list[str]]:
 KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "amx_fp16")
 NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 NATIVE_FP16 = ("avx512_fp16", "amx_fp16")
+# How a report names what a CPU without native support for the dtype lacks.
+NATIVE_NEEDS = {"bfloat16": "avx512_bf16/amx", "float16": "avx512_fp16/amx_fp16"}
 
 
 def kernel_flags(flags: tuple[str, ...] | list[str]) -> list[str]:
