@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "table":
         out = write_table(args.run_dirs, args.out)
     elif args.command == "positional":
-        from analysis.positional import write_summary
+        from analysis.positional_summary import write_summary
 
         out = write_summary(args.folder)
     elif args.command == "noise":

@@ -20,12 +20,12 @@ import pandas as pd
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label
 from analysis.stats import ratio_interval, with_run_noise
-from model.machine import identity_differences, missing_identity
+from infra.machine import identity_differences, missing_identity
 
 METRICS = ("time", "device_time", "memory", "flops", "mfu")
 EXACT = ("memory", "flops")  # deterministic: any change is real
 DEFAULT_MIN_CHANGE = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
-# Beside the machine's identity (model.machine.IDENTITY): the settings that change what a timing means.
+# Beside the machine's identity (infra.machine.IDENTITY): the settings that change what a timing means.
 FACTS_THAT_MATTER = ("cpu_model", "torch_threads", "torch_version", "cuda_version", "cudnn_version",
                      "numeric_settings")  # fmt: skip
 
@@ -199,6 +199,6 @@ def compare_runs(
                         "between runs; a measured floor (python -m bench.noise_floor) widens them by it")  # fmt: skip
     if (table["interval"].str.startswith("rounds-bootstrap")).any():
         warnings.append("a run has one pass per cell: its intervals are within-run only (a bootstrap over rounds) "
-                        "and miss run-to-run noise; run both with --repeats 3 for a gate you can trust")  # fmt: skip
+                        "and miss run-to-run noise; run both with --passes 3 for a gate you can trust")  # fmt: skip
     ids_base, ids_new = set(base["id"]), set(new["id"])
     return Comparison(table, sorted(ids_base - ids_new), sorted(ids_new - ids_base), warnings, gate(table, fail_on))

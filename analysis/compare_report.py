@@ -11,7 +11,7 @@ import pandas as pd
 from analysis import figures
 from analysis.compare import METRICS, Comparison
 from analysis.markdown import md
-from model.files import atomic_write_text
+from infra.files import atomic_write_text
 
 
 def summary_lines(c: Comparison) -> list[str]:

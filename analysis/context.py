@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.errors import MissingDependency
 from analysis.load import load_runs
-from analysis.positional import load_positional
+from analysis.positional_summary import load_positional
 from analysis.traces import traced_breakdown
 
 

@@ -9,22 +9,19 @@ host latency); `host_median_s` the host latency. The per-pass samples stay in `d
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from infra.record import HOST_BOUND, PER_PASS, derive
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
 LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user"})
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
-# Measured once per cell (in the first pass) and the same in every pass.
-PER_PASS = ("repeat", "device_samples_s", "host_samples_s", "host_median_s", "device_median_s", "host_over_device",
-            "host_bound", "host_bound_threshold", "rounds", "first_call_s", "compile_s", "flops_per_s", "mfu",
-            "tokens_per_s", "device_time_method", "device_time_note", "graph_breaks", "graph_break_reasons",
-            "inductor_cache_hits")  # fmt: skip
 
 
 def read_json(path: Path) -> dict:
@@ -71,16 +68,13 @@ def _pooled(group: list[dict]) -> dict:
                device_time_method=passes[0].get("device_time_method"),
                device_time_note=passes[0].get("device_time_note"))  # fmt: skip
     if row["group"] != "calibration":
-        # the threshold the run recorded (bench/cell_runner.py's HOST_BOUND); runs before it used 1.5
-        row["host_bound"] = host_median > passes[0].get("host_bound_threshold", 1.5) * float(median)
         flops = row["flops_analytic"] if row.get("flops_analytic") is not None else row["flops_counted"]
-        peak = row.get("peak_flops_per_s")
         tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
-        row.update(flops_per_s=flops / median, mfu=flops / median / peak if peak else None,
-                   tokens_per_s=tokens / median,
-                   first_call_s=passes[0].get("first_call_s"), compile_s=passes[0].get("compile_s"),
-                   graph_breaks=passes[0].get("graph_breaks"), inductor_cache_hits=passes[0].get("inductor_cache_hits"),
-                   graph_break_reasons=passes[0].get("graph_break_reasons"))  # fmt: skip
+        # the threshold the run recorded; runs from before it was recorded used today's
+        threshold = passes[0].get("host_bound_threshold", HOST_BOUND)
+        row.update(asdict(derive(flops, float(median), host_median, row.get("peak_flops_per_s"), tokens, threshold)))
+        row.update({k: passes[0].get(k) for k in ("first_call_s", "compile_s", "graph_breaks", "inductor_cache_hits",
+                                                  "graph_break_reasons")})  # fmt: skip
     else:
         row["flops_per_s"] = row["flops_analytic"] / median
     return row

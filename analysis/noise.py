@@ -19,15 +19,15 @@ from analysis.compare_report import summary_lines, write_compare
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label, read_json
 from analysis.stats import run_to_run_sd
-from model.files import atomic_write_text
-from model.machine import fingerprint
+from infra.files import atomic_write_text
+from infra.machine import fingerprint
 
 GATE = {"time": 0.05}
 RUNS = ("a1", "a2", "a3", "a4", "b-threads1")
 
 
 def first_pass_only(run: Path, into: Path) -> Path:
-    """The run as if it had been made with --repeats 1: only each cell's first pass."""
+    """The run as if it had been made with --passes 1: only each cell's first pass."""
     data = read_json(run / "benchmarks.json")
     data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"].get("repeat", 0) == 0]
     into.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from analysis.errors import AnalysisError
 from analysis.fits import describe_exponent, scaling_exponents
 from analysis.load import load_runs, machine_description, machine_label
 from analysis.markdown import md, rel
-from analysis.positional import reverse_attention_maps
+from analysis.positional_summary import reverse_attention_maps
 from analysis.sections import (
     auto_choice_section,
     coverage_section,
@@ -29,7 +29,7 @@ from analysis.sections import (
     timing_section,
 )
 from analysis.verdicts import TARGETS, judge, pair_table, target_sentence
-from model.files import atomic_write_text
+from infra.files import atomic_write_text
 
 
 def scaling_section(ctx: ReportContext) -> list[str]:

@@ -12,7 +12,7 @@ from analysis.datasheet import datasheet_flops
 from analysis.fits import memory_model_error
 from analysis.markdown import md
 from analysis.stats import pass_log_medians
-from model.machine import NATIVE_NEEDS, native_dtypes
+from infra.machine import NATIVE_NEEDS, native_dtypes
 
 if TYPE_CHECKING:
     from analysis.context import ReportContext
@@ -93,14 +93,16 @@ def timing_section(ctx: ReportContext) -> list[str]:
              "the device time (the device's own work). Medians, ratios, fits, MFU and figures use the device time.", ""]
     lines += [f"- {count} cells: {explain.get(method, method)}." for method, count in methods.items()]
     bound = grid[grid["host_bound"].astype(bool)]
+    threshold = f'{grid["host_bound_threshold"].max():g}x'  # as the run recorded it
     if "cuda" not in set(grid["device"]):
         lines += ["", "No cell here can be host-bound: on the CPU the device's time and the host's are the same."]
     elif bound.empty:
-        lines += ["", "No cell is host-bound (host latency above 1.5x the device time)."]
+        lines += ["", f"No cell is host-bound (host latency above {threshold} the device time)."]
     else:
         worst = bound.nlargest(5, "host_over_device")[["id", "group", "host_median_s", "median_s", "host_over_device"]]
-        lines += ["", f"{len(bound)} of {len(grid)} cells are host-bound: their host latency is more than 1.5x their "
-                  "device time, so Python dispatch and kernel launches, not the GPU, set what a user's loop sees. "
+        lines += ["", f"{len(bound)} of {len(grid)} cells are host-bound: their host latency is more than {threshold} "
+                  "their device time, so Python dispatch and kernel launches, not the GPU, set what a user's loop "
+                  "sees. "
                   "Comparing implementations by host latency there would compare their Python overheads; by device "
                   "time it compares their kernels. The largest gaps:", "", md(worst, ".4g")]  # fmt: skip
     return lines + [""]
@@ -149,7 +151,7 @@ def kernels_section(ctx: ReportContext) -> list[str]:
     return lines + [""]
 
 
-AUTO_SOURCES = {"table": "the committed table (`model/kernel_table.json`), measured on a machine with this one's "
+AUTO_SOURCES = {"table": "the committed table (`results/kernel_table.json`), measured on a machine with this one's "
                           "fingerprint", "cache": "this machine's cache, tuned on first use",
                 "fallback": "the fallback: nothing measured and no tuning, so SDPA's dispatcher chose"}  # fmt: skip
 
@@ -231,7 +233,7 @@ def noise_section(ctx: ReportContext) -> list[str]:
     repeated = grid[grid["passes"] >= 2]
     if repeated.empty:
         return lines + ["", "This run has one pass per cell, so its intervals (bootstrap over rounds) see only "
-                        "within-run noise; run with --repeats 3 for intervals that include run-to-run noise.", ""]
+                        "within-run noise; run with --passes 3 for intervals that include run-to-run noise.", ""]
     cv = repeated["device_passes_s"].map(lambda p: float(np.std(pass_log_medians(p), ddof=1)))
     noisy = repeated.assign(between_pass_cv=cv).nlargest(5, "between_pass_cv")
     noisy = noisy[["id", "passes", "median_s", "between_pass_cv"]]

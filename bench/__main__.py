@@ -1,7 +1,7 @@
 """Run a grid into results/<device>-<machine>/ and write its report.
 
-    python -m bench --device cpu --grid default      # what `tox -e cpu` runs
-    python -m bench --device cuda --grid cuda --shard 2/4   # one of 4 shards, into its own folder
+    python -m bench --device cpu --profile default      # what `tox -e cpu` runs
+    python -m bench --device cuda --profile cuda --shard 2/4   # one of 4 shards, into its own folder
 
 The JSON and traces are written beside the old ones and swapped in only when pytest finishes, so an
 interrupted run never leaves a half-written results folder. Extra arguments go to pytest.
@@ -21,7 +21,8 @@ import pytest
 from bench.grid import GridError
 from bench.run_folder import refused
 from bench.sharding import parse_shard
-from model.machine import machine_facts, machine_slug
+from infra.cli import add_renamed
+from infra.machine import machine_facts, machine_slug
 
 BENCH_DIR = Path(__file__).parent
 
@@ -36,8 +37,10 @@ def run_folder_name(device: str, shard: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--grid", default="default")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved passes (default: the profile's)")
+    add_renamed(p.add_argument, "--profile", "--grid", default="default",
+                help="grid profile from bench/grids.toml (quick, default, full, cuda, check)")
+    add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=None,
+                help="interleaved passes (default: the profile's)")
     p.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N cost-balanced shards")
     p.add_argument("--results", type=Path, default=Path("results"), help="parent folder of the run folder")
     p.add_argument("--name", default=None, help="run folder name (default: DEVICE-MACHINE[-shardKofN])")
@@ -54,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     partial_json, partial_traces = run_dir / "benchmarks.partial.json", run_dir / "traces.partial"
     shutil.rmtree(partial_traces, ignore_errors=True)
-    command = [str(BENCH_DIR), f"--grid={args.grid}", f"--device={args.device}", f"--benchmark-json={partial_json}",
-               "-p", "no:cacheprovider", "-rsf", *pytest_args]  # fmt: skip
-    command += [f"--repeats={args.repeats}"] if args.repeats is not None else []
+    command = [str(BENCH_DIR), f"--profile={args.profile}", f"--device={args.device}",
+               f"--benchmark-json={partial_json}", "-p", "no:cacheprovider", "-rsf", *pytest_args]  # fmt: skip
+    command += [f"--passes={args.passes}"] if args.passes is not None else []
     command += [f"--shard={args.shard}"] if args.shard else []
     if not args.no_traces:
-        command.append(f"--profile-dir={partial_traces}")
-    print(f"attnbench: grid {args.grid!r} on {args.device} -> {run_dir}", flush=True)
+        command.append(f"--trace-dir={partial_traces}")
+    print(f"attnbench: profile {args.profile!r} on {args.device} -> {run_dir}", flush=True)
     code = pytest.main(command)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
         print(f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",

@@ -1,6 +1,6 @@
 """Measure which attention kernel is fastest here, and write the `auto` kernel's table.
 
-    python -m bench.autotune --device cpu        # regenerates this machine's entry in model/kernel_table.json
+    python -m bench.autotune --device cpu        # regenerates this machine's entry in results/kernel_table.json
 
 For each dtype, length, pass (eval, train) and dropout, every kernel that can run (naive, and SDPA's
 backends forced one at a time) is timed on the grid's small shape in interleaved passes; the fastest
@@ -21,13 +21,14 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.grid import load_grid
+from bench.kernel_table import TABLE_FILE
 from bench.observe import observe
 from bench.timing import device_synchronizer, device_time, host_latency, rounds_for_budget, time_once
+from infra.files import atomic_write_text
+from infra.machine import machine_facts, machine_slug
 from model.attention import MultiHeadAttention
-from model.files import atomic_write_text
-from model.kernel_choice import TABLE_FILE, Choice, entry_applies, read_table, tuning_facts
+from model.kernel_choice import Choice, entry_applies, read_table, tuning_facts
 from model.kernels import CANDIDATES
-from model.machine import machine_facts, machine_slug
 
 LENGTHS = {"cpu": (128, 256, 512, 1024, 2048), "cuda": (512, 1024, 2048, 4096, 8192)}
 

@@ -31,9 +31,8 @@ from bench.timing import (
     time_once,
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
+from infra.record import PassTiming, as_record, derive
 from model.kernels import attention_family
-
-HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -96,7 +95,7 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
             "inductor_cache_hits": counters["inductor"]["fxgraph_cache_hit"]}  # fmt: skip
 
 
-def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None) -> tuple[dict, dict]:
+def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) -> tuple[dict, dict]:
     """The cell's facts (measured now, or `facts` from its first pass) and this pass's timing."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing
@@ -115,17 +114,15 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, profile_dir: Path | None
     rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
     host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
-    if profile_dir is not None:
-        capture_trace(workload.step, sync, profile_dir, cell.trace_name, device)
+    if trace_dir is not None:
+        capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
     host_median, device_median = statistics.median(host), statistics.median(dev.samples_s)
-    first_call_s = compiled.get("first_call_s")
-    return facts, {**compiled, "host_samples_s": host, "device_samples_s": dev.samples_s,
-            "host_median_s": host_median, "device_median_s": device_median,
-            "host_over_device": host_median / device_median, "host_bound": host_median > HOST_BOUND * device_median,
-            "host_bound_threshold": HOST_BOUND,
-            "device_time_method": dev.method, "device_time_note": dev.note, "first_call_s": first_call_s,
-            "compile_s": capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None),
-            "rounds": rounds, "tokens": workload.tokens}  # fmt: skip
+    first_call_s = compiled.pop("first_call_s", None)
+    compile_s = capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None)
+    timing = dict(device_samples_s=dev.samples_s, host_samples_s=host, host_median_s=host_median,
+                  device_median_s=device_median, device_time_method=dev.method, device_time_note=dev.note,
+                  rounds=rounds, first_call_s=first_call_s, compile_s=compile_s, **compiled)  # fmt: skip
+    return facts, {"timing": timing, "tokens": workload.tokens}
 
 
 @dataclass(frozen=True)
@@ -135,51 +132,50 @@ class Ended:
     outcome: str  # "failed" or "skipped"
     reason: str
 
-    def repeat(self) -> None:
+    def again(self) -> None:
         pytest.skip(self.reason) if self.outcome == "skipped" else pytest.fail(self.reason, pytrace=False)
 
 
-def run_cell(benchmark, cell: Cell, grid: Grid, repeat: int = 0, profile_dir: Path | None = None,
+def run_cell(benchmark, cell: Cell, grid: Grid, pass_index: int = 0, trace_dir: Path | None = None,
              first_pass: dict[str, dict | Ended] | None = None) -> None:  # fmt: skip
     """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
     pass found: its facts, or how it Ended (failed or skipped, with the reason)."""
     first_pass = {} if first_pass is None else first_pass
     benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
-    benchmark.params = {**cell.params(), "repeat": repeat}  # plain values: JSON and --group-by=param:NAME
+    benchmark.params = {**cell.params(), "repeat": pass_index}  # plain values: JSON and --group-by=param:NAME
     earlier = first_pass.get(cell.id)
     if isinstance(earlier, Ended):
-        earlier.repeat()
+        earlier.again()
     try:
-        facts, result = measure(cell, grid, earlier, profile_dir)
+        facts, result = measure(cell, grid, earlier, trace_dir)
     except ImplementationError as err:
         first_pass[cell.id] = Ended("failed", str(err))
-        first_pass[cell.id].repeat()
+        first_pass[cell.id].again()
     except Exception as err:
         if is_out_of_memory(err):
             if cell.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             first_pass[cell.id] = Ended("skipped", f"oom: {str(err).splitlines()[0][:200]}")
-            first_pass[cell.id].repeat()
+            first_pass[cell.id].again()
         if is_user(cell.impl):  # a user implementation's own error: one line naming it, the grid goes on
             first_pass[cell.id] = Ended("failed", f"{cell.impl} raised {_one_line(err)}")
-            first_pass[cell.id].repeat()
+            first_pass[cell.id].again()
         raise
     first_pass.setdefault(cell.id, facts)
     if benchmark.disabled:
         return
-    record_samples(benchmark, result["device_samples_s"], result["device_time_method"])
-    device_s = result["device_median_s"]
+    timing = PassTiming(repeat=pass_index, **result["timing"])
+    record_samples(benchmark, timing.device_samples_s, timing.device_time_method)
     shape = grid.shapes[cell.shape]
     flops = facts["flops_analytic"] if facts["flops_analytic"] is not None else facts["flops_counted"]
     peak = peak_matmul_flops(cell.device, cell.dtype)
     entry = builtin(cell.group, cell.impl)
-    benchmark.extra_info.update({
-        **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
-        "trace_name": cell.trace_name if profile_dir is not None else None,
-        "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
-        # from the registry, so analysis never parses names for them
-        "user": is_user(cell.impl), "baseline": bool(entry and entry.baseline),
-        **facts, **{k: v for k, v in result.items() if k != "tokens"},
-        "flops_per_s": flops / device_s, "peak_flops_per_s": peak, "mfu": flops / device_s / peak,
-        "tokens_per_s": result["tokens"] / device_s,
-    })  # fmt: skip
+    derived = derive(flops, timing.device_median_s, timing.host_median_s, peak, result["tokens"])
+    benchmark.extra_info.update(as_record(
+        {**cell.params(), "repeats": grid.passes, "id": cell.id,
+         "trace_name": cell.trace_name if trace_dir is not None else None,
+         "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
+         # from the registry, so analysis never parses names for them
+         "user": is_user(cell.impl), "baseline": bool(entry and entry.baseline),
+         **facts, "peak_flops_per_s": peak},
+        timing, derived))  # fmt: skip

@@ -17,7 +17,8 @@ from bench.progress import Progress
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
 from bench.skips import fast_fp16, memory_budget, skip_reason
 from bench.time_budget import leave_out
-from model.machine import machine_facts
+from infra.cli import add_renamed
+from infra.machine import machine_facts
 
 
 @dataclass
@@ -43,24 +44,27 @@ DEFAULT_PROFILE_MATCH = r"^layer:(cpu-float32|cuda-bfloat16)-small-.*-h4-(ours|t
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("attnbench")
-    g.addoption("--grid", default="default", help="grid profile from bench/grids.toml (quick, default, full, cuda)")
+    add_renamed(g.addoption, "--profile", "--grid", default="default",
+                help="grid profile from bench/grids.toml (quick, default, full, cuda)")
     g.addoption("--device", default="all", help="run only this device's cells: cpu, cuda or all")
     g.addoption("--set", action="append", default=[], metavar="[GROUP.]AXIS=V1,V2", help="override a grid axis")
-    g.addoption("--repeats", type=int, default=None,
-                help="interleaved passes over the grid (default: the profile's, 3 for default and cuda)")  # fmt: skip
+    add_renamed(g.addoption, "--passes", "--repeats", type=int, default=None,
+                help="interleaved passes over the grid (default: the profile's, 3 for default and cuda)")
     g.addoption("--shard", default=None, metavar="K/N", help="run the K-th of N cost-balanced shards of the grid")
     g.addoption("--mem-budget-gb", type=float, default=None,
                 help="skip cells predicted to need more (default: 80%% of available memory)")  # fmt: skip
     g.addoption("--allow-slow-fp16", action="store_true", help="run float16 on a CPU without fast fp16 kernels")
-    g.addoption("--profile-dir", type=Path, default=None, help="write torch.profiler traces of selected cells here")
-    g.addoption("--profile-match", default=DEFAULT_PROFILE_MATCH, help="regex over GROUP:CELL_ID of cells to trace")
+    add_renamed(g.addoption, "--trace-dir", "--profile-dir", type=Path, default=None,
+                help="write torch.profiler traces of selected cells here")
+    add_renamed(g.addoption, "--trace-match", "--profile-match", default=DEFAULT_PROFILE_MATCH,
+                help="regex over GROUP:CELL_ID of cells to trace")
     g.addoption("--time-budget-min", type=float, default=None,
                 help="leave out the costliest lengths per device and dtype until the run's cells are predicted to "
                      "fit this many minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config.option, "grid"):
+    if not hasattr(config.option, "profile"):
         return
     device = config.getoption("device")
     if device not in (*DEVICES, "all"):
@@ -72,9 +76,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if minutes is not None and minutes < 0:
         raise pytest.UsageError(f"--time-budget-min {minutes:g} is not accepted; give minutes, or 0 for no budget")
     try:
-        grid = load_grid(config.getoption("grid"), config.getoption("set"), config.getoption("repeats"))
+        grid = load_grid(config.getoption("profile"), config.getoption("set"), config.getoption("passes"))
         shard = parse_shard(config.getoption("shard")) if config.getoption("shard") else None
-        re.compile(config.getoption("profile_match"))
+        re.compile(config.getoption("trace_match"))
     except (GridError, re.error) as err:
         raise pytest.UsageError(str(err)) from None
     owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
@@ -124,10 +128,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         reason = skip_or_leave_out(config, run, cell)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
-        for r in range(grid.repeats):
-            test_id = cell.id if grid.repeats == 1 else f"{cell.id}-r{r}"
+        for r in range(grid.passes):
+            test_id = cell.id if grid.passes == 1 else f"{cell.id}-r{r}"
             params.append(pytest.param(cell, r, id=test_id, marks=marks))
-    metafunc.parametrize(("cell", "repeat"), params)
+    metafunc.parametrize(("cell", "pass_index"), params)
 
 
 def cell_of(item: pytest.Item) -> Cell | None:
@@ -143,7 +147,7 @@ def pass_order(item: pytest.Item) -> tuple[int, int]:
     cell = cell_of(item)
     if cell is None:
         return (0, 0)
-    return (int(cell.compile != "eager"), item.callspec.params["repeat"])
+    return (int(cell.compile != "eager"), item.callspec.params["pass_index"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -156,13 +160,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         cell = cell_of(item)
         if cell is not None and not item.get_closest_marker("skip"):
-            predicted[item.nodeid] = pass_seconds(cell, grid, item.callspec.params["repeat"], pace)
+            predicted[item.nodeid] = pass_seconds(cell, grid, item.callspec.params["pass_index"], pace)
     config.pluginmanager.register(Progress(config, predicted), "attnbench-progress")
     run.predicted_s = sum(predicted.values())
     cells = {item.callspec.params["cell"].trace_name for item in items if item.nodeid in predicted}
     left, budget = len(run.left_out), run.time_budget_min
     note = f"; {left} cells left out to fit the {budget:g}-minute budget (reasons with the skips)" if left else ""
-    line = (f"attnbench: {len(cells)} cells x {grid.repeats} passes, about "
+    line = (f"attnbench: {len(cells)} cells x {grid.passes} passes, about "
             f"{sum(predicted.values()) / 60:.1f} min by the cost model"
             + (" at this CPU's measured pace" if pace else "") + note)  # fmt: skip
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -180,11 +184,11 @@ class NotRunRecorder:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             if cell_of(item) is not None:
-                self.cells[item.nodeid] = (cell_of(item), item.callspec.params["repeat"])
+                self.cells[item.nodeid] = (cell_of(item), item.callspec.params["pass_index"])
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        cell, repeat = self.cells.get(report.nodeid, (None, 0))
-        if cell is None or repeat > 0 or not (report.skipped or (report.failed and report.when == "call")):
+        cell, pass_index = self.cells.get(report.nodeid, (None, 0))
+        if cell is None or pass_index > 0 or not (report.skipped or (report.failed and report.when == "call")):
             return  # one record per cell: later passes end as the first did
         if report.skipped:
             reason = report.longrepr[2].removeprefix("Skipped: ")
@@ -211,9 +215,10 @@ def first_pass(request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.fixture
-def profile_dir(request: pytest.FixtureRequest, cell: Cell, repeat: int) -> Path | None:
-    out = request.config.getoption("profile_dir")
-    if out is None or repeat > 0 or not re.search(request.config.getoption("profile_match"), f"{cell.group}:{cell.id}"):
+def trace_dir(request: pytest.FixtureRequest, cell: Cell, pass_index: int) -> Path | None:
+    out = request.config.getoption("trace_dir")
+    selected = re.search(request.config.getoption("trace_match"), f"{cell.group}:{cell.id}")
+    if out is None or pass_index > 0 or not selected:
         return None
     return out
 
@@ -226,7 +231,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "grid_profile": grid.profile,
         "grid": grid.describe(),
         "grid_overrides": config.getoption("set"),
-        "repeats": grid.repeats,
+        "repeats": grid.passes,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "flop_formulas_added": list(ADDED_FORMULAS),
         # what the run was predicted to take at this CPU's measured pace, and what it took

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
+from bench.kernel_table import with_table
+from infra.files import atomic_write_text
 from model import Encoder, EncoderConfig
-from model.files import atomic_write_text
 
 FAULT_ENV = "ATTNBENCH_DDP_FAULT"  # for the fault-handling tests: "raise:RANK", "hang:RANK" or "skew:RANK"
 
@@ -47,7 +48,7 @@ def build(config: dict, device: torch.device) -> Encoder:
     encoder = EncoderConfig(d_model=config["d_model"], n_heads=config["heads"], d_ff=config["d_ff"],
                             n_layers=config["layers"], max_len=config["seq_len"], vocab_size=config["vocab"],
                             output_size=config["vocab"])  # fmt: skip
-    return Encoder(encoder).to(device)
+    return with_table(Encoder(encoder)).to(device)
 
 
 def global_batch(config: dict, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

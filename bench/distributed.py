@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 
 from bench.run_folder import refused
+from infra.cli import add_renamed
+from infra.files import atomic_write_text
+from infra.machine import machine_facts, machine_slug
 from model import cost
-from model.files import atomic_write_text
-from model.machine import machine_facts, machine_slug
 
 SHAPE = {"d_model": 256, "heads": 4, "d_ff": 1024, "layers": 2, "vocab": 256}  # the grid's small shape
 
@@ -107,7 +108,7 @@ def cell_id(config: dict, world: int) -> str:
             f"-w{world}-{config['scaling']}")  # fmt: skip
 
 
-def benchmark_entry(result: dict, repeat: int, repeats: int) -> dict:
+def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
     """One launch as a pytest-benchmark entry; every rank's numbers kept, the step as long as its slowest rank."""
     config, world, ranks = result["config"], result["world"], result["ranks"]
     steps = [max(rounds) for rounds in zip(*(r["step_samples_s"] for r in ranks))]
@@ -119,8 +120,8 @@ def benchmark_entry(result: dict, repeat: int, repeats: int) -> dict:
     extra = {
         "group": "ddp", "device": config["device"], "dtype": "float32", "shape": "small", "seq_len": n,
         "heads": SHAPE["heads"], "impl": config["strategy"], "pass": "train", "dropout": 0.0, "pos_encoding": "none",
-        "compile": "eager", "world": world, "scaling": config["scaling"], "repeat": repeat, "repeats": repeats,
-        "id": identifier, "trace_name": f"ddp.{identifier}-r{repeat}", "batch": local, "d_model": d, "d_ff": f,
+        "compile": "eager", "world": world, "scaling": config["scaling"], "repeat": pass_index, "repeats": passes,
+        "id": identifier, "trace_name": f"ddp.{identifier}-r{pass_index}", "batch": local, "d_model": d, "d_ff": f,
         "global_batch": local * world, "device_samples_s": steps, "host_samples_s": steps,
         "device_time_method": "cpu_clock" if config["device"] == "cpu" else "cuda_sync",
         "rank_samples_s": [r["step_samples_s"] for r in ranks],
@@ -129,7 +130,7 @@ def benchmark_entry(result: dict, repeat: int, repeats: int) -> dict:
         "flops_analytic": flops * world, "flops_counted": None, "threads_per_rank": config["threads_per_rank"],
     }  # fmt: skip
     stats = {"median": statistics.median(steps), "min": min(steps), "max": max(steps), "rounds": len(steps)}
-    return {"group": f"ddp {config['scaling']}", "name": f"ddp[{identifier}-r{repeat}]", "fullname": identifier,
+    return {"group": f"ddp {config['scaling']}", "name": f"ddp[{identifier}-r{pass_index}]", "fullname": identifier,
             "params": {k: extra[k] for k in ("world", "scaling", "impl", "seq_len", "repeat")}, "stats": stats,
             "extra_info": extra}  # fmt: skip
 
@@ -145,7 +146,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--global-batch", type=int, default=4, help="strong scaling: examples per step over all ranks")
     p.add_argument("--batch-per-rank", type=int, default=2, help="weak scaling: examples per step on each rank")
     p.add_argument("--rounds", type=int, default=10, help="timed steps per launch")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved passes (separate launches)")
+    add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=3,
+                help="interleaved passes (separate launches)")
     p.add_argument("--threads-per-rank", type=int, default=1)
     p.add_argument("--timeout-s", type=float, default=180.0, help="per launch: a rank that hangs ends the run")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -170,8 +172,8 @@ def check_args(args: argparse.Namespace) -> None:
     for w in args.nproc_per_node:
         if "strong" in args.scaling and args.global_batch % w:
             raise LaunchError(f"--global-batch {args.global_batch} does not split evenly over {w} ranks")
-    if min(args.seq_len, args.rounds, args.repeats, args.batch_per_rank, args.threads_per_rank) < 1:
-        raise LaunchError("--seq-len, --rounds, --repeats, --batch-per-rank and --threads-per-rank must be positive")
+    if min(args.seq_len, args.rounds, args.passes, args.batch_per_rank, args.threads_per_rank) < 1:
+        raise LaunchError("--seq-len, --rounds, --passes, --batch-per-rank and --threads-per-rank must be positive")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,23 +191,24 @@ def main(argv: list[str] | None = None) -> int:
     base = {**SHAPE, "device": args.device, "seq_len": args.seq_len, "global_batch": args.global_batch,
             "batch_per_rank": args.batch_per_rank, "warmup": 2, "rounds": args.rounds, "tolerance": 1e-4,
             "threads_per_rank": args.threads_per_rank, "collective_timeout_s": args.timeout_s}  # fmt: skip
-    plan = [(r, w, s, k) for r in range(args.repeats) for w in args.nproc_per_node for s in args.scaling
+    plan = [(r, w, s, k) for r in range(args.passes) for w in args.nproc_per_node for s in args.scaling
             for k in args.strategy]  # fmt: skip
     entries = []
     try:
-        for i, (repeat, world, scaling, strategy) in enumerate(plan, 1):
+        for i, (pass_index, world, scaling, strategy) in enumerate(plan, 1):
             config = {**base, "scaling": scaling, "strategy": strategy}
-            print(f"[{i}/{len(plan)}] pass {repeat + 1}: {strategy}, {scaling} scaling, world size {world}", flush=True)
-            out = staging / f"{cell_id(config, world)}-r{repeat}"
-            entries.append(benchmark_entry(launch(config, world, out, args.timeout_s), repeat, args.repeats))
+            print(f"[{i}/{len(plan)}] pass {pass_index + 1}: {strategy}, {scaling} scaling, world size {world}",
+                  flush=True)
+            out = staging / f"{cell_id(config, world)}-r{pass_index}"
+            entries.append(benchmark_entry(launch(config, world, out, args.timeout_s), pass_index, args.passes))
             shutil.copytree(out / "traces", staging / "traces" / entries[-1]["extra_info"]["trace_name"])
     except LaunchError as err:
         print(f"error: {err}; nothing was written to {run_dir}", file=sys.stderr)
         shutil.rmtree(staging, ignore_errors=True)
         return 1
     plan_facts = vars(args) | {"results": str(args.results)}
-    grid = {"shapes": {"small": {"batch": args.batch_per_rank, **SHAPE}}, "repeats": args.repeats, "plan": plan_facts}
-    facts.update(grid_profile="ddp", grid=grid, repeats=args.repeats, flop_formulas_added=[], shard=None)
+    grid = {"shapes": {"small": {"batch": args.batch_per_rank, **SHAPE}}, "repeats": args.passes, "plan": plan_facts}
+    facts.update(grid_profile="ddp", grid=grid, repeats=args.passes, flop_formulas_added=[], shard=None)
     payload = {"machine_info": {"attnbench": facts}, "benchmarks": entries, "attnbench_not_run": []}
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(run_dir / "traces", ignore_errors=True)

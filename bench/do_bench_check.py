@@ -22,7 +22,7 @@ import torch
 from bench.grid import Cell, load_grid
 from bench.timing import capture_cuda_graph
 from bench.workloads import WORKLOADS
-from model.files import atomic_write_text
+from infra.files import atomic_write_text
 
 
 def sample(entries: list[dict], size: int) -> list[dict]:

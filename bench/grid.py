@@ -45,7 +45,7 @@ class Grid:
     description: str
     shapes: dict[str, Shape]
     timing: Timing
-    repeats: int
+    passes: int
     blocks: list[dict[str, Any]] = field(default_factory=list)  # each: group and its axis -> values
     time_budget_min: float | None = None  # the profile's budget for the pytest part on a CPU, if it has one
 
@@ -60,7 +60,8 @@ class Grid:
 
     def describe(self) -> dict[str, Any]:
         """What the results JSON records of the grid."""
-        return {"profile": self.profile, "repeats": self.repeats, "timing": asdict(self.timing),
+        # "repeats": the key every committed run has for the passes
+        return {"profile": self.profile, "repeats": self.passes, "timing": asdict(self.timing),
                 "time_budget_min": self.time_budget_min,
                 "shapes": {name: asdict(s) for name, s in self.shapes.items()}, "blocks": self.blocks}  # fmt: skip
 
@@ -143,12 +144,12 @@ def _apply_override(blocks: list[dict[str, Any]], item: str) -> None:
             block[axis] = list(values)
 
 
-def load_grid(profile: str, overrides: list[str] = (), repeats: int | None = None, path: Path = GRIDS_FILE) -> Grid:
+def load_grid(profile: str, overrides: list[str] = (), passes: int | None = None, path: Path = GRIDS_FILE) -> Grid:
     """The named profile with `AXIS=V1,V2` or `GROUP.AXIS=V1,V2` overrides applied to its blocks."""
     data = tomllib.loads(path.read_text())
     profiles = data["profiles"]
     if profile not in profiles:
-        raise GridError(f"--grid {profile!r} is not a profile; choose from {', '.join(profiles)}")
+        raise GridError(f"--profile {profile!r} is not a profile; choose from {', '.join(profiles)}")
     spec = profiles[profile]
     shapes = {name: Shape(name, **values) for name, values in data["shapes"].items()}
     timing = Timing(**{**data["timing"], **spec.get("timing", {})})
@@ -170,7 +171,7 @@ def load_grid(profile: str, overrides: list[str] = (), repeats: int | None = Non
     blocks.append({"group": "calibration", "device": devices, "dtype": dtypes})
     for block in blocks:
         check_block(block, shapes)
-    repeats = spec.get("repeats", 1) if repeats is None else repeats
-    if not isinstance(repeats, int) or repeats < 1:
-        raise GridError(f"--repeats {repeats!r} is not accepted; give a whole number of passes, 1 or more")
-    return Grid(profile, spec.get("description", ""), shapes, timing, repeats, blocks, spec.get("time_budget_min"))
+    passes = spec.get("passes", 1) if passes is None else passes
+    if not isinstance(passes, int) or passes < 1:
+        raise GridError(f"--passes {passes!r} is not accepted; give a whole number of passes, 1 or more")
+    return Grid(profile, spec.get("description", ""), shapes, timing, passes, blocks, spec.get("time_budget_min"))

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from bench.kernel_table import bench_chooser, with_table
 from model.attention import MultiHeadAttention
-from model.kernel_choice import default_chooser
 from model.layers import TORCH_PARAMETER_NAMES, EncoderLayer
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def sdpa_family(cell: Cell) -> str:
 
 def auto_lookup(cell: Cell) -> tuple[str, str]:
     """(kernel, where it comes from: table, cache or fallback) of the auto kernel in this cell, without tuning."""
-    return default_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.pass_ == "train")
+    return bench_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.pass_ == "train")
 
 
 def kernel_family(kernel: str, cell: Cell) -> str:
@@ -119,11 +119,14 @@ def _load_torch_layer(module: nn.Module, reference: nn.Module) -> None:
 
 
 def _attention(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
-    return lambda shape, heads, dropout: MultiHeadAttention(shape.d_model, heads, dropout, kernel)
+    return lambda shape, heads, dropout: with_table(MultiHeadAttention(shape.d_model, heads, dropout, kernel))
 
 
 def _layer(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
-    return lambda shape, heads, dropout: EncoderLayer(shape.d_model, heads, shape.d_ff, dropout, attention=kernel)
+    def build(shape: Shape, heads: int, dropout: float) -> nn.Module:
+        return with_table(EncoderLayer(shape.d_model, heads, shape.d_ff, dropout, attention=kernel))
+
+    return build
 
 
 def _torch_layer(shape: Shape, heads: int, dropout: float) -> nn.Module:

@@ -3,7 +3,7 @@ more with one thread (A/B), each a separate process. The first pair measures how
 same code drift apart (noise_floor.json); the second pair tests compare with and without that floor:
 what it flags there is its false-alarm rate. What it flags in A/B is what it can see.
 
-    python -m bench.noise_floor --grid quick --repeats 3     # results/noise-<machine>/NOISE.md
+    python -m bench.noise_floor --profile quick --passes 3     # results/noise-<machine>/NOISE.md
 
 The runs are python -m bench processes; the comparisons and NOISE.md come from python -m analysis.
 """
@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from bench.run_folder import refused
-from model.machine import machine_facts, machine_slug
+from infra.cli import add_renamed
+from infra.machine import machine_facts, machine_slug
 
 # a1, a2 measure the run-to-run spread; a3, a4 are a second A/A pair that tests it; b changes one thing.
 RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM_THREADS": "1"}))
@@ -25,8 +26,8 @@ RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.noise_floor", description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="quick")
-    p.add_argument("--repeats", type=int, default=3)
+    add_renamed(p.add_argument, "--profile", "--grid", default="quick", help="grid profile of every run")
+    add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=3, help="interleaved passes per run")
     p.add_argument("--results", type=Path, default=Path("results"))
     args = p.parse_args(argv)
     folder = args.results / f"noise-{machine_slug('cpu')}"
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, env in RUNS:
         print(f"attnbench noise floor: run {name} {env or ''}", flush=True)
-        command = [sys.executable, "-m", "bench", "--grid", args.grid, "--repeats", str(args.repeats), "--results",
+        command = [sys.executable, "-m", "bench", "--profile", args.profile, "--passes", str(args.passes), "--results",
                    str(folder), "--name", name, "--no-traces", "--no-report", "-q"]  # fmt: skip
         if subprocess.run(command, env={**os.environ, **env}).returncode != 0:
             print(f"error: run {name} failed; see above", file=sys.stderr)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from model.machine import identity_differences
+from infra.machine import identity_differences
 
 
 def recorded_machines(folder: Path) -> list[tuple[Path, dict]]:

@@ -57,16 +57,16 @@ def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
     return max(step, MIN_STEP_S[device])
 
 
-def pass_seconds(cell: Cell, grid: Grid, repeat: int, pace: Pace | None = None) -> float:
+def pass_seconds(cell: Cell, grid: Grid, pass_index: int, pace: Pace | None = None) -> float:
     """Wall time of one pass of a cell: the first pass also checks, counts and observes it (and compiles)."""
     if cell.group == "calibration":
-        return 1.0 / grid.repeats
+        return 1.0 / grid.passes
     step = step_seconds(cell, grid, pace)
     t = grid.timing
     rounds = max(t.min_rounds, min(t.max_rounds, int(t.budget_s / step)))
     timed = rounds * (2 if cell.device.startswith("cuda") else 1)  # on CPU the device time is the host time
     seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
-    if repeat == 0:  # later passes load a compiled graph from inductor's cache and reuse the first pass's facts
+    if pass_index == 0:  # later passes load a compiled graph from inductor's cache and reuse the first pass's facts
         seconds += step * SETUP_STEPS + (COMPILE_S if cell.compile == "inductor" else 0.0)
         seconds += tuning_seconds(cell, grid, pace, step)
     return seconds
@@ -87,7 +87,7 @@ def tuning_seconds(cell: Cell, grid: Grid, pace: Pace | None, step: float) -> fl
 
 def predicted_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
     """Wall time of a cell over all its passes, as the timing budget will spend it."""
-    return sum(pass_seconds(cell, grid, r, pace) for r in range(grid.repeats))
+    return sum(pass_seconds(cell, grid, r, pace) for r in range(grid.passes))
 
 
 def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int]:

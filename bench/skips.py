@@ -8,7 +8,7 @@ import torch
 from bench.grid import Cell, Shape
 from bench.implementations import is_user
 from bench.workloads import predicted_peak_bytes
-from model.machine import cpu_model_and_flags, native_dtypes
+from infra.machine import cpu_model_and_flags, native_dtypes
 
 ROTATING = ("rope",)  # encodings that rotate q and k inside attention: only our layer has the hook
 

@@ -5,20 +5,20 @@ import statistics
 
 from bench.benchmark_adapter import record_samples
 from bench.calibration import calibration_size, matmul_seconds, peak_matmul_flops
+from infra.record import PassTiming, as_record
 
 GROUP = "calibration"
 
 
-def test_calibration(benchmark, cell, grid, repeat):
+def test_calibration(benchmark, cell, grid, pass_index):
     benchmark.group = f"calibration {cell.device}"
-    benchmark.params = {**cell.params(), "repeat": repeat}
+    benchmark.params = {**cell.params(), "repeat": pass_index}
     host, dev, method = matmul_seconds(cell.device, cell.dtype, rounds=5)
     record_samples(benchmark, dev, method)
-    flops = 2 * calibration_size(cell.device, cell.dtype) ** 3
-    benchmark.extra_info.update({
-        **cell.params(), "repeat": repeat, "repeats": grid.repeats, "id": cell.id,
-        "flops_analytic": flops, "host_samples_s": host, "device_samples_s": dev, "device_time_method": method,
-        "host_median_s": statistics.median(host), "device_median_s": statistics.median(dev),
-        "flops_per_s": flops / statistics.median(dev), "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype),
-        "matmul_size": calibration_size(cell.device, cell.dtype),
-    })  # fmt: skip
+    size = calibration_size(cell.device, cell.dtype)
+    timing = PassTiming(repeat=pass_index, device_samples_s=dev, host_samples_s=host, device_time_method=method,
+                        device_median_s=statistics.median(dev), host_median_s=statistics.median(host))
+    benchmark.extra_info.update(as_record(
+        {**cell.params(), "repeats": grid.passes, "id": cell.id, "flops_analytic": 2 * size**3, "matmul_size": size,
+         "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype)},
+        timing, {"flops_per_s": 2 * size**3 / timing.device_median_s}))  # fmt: skip

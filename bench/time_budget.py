@@ -8,7 +8,7 @@ from collections import defaultdict
 from bench.grid import Cell, Grid
 from bench.pace import Pace
 from bench.sharding import predicted_seconds
-from model.machine import NATIVE_NEEDS, native_dtypes
+from infra.machine import NATIVE_NEEDS, native_dtypes
 
 
 def emulation_note(dtype: str, cpu_flags: list[str]) -> str:

@@ -13,6 +13,7 @@ from torch import nn
 from bench.calibration import calibration_size
 from bench.grid import Cell, Shape
 from bench.implementations import Implementation, ImplementationError, builtin, resolve, sdpa_family, user_flops
+from bench.kernel_table import with_table
 from bench.observe import recomputes_scores
 from model import Encoder, EncoderConfig, cost
 from model.attention import MultiHeadAttention
@@ -219,7 +220,7 @@ def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtyp
                            max_len=n, vocab_size=V, output_size=V, pos_encoding=cell.pos_encoding,
                            dropout=cell.dropout)  # fmt: skip
     torch.manual_seed(0)
-    model = Encoder(config).to(device, dtype)
+    model = with_table(Encoder(config)).to(device, dtype)
     reference = Encoder(EncoderConfig(**{**config.to_dict(), "attention": "naive", "dropout": 0.0})).to(device)
     reference.load_state_dict(model.state_dict())
     optimizer = make_optimizer(model, device)

@@ -3,7 +3,7 @@ than a (chunk x n) block of scores per head exists at once. In training each blo
 backward (torch.utils.checkpoint) instead of kept, so memory grows linearly in n at the price of
 running each block's forward twice. A memory-saving order for explicit softmax, without a fused kernel.
 
-    pytest bench/ --grid quick --set attention.impl=sdpa,examples.chunked_attention:make
+    pytest bench/ --profile quick --set attention.impl=sdpa,examples.chunked_attention:make
 """
 
 from __future__ import annotations

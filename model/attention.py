@@ -133,7 +133,7 @@ class MultiHeadAttention(nn.Module):
         self.n_heads, self.dropout, self.kernel = n_heads, dropout, kernel
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        # The auto kernel's measured choices are handed in (default: this machine's table and cache).
+        # The auto kernel's measured choices are handed in (default: this machine's cache, tuned on first use).
         self.chooser = (chooser or default_chooser()) if kernel == "auto" else None
         self.keep_weights = False  # set to record attention probabilities (naive kernel only)
         self.last_weights: torch.Tensor | None = None
@@ -164,3 +164,11 @@ class MultiHeadAttention(nn.Module):
         else:
             y = attention_kernel(q, k, v, mask, dropout_p, kernel)
         return self.out_proj(y.transpose(1, 2).reshape(B, n, d))  # (B, n, d)
+
+
+def hand_chooser(module: nn.Module, chooser: KernelChooser) -> nn.Module:
+    """Hand `chooser` to every auto-kernel attention inside `module` (a layer or a whole encoder)."""
+    for sub in module.modules():
+        if isinstance(sub, MultiHeadAttention) and sub.kernel == "auto":
+            sub.chooser = chooser
+    return module

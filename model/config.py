@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 POS_ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "alibi_directional", "none")
-# naive and sdpa as written; auto picks per call from the measured table in model/kernel_table.json.
+# naive and sdpa as written; auto picks per call from the measured table in results/kernel_table.json.
 ATTENTION_KERNELS = ("naive", "sdpa", "auto")
 ACTIVATIONS = ("relu", "gelu")
 

@@ -2,8 +2,9 @@
 ran fastest on this machine.
 
 Where a choice comes from, in order:
-- `table`: kernel_table.json, written by `python -m bench.autotune`, whose entry was measured on a machine
-  with this one's fingerprint (instruction-set flags and cores, or GPU name, and torch major.minor);
+- `table`: choices handed in from a table (bench hands in results/kernel_table.json, written by
+  `python -m bench.autotune`), whose entry was measured on a machine with this one's fingerprint
+  (instruction-set flags and cores, or GPU name, and torch major.minor); the model reads no table itself;
 - `cache`: tuned on first use here, like triton's autotuner: every candidate timed on the call's own
   shapes, the winner kept in the user's cache directory under this machine's fingerprint;
 - `fallback`: `sdpa` (SDPA's dispatcher decides), where nothing was measured and tuning cannot run now
@@ -26,10 +27,9 @@ from pathlib import Path
 
 import torch
 
-from model.files import atomic_write_text
+from infra.files import atomic_write_text
 from model.kernels import KERNELS
 
-TABLE_FILE = Path(__file__).with_name("kernel_table.json")
 FALLBACK = "sdpa"
 CACHE_ENV = "ATTNBENCH_CACHE_DIR"  # overrides the platform's cache directory (tests, read-only homes)
 TUNE_ENV = "ATTNBENCH_AUTOTUNE"  # "0": never tune on first use, fall back instead
@@ -45,7 +45,7 @@ class Choice:
     kernel: str
 
 
-def read_table(path: Path = TABLE_FILE) -> dict:
+def read_table(path: Path) -> dict:
     """{"machines": {slug: {"facts": {...}, "choices": [...]}}}; an empty table when there is no file."""
     if not path.is_file():
         return {"machines": {}}
@@ -201,11 +201,22 @@ class KernelChooser:
             pass  # no cache (read-only home, say): the choice holds for this process only
 
 
-@cache
-def default_chooser() -> KernelChooser:
-    """This machine's chooser: the committed table's entries that match its fingerprint, and its cache."""
-    from model.machine import kernel_flags, this_cpu
+def this_machine() -> dict:
+    """The facts a table entry or cached choice must match to apply here."""
+    from infra.machine import kernel_flags, this_cpu
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    here = tuning_facts(kernel_flags(this_cpu().flags), os.cpu_count(), gpu, torch.__version__)
-    return KernelChooser(here, matching_choices(read_table(), here), cache_file())
+    return tuning_facts(kernel_flags(this_cpu().flags), os.cpu_count(), gpu, torch.__version__)
+
+
+@cache
+def default_chooser() -> KernelChooser:
+    """This machine's cache, tuned on first use: what an attention gets when no chooser is handed to it."""
+    return KernelChooser(this_machine(), (), cache_file())
+
+
+@cache
+def table_chooser(path: Path) -> KernelChooser:
+    """This machine's cache behind the table's entries that match its fingerprint (one per table file)."""
+    here = this_machine()
+    return KernelChooser(here, matching_choices(read_table(path), here), cache_file())

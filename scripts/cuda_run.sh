@@ -30,21 +30,21 @@ mkdir -p "$OUT/logs"
 : > "$OUT/steps.txt"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 results=${CUDA_RUN_RESULTS:-results}
-name=$(python3 -c "from model.machine import machine_slug; print(machine_slug('$device'))") || exit 2
+name=$(python3 -c "from infra.machine import machine_slug; print(machine_slug('$device'))") || exit 2
 run_dir="$results/$name"
 
 if [ "$device" = cuda ]; then
-  grid=cuda; check_set=(); table=model/kernel_table.json
+  grid=cuda; check_set=(); table=results/kernel_table.json
   tests=(tests/test_cuda.py tests/test_bench_measure.py tests/test_layer_equivalence.py tests/test_cost_model.py
          tests/test_memory_model.py tests/test_kernel_choice.py)
   tune1=(--dtypes bfloat16 --passes 2); tune2=(--dtypes bfloat16 float32 --passes 2)
-  ddp=(--device cuda --nproc-per-node 1 --repeats 2)
+  ddp=(--device cuda --nproc-per-node 1 --passes 2)
   check_s=60 grid_s=240 grid_min=3 report_s=60 dobench_s=75 tests_s=90 tune_s=75 ddp_s=150
 else  # the dry run: tiny grids, a table of its own, the CUDA-only tests (they skip)
   grid=quick; check_set=(--set device=cpu --set dtype=float32 --set seq_len=64,128,256); table=$OUT/kernel_table.json
   tests=(tests/test_cuda.py)
   tune1=(--dtypes float32 --lengths 64 --passes 1 --budget-s 0.005); tune2=("${tune1[@]}")
-  ddp=(--device cpu --nproc-per-node 1 --repeats 1 --rounds 2 --seq-len 64)
+  ddp=(--device cpu --nproc-per-node 1 --passes 1 --rounds 2 --seq-len 64)
   check_s=90 grid_s=150 grid_min=0 report_s=120 dobench_s=30 tests_s=90 tune_s=60 ddp_s=150
 fi
 check_s=${CUDA_RUN_CHECK_S:-$check_s}; grid_s=${CUDA_RUN_GRID_S:-$grid_s}; grid_min=${CUDA_RUN_GRID_MIN:-$grid_min}
@@ -82,7 +82,7 @@ fi
 
 if [ "$part" = 1 ]; then
   rm -rf "$run_dir-check"
-  step check "$check_s" python3 -m bench --device "$device" --grid check "${check_set[@]}" --results "$results" \
+  step check "$check_s" python3 -m bench --device "$device" --profile check "${check_set[@]}" --results "$results" \
     --name "$name-check" --no-report -q
   python3 scripts/kernels_observed.py "$run_dir-check" "$device" > "$OUT/logs/kernels_observed.log" 2>&1
   observed=$?
@@ -91,8 +91,8 @@ if [ "$part" = 1 ]; then
     echo "stop: the check failed (above); nothing else was run" | tee -a "$OUT/steps.txt"
     exit 3
   fi
-  step grid "$grid_s" python3 -m bench --device "$device" --grid "$grid" --name "$name" --results "$results" \
-    --no-report --repeats 2 --time-budget-min "$grid_min"
+  step grid "$grid_s" python3 -m bench --device "$device" --profile "$grid" --name "$name" --results "$results" \
+    --no-report --passes 2 --time-budget-min "$grid_min"
   if [ -f "$run_dir/benchmarks.partial.json" ]; then  # interrupted: report what it measured, apart
     rm -rf "$run_dir-interrupted" && mkdir -p "$run_dir-interrupted"
     cp "$run_dir/benchmarks.partial.json" "$run_dir-interrupted/benchmarks.json"

@@ -1,5 +1,5 @@
-"""analysis/ on a small fixture of real results (tests/fixtures/quick-cpu: python -m bench --grid quick
---repeats 2; tests/fixtures/positional: a tiny positional experiment): loading, fits, the report and
+"""analysis/ on a small fixture of real results (tests/fixtures/quick-cpu: python -m bench --profile quick
+--passes 2; tests/fixtures/positional: a tiny positional experiment): loading, fits, the report and
 table commands, bad input, the notebook."""
 
 import json

@@ -19,7 +19,7 @@ def test_default_profile_covers_what_the_issues_ask():
                                                              ("torch", "eval", 0.0), ("ours_auto", "eval", 0.0)}
     assert {c.pos_encoding for c in layer} == set(POS_ENCODINGS)  # every encoding is costed
     assert {c.compile for c in layer} == {"eager", "inductor"}
-    assert grid.repeats == 3 and load_grid("quick").repeats == 1 and load_grid("cuda").repeats == 3
+    assert grid.passes == 3 and load_grid("quick").passes == 1 and load_grid("cuda").passes == 3
 
 
 def test_cuda_profile_has_both_shapes_and_bf16_to_8192_at_the_large_one():
@@ -57,7 +57,7 @@ def test_overrides_apply_to_all_groups_or_one():
     assert {c.impl for c in grid.cells("layer")} == {"torch"}
     assert {c.impl for c in grid.cells("attention")} == {"naive", "sdpa", "torch_mha"}
     assert {c.device for c in grid.cells("calibration")} == {"cpu"}
-    assert load_grid("quick", repeats=4).repeats == 4
+    assert load_grid("quick", passes=4).passes == 4
 
 
 def test_a_user_implementation_is_accepted_by_name():
@@ -69,7 +69,7 @@ def test_a_user_implementation_is_accepted_by_name():
 @pytest.mark.parametrize(
     "profile,overrides,message",
     [
-        ("nosuch", [], r"--grid 'nosuch' is not a profile; choose from quick, default, full, cuda"),
+        ("nosuch", [], r"--profile 'nosuch' is not a profile; choose from quick, default, full, cuda"),
         ("quick", ["seq_len"], r"override 'seq_len' is malformed; write AXIS=V1,V2"),
         ("quick", ["colour=red"], r"AXIS one of seq_len, heads, dtype"),
         ("quick", ["seq_len=12x"], r"'12x' is not a whole number"),
@@ -93,13 +93,13 @@ def test_bad_grid_input_names_what_is_accepted(profile, overrides, message):
 
 
 def test_bad_repeats():
-    with pytest.raises(GridError, match=r"--repeats 0 is not accepted; give a whole number of passes, 1 or more"):
-        load_grid("quick", repeats=0)
+    with pytest.raises(GridError, match=r"--passes 0 is not accepted; give a whole number of passes, 1 or more"):
+        load_grid("quick", passes=0)
 
 
 class Item:
     def __init__(self, cell: Cell, repeat: int) -> None:
-        self.callspec = type("CallSpec", (), {"params": {"cell": cell, "repeat": repeat}})()
+        self.callspec = type("CallSpec", (), {"params": {"cell": cell, "pass_index": repeat}})()
 
 
 def test_passes_interleave_and_compiled_cells_come_last():
@@ -109,7 +109,7 @@ def test_passes_interleave_and_compiled_cells_come_last():
     items = [Item(c, 0), Item(a, 0), Item(a, 1), Item(b, 0), Item(b, 1), Item(c, 1)]  # collection: cell-major
     ordered = sorted(items, key=pass_order)
     params = [i.callspec.params for i in ordered]
-    order = [(p["cell"].impl, p["cell"].compile, p["repeat"]) for p in params]
+    order = [(p["cell"].impl, p["cell"].compile, p["pass_index"]) for p in params]
     assert order == [("ours", "eager", 0), ("torch", "eager", 0), ("ours", "eager", 1), ("torch", "eager", 1),
                      ("ours", "inductor", 0), ("ours", "inductor", 1)]  # fmt: skip
 

@@ -15,6 +15,7 @@ from bench.memory import cpu_peak_bytes
 from bench.observe import attention_label, observe, recomputes_scores
 from bench.timing import device_time, host_latency, rounds_for_budget, synchronized
 from bench.workloads import TOLERANCE, WORKLOADS
+from infra.record import PassTiming, derive
 
 GRID = load_grid("quick")
 SHAPE = GRID.shapes["small"]
@@ -146,7 +147,7 @@ def test_out_of_memory_marks_the_cell_and_the_grid_goes_on(monkeypatch):
     with pytest.raises(pytest.skip.Exception, match="oom: DefaultCPUAllocator"):
         run_cell(SimpleNamespace(), cell("layer", "ours"), GRID, first_pass=first_pass)
     with pytest.raises(pytest.skip.Exception, match="oom: DefaultCPUAllocator"):  # later passes end the same way
-        run_cell(SimpleNamespace(), cell("layer", "ours"), GRID, repeat=1, first_pass=first_pass)
+        run_cell(SimpleNamespace(), cell("layer", "ours"), GRID, pass_index=1, first_pass=first_pass)
 
 
 def test_wrong_kernel_fails_the_cell_before_any_timing(monkeypatch):
@@ -158,8 +159,10 @@ def test_wrong_kernel_fails_the_cell_before_any_timing(monkeypatch):
 
 def test_a_pass_records_both_times_and_the_first_pass_facts():
     facts, result = measure(cell("attention", "sdpa"), GRID, None, None)
-    assert len(result["host_samples_s"]) == result["rounds"] == len(result["device_samples_s"])
-    assert result["device_time_method"] == "cpu_clock" and result["host_over_device"] == 1.0
+    timing = PassTiming(repeat=0, **result["timing"])
+    assert len(timing.host_samples_s) == timing.rounds == len(timing.device_samples_s)
+    derived = derive(1.0, timing.device_median_s, timing.host_median_s, None, result["tokens"])
+    assert timing.device_time_method == "cpu_clock" and derived.host_over_device == 1.0
     assert facts["attention_kernel"] == "flash" and facts["peak_mem_bytes"] > 0 and facts["check_passed"]
     again, _ = measure(cell("attention", "sdpa"), GRID, facts, None)  # a later pass reuses the facts
     assert again is facts

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from bench.skips import fast_fp16
-from model.machine import cpu_model_and_flags
+from infra.machine import cpu_model_and_flags
 
 ROOT = Path(__file__).parents[1]
 BENCH = str(ROOT / "bench")
@@ -21,7 +21,7 @@ def run_pytest(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Com
 
 def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
     out = tmp_path / "out.json"
-    result = run_pytest("--grid", "quick", "--set", "dtype=float32,float16", "--set", "device=cpu,cuda",
+    result = run_pytest("--profile", "quick", "--set", "dtype=float32,float16", "--set", "device=cpu,cuda",
                         "-k", "calibration", f"--benchmark-json={out}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())
@@ -47,10 +47,10 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
 
 
 def test_bad_options_stop_at_once_with_what_is_accepted(tmp_path):
-    for args, message in ((["--grid", "nosuch"], "choose from quick, default, full, cuda"),
+    for args, message in ((["--profile", "nosuch"], "choose from quick, default, full, cuda"),
                           (["--device", "tpu"], "choose from cpu, cuda, all"),
                           (["--set", "heads=abc"], "'abc' is not a whole number"),
-                          (["--repeats", "0"], "give a whole number of passes"),
+                          (["--passes", "0"], "give a whole number of passes"),
                           (["--shard", "3/2"], "--shard '3/2' is not accepted; write K/N with 1 <= K <= N"),
                           (["--mem-budget-gb", "-1"], "give a positive number of GiB")):  # fmt: skip
         result = run_pytest(*args, cwd=tmp_path)
@@ -81,7 +81,7 @@ def test_user_implementations_run_beside_the_built_ins_and_wrong_ones_are_never_
     (tmp_path / "wrongattn.py").write_text(WRONG)
     out = tmp_path / "out.json"
     impls = "sdpa,examples.chunked_attention:make,wrongattn:make,wrongattn:narrow,nosuchmodule:make,wrongattn:nope"
-    result = run_pytest("--grid", "quick", "--set", f"attention.impl={impls}", "--set", "seq_len=64", "-k",
+    result = run_pytest("--profile", "quick", "--set", f"attention.impl={impls}", "--set", "seq_len=64", "-k",
                         "attention", f"--benchmark-json={out}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1  # some cells failed; the grid went on
     data = json.loads(out.read_text())

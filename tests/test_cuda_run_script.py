@@ -6,7 +6,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from model.machine import machine_slug
+from infra.machine import machine_slug
 
 ROOT = Path(__file__).parents[1]
 

@@ -24,7 +24,7 @@ def launch(tmp_path: Path, *args: str, fault: str | None = None, timeout: float 
 
 
 def test_ddp_gradients_equal_one_process_and_the_run_is_one_report(tmp_path):
-    result = launch(tmp_path, "--nproc-per-node", "1,2", "--repeats", "1")
+    result = launch(tmp_path, "--nproc-per-node", "1,2", "--passes", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((tmp_path / "run" / "benchmarks.json").read_text())
     cells = [b["extra_info"] for b in data["benchmarks"]]
@@ -47,21 +47,21 @@ def test_ddp_gradients_equal_one_process_and_the_run_is_one_report(tmp_path):
 
 
 def test_fsdp2_runs_and_matches_one_process(tmp_path):
-    result = launch(tmp_path, "--nproc-per-node", "2", "--repeats", "1", "--strategy", "fsdp", "--scaling", "weak")
+    result = launch(tmp_path, "--nproc-per-node", "2", "--passes", "1", "--strategy", "fsdp", "--scaling", "weak")
     assert result.returncode == 0, result.stdout + result.stderr
     cell = json.loads((tmp_path / "run" / "benchmarks.json").read_text())["benchmarks"][0]["extra_info"]
     assert cell["impl"] == "fsdp" and cell["check_relative_error"] <= 1e-4
 
 
 def test_a_rank_that_raises_ends_the_run_with_its_reason(tmp_path):
-    result = launch(tmp_path, "--nproc-per-node", "2", "--repeats", "1", "--scaling", "weak", fault="raise:1")
+    result = launch(tmp_path, "--nproc-per-node", "2", "--passes", "1", "--scaling", "weak", fault="raise:1")
     assert result.returncode == 1
     assert "error: world size 2: rank 1 failed: RuntimeError: injected fault on rank 1" in result.stderr
     assert not (tmp_path / "run").exists()  # nothing half-written
 
 
 def test_a_rank_that_hangs_is_stopped_within_the_timeout(tmp_path):
-    result = launch(tmp_path, "--nproc-per-node", "2", "--repeats", "1", "--scaling", "weak", "--timeout-s", "15",
+    result = launch(tmp_path, "--nproc-per-node", "2", "--passes", "1", "--scaling", "weak", "--timeout-s", "15",
                     fault="hang:1", timeout=90)  # fmt: skip
     assert result.returncode == 1 and "no result within 15 s (a rank hung)" in result.stderr
     left = subprocess.run(["pgrep", "-f", "bench.ddp_worker"], capture_output=True, text=True).stdout.split()
@@ -69,7 +69,7 @@ def test_a_rank_that_hangs_is_stopped_within_the_timeout(tmp_path):
 
 
 def test_wrong_gradients_fail_the_launch(tmp_path):
-    result = launch(tmp_path, "--nproc-per-node", "2", "--repeats", "1", "--scaling", "weak", fault="skew:1")
+    result = launch(tmp_path, "--nproc-per-node", "2", "--passes", "1", "--scaling", "weak", fault="skew:1")
     assert result.returncode == 1 and "ddp gradients differ from one process's on the whole batch" in result.stderr
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from analysis.compare import machine_warnings, noise_floor_warnings
+from bench.kernel_table import TABLE_FILE
 from bench.run_folder import other_machine
-from model.kernel_choice import TABLE_FILE, entry_applies, matching_choices, read_table, tuning_facts
-from model.machine import (
+from infra.machine import (
     fingerprint,
     identity_differences,
     kernel_flags,
@@ -21,6 +21,7 @@ from model.machine import (
     parse_cpuinfo,
     slug_for,
 )
+from model.kernel_choice import entry_applies, matching_choices, read_table, tuning_facts
 
 SAMPLES = Path(__file__).parent / "fixtures" / "cpuinfo"
 KINDS = ("amd-epyc-avx2-2c", "amd-epyc-avx512bf16-2c", "intel-xeon-amx-2c")
@@ -115,7 +116,7 @@ def test_bench_refuses_to_write_over_another_machines_run(tmp_path):
     other = {**here, "cpu_flags": ["avx2"] if "avx512f" in here["cpu_flags"] else ["avx2", "avx512f"]}
     folder = _run_folder(tmp_path / "theirs", other)
     before = (folder / "benchmarks.json").read_bytes()
-    result = subprocess.run([sys.executable, "-m", "bench", "--grid", "quick", "--results", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "bench", "--profile", "quick", "--results", str(tmp_path),
                              "--name", "theirs"], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "another machine" in result.stderr and "--name" in result.stderr

@@ -2,8 +2,8 @@
 
 import csv
 
-from analysis.positional import write_summary
-from model import positional_experiment
+from analysis.positional_summary import write_summary
+from experiments import positional_experiment
 
 ARGS = ["--tasks", "reverse", "--encodings", "learned", "none", "--seeds", "2", "--steps", "5", "--workers", "1"]
 
@@ -31,7 +31,7 @@ def test_experiment_rejects_bad_values(tmp_path, capsys):
 def test_holding_past_l_is_judged_only_where_the_task_was_learned():
     import pandas as pd
 
-    from analysis.positional import holds_word
+    from analysis.positional_summary import holds_word
 
     def row(acc_l, drop, low, high):
         return pd.Series({"acc_L": acc_l, "drop": drop, "drop_low": low, "drop_high": high})

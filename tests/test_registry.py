@@ -48,7 +48,7 @@ def test_auto_and_baselines_come_from_the_entries():
 
 def test_each_cell_records_whether_it_is_a_baseline_or_a_users(tmp_path):
     out = tmp_path / "out.json"
-    command = [sys.executable, "-m", "pytest", "bench/", "--grid", "quick", "--set", "seq_len=64", "-k",
+    command = [sys.executable, "-m", "pytest", "bench/", "--profile", "quick", "--set", "seq_len=64", "-k",
                "layer and eval", "-p", "no:cacheprovider", "-q", f"--benchmark-json={out}"]  # fmt: skip
     assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     marks = {b["extra_info"]["impl"]: (b["extra_info"]["baseline"], b["extra_info"]["user"])

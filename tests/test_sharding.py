@@ -42,7 +42,7 @@ def test_shards_are_balanced_by_predicted_cost_not_by_count():
 
 def collected(*args: str) -> set[str]:
     result = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench"), "--collect-only", "-q",
-                             "-p", "no:cacheprovider", "--grid", "quick", *args], capture_output=True, text=True)
+                             "-p", "no:cacheprovider", "--profile", "quick", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     return {line for line in result.stdout.splitlines() if "::" in line and "calibration" not in line}
 
@@ -54,7 +54,7 @@ def test_pytest_shard_option_selects_the_shard():
 
 
 def bench_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bench", "--grid", "quick", "--results", str(tmp_path), "--set", "seq_len=64",
+    command = [sys.executable, "-m", "bench", "--profile", "quick", "--results", str(tmp_path), "--set", "seq_len=64",
                "--set", "layer.dropout=0", "--no-report", *args, "-q"]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 

@@ -107,7 +107,7 @@ def test_an_auto_cell_with_nothing_measured_is_predicted_to_tune_first(monkeypat
     ours = next(c for c in cpu_cells(grid) if c.trace_name == auto.trace_name.replace("ours_auto", "ours"))
     elsewhere = KernelChooser({"cpu_flags": AVX2, "cpu_count": 2, "gpu_name": None, "torch_minor": "2.13"}, (),
                               tmp_path / "cache.json")  # fmt: skip
-    monkeypatch.setattr(bench.implementations, "default_chooser", lambda: elsewhere)
+    monkeypatch.setattr(bench.implementations, "bench_chooser", lambda: elsewhere)
     slow = pace(30)
     assert tuning_seconds(ours, grid, slow, 1.0) == 0.0
     tune = tuning_seconds(auto, grid, slow, 1.0)

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from model import train
-from model.tasks import IGNORE, TASKS, make_task
-from model.training import TrainConfig, Trainer, evaluate, load_model, save_model, warmup_cosine
+from experiments import train
+from experiments.tasks import IGNORE, TASKS, make_task
+from experiments.trainer import TrainConfig, Trainer, evaluate, load_model, save_model, warmup_cosine
 
 TINY = {"d_model": 32, "n_heads": 2, "d_ff": 64, "n_layers": 1, "batch_size": 32, "eval_examples": 128}
 

@@ -12,9 +12,9 @@ import torch
 from scipy import stats
 
 from analysis.errors import AnalysisError
-from model.files import atomic_write_text
-from model.tasks import make_task
-from model.training import load_model
+from experiments.tasks import make_task
+from experiments.trainer import load_model
+from infra.files import atomic_write_text
 
 HOLDS, COLLAPSES = 0.10, 0.5  # accuracy lost from L to 2L: "holds" below the first, "collapses" above half
 LEARNED = 0.9  # accuracy at L below which an encoding did not learn the task: holding past L is then no test
@@ -23,7 +23,7 @@ LEARNED = 0.9  # accuracy at L below which an encoding did not learn the task: h
 def load_positional(folder: Path) -> pd.DataFrame:
     path = folder / "runs.csv"
     if not path.is_file():
-        raise AnalysisError(f"{path}: no such file (run python -m model.positional_experiment)")
+        raise AnalysisError(f"{path}: no such file (run python -m experiments.positional_experiment)")
     try:
         runs = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -156,7 +156,7 @@ def write_summary(folder: Path) -> Path:
     runs = load_positional(folder)
     for name in ("baselines.csv", "machine.json"):
         if not (folder / name).is_file():
-            raise AnalysisError(f"{folder / name}: no such file (run python -m model.positional_experiment)")
+            raise AnalysisError(f"{folder / name}: no such file (run python -m experiments.positional_experiment)")
     baselines = pd.read_csv(folder / "baselines.csv")
     machine = json.loads((folder / "machine.json").read_text())
     exp = machine["experiment"]

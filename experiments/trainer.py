@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from experiments.tasks import Batch, Task, make_task
 from model.config import EncoderConfig
 from model.encoder import Encoder
-from model.tasks import Batch, Task, make_task
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Command line: train one encoder on one toy task.
 
-    python -m model.train --task reverse --pos-encoding rope
+    python -m experiments.train --task reverse --pos-encoding rope
 
 Prints a summary and writes `checkpoint.pt` (resumable) and `metrics.json` to --out.
 """
@@ -13,10 +13,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from experiments.tasks import TASKS
+from experiments.trainer import TrainConfig, Trainer, evaluate
+from infra.files import atomic_write_text
 from model.config import ATTENTION_KERNELS, POS_ENCODINGS
-from model.files import atomic_write_text
-from model.tasks import TASKS
-from model.training import TrainConfig, Trainer, evaluate
 
 
 def _positive(kind: type, noun: str):
@@ -37,7 +37,7 @@ positive_float = _positive(float, "number")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=sorted(TASKS), default="reverse")
     p.add_argument("--pos-encoding", choices=POS_ENCODINGS, default="sinusoidal")
     p.add_argument("--attention", choices=ATTENTION_KERNELS, default="sdpa")

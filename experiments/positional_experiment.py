@@ -1,7 +1,7 @@
 """The positional-encoding experiment: every encoding x seeds x tasks, trained on lengths up to L,
 evaluated at L, 1.5L, 2L and 4L.
 
-    python -m model.positional_experiment --out results/positional
+    python -m experiments.positional_experiment --out results/positional
 
 Writes `runs.csv` (tidy: a row per task x encoding x seed x evaluation length), `baselines.csv`,
 `machine.json`, and one inference checkpoint per encoding (reverse task, first seed) under
@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from experiments.tasks import TASKS
+from experiments.trainer import TrainConfig, Trainer, evaluate, save_model
+from infra.files import atomic_write_text
+from infra.machine import machine_facts
 from model.config import POS_ENCODINGS
-from model.files import atomic_write_text
-from model.machine import machine_facts
-from model.tasks import TASKS
-from model.training import TrainConfig, Trainer, evaluate, save_model
 
 LENGTH_RATIOS = (1.0, 1.5, 2.0, 4.0)
 
@@ -78,7 +78,7 @@ def write_outputs(out: Path, rows: list[dict], baselines: dict[tuple[str, int], 
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m model.positional_experiment", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.positional_experiment", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/positional"))
     p.add_argument(
         "--tasks", nargs="+", choices=["copy", "reverse", "sort", "recall"], default=["reverse", "sort", "copy"]

@@ -1,0 +1,29 @@
+"""Options renamed for what they mean (--profile, --passes, --trace-dir): the old names still work and say so."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.cli import add_renamed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_old_name_sets_the_new_option_and_says_so(capsys):
+    p = argparse.ArgumentParser()
+    add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=None)
+    assert p.parse_args(["--repeats", "2"]).passes == 2
+    assert "--repeats is deprecated; use --passes" in capsys.readouterr().err
+    assert p.parse_args(["--passes", "4"]).passes == 4 and p.parse_args([]).passes is None
+    assert "--repeats" not in p.format_help()  # the old name is hidden from --help
+
+
+def test_pytest_grid_still_takes_the_old_names():
+    command = [sys.executable, "-m", "pytest", "bench/", "--collect-only", "-q", "-p", "no:cacheprovider",
+               "--grid", "quick", "--repeats", "2", "--set", "seq_len=64", "-k", "calibration"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert "--grid is deprecated; use --profile" in out and "--repeats is deprecated; use --passes" in out
+    assert "-r1]" in result.stdout  # two passes collected
