@@ -20,7 +20,7 @@ from infra.record import HOST_BOUND, PER_PASS, derive
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
-LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user"})
+LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user", "reference"})
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
 
 

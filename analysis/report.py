@@ -16,6 +16,7 @@ from analysis.fits import describe_exponent, scaling_exponents
 from analysis.load import load_runs, machine_description, machine_label
 from analysis.markdown import md, rel
 from analysis.positional_summary import reverse_attention_maps
+from analysis.reference_layers import bert_section
 from analysis.sections import (
     auto_choice_section,
     coverage_section,
@@ -131,8 +132,8 @@ def ddp_scaling(ctx: ReportContext) -> list[str]:
 # function and one line here.
 SECTIONS = (
     header, machine_section, timing_section, coverage_section, kernels_section, auto_choice_section,
-    scaling_section, crossover_section, verdicts_section, positional_cost_section, compile_section, user_section,
-    memory_section, flops_section, mfu_section, noise_section, agreement_section, do_bench_section,
+    scaling_section, crossover_section, verdicts_section, bert_section, positional_cost_section, compile_section,
+    user_section, memory_section, flops_section, mfu_section, noise_section, agreement_section, do_bench_section,
     positional_link, figures_section,
 )  # fmt: skip
 DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)

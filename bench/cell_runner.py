@@ -177,5 +177,6 @@ def run_cell(benchmark, cell: Cell, grid: Grid, pass_index: int = 0, trace_dir: 
          "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
          # from the registry, so analysis never parses names for them
          "user": is_user(cell.impl), "baseline": bool(entry and entry.baseline),
+         "reference": entry.reference if entry else "torch",  # the layer it was checked against
          **facts, "peak_flops_per_s": peak},
         timing, derived))  # fmt: skip

@@ -7,9 +7,10 @@ User implementations (`module.path:factory`) enter the same way.
 
 A user attention factory is called as factory(d_model, n_heads, dropout), a user layer factory as
 factory(d_model, n_heads, d_ff, dropout). Each returns an nn.Module mapping (batch, seq, d_model) to the
-same shape, whose state_dict has the parameter names of model.attention.MultiHeadAttention (attention)
-or model.layers.EncoderLayer (layer): the float32 reference's weights are loaded into it, so the two
-compute the same function. The module may define flops(b, n): its forward's matmul FLOPs.
+same shape. The float32 reference's weights (model.attention.MultiHeadAttention for attention,
+model.layers.EncoderLayer for layer) are loaded into it, so the two compute the same function: by its
+own `load_reference(self, reference)` where it defines one (any parameter layout), else by parameter
+name. The module may define flops(b, n): its forward's matmul FLOPs.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from bench.hf_reference import hf_bert
 from bench.kernel_table import bench_chooser, with_table
 from model.attention import MultiHeadAttention
-from model.layers import TORCH_PARAMETER_NAMES, EncoderLayer
+from model.layers import BERT_STYLE, TORCH_PARAMETER_NAMES, EncoderLayer
 
 if TYPE_CHECKING:
     from bench.cell import Cell, Shape
@@ -88,20 +90,50 @@ class Implementation:
     group: str
     build: Callable[[Shape, int, float], nn.Module] | None  # (shape, heads, dropout) -> module; None: train_step
     load_reference: Callable[[nn.Module, nn.Module], None] | None  # copy the reference's weights in
-    positional: str  # how it takes positions: "ours" (positional= argument), "torch" (src_mask), "none"
-    kernel: str | None = None  # the attention kernel of ours (model.attention's names); None for torch's
+    positional: str  # how it takes positions: "ours" (positional=), "torch" (src_mask), "hf" (attention_mask), "none"
+    kernel: str | None = None  # the attention kernel of ours (model.attention's names); None for others'
     baseline: bool = False  # what the group's other implementations are held against (verdicts)
     user: bool = False
+    reference: str = "torch"  # the layer it must equal: "torch" (pre-norm, ReLU) or "bert" (model.layers.BERT_STYLE)
+    expected_family: Callable[[Cell], str] | None = None  # for others' modules: the family they should run
+    requires: str | None = None  # an optional package it needs (skipped with how to install it, where missing)
+    title: str = ""  # how skip lines name it (default: its name)
 
     def family(self, cell: Cell) -> str:
         """The attention kernel family expected before the cell runs; the results record the one observed."""
         if self.kernel is not None:
             return kernel_family(self.kernel, cell)
+        if self.expected_family is not None:
+            return self.expected_family(cell)
         return torch_family(cell) if not self.user else sdpa_family(cell)
 
 
 def _load_same_names(module: nn.Module, reference: nn.Module) -> None:
     module.load_state_dict(reference.state_dict())
+
+
+def load_by_hook_or_names(name: str, reference_type: str) -> Callable[[nn.Module, nn.Module], None]:
+    """The loader of a module that is not ours: its own load_reference(reference) where it defines one,
+    else the reference's state_dict by parameter name; one line naming the hook where neither works."""
+
+    def load(module: nn.Module, reference: nn.Module) -> None:
+        hook = getattr(module, "load_reference", None)
+        if callable(hook):
+            try:
+                hook(reference)
+            except Exception as err:  # noqa: BLE001 - the module's own hook failed: one line naming it
+                raise ImplementationError(f"{name}: load_reference raised {type(err).__name__}: {err}") from None
+            return
+        want, got = set(reference.state_dict()), set(module.state_dict())
+        if want != got:
+            raise ImplementationError(
+                f"{name}: cannot load the reference weights: its parameters {sorted(got)} differ from "
+                f"{reference_type}'s {sorted(want)}; define load_reference(self, reference) to copy them into "
+                "its own layout, or use the same names (e.g. subclass it)"
+            )
+        module.load_state_dict(reference.state_dict())
+
+    return load
 
 
 def _load_torch_mha(module: nn.Module, reference: nn.Module) -> None:
@@ -141,6 +173,21 @@ def _torch_mha(shape: Shape, heads: int, dropout: float) -> nn.Module:
     return TorchMHA(shape.d_model, heads, dropout)
 
 
+def _bert_layer(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
+    def build(shape: Shape, heads: int, dropout: float) -> nn.Module:
+        return with_table(EncoderLayer(shape.d_model, heads, shape.d_ff, dropout, attention=kernel, **BERT_STYLE))
+
+    return build
+
+
+def _hf_bert(mode: str, expected: Callable[[Cell], str]) -> Implementation:
+    """Hugging Face's BertLayer in one attention mode, loaded through its load_reference like any module."""
+    name = f"hf_bert_{mode}"
+    return Implementation(name, "layer", hf_bert(mode, ImplementationError), load_by_hook_or_names(name, "ours"),
+                          "hf", reference="bert", expected_family=expected, requires="transformers",
+                          title=f"transformers' BertLayer ({mode})")  # fmt: skip
+
+
 REGISTRY = (
     _ours_attention("naive", "naive"),
     _ours_attention("sdpa", "sdpa"),
@@ -150,7 +197,12 @@ REGISTRY = (
     Implementation("ours", "layer", _layer("sdpa"), _load_same_names, "ours", "sdpa"),
     Implementation("ours_naive", "layer", _layer("naive"), _load_same_names, "ours", "naive"),
     Implementation("ours_auto", "layer", _layer("auto"), _load_same_names, "ours", "auto"),
-    Implementation("torch", "layer", _torch_layer, _load_torch_layer, "torch", baseline=True),
+    Implementation("torch", "layer", _torch_layer, _load_torch_layer, "torch", baseline=True,
+                   title="nn.TransformerEncoderLayer"),
+    # BERT's layer: ours configured as BERT beside Hugging Face's, each checked against ours-as-BERT in float32
+    Implementation("ours_bert", "layer", _bert_layer("sdpa"), _load_same_names, "ours", "sdpa", reference="bert"),
+    _hf_bert("eager", lambda cell: "materialised"),
+    _hf_bert("sdpa", sdpa_family),
     # the full model's training step: our encoder with the named attention kernel
     *(Implementation(k, "train_step", None, None, "ours", k) for k in ("naive", "sdpa", "auto")),
 )
@@ -204,16 +256,8 @@ def _user(path: str, group: str) -> Implementation:
             raise ImplementationError(f"{path}{args} returned {type(module).__name__}, not an nn.Module")
         return module
 
-    def load(module: nn.Module, reference: nn.Module) -> None:
-        want, got = set(reference.state_dict()), set(module.state_dict())
-        if want != got:
-            raise ImplementationError(
-                f"{path}: cannot load the reference weights: its parameters {sorted(got)} differ from "
-                f"{reference_type}'s {sorted(want)}; use the same names (e.g. subclass it)"
-            )
-        module.load_state_dict(reference.state_dict())
-
-    return Implementation(path, group, build, load, "none", user=True)
+    return Implementation(path, group, build, load_by_hook_or_names(path, reference_type), "none", user=True,
+                          title=f"user {group} {path}")  # fmt: skip
 
 
 def resolve(group: str, name: str) -> Implementation:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import psutil
 import torch
 
 from bench.grid import Cell, Shape
-from bench.implementations import is_user
+from bench.hf_reference import INSTALL
+from bench.implementations import builtin
 from bench.workloads import predicted_peak_bytes
 from infra.machine import cpu_model_and_flags, native_dtypes
 
@@ -32,11 +35,16 @@ def unsupported(cell: Cell) -> str | None:
         return "unsupported: cudagraph capture needs a CUDA device"
     if cell.compile != "eager" and cell.dropout > 0:
         return "unsupported: compiled cells run with dropout 0 (the check would need a second compilation)"
+    entry = builtin(cell.group, cell.impl)
+    title = (entry.title or entry.name) if entry else f"user {cell.group} {cell.impl}"
     if cell.group == "layer" and cell.pos_encoding != "none":
-        if cell.impl == "torch" and cell.pos_encoding in ROTATING:
-            return f"unsupported: nn.TransformerEncoderLayer has no hook to rotate q and k ({cell.pos_encoding})"
-        if is_user(cell.impl):
-            return f"unsupported: user layer {cell.impl} takes no positional encoding ({cell.pos_encoding})"
+        style = entry.positional if entry else "none"
+        if style == "none":
+            return f"unsupported: {title} takes no positional encoding ({cell.pos_encoding})"
+        if style != "ours" and cell.pos_encoding in ROTATING:
+            return f"unsupported: {title} has no hook to rotate q and k ({cell.pos_encoding})"
+    if entry is not None and entry.requires and importlib.util.find_spec(entry.requires) is None:
+        return f"needs {entry.requires}: {title} is an optional extra; install it with {INSTALL}"
     return None
 
 

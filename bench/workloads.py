@@ -17,7 +17,7 @@ from bench.kernel_table import with_table
 from bench.observe import recomputes_scores
 from model import Encoder, EncoderConfig, cost
 from model.attention import MultiHeadAttention
-from model.layers import EncoderLayer
+from model.layers import BERT_STYLE, EncoderLayer
 from model.positional import PositionalEncoding, positional_encoding
 
 # Relative error (Frobenius) allowed against the float32 reference, by dtype: a few roundings' worth
@@ -85,7 +85,8 @@ def set_dropout(module: nn.Module, p: float) -> nn.Module:
 
 class PositionedLayer(nn.Module):
     """A layer with a positional encoding, applied the way the layer takes it: ours through its
-    `positional` argument, torch's ALiBi-style biases as a float src_mask (batch x heads, n, n)."""
+    `positional` argument, ALiBi-style biases as torch's float src_mask (batch x heads, n, n) or as
+    BERT's additive attention_mask (1, heads, n, n)."""
 
     def __init__(self, layer: nn.Module, positional: PositionalEncoding, style: str) -> None:
         super().__init__()
@@ -98,6 +99,8 @@ class PositionedLayer(nn.Module):
         bias = self.positional.attention_bias(x.shape[1], x.device, x.dtype)  # (nh, n, n) or None
         if bias is None:
             return self.layer(x)
+        if self.style == "hf":
+            return self.layer(x, attention_mask=bias.unsqueeze(0))
         return self.layer(x, src_mask=bias.repeat(x.shape[0], 1, 1))
 
 
@@ -191,10 +194,12 @@ def layer_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) ->
     impl = resolve("layer", cell.impl)
     b, n, d, f = shape.batch, cell.seq_len, shape.d_model, shape.d_ff
     torch.manual_seed(0)
-    # torch's initialisation, so every implementation starts from the weights torch's layer would have
-    reference_layer = EncoderLayer.from_torch(
-        nn.TransformerEncoderLayer(d, cell.heads, f, 0.0, batch_first=True, norm_first=True), "naive"
-    )
+    if impl.reference == "bert":  # ours configured as BERT, in float32, explicit softmax
+        reference_layer = EncoderLayer(d, cell.heads, f, 0.0, attention="naive", **BERT_STYLE)
+    else:  # torch's initialisation, so every implementation starts from the weights torch's layer would have
+        reference_layer = EncoderLayer.from_torch(
+            nn.TransformerEncoderLayer(d, cell.heads, f, 0.0, batch_first=True, norm_first=True), "naive"
+        )
     layer = impl.build(shape, cell.heads, cell.dropout)
     impl.load_reference(layer, reference_layer)
     positional = positional_encoding(cell.pos_encoding, d, cell.heads, n)

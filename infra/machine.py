@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import psutil
 import torch
 
 
@@ -140,6 +141,7 @@ def machine_facts() -> dict[str, object]:
         "cpu_flags": kernel_flags(cpu.flags),
         "cpu_native_dtypes": native_dtypes(cpu.flags),
         "cpu_count": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,  # what a CPU cell may grow to (reports' memory limits)
         "torch_threads": torch.get_num_threads(),
         "python_version": platform.python_version(),
         "git_commit": git_commit(),

@@ -27,14 +27,19 @@ TORCH_PARAMETER_NAMES = {
 }
 
 
+# Our layer configured as BERT's (Hugging Face BertLayer): post-LayerNorm, exact GELU, LayerNorm eps 1e-12,
+# and no dropout inside the feed-forward (BERT drops out after each sub-layer's output projection only).
+BERT_STYLE = {"activation": "gelu", "norm_first": False, "layer_norm_eps": 1e-12, "ff_dropout": False}
+
+
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str, inner_dropout: bool = True) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not supported; choose one of {', '.join(_ACTIVATIONS)}")
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if inner_dropout else nn.Identity()  # torch's layer has it, BERT not
         self.activation = _ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +47,8 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Same computation, in the same order, as nn.TransformerEncoderLayer(batch_first=True)."""
+    """Same computation, in the same order, as nn.TransformerEncoderLayer(batch_first=True); with
+    `**BERT_STYLE`, as Hugging Face's BertLayer."""
 
     def __init__(
         self,
@@ -54,11 +60,12 @@ class EncoderLayer(nn.Module):
         norm_first: bool = True,
         attention: str = "sdpa",
         layer_norm_eps: float = 1e-5,
+        ff_dropout: bool = True,
     ) -> None:
         super().__init__()
         self.d_model, self.norm_first = d_model, norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, attention)
-        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation, inner_dropout=ff_dropout)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)

@@ -78,7 +78,8 @@ def test_a_user_implementation_is_accepted_by_name():
         ("quick", ["dtype=float8"], r"'float8' is not accepted; choose from float32, bfloat16, float16"),
         ("quick", ["device=tpu"], r"'tpu' is not accepted; choose from cpu, cuda"),
         ("quick", ["layer.impl=flash"], r"layer.impl='flash' is not accepted; choose from ours, ours_naive, ours_auto, "
-                                        r"torch or a user implementation module.path:factory"),
+                                        r"torch, ours_bert, hf_bert_eager, hf_bert_sdpa or a user implementation "
+                                        r"module.path:factory"),
         ("quick", ["train_step.impl=a.b:c"], r"train_step.impl='a.b:c' is not accepted; choose from naive, sdpa, "
                                              r"auto$"),
         ("quick", ["layer.pos_encoding=xpos"], r"'xpos' is not accepted; choose from sinusoidal, learned"),

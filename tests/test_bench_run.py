@@ -28,7 +28,7 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
     facts = data["machine_info"]["attnbench"]
     for key in ("torch_version", "cuda_version", "cudnn_version", "gpu_name", "gpu_memory_bytes", "cpu_model",
                 "cpu_flags", "cpu_count", "torch_threads", "git_commit", "grid_profile", "grid", "repeats", "shard",
-                "numeric_settings", "flop_formulas_added"):  # fmt: skip
+                "numeric_settings", "flop_formulas_added", "memory_bytes"):  # fmt: skip
         assert key in facts
     assert {"cuda_matmul_allow_tf32", "cudnn_allow_tf32", "float32_matmul_precision"} <= set(facts["numeric_settings"])
     assert facts["grid_profile"] == "quick" and facts["grid_overrides"] == ["dtype=float32,float16", "device=cpu,cuda"]

@@ -1,0 +1,136 @@
+"""The report's section on BERT's layer: ours configured as BERT beside Hugging Face's BertLayer (eager and
+sdpa) and torch's layer, per length and dtype: time with intervals, peak memory, the kernel each ran, and
+where HF's eager mode (the explicit softmax, an n x n matrix per head) stops fitting in memory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from analysis.markdown import md
+from analysis.stats import median_interval, ratio_interval
+from analysis.verdicts import is_baseline
+from model import cost
+
+if TYPE_CHECKING:
+    from analysis.context import ReportContext
+
+KEYS = ["device", "dtype", "shape", "heads", "pass", "seq_len"]
+MIB = 2**20
+
+
+def _bert_cells(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells checked against ours-as-BERT, torch's layer cells of the same parameters)."""
+    if "reference" not in cells:
+        return cells.iloc[:0], cells.iloc[:0]
+    plain = cells[(cells["group"] == "layer") & (cells["pos_encoding"] == "none") & (cells["compile"] == "eager")
+                  & (cells["dropout"] == 0)]  # fmt: skip
+    bert = plain[plain["reference"] == "bert"]
+    torch_ = plain[is_baseline(plain)].merge(bert[KEYS].drop_duplicates(), on=KEYS)
+    return bert, torch_
+
+
+def _time_table(cells: pd.DataFrame, impls: list[str]) -> pd.DataFrame:
+    rows = []
+    for key, group in cells.groupby(KEYS[:2] + KEYS[4:], sort=True):
+        row = dict(zip(["device", "dtype", "pass", "n"], key))
+        for impl in impls:
+            cell = group[group["impl"] == impl]
+            if cell.empty:
+                row[f"{impl} ms"] = "not run"
+                continue
+            t = median_interval(cell["device_passes_s"].iloc[0])
+            row[f"{impl} ms"] = f"{t.estimate * 1e3:.3g} [{t.low * 1e3:.3g}, {t.high * 1e3:.3g}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pivot(cells: pd.DataFrame, column: str, impls: list[str], scale: float = 1.0) -> pd.DataFrame:
+    table = cells.assign(value=cells[column] / scale if scale != 1.0 else cells[column], n=cells["seq_len"])
+    wide = table.pivot_table(index=["device", "dtype", "pass", "n"], columns="impl", values="value", aggfunc="first")
+    return wide.reindex(columns=[i for i in impls if i in wide.columns]).reset_index()
+
+
+def _against_ours(cells: pd.DataFrame, ours: str, other: str) -> str:
+    """How `other` compares with ours-as-BERT over the cells both ran: resolved faster, slower, inconclusive."""
+    pairs = cells[cells["impl"] == other].merge(cells[cells["impl"] == ours], on=KEYS, suffixes=("", "_ours"))
+    intervals = [ratio_interval(r["device_passes_s"], r["device_passes_s_ours"]) for r in pairs.to_dict("records")]
+    if not intervals:
+        return f"- {other}: no cell where it and {ours} both ran."
+    slower = sum(i.low > 1 for i in intervals)
+    faster = sum(i.high < 1 for i in intervals)
+    ratios = pd.Series([i.estimate for i in intervals])
+    return (f"- {other} / {ours}: median time ratio {ratios.median():.2f} (from {ratios.min():.2f} to "
+            f"{ratios.max():.2f}) over {len(intervals)} cells; {slower} resolved slower, {faster} faster, "
+            f"{len(intervals) - slower - faster} inconclusive (95% interval includes 1).")
+
+
+def _eager_limit(ctx: ReportContext, bert: pd.DataFrame, eager: str, sdpa: str) -> list[str]:
+    """Where the explicit softmax stops fitting: cells refused for memory, else the cost model's length on
+    this machine's memory, after checking it against the peaks this run measured."""
+    lines = []
+    refused = ctx.not_run
+    if not refused.empty and "impl" in refused:
+        refused = refused[(refused["impl"] == eager) & refused["reason"].str.startswith(("would not fit", "oom"))]
+        for r in refused.sort_values("seq_len").groupby(["device", "dtype", "pass"]).head(1).to_dict("records"):
+            lines.append(f"- {r['device']} {r['dtype']} {r['pass']}: {eager} stops fitting at n={r['seq_len']} "
+                         f"({r['reason'].split(':')[0]}).")  # fmt: skip
+    ran = bert[bert["impl"] == eager]
+    memory = ctx.facts.get("gpu_memory_bytes") or ctx.facts.get("memory_bytes")
+    for (device, dtype, pass_), group in ran.groupby(["device", "dtype", "pass"]):
+        longest = group.loc[group["seq_len"].idxmax()]
+        other = bert[(bert["impl"] == sdpa) & (bert["device"] == device) & (bert["dtype"] == dtype)
+                     & (bert["pass"] == pass_) & (bert["seq_len"] == longest["seq_len"])]  # fmt: skip
+        versus = (f", {longest['peak_mem_bytes'] / other['peak_mem_bytes'].iloc[0]:.2f}x {sdpa}'s"
+                  if not other.empty else "")  # fmt: skip
+        line = (f"- {device} {dtype} {pass_}: {eager} ran every length up to n={longest['seq_len']} "
+                f"(peak {longest['peak_mem_bytes'] / MIB:.3g} MiB{versus})")
+        limit = _predicted_limit(longest, memory)
+        if limit:
+            fit = longest["predicted_mem_bytes"] / longest["peak_mem_bytes"]
+            line += (f"; the cost model (which predicted {fit:.2f}x the measured peak at that length) puts the "
+                     f"first length past this machine's {memory / 2**30:.0f} GiB at n={limit}")
+        lines.append(line + ".")
+    return lines
+
+
+def _predicted_limit(cell: pd.Series, memory: int | None) -> int | None:
+    """The first power-of-two length at which the explicit softmax's predicted peak passes `memory`."""
+    if not memory or not cell.get("predicted_mem_bytes"):
+        return None
+    n = int(cell["seq_len"])
+    while n < 2**22:
+        n *= 2
+        m = cost.MemoryShape(int(cell["batch"]), n, int(cell["d_model"]), int(cell["heads"]), int(cell["d_ff"]),
+                             cost.dtype_bytes(cell["dtype"]), "cpu" if cell["device"] == "cpu" else "cuda")  # fmt: skip
+        need = (cost.layer_training_bytes(m, "materialised", False) if cell["pass"] == "train"
+                else cost.layer_inference_bytes(m, "materialised"))  # fmt: skip
+        if need > memory:
+            return n
+    return None
+
+
+def bert_section(ctx: ReportContext) -> list[str]:
+    bert, torch_ = _bert_cells(ctx.cells)
+    if bert.empty:
+        return []
+    eager, sdpa = "hf_bert_eager", "hf_bert_sdpa"
+    ours = sorted(set(bert["impl"]) - {eager, sdpa})
+    impls = [*ours, *[i for i in (eager, sdpa) if i in set(bert["impl"])], *sorted(set(torch_["impl"]))]
+    both = pd.concat([bert, torch_])
+    checked = bert[bert["impl"].isin([eager, sdpa])]
+    lines = ["## BERT's layer: ours configured as BERT beside Hugging Face's BertLayer", "",
+             f"Ours configured as BERT ({', '.join(ours)}: post-LayerNorm, exact GELU, LayerNorm eps 1e-12, no dropout "
+             "inside the feed-forward) beside transformers' `BertLayer` in its two attention modes and torch's "
+             "layer (pre-norm, ReLU: the same FLOPs up to the activation). Every HF cell was first checked "
+             "against ours-as-BERT in float32 with the reference's weights loaded through its `load_reference`"
+             + (f" (largest relative error {checked['check_relative_error'].max():.2g})." if not checked.empty
+                else "."), "",
+             "Device time, median with its 95% interval:", "", md(_time_table(both, impls)), ""]  # fmt: skip
+    lines += [_against_ours(both, ours[0], other) for other in impls[1:]] + [""] if ours else []
+    lines += ["Peak memory (MiB):", "", md(_pivot(both, "peak_mem_bytes", impls, MIB), ".4g"), "",
+              "The attention kernel each ran, read from the profiler:", "",
+              md(_pivot(both, "attention_kernel", impls)), "", "Where HF's eager mode stops fitting in memory:", ""]
+    lines += _eager_limit(ctx, bert, eager, sdpa) or [f"- {eager} did not run here."]
+    return lines + [""]
