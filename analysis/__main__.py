@@ -3,6 +3,7 @@
   compare BASE NEW [--fail-on ...]        ratios with intervals between two runs; compare.md; exit 1 on a gate
   merge OUT SHARD_DIR...                  shards of one grid into one run folder (then: report OUT)
   positional DIR                          summary.md of the positional-encoding experiment
+  extrapolation DIR                       summary.md of the language-model extrapolation experiment
   noise DIR                               NOISE.md of a noise-floor experiment (python -m bench.noise_floor)
   table RESULTS_DIR... --out CSV          the cells of several runs in one tidy table
   index RESULTS                           the index of all runs
@@ -42,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR")
     positional = sub.add_parser("positional", help="write DIR/summary.md of the positional experiment")
     positional.add_argument("folder", type=Path, metavar="DIR")
+    extrapolation = sub.add_parser("extrapolation", help="write DIR/summary.md of the language-model experiment")
+    extrapolation.add_argument("folder", type=Path, metavar="DIR")
     noise = sub.add_parser("noise", help="write DIR/NOISE.md: compare's false-alarm rate (A/A) and an A/B")
     noise.add_argument("folder", type=Path, metavar="DIR")
     table = sub.add_parser("table", help="one tidy CSV of the cells of several runs (e.g. CPU and CUDA)")
@@ -80,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         from analysis.positional_summary import write_summary
 
         out = write_summary(args.folder)
+    elif args.command == "extrapolation":
+        from analysis.extrapolation_summary import write_summary as write_extrapolation
+
+        out = write_extrapolation(args.folder)
     elif args.command == "noise":
         from analysis.noise import write_noise
 

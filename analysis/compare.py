@@ -19,7 +19,13 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label
-from analysis.stats import ratio_interval, with_run_noise
+from analysis.stats import (
+    log_mean_interval,
+    paired_ratio_interval,
+    pass_log_medians,
+    ratio_interval,
+    with_run_noise,
+)
 from infra.machine import identity_differences, missing_identity
 
 METRICS = ("time", "device_time", "memory", "flops", "mfu")
@@ -115,16 +121,42 @@ def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
     return new[field] / base[field] if _has(new, field) and _has(base, field) else np.nan
 
 
+def reference_log_ratios(base: pd.DataFrame, new: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """Per (device, dtype): the calibration matmul's per-pass log ratio new/base, where both sides ran it in
+    the same number of passes: the common mode of a paired comparison (a workload no code under test runs)."""
+    out = {}
+    cal_a, cal_b = (df[df["group"] == "calibration"].set_index(["device", "dtype"]) for df in (base, new))
+    for key in set(cal_a.index) & set(cal_b.index):
+        a, b = cal_a.loc[key, "device_passes_s"], cal_b.loc[key, "device_passes_s"]
+        if len(a) == len(b) >= 2:
+            out[key] = pass_log_medians(b) - pass_log_medians(a)
+    return out
+
+
 def compare_cells(
-    base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float], run_sd: float = 0.0
+    base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float], run_sd: float = 0.0,
+    paired: bool = False, common_mode: bool = False,
 ) -> pd.DataFrame:
+    """One row per cell in both runs. `paired`: the runs' passes alternated in pairs (python -m bench ab), so
+    ratios come from per-pair differences; `common_mode`: device times are also divided by the same passes'
+    calibration matmul, where that reference itself did not change between the sides."""
+    references = reference_log_ratios(base, new) if paired else {}
     base = base[base["group"] != "calibration"].set_index("id")
     new = new[new["group"] != "calibration"].set_index("id")
     rows = []
     for cell_id in sorted(set(base.index) & set(new.index)):
         a, b = base.loc[cell_id], new.loc[cell_id]
-        host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"]), run_sd)
-        device = with_run_noise(ratio_interval(b["device_passes_s"], a["device_passes_s"]), run_sd)
+        if paired:
+            host = paired_ratio_interval(b["host_passes_s"], a["host_passes_s"])
+            raw = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"])
+            reference = references.get((a["device"], a["dtype"]))
+            # normalise only by a reference the change did not move: else it would hide a real slowdown
+            unchanged = reference is not None and not log_mean_interval(reference, "reference").excludes_one
+            device = (paired_ratio_interval(b["device_passes_s"], a["device_passes_s"], reference)
+                      if common_mode and unchanged else raw)  # fmt: skip
+        else:
+            host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"]), run_sd)
+            raw = device = with_run_noise(ratio_interval(b["device_passes_s"], a["device_passes_s"]), run_sd)
         flops = _ratio(b, a, "flops_counted") if _has(a, "flops_counted") else _ratio(b, a, "flops_analytic")
         k = flops * _ratio(a, b, "peak_flops_per_s")  # mfu ratio = k / device ratio
         row = {"id": cell_id, "group": a["group"], "passes": f"{int(a['passes'])}/{int(b['passes'])}",
@@ -133,7 +165,8 @@ def compare_cells(
                "device_time": device.estimate, "device_time_low": device.low, "device_time_high": device.high,
                "memory": _ratio(b, a, "peak_mem_bytes"),
                "flops": flops, "mfu": k / device.estimate, "mfu_low": k / device.high, "mfu_high": k / device.low,
-               "device_time_p": device.p_value}  # fmt: skip
+               "device_time_p": device.p_value, "device_time_raw": raw.estimate,
+               "device_time_raw_low": raw.low, "device_time_raw_high": raw.high}  # fmt: skip
         for metric in METRICS:
             low, high = (row[metric], row[metric]) if metric in EXACT else (row[f"{metric}_low"], row[f"{metric}_high"])
             row[f"{metric}_flag"] = _flag(row[metric], low, high, metric, min_change[metric])
@@ -149,6 +182,28 @@ def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
         flagged = table[f"{metric}_flag"] if metric not in EXACT else True
         for row in table[worse & flagged].to_dict("records"):
             out.append(f"{row['id']}: {metric} x{row[metric]:.3f} (threshold {threshold:.0%})")
+    return out
+
+
+# Measured (results/noise-*/NOISE.md, the paired A/A): whether dividing by the calibration matmul of the same
+# passes narrows paired intervals enough to be worth it; where the reference moved it is never applied.
+COMMON_MODE = False
+
+
+def is_ab_pair(base: dict, new: dict) -> bool:
+    """Both runs are the two sides of one `python -m bench ab`: their passes alternated in pairs."""
+    a, b = base.get("ab") or {}, new.get("ab") or {}
+    return bool(a) and a.get("id") == b.get("id") and {a.get("side"), b.get("side")} == {"base", "new"}
+
+
+def reference_warnings(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """Where the calibration matmul itself changed between the sides: the change or the machine moved it."""
+    out = []
+    for (device, dtype), d in sorted(reference_log_ratios(base, new).items()):
+        ref = log_mean_interval(d, "reference")
+        if ref.excludes_one:
+            out.append(f"the reference matmul ({device} {dtype}) changed between the sides: x{ref.estimate:.3f} "
+                       f"[{ref.low:.3f}, {ref.high:.3f}]; the change or the machine moved it")  # fmt: skip
     return out
 
 
@@ -188,13 +243,17 @@ def compare_runs(
     limits = {**DEFAULT_MIN_CHANGE, **min_change}
     for metric, threshold in fail_on.items():  # a gate's threshold is also the smallest change it flags
         limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
-    table = compare_cells(base, new, limits, noise_floor["run_sd"] if noise_floor else 0.0)
+    paired = is_ab_pair(base_facts, new_facts)
+    table = compare_cells(base, new, limits, noise_floor["run_sd"] if noise_floor else 0.0, paired=paired,
+                          common_mode=paired and COMMON_MODE)  # fmt: skip
     if table.empty:
         raise AnalysisError(f"{base_json} and {new_json} have no cell in common")
     warnings = machine_warnings(base_facts, new_facts)
-    if noise_floor:
+    if noise_floor and not paired:
         warnings += noise_floor_warnings(noise_floor, new_facts)
-    if not noise_floor:
+    if paired:
+        warnings += reference_warnings(base, new)
+    elif not noise_floor:
         warnings.append("no --noise-floor: intervals see the noise between passes within each run, not the shift "
                         "between runs; a measured floor (python -m bench.noise_floor) widens them by it")  # fmt: skip
     if (table["interval"].str.startswith("rounds-bootstrap")).any():

@@ -27,7 +27,18 @@ def summary_lines(c: Comparison) -> list[str]:
         f"max {q[4]:.3f}.",
         f"- Smallest change the intervals resolve (median relative half-width of the device-time interval): "
         f"{half.median():.1%} (90th percentile {half.quantile(0.9):.1%}).",
+        "- Intervals: " + ", ".join(f"{n} cells {METHODS.get(m, m)}" for m, n in t["interval"].value_counts().items())
+        + ".",
     ]
+
+
+METHODS = {
+    "passes-t": "by Welch's t on each run's pass medians",
+    "passes-t+runs": "by Welch's t on pass medians, widened by the measured run-to-run noise",
+    "rounds-bootstrap": "by a bootstrap over rounds (one pass: within-run noise only)",
+    "pairs-t": "by a t interval on per-pair differences (passes alternated base/new, so drift cancels)",
+    "pairs-t-common-mode": "by per-pair differences less the same passes' calibration-matmul ratio",
+}
 
 
 def cell_table(t: pd.DataFrame) -> pd.DataFrame:
@@ -37,9 +48,14 @@ def cell_table(t: pd.DataFrame) -> pd.DataFrame:
                 + t[f"{metric}_high"].map("{:.3f}".format) + "]" + mark)  # fmt: skip
 
     exact = {m: t[m].map("{:.3f}".format) + np.where(t[f"{m}_flag"], " **!**", "") for m in ("memory", "flops")}
-    return pd.DataFrame({"cell": t["id"], "passes": t["passes"], "time": band("time"),
-                         "device time": band("device_time"), "memory": exact["memory"], "FLOPs": exact["flops"],
-                         "MFU": band("mfu")})  # fmt: skip
+    table = pd.DataFrame({"cell": t["id"], "passes": t["passes"], "time": band("time"),
+                          "device time": band("device_time"), "memory": exact["memory"], "FLOPs": exact["flops"],
+                          "MFU": band("mfu")})  # fmt: skip
+    if "device_time_raw" in t and not np.allclose(t["device_time_raw"], t["device_time"]):
+        table.insert(4, "device time, not normalised", t["device_time_raw"].map("{:.3f}".format) + " ["
+                     + t["device_time_raw_low"].map("{:.3f}".format) + ", "
+                     + t["device_time_raw_high"].map("{:.3f}".format) + "]")  # fmt: skip
+    return table
 
 
 def write_compare(c: Comparison, base: Path, new: Path, out_dir: Path) -> Path:

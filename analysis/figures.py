@@ -222,3 +222,20 @@ def ddp_scaling(table: pd.DataFrame, out: Path) -> Path:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, out, "ddp_scaling")
+
+
+def perplexity_vs_length(table: pd.DataFrame, train_length: int, out: Path) -> Path:
+    """The language-model experiment's Figure 1: held-out perplexity against evaluation length, an
+    encoding a line, intervals over seeds (analysis/extrapolation_summary.py's table)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for pos, group in table.dropna(subset=["perplexity"]).groupby("pos_encoding"):
+        group = group.sort_values("eval_length")
+        ax.errorbar(group["eval_length"], group["perplexity"], marker="o", capsize=3, label=pos,
+                    yerr=[group["perplexity"] - group["low"], group["high"] - group["perplexity"]])  # fmt: skip
+    ax.axvline(train_length, color="grey", linestyle=":", label=f"training length L={train_length}")
+    lengths = sorted(table["eval_length"].unique())
+    ax.set(xscale="log", yscale="log", xlabel="evaluation length (characters)",
+           ylabel="perplexity per character (held-out)", title="Train short, test long, on our toy text")  # fmt: skip
+    ax.set_xticks(lengths, labels=[str(n) for n in lengths])
+    ax.legend(fontsize=8)
+    return save(fig, out, "perplexity_vs_length")

@@ -52,6 +52,10 @@ def false_alarms(c: Comparison) -> str:
 
 
 def write_noise(folder: Path) -> Path:
+    if (folder / "aa" / "base").is_dir():  # the paired method's experiment (bench.noise_floor --paired)
+        from analysis.noise_paired import write_paired_noise
+
+        return write_paired_noise(folder)
     runs = {name: folder / name for name in RUNS}
     missing = [name for name, path in runs.items() if not (path / "benchmarks.json").is_file()]
     if missing:

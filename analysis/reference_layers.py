@@ -111,6 +111,15 @@ def _predicted_limit(cell: pd.Series, memory: int | None) -> int | None:
     return None
 
 
+def _check_errors(checked: pd.DataFrame) -> str:
+    """The largest relative error of the HF cells' check, per dtype, beside what was allowed."""
+    if checked.empty:
+        return ""
+    worst = checked.groupby("dtype")[["check_relative_error", "check_tolerance"]].max()
+    return " (largest relative error " + ", ".join(
+        f"{dtype} {r.check_relative_error:.2g} of {r.check_tolerance:g} allowed" for dtype, r in worst.iterrows()) + ")"
+
+
 def bert_section(ctx: ReportContext) -> list[str]:
     bert, torch_ = _bert_cells(ctx.cells)
     if bert.empty:
@@ -124,9 +133,8 @@ def bert_section(ctx: ReportContext) -> list[str]:
              f"Ours configured as BERT ({', '.join(ours)}: post-LayerNorm, exact GELU, LayerNorm eps 1e-12, no dropout "
              "inside the feed-forward) beside transformers' `BertLayer` in its two attention modes and torch's "
              "layer (pre-norm, ReLU: the same FLOPs up to the activation). Every HF cell was first checked "
-             "against ours-as-BERT in float32 with the reference's weights loaded through its `load_reference`"
-             + (f" (largest relative error {checked['check_relative_error'].max():.2g})." if not checked.empty
-                else "."), "",
+             "against ours-as-BERT in float32, the reference's weights loaded through its `load_reference`"
+             + _check_errors(checked) + ".", "",
              "Device time, median with its 95% interval:", "", md(_time_table(both, impls)), ""]  # fmt: skip
     lines += [_against_ours(both, ours[0], other) for other in impls[1:]] + [""] if ours else []
     lines += ["Peak memory (MiB):", "", md(_pivot(both, "peak_mem_bytes", impls, MIB), ".4g"), "",

@@ -78,6 +78,32 @@ def ratio_interval(new: list[list[float]], base: list[list[float]]) -> Interval:
     return Interval(float(np.median(x) / np.median(y)), low, high, "rounds-bootstrap", p)
 
 
+def paired_ratio_interval(new: list[list[float]], base: list[list[float]],
+                          reference: np.ndarray | None = None) -> Interval:  # fmt: skip
+    """new / base from passes run in alternating pairs (`python -m bench ab`: pass i of each side back to back,
+    so the machine's drift hits both alike): a t interval on the per-pair differences of log-medians, as
+    Chromium's pinpoint pairs its runs. `reference`: per-pair log ratios of a workload the code under test
+    never touches (the calibration matmul of the same passes); subtracted, a shift of the whole machine
+    within a pair cancels as well."""
+    if len(new) != len(base) or len(new) < 2:
+        return ratio_interval(new, base)
+    d = pass_log_medians(new) - pass_log_medians(base)
+    if reference is None:
+        return log_mean_interval(d, "pairs-t")
+    return log_mean_interval(d - np.asarray(reference, float), "pairs-t-common-mode")
+
+
+def log_mean_interval(d: np.ndarray, method: str) -> Interval:
+    """exp(mean of the log ratios `d`) with its t interval and the p-value of 'no change'."""
+    d = np.asarray(d, float)
+    if np.ptp(d) == 0:
+        ratio = math.exp(float(d.mean()))
+        return Interval(ratio, ratio, ratio, method, 1.0 if ratio == 1.0 else 0.0)
+    test = stats.ttest_1samp(d, 0.0)
+    ci = test.confidence_interval(CONFIDENCE)
+    return Interval(math.exp(float(d.mean())), math.exp(ci.low), math.exp(ci.high), method, float(test.pvalue))
+
+
 def with_run_noise(interval: Interval, run_sd: float) -> Interval:
     """A ratio between two runs, its interval widened by the run-to-run spread: run_sd is the standard
     deviation of one run's log time about the truth, measured by an A/A experiment (analysis/noise.py).

@@ -35,6 +35,11 @@ def run_folder_name(device: str, shard: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ab"]:  # python -m bench ab --base REV: two versions in alternating passes (bench/ab.py)
+        from bench.ab import main as ab_main
+
+        return ab_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     add_renamed(p.add_argument, "--profile", "--grid", default="default",

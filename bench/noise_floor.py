@@ -6,6 +6,10 @@ what it flags there is its false-alarm rate. What it flags in A/B is what it can
     python -m bench.noise_floor --profile quick --passes 3     # results/noise-<machine>/NOISE.md
 
 The runs are python -m bench processes; the comparisons and NOISE.md come from python -m analysis.
+
+With --paired, the same questions for `python -m bench ab` (paired, alternating passes): an A/A of HEAD
+against itself, and an A/B against a throwaway revision that makes examples/extra_work_attention.py do
+12.5% more attention work, into results/noise-paired-<machine>/ (NOISE.md).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from bench.run_folder import refused
@@ -24,12 +29,53 @@ from infra.machine import machine_facts, machine_slug
 RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM_THREADS": "1"}))
 
 
+EXTRA = "examples/extra_work_attention.py"
+PAIRED_IMPLS = "attention.impl=naive,sdpa,torch_mha,examples.extra_work_attention:make"
+
+
+def slower_revision(repo: Path, fraction: float) -> str:
+    """A commit on no branch: HEAD with the example doing `fraction` extra work (the known slowdown)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "slower"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=repo, check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            source = (tree / EXTRA).read_text()
+            (tree / EXTRA).write_text(source.replace("EXTRA_FRACTION = 0.0", f"EXTRA_FRACTION = {fraction}"))
+            identity = ["-c", "user.name=attnbench noise floor", "-c", "user.email=noise@attnbench.invalid"]
+            subprocess.run(["git", *identity, "commit", "-qam", f"noise floor: {fraction:.1%} extra attention work"],
+                           cwd=tree, check=True, capture_output=True)  # fmt: skip
+            return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, check=True, capture_output=True,
+                                  text=True).stdout.strip()  # fmt: skip
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, capture_output=True)
+
+
+def paired(args: argparse.Namespace) -> int:
+    repo = Path(__file__).resolve().parents[1]
+    folder = args.results / f"noise-paired-{machine_slug('cpu')}"
+    slower = slower_revision(repo, 0.125)
+    for name, new in (("aa", "HEAD"), ("ab-extra", slower)):
+        print(f"attnbench noise floor (paired): {name}, HEAD against {new}", flush=True)
+        command = [sys.executable, "-m", "bench", "ab", "--base", "HEAD", "--new", new, "--profile", args.profile,
+                   "--pairs", str(args.pairs), "--results", str(folder), "--name", name, "--fail-on", "time:5%",
+                   "--set", PAIRED_IMPLS, "-k", "attention or calibration"]  # fmt: skip
+        if subprocess.run(command).returncode == 2:
+            print(f"error: {name} failed; see above", file=sys.stderr)
+            return 1
+    return subprocess.run([sys.executable, "-m", "analysis", "noise", str(folder)]).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.noise_floor", description=__doc__.splitlines()[0])
     add_renamed(p.add_argument, "--profile", "--grid", default="quick", help="grid profile of every run")
     add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=3, help="interleaved passes per run")
     p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--paired", action="store_true", help="measure python -m bench ab (A/A, and a known slowdown)")
+    p.add_argument("--pairs", type=int, default=6, help="with --paired: base/new pass pairs per comparison")
     args = p.parse_args(argv)
+    if args.paired:
+        return paired(args)
     folder = args.results / f"noise-{machine_slug('cpu')}"
     if refused(folder, machine_facts()):
         return 2

@@ -12,8 +12,6 @@ stopped. The words and tables come from `python -m analysis positional OUT` (sum
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
@@ -26,7 +24,7 @@ from tqdm.auto import tqdm
 
 from experiments.tasks import TASKS
 from experiments.trainer import TrainConfig, Trainer, evaluate, save_model
-from infra.files import atomic_write_text
+from infra.files import atomic_write_csv, atomic_write_text
 from infra.machine import machine_facts
 from model.config import POS_ENCODINGS
 
@@ -67,11 +65,7 @@ def write_outputs(out: Path, rows: list[dict], baselines: dict[tuple[str, int], 
     """The experiment's data, atomically: runs.csv, baselines.csv and machine.json."""
     out.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r["task"], r["pos_encoding"], r["seed"], r["eval_length"]))
-    table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "runs.csv", table.getvalue())
+    atomic_write_csv(out / "runs.csv", rows)
     atomic_write_text(out / "baselines.csv", "task,eval_length,bag_mode_accuracy\n"
                       + "".join(f"{t},{n},{a}\n" for (t, n), a in sorted(baselines.items())))  # fmt: skip
     atomic_write_text(out / "machine.json", json.dumps(machine, indent=1))

@@ -30,6 +30,7 @@ class Batch:
 class Task:
     name: str
     regression = False
+    causal = False  # a language model: each position sees only itself and earlier ones
     vocab_size: int | None = None  # token input
     input_size: int | None = None  # continuous input
     output_size: int
@@ -140,12 +141,33 @@ class SineForecastTask(Task):
         return (pos < length) & (pos >= length - self.horizon(length))
 
 
+class TextTask(Task):
+    """Next-character prediction on the bundled toy text (experiments/corpus.py): a window of the training
+    text in, the same window shifted by one character out; every position is scored. Causal."""
+
+    name = "text"
+    causal = True
+
+    def __init__(self) -> None:
+        from experiments.corpus import default_corpus  # reads and checks the corpus only when asked for
+
+        self.corpus = default_corpus()
+        self.train_ids = torch.tensor(self.corpus.encode(self.corpus.train), dtype=torch.long)
+        self.vocab_size = self.output_size = len(self.corpus.vocab) + 1  # id 0 is padding
+
+    def sample(self, batch_size: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(0, len(self.train_ids) - length - 1, (batch_size,), generator=generator)
+        windows = torch.stack([self.train_ids[s : s + length + 1] for s in starts.tolist()])
+        return windows[:, :-1], windows[:, 1:]
+
+
 TASKS = {
     "copy": lambda: SequenceTask("copy"),
     "reverse": lambda: SequenceTask("reverse"),
     "sort": lambda: SequenceTask("sort"),
     "recall": AssociativeRecallTask,
     "sine": SineForecastTask,
+    "text": TextTask,
 }
 
 

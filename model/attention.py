@@ -1,6 +1,7 @@
 """Multi-head self-attention with a fused QKV projection and interchangeable kernels: naive (explicit
 softmax), blocked (the same, a block of queries at a time), sdpa (F.scaled_dot_product_attention), a
-forced SDPA backend, or auto (the measured fastest)."""
+forced SDPA backend, or auto (the measured fastest); bidirectional, or causal (each position sees itself
+and the positions before it) with every kernel."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def additive_mask(
     return mask.to(dtype)
 
 
+def causal_mask(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(n, n) additive mask: 0 on and below the diagonal, -inf above it (a query never sees a later key)."""
+    later = torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
+    return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(later, float("-inf"))
+
+
 def naive_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,17 +86,22 @@ def blocked_attention(
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float,
-         kernel: str = "sdpa") -> torch.Tensor:  # fmt: skip
+         kernel: str = "sdpa", is_causal: bool = False) -> torch.Tensor:  # fmt: skip
     """F.scaled_dot_product_attention, on the backend `kernel` names (sdpa: the dispatcher's choice)."""
     if kernel == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
     with sdpa_kernel([FORCED_BACKENDS[kernel], SDPBackend.MATH]):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
 
 
 def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                     dropout_p: float, kernel: str) -> torch.Tensor:  # fmt: skip
-    """One named kernel (not auto) on (B, nh, n, hs) inputs."""
+                     dropout_p: float, kernel: str, is_causal: bool = False) -> torch.Tensor:  # fmt: skip
+    """One named kernel (not auto) on (B, nh, n, hs) inputs. `is_causal` with no other mask: SDPA's own
+    causal path (its kernels skip the masked half); the explicit kernels add the causal mask."""
+    if is_causal:
+        if kernel not in ("naive", "blocked"):
+            return sdpa(q, k, v, mask, dropout_p, kernel, is_causal=True)
+        mask = causal_mask(q.shape[-2], q.device, q.dtype)
     if kernel == "naive":
         return naive_attention(q, k, v, mask, dropout_p)[0]
     if kernel == "blocked":
@@ -97,7 +109,7 @@ def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return sdpa(q, k, v, mask, dropout_p, kernel)
 
 
-def tuner(q: torch.Tensor, mask: torch.Tensor | None, dropout_p: float, train: bool):
+def tuner(q: torch.Tensor, mask: torch.Tensor | None, dropout_p: float, train: bool, is_causal: bool = False):
     """Times every candidate kernel on fresh inputs of the call's shapes (never the call's own tensors, so
     the model's autograd graph is untouched): forward, and backward too when training."""
 
@@ -107,7 +119,7 @@ def tuner(q: torch.Tensor, mask: torch.Tensor | None, dropout_p: float, train: b
 
         def run(kernel: str) -> None:
             with torch.enable_grad() if train else torch.no_grad():
-                out = attention_kernel(*inputs, mask, dropout_p, kernel)
+                out = attention_kernel(*inputs, mask, dropout_p, kernel, is_causal)
                 if train:
                     out.backward(grad)
 
@@ -126,11 +138,12 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         kernel: str = "sdpa",
         chooser: KernelChooser | None = None,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if kernel not in ("auto", *KERNELS):
             raise ValueError(f"attention kernel {kernel!r} is not supported; choose one of auto, {', '.join(KERNELS)}")
-        self.n_heads, self.dropout, self.kernel = n_heads, dropout, kernel
+        self.n_heads, self.dropout, self.kernel, self.causal = n_heads, dropout, kernel, causal
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         # The auto kernel's measured choices are handed in (default: this machine's cache, tuned on first use).
@@ -151,18 +164,22 @@ class MultiHeadAttention(nn.Module):
         q, k = positional.rotate(q, k)
         bias = positional.attention_bias(n, x.device, x.dtype)
         mask = additive_mask(B, n, key_padding_mask, bias, x.dtype)
+        # causal alone: the kernel's own causal path; with a bias or padding: folded into the one mask
+        is_causal = self.causal and mask is None
+        if self.causal and mask is not None:
+            mask = mask + causal_mask(n, x.device, x.dtype)
         dropout_p = self.dropout if self.training else 0.0
         kernel = self.kernel
         if kernel == "auto":
             dtype = str(x.dtype).removeprefix("torch.")
             chooser = self.chooser or default_chooser()  # the kernel may have been switched to auto after init
             kernel = chooser.choose(x.device.type, dtype, n, dropout_p > 0, self.training,
-                                    tuner(q, mask, dropout_p, self.training))
+                                    tuner(q, mask, dropout_p, self.training, is_causal))
         if self.keep_weights:
-            y, weights = naive_attention(q, k, v, mask, dropout_p)
+            y, weights = naive_attention(q, k, v, causal_mask(n, x.device, x.dtype) if is_causal else mask, dropout_p)
             self.last_weights = weights.detach()
         else:
-            y = attention_kernel(q, k, v, mask, dropout_p, kernel)
+            y = attention_kernel(q, k, v, mask, dropout_p, kernel, is_causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, n, d))  # (B, n, d)
 
 

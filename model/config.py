@@ -37,6 +37,7 @@ class EncoderConfig:
     input_size: int | None = None
     output_size: int | None = None  # head width; None means no head (return hidden states)
     layer_norm_eps: float = 1e-5
+    causal: bool = False  # each position attends only to itself and earlier ones (a language model)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "d_ff", "n_layers", "max_len"):

@@ -30,6 +30,7 @@ class Encoder(nn.Module):
                 config.norm_first,
                 config.attention,
                 config.layer_norm_eps,
+                causal=config.causal,
             )
             for _ in range(config.n_layers)
         )

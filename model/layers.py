@@ -61,10 +61,11 @@ class EncoderLayer(nn.Module):
         attention: str = "sdpa",
         layer_norm_eps: float = 1e-5,
         ff_dropout: bool = True,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.d_model, self.norm_first = d_model, norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, attention)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, attention, causal=causal)
         self.ff = FeedForward(d_model, d_ff, dropout, activation, inner_dropout=ff_dropout)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)

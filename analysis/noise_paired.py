@@ -1,0 +1,84 @@
+"""NOISE.md for the paired method (`python -m bench.noise_floor --paired`): what `python -m bench ab` flags
+when nothing changed (A/A: its false-alarm rate and the smallest change it resolves), and what it flags
+when one implementation does a known amount of extra work (A/B: the affected cells it catches, the
+unaffected ones it leaves alone). Both with the gate `--fail-on time:5%`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from analysis.compare import COMMON_MODE, Comparison, compare_cells, compare_runs
+from analysis.compare_report import summary_lines
+from analysis.errors import AnalysisError
+from analysis.load import load_run, read_json
+from infra.files import atomic_write_text
+
+GATE = {"time": 0.05}
+AFFECTED = "examples.extra_work_attention:make"
+
+
+def half_widths(table) -> np.ndarray:
+    return (np.sqrt(table["device_time_high"] / table["device_time_low"]) - 1).to_numpy()
+
+
+def common_mode_effect(folder: Path) -> str:
+    """The A/A's median half-width with and without dividing by the calibration matmul: the measurement
+    behind analysis.compare.COMMON_MODE."""
+    base, _, _ = load_run(folder / "base" / "benchmarks.json")
+    new, _, _ = load_run(folder / "new" / "benchmarks.json")
+    limits = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
+    raw = compare_cells(base, new, limits, paired=True, common_mode=False)
+    normalised = compare_cells(base, new, limits, paired=True, common_mode=True)
+    return (f"Dividing each pair by the same passes' calibration matmul (common-mode rejection) gives a median "
+            f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
+            f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
+            f"{int(raw['device_time_flag'].sum())}; compare {'applies' if COMMON_MODE else 'does not apply'} it "
+            "(analysis.compare.COMMON_MODE).")  # fmt: skip
+
+
+def ab_lines(c: Comparison) -> list[str]:
+    t = c.table
+    affected = t["id"].str.contains(AFFECTED, regex=False)  # the cell id carries its implementation
+    hit, rest = t[affected], t[~affected]
+    caught = hit["device_time_flag"] & (hit["device_time"] > 1)
+    ratio = hit["device_time"]
+    return [f"- Affected cells (the extra-work implementation): {len(hit)}; flagged slower: {int(caught.sum())} "
+            f"({caught.mean():.0%}); their measured slowdown: median x{ratio.median():.3f} (from "
+            f"x{ratio.min():.3f} to x{ratio.max():.3f}).",
+            f"- Unaffected cells: {len(rest)}; flagged: {int(rest['device_time_flag'].sum())}.",
+            f"- Gate `--fail-on time:5%`: {'failed, exit 1' if c.failures else 'passed, exit 0'}"
+            + (f" ({len(c.failures)} lines, e.g. {c.failures[0]})" if c.failures else "") + "."]  # fmt: skip
+
+
+def write_paired_noise(folder: Path) -> Path:
+    runs = {name: folder / name for name in ("aa", "ab-extra")}
+    missing = [n for n, p in runs.items() if not all((p / s / "benchmarks.json").is_file() for s in ("base", "new"))]
+    if missing:
+        raise AnalysisError(f"{folder}: no {', '.join(missing)} pair inside (run python -m bench.noise_floor --paired)")
+    aa = compare_runs(runs["aa"] / "base", runs["aa"] / "new", GATE, {})
+    ab = compare_runs(runs["ab-extra"] / "base", runs["ab-extra"] / "new", GATE, {})
+    facts = read_json(runs["aa"] / "base" / "benchmarks.json")["machine_info"]["attnbench"]
+    pair = json.loads((runs["ab-extra"] / "new" / "benchmarks.json").read_text())["machine_info"]["attnbench"]["ab"]
+    half = half_widths(aa.table)
+    lines = [
+        "# Noise floor of `python -m bench ab` (paired, alternating passes)", "",
+        f"Grid `{facts['grid_profile']}` ({len(aa.table)} cells) on {facts['cpu_model']} ({facts['cpu_count']} cores, "
+        f"{facts.get('machine_slug')}), torch {facts['torch_version']}, {pair['pairs']} pairs of passes, each pass a "
+        "separate process on its side's own worktree, alternating B N, N B, ... A change is flagged when its 95% "
+        "interval (a t interval on the per-pair log ratios) excludes 1 and it is at least 5%.", "",
+        "## A/A: HEAD against itself", "",
+        f"- Flagged: {aa.table['device_time_flag'].mean():.1%} of cells on device time; gate "
+        f"{'failed, exit 1' if aa.failures else 'passed, exit 0'}.",
+        f"- Smallest change resolved (median relative half-width of the device-time interval): {np.median(half):.1%}, "
+        f"against 25.6% for two separate runs with the measured run-to-run floor (results/noise-cpu-amd-epyc-2c).",
+        f"- {common_mode_effect(runs['aa'])}", "", *summary_lines(aa), "",
+        f"## A/B: a known slowdown (revision {pair['new'][:10]}: examples/extra_work_attention.py does 12.5% more "
+        "attention work)", "", *ab_lines(ab), "", *summary_lines(ab), "",
+        "Each side's folder has its benchmarks.json; each pair folder its compare.md.", "",
+    ]  # fmt: skip
+    out = folder / "NOISE.md"
+    atomic_write_text(out, "\n".join(lines))
+    return out

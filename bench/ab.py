@@ -1,0 +1,153 @@
+"""python -m bench ab: two versions of the code, timed in alternating passes, then compared.
+
+    python -m bench ab --base origin/main                  # HEAD (a clean tree) against origin/main
+    python -m bench ab --base v0.1 --new my-branch --fail-on device_time:5%
+
+Each side is checked out into its own git worktree; the grid runs one pass at a time in a fresh process
+per pass, alternating base and new in pairs (B N, N B, B N, ...), so that the machine's drift during the
+experiment hits both sides alike and cancels in each pair's ratio (Chromium's pinpoint, asv continuous).
+The two sides land in RESULTS/NAME/base and RESULTS/NAME/new (benchmarks.json each, written only when every
+pass finished), `analysis compare` reads them as a pair and writes RESULTS/NAME/compare.md; with
+--fail-on its exit code gates a pull request. Worktrees are removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from infra.files import atomic_write_text
+from infra.machine import machine_slug
+
+
+class ABError(Exception):
+    """Bad input or a failed pass: one line, nothing written."""
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ABError(f"git {' '.join(args)}: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return result.stdout.strip()
+
+
+def resolve_revision(repo: Path, rev: str) -> str:
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=repo)
+    except ABError:
+        raise ABError(f"--base/--new {rev!r} is not a revision of {repo}; give a commit, branch or tag") from None
+
+
+@contextmanager
+def worktrees(repo: Path, revisions: dict[str, str], parent: Path):
+    """One detached worktree per side, removed on the way out (an interrupt included)."""
+    made: list[Path] = []
+    try:
+        dirs = {}
+        for side, sha in revisions.items():
+            path = parent / side
+            git("worktree", "add", "--detach", str(path), sha, cwd=repo)
+            made.append(path)
+            dirs[side] = path
+        yield dirs
+    finally:
+        for path in made:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=repo, capture_output=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)
+
+
+def pass_options(checkout: Path, profile: str) -> list[str]:
+    """One pass of `profile`, in the option names that side's code knows (older ones: --grid, --repeats)."""
+    conftest = (checkout / "bench" / "conftest.py").read_text()
+    new_names = '"--profile"' in conftest
+    options = [f"--profile={profile}", "--passes=1"] if new_names else [f"--grid={profile}", "--repeats=1"]
+    return options + (["--time-budget-min=0"] if "--time-budget-min" in conftest else [])
+
+
+def run_pass(checkout: Path, out: Path, profile: str, pytest_args: list[str], timeout_s: float) -> dict:
+    """One pass of the grid by the code in `checkout`, in its own process; its pytest-benchmark JSON."""
+    command = [sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider",
+               *pass_options(checkout, profile), f"--benchmark-json={out}", *pytest_args]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(checkout)}  # that side's packages, not the installed ones
+    try:
+        result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ABError(f"a pass in {checkout.name} ran past {timeout_s:.0f} s") from None
+    if result.returncode not in (0, 1) or not out.is_file():
+        tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise ABError(f"a pass of the {checkout.name} side failed (pytest exit {result.returncode}): {tail[0]}")
+    return json.loads(out.read_text())
+
+
+def merge_passes(passes: list[dict], side: str, ab: dict) -> dict:
+    """The side's passes as one benchmark JSON of `len(passes)` interleaved passes, marked as one side of `ab`."""
+    merged = {**passes[0], "benchmarks": []}
+    for index, data in enumerate(passes):
+        for bench in data["benchmarks"]:
+            extra = {**bench["extra_info"], "repeat": index, "repeats": len(passes)}
+            merged["benchmarks"].append({**bench, "name": f"{bench['name']}-r{index}", "extra_info": extra})
+    facts = merged["machine_info"]["attnbench"] = {**passes[0]["machine_info"]["attnbench"], "repeats": len(passes)}
+    facts["ab"] = {**ab, "side": side, "revision": ab[side]}
+    return merged
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
+    p.add_argument("--base", required=True, help="the revision to compare against")
+    p.add_argument("--new", default=None, help="the revision under test (default: HEAD, with a clean tree)")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--pairs", type=int, default=6, help="base/new pass pairs (default 6)")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--name", default=None, help="folder under RESULTS (default: ab-MACHINE)")
+    p.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...", help="as analysis compare's")
+    p.add_argument("--pass-timeout-s", type=float, default=1800.0)
+    return p
+
+
+def plan(pairs: int) -> list[tuple[int, str]]:
+    """(pass index, side) in run order: B N, N B, B N, ...: a linear drift also cancels across two pairs."""
+    order = []
+    for i in range(pairs):
+        sides = ("base", "new") if i % 2 == 0 else ("new", "base")
+        order += [(i, side) for side in sides]
+    return order
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, pytest_args = parser().parse_known_args(argv)
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        if args.pairs < 2:
+            raise ABError(f"--pairs {args.pairs} is not accepted; give 2 or more (an interval needs two pairs)")
+        revisions = {"base": resolve_revision(repo, args.base), "new": resolve_revision(repo, args.new or "HEAD")}
+        if args.new is None and git("status", "--porcelain", "--untracked-files=no", cwd=repo):
+            raise ABError("the working tree has uncommitted changes: commit them (the new side is HEAD) or give --new")
+        out_dir = args.results / (args.name or f"ab-{machine_slug('cpu')}")
+        ab = {"id": uuid.uuid4().hex, "pairs": args.pairs, "profile": args.profile, **revisions}
+        passes: dict[str, list[dict]] = {"base": [], "new": []}
+        with tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp, worktrees(repo, revisions, Path(tmp)) as dirs:
+            for n, (index, side) in enumerate(plan(args.pairs), 1):
+                print(f"[{n}/{2 * args.pairs}] pass {index + 1} of {side} ({revisions[side][:10]})", flush=True)
+                out = Path(tmp) / f"{side}-{index}.json"
+                passes[side].append(run_pass(dirs[side], out, args.profile, pytest_args, args.pass_timeout_s))
+    except ABError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for side in ("base", "new"):
+        (out_dir / side).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / side / "benchmarks.json", json.dumps(merge_passes(passes[side], side, ab)))
+    from analysis.__main__ import main as analysis_main
+
+    command = ["compare", str(out_dir / "base"), str(out_dir / "new"), "--out", str(out_dir)]
+    return analysis_main(command + (["--fail-on", args.fail_on] if args.fail_on else []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The paired comparison (python -m bench ab): on synthetic samples with known answers, a shift of the
+whole machine between pairs is not a change, a real slowdown of everything or of one cell is, and the
+calibration reference never hides a slowdown that moves it too. Then the command itself, end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.compare import compare_cells, reference_warnings
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS, ROUNDS, CELLS = 6, 10, 20
+LIMITS = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
+
+
+def side(drift: np.ndarray, slowdown: dict[str, float], reference_slowdown: float, seed: int) -> pd.DataFrame:
+    """A run as analysis.load makes it: per cell, PAIRS passes of ROUNDS rounds; pass i carries the machine's
+    drift of pair i (the same for both sides), 1% noise per round, and the cell's own slowdown."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(CELLS + 1):
+        cid, group = (f"cell{c}", "attention") if c < CELLS else ("cpu-float32", "calibration")
+        factor = reference_slowdown if group == "calibration" else slowdown.get(cid, 1.0)
+        passes = [list(1e-3 * (1 + c) * factor * np.exp(drift[i] + rng.normal(0, 0.01, ROUNDS))) for i in range(PAIRS)]
+        rows.append({"id": cid, "group": group, "device": "cpu", "dtype": "float32", "passes": PAIRS,
+                     "device_passes_s": passes, "host_passes_s": passes, "peak_mem_bytes": 1000,
+                     "flops_counted": 10**9, "flops_analytic": 10**9, "peak_flops_per_s": 10**11})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def pair(slowdown=None, reference_slowdown=1.0, drift_sd=0.05, seed=0):
+    drift = np.random.default_rng(seed).normal(0, drift_sd, PAIRS)  # the machine, pair by pair: up to ~10%
+    return side(drift, {}, 1.0, seed + 1), side(drift, slowdown or {}, reference_slowdown, seed + 2)
+
+
+@pytest.mark.parametrize("common_mode", [False, True])
+def test_a_shift_of_the_whole_machine_between_pairs_is_not_a_change(common_mode):
+    base, new = pair()
+    paired = compare_cells(base, new, LIMITS, paired=True, common_mode=common_mode)
+    half = np.sqrt(paired["device_time_high"] / paired["device_time_low"]) - 1
+    assert paired["device_time_flag"].mean() <= 0.05 and np.median(half) <= 0.05
+    assert (paired["interval"] == ("pairs-t-common-mode" if common_mode else "pairs-t")).all()
+    unpaired = compare_cells(base, new, LIMITS)  # the same data as two runs: the drift widens every interval
+    assert np.median(np.sqrt(unpaired["device_time_high"] / unpaired["device_time_low"]) - 1) > np.median(half)
+
+
+@pytest.mark.parametrize("common_mode", [False, True])
+def test_a_real_slowdown_of_everything_is_caught(common_mode):
+    base, new = pair({f"cell{c}": 1.08 for c in range(CELLS)})
+    table = compare_cells(base, new, LIMITS, paired=True, common_mode=common_mode)
+    assert table["device_time_flag"].all() and (table["device_time"] > 1.06).all()
+
+
+def test_a_slowdown_that_also_moves_the_reference_is_not_normalised_away():
+    base, new = pair({f"cell{c}": 1.08 for c in range(CELLS)}, reference_slowdown=1.08)
+    table = compare_cells(base, new, LIMITS, paired=True, common_mode=True)
+    assert table["device_time_flag"].all() and (table["interval"] == "pairs-t").all()  # raw, not normalised
+    assert any("reference matmul (cpu float32) changed" in w for w in reference_warnings(base, new))
+
+
+def test_a_slowdown_of_one_cell_flags_that_cell_alone():
+    base, new = pair({"cell3": 1.08})
+    table = compare_cells(base, new, LIMITS, paired=True).set_index("id")
+    assert table.loc["cell3", "device_time_flag"] and table["device_time_flag"].sum() == 1
+
+
+def test_memory_and_flops_stay_exact():
+    base, new = pair()
+    new.loc[new["id"] == "cell5", "peak_mem_bytes"] = 1001
+    table = compare_cells(base, new, LIMITS, paired=True).set_index("id")
+    assert table.loc["cell5", "memory_flag"] and table["memory_flag"].sum() == 1 and not table["flops_flag"].any()
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A clone of this repository at its HEAD (a worktree needs a git repository of its own)."""
+    path = tmp_path_factory.mktemp("repo") / "attnbench"
+    subprocess.run(["git", "clone", "-q", "--shared", str(ROOT), str(path)], check=True)
+    return path
+
+
+def ab(clone: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", "ab", "--results", str(clone / "out"), "--name", "x", *args],
+                          cwd=clone, capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def worktrees(clone: Path) -> int:
+    return len(subprocess.run(["git", "worktree", "list"], cwd=clone, capture_output=True, text=True).stdout.split("\n")
+               ) - 1  # fmt: skip
+
+
+def test_bad_input_is_one_line_and_leaves_nothing_behind(clone):
+    bad = ((["--base", "no-such-rev"], "'no-such-rev' is not a revision"),
+           (["--base", "HEAD", "--pairs", "1"], "--pairs 1 is not accepted"),
+           (["--base", "HEAD", "--new", "HEAD", "--profile", "nosuch"], "a pass of the base side failed"))
+    for args, message in bad:
+        result = ab(clone, *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (clone / "out").exists() and worktrees(clone) == 1
+    (clone / "README.md").write_text("changed\n")
+    try:
+        result = ab(clone, "--base", "HEAD")
+        assert result.returncode == 2 and "uncommitted changes" in result.stderr
+    finally:
+        subprocess.run(["git", "checkout", "README.md"], cwd=clone, check=True)
+
+
+def test_two_pairs_of_the_same_revision_compare_as_a_pair(clone):
+    result = ab(clone, "--base", "HEAD", "--new", "HEAD", "--pairs", "2", "--set", "seq_len=64", "-k",
+                "(attention and sdpa and forward) or calibration")  # fmt: skip
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    base = json.loads((clone / "out" / "x" / "base" / "benchmarks.json").read_text())
+    assert base["machine_info"]["attnbench"]["ab"]["side"] == "base"
+    assert sorted({b["extra_info"]["repeat"] for b in base["benchmarks"]}) == [0, 1]
+    text = (clone / "out" / "x" / "compare.md").read_text()
+    assert "per-pair differences" in text and worktrees(clone) == 1
