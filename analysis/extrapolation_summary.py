@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis import figures
-from analysis.errors import AnalysisError
+from analysis.load import read_runs_csv
 from analysis.markdown import md
 from analysis.stats import CONFIDENCE, Interval, verdict
 from infra.files import atomic_write_text
@@ -24,16 +24,7 @@ COLUMNS = {"pos_encoding", "seed", "train_length", "eval_length", "length_factor
 
 
 def load_extrapolation(folder: Path) -> tuple[pd.DataFrame, dict]:
-    path = folder / "runs.csv"
-    if not path.is_file():
-        raise AnalysisError(f"{path}: no such file (run python -m experiments.extrapolation --out {folder})")
-    try:
-        runs = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise AnalysisError(f"{path}: not a readable CSV ({err})") from None
-    missing = COLUMNS - set(runs.columns)
-    if missing:
-        raise AnalysisError(f"{path}: lacks columns {', '.join(sorted(missing))}")
+    runs = read_runs_csv(folder / "runs.csv", COLUMNS, f"python -m experiments.extrapolation --out {folder}")
     machine = folder / "machine.json"
     return runs, json.loads(machine.read_text()) if machine.is_file() else {}
 
@@ -109,13 +100,15 @@ def write_summary(folder: Path) -> Path:
         "# Train short, test long: positional encodings in a causal character language model", "",
         f"Causal language models trained at L={train_length} characters on the bundled toy text "
         f"({machine.get('corpus', 'corpus')}, {machine.get('corpus_bytes', '?')} bytes, SHA-256 "
-        f"{str(machine.get('corpus_sha256', '?'))[:16]}...), {seeds.min()}-{seeds.max()} seeds per encoding, "
+        f"{str(machine.get('corpus_sha256', '?'))[:16]}...), "
+        f"{seeds.min() if seeds.min() == seeds.max() else f'{seeds.min()}-{seeds.max()}'} seeds per encoding, "
         f"the same model, data and steps for each ({runs['steps'].iloc[0]} steps); parameters: "
         + ", ".join(f"{p} {n:,}" for p, n in params.items())
         + " (learned positions add their L x d table). Perplexity per character on held-out modules, the same "
         f"{machine.get('experiment', {}).get('eval_chars', '?')} characters at every length, "
-        "mean over seeds with its 95% t interval. Baselines from the training text: unigram "
-        f"{2 ** machine.get('unigram_bits', math.nan):.3g}, bigram {2 ** machine.get('bigram_bits', math.nan):.3g}.",
+        "mean over seeds with its 95% t interval. Baselines counted on the training text: a unigram model's "
+        f"perplexity is {2 ** machine.get('unigram_bits', math.nan):.3g}, a bigram model's "
+        f"{2 ** machine.get('bigram_bits', math.nan):.3g}.",
         "", md(wide), "", f"![perplexity against evaluation length]({fig.relative_to(folder)})", "",
         "## The claims, judged", "",
         f"Judged at {JUDGED_AT}L: an encoding holds if its perplexity there stays within {HOLDS - 1:.0%} of its "

@@ -237,5 +237,8 @@ def perplexity_vs_length(table: pd.DataFrame, train_length: int, out: Path) -> P
     ax.set(xscale="log", yscale="log", xlabel="evaluation length (characters)",
            ylabel="perplexity per character (held-out)", title="Train short, test long, on our toy text")  # fmt: skip
     ax.set_xticks(lengths, labels=[str(n) for n in lengths])
+    ax.xaxis.set_minor_locator(plt.NullLocator())  # only the evaluated lengths label the axis
+    ax.yaxis.set_major_formatter(plt.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.ScalarFormatter())
     ax.legend(fontsize=8)
     return save(fig, out, "perplexity_vs_length")

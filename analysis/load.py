@@ -131,3 +131,17 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
             f"no cell ran in {', '.join(map(str, paths))}: the grid was empty or everything was skipped"
         )
     return cells, pd.concat(not_runs, ignore_index=True), machines
+
+
+def read_runs_csv(path: Path, columns: set[str], made_by: str) -> pd.DataFrame:
+    """An experiment's tidy runs.csv, or one line saying what is wrong with it and what writes it."""
+    if not path.is_file():
+        raise AnalysisError(f"{path}: no such file (run {made_by})")
+    try:
+        runs = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise AnalysisError(f"{path}: not a readable CSV ({err})") from None
+    missing = columns - set(runs.columns)
+    if missing:
+        raise AnalysisError(f"{path}: lacks columns {', '.join(sorted(missing))}")
+    return runs

@@ -12,6 +12,7 @@ import torch
 from scipy import stats
 
 from analysis.errors import AnalysisError
+from analysis.load import read_runs_csv
 from experiments.tasks import make_task
 from experiments.trainer import load_model
 from infra.files import atomic_write_text
@@ -21,18 +22,8 @@ LEARNED = 0.9  # accuracy at L below which an encoding did not learn the task: h
 
 
 def load_positional(folder: Path) -> pd.DataFrame:
-    path = folder / "runs.csv"
-    if not path.is_file():
-        raise AnalysisError(f"{path}: no such file (run python -m experiments.positional_experiment)")
-    try:
-        runs = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise AnalysisError(f"{path}: not a readable CSV ({err})") from None
-    missing = {"task", "pos_encoding", "seed", "eval_length", "train_length", "token_accuracy"} - set(runs.columns)
-    if missing:
-        raise AnalysisError(f"{path}: lacks columns {', '.join(sorted(missing))}")
-    return runs
-
+    columns = {"task", "pos_encoding", "seed", "eval_length", "train_length", "token_accuracy"}
+    return read_runs_csv(folder / "runs.csv", columns, "python -m experiments.positional_experiment")
 
 def reverse_attention_maps(folder: Path, length: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Last-layer attention, averaged over heads, of each kept reverse checkpoint on one fixed sequence

@@ -88,10 +88,11 @@ def blocked_attention(
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float,
          kernel: str = "sdpa", is_causal: bool = False) -> torch.Tensor:  # fmt: skip
     """F.scaled_dot_product_attention, on the backend `kernel` names (sdpa: the dispatcher's choice)."""
+    causal = {"is_causal": True} if is_causal else {}  # the bidirectional call stays exactly as it was
     if kernel == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, **causal)
     with sdpa_kernel([FORCED_BACKENDS[kernel], SDPBackend.MATH]):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, **causal)
 
 
 def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
