@@ -7,9 +7,10 @@ what it flags there is its false-alarm rate. What it flags in A/B is what it can
 
 The runs are python -m bench processes; the comparisons and NOISE.md come from python -m analysis.
 
-With --paired, the same questions for `python -m bench ab` (paired, alternating passes): an A/A of HEAD
-against itself, and an A/B against a throwaway revision that makes examples/extra_work_attention.py do
-12.5% more attention work, into results/noise-paired-<machine>/ (NOISE.md).
+With --paired, the same questions for `python -m bench ab` (paired, alternating passes) on the quick
+grid's attention group at n = 128, 256, 512 with examples/extra_work_attention.py beside the built-ins:
+an A/A of HEAD against itself, and an A/B against a throwaway revision that makes that example do 12.5%
+more attention work, into results/noise-paired-<machine>/ (NOISE.md).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def paired(args: argparse.Namespace) -> int:
         print(f"attnbench noise floor (paired): {name}, HEAD against {new}", flush=True)
         command = [sys.executable, "-m", "bench", "ab", "--base", "HEAD", "--new", new, "--profile", args.profile,
                    "--pairs", str(args.pairs), "--results", str(folder), "--name", name, "--fail-on", "time:5%",
-                   "--set", PAIRED_IMPLS, "-k", "attention or calibration"]  # fmt: skip
+                   "--set", PAIRED_IMPLS, "--set", "seq_len=128,256,512", "-k", "attention or calibration"]  # fmt: skip
         if subprocess.run(command).returncode == 2:
             print(f"error: {name} failed; see above", file=sys.stderr)
             return 1
