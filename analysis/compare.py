@@ -19,13 +19,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label
-from analysis.stats import (
-    log_mean_interval,
-    paired_ratio_interval,
-    pass_log_medians,
-    ratio_interval,
-    with_run_noise,
-)
+from analysis.stats import Interval, paired_ratio_interval, ratio_interval, with_run_noise
 from infra.machine import identity_differences, missing_identity
 
 METRICS = ("time", "device_time", "memory", "flops", "mfu")
@@ -121,26 +115,31 @@ def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
     return new[field] / base[field] if _has(new, field) and _has(base, field) else np.nan
 
 
-def reference_log_ratios(base: pd.DataFrame, new: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
-    """Per (device, dtype): the calibration matmul's per-pass log ratio new/base, where both sides ran it in
-    the same number of passes: the common mode of a paired comparison (a workload no code under test runs)."""
-    out = {}
-    cal_a, cal_b = (df[df["group"] == "calibration"].set_index(["device", "dtype"]) for df in (base, new))
-    for key in set(cal_a.index) & set(cal_b.index):
-        a, b = cal_a.loc[key, "device_passes_s"], cal_b.loc[key, "device_passes_s"]
-        if len(a) == len(b) >= 2:
-            out[key] = pass_log_medians(b) - pass_log_medians(a)
-    return out
+def normalised_passes(row: pd.Series) -> list[list[float]] | None:
+    """Each round's time over the reference matmul timed right after it (--common-mode), per pass."""
+    references = row.get("common_mode_passes_s")
+    if not isinstance(references, list):
+        return None
+    return [list(np.asarray(d) / np.asarray(r)) for d, r in zip(row["device_passes_s"], references)]
+
+
+def common_mode(a: pd.Series, b: pd.Series) -> tuple[Interval, Interval] | None:
+    """(device-time ratio with the machine's drift divided out round by round, the reference's own ratio),
+    where both sides timed the reference."""
+    norm_a, norm_b = normalised_passes(a), normalised_passes(b)
+    if norm_a is None or norm_b is None:
+        return None
+    reference = paired_ratio_interval(b["common_mode_passes_s"], a["common_mode_passes_s"], "reference")
+    return paired_ratio_interval(norm_b, norm_a, "pairs-t-common-mode"), reference
 
 
 def compare_cells(
     base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float], run_sd: float = 0.0,
-    paired: bool = False, common_mode: bool = False,
+    paired: bool = False, use_common_mode: bool = False,
 ) -> pd.DataFrame:
     """One row per cell in both runs. `paired`: the runs' passes alternated in pairs (python -m bench ab), so
-    ratios come from per-pair differences; `common_mode`: device times are also divided by the same passes'
-    calibration matmul, where that reference itself did not change between the sides."""
-    references = reference_log_ratios(base, new) if paired else {}
+    ratios come from per-pair differences; `use_common_mode`: device times are divided round by round by the
+    reference matmul timed after each round, where that reference itself did not move between the sides."""
     base = base[base["group"] != "calibration"].set_index("id")
     new = new[new["group"] != "calibration"].set_index("id")
     rows = []
@@ -148,17 +147,17 @@ def compare_cells(
         a, b = base.loc[cell_id], new.loc[cell_id]
         if paired:
             host = paired_ratio_interval(b["host_passes_s"], a["host_passes_s"])
-            raw = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"])
-            reference = references.get((a["device"], a["dtype"]))
-            # normalise only by a reference the change did not move: else it would hide a real slowdown
-            unchanged = reference is not None and not log_mean_interval(reference, "reference").excludes_one
-            device = (paired_ratio_interval(b["device_passes_s"], a["device_passes_s"], reference)
-                      if common_mode and unchanged else raw)  # fmt: skip
+            raw = device = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"])
+            normalised = common_mode(a, b) if use_common_mode else None
+            # divide by a reference only where the change did not move it: else it would hide a real slowdown
+            if normalised is not None and not normalised[1].excludes_one:
+                device = normalised[0]
         else:
             host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"]), run_sd)
             raw = device = with_run_noise(ratio_interval(b["device_passes_s"], a["device_passes_s"]), run_sd)
         flops = _ratio(b, a, "flops_counted") if _has(a, "flops_counted") else _ratio(b, a, "flops_analytic")
-        k = flops * _ratio(a, b, "peak_flops_per_s")  # mfu ratio = k / device ratio
+        # mfu ratio = k / device ratio; a pair runs on one machine, whose peak is one: its per-run estimate is noise
+        k = flops * (1.0 if paired else _ratio(a, b, "peak_flops_per_s"))
         row = {"id": cell_id, "group": a["group"], "passes": f"{int(a['passes'])}/{int(b['passes'])}",
                "interval": device.method,
                "time": host.estimate, "time_low": host.low, "time_high": host.high,
@@ -185,9 +184,9 @@ def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
     return out
 
 
-# Measured (results/noise-*/NOISE.md, the paired A/A): whether dividing by the calibration matmul of the same
-# passes narrows paired intervals enough to be worth it; where the reference moved it is never applied.
-COMMON_MODE = False
+# Measured (results/noise-paired-*/NOISE.md): dividing each round by a reference matmul timed right after it
+# narrows paired intervals on a noisy VM; where the reference moved between the sides it is never applied.
+COMMON_MODE = True
 
 
 def is_ab_pair(base: dict, new: dict) -> bool:
@@ -197,14 +196,18 @@ def is_ab_pair(base: dict, new: dict) -> bool:
 
 
 def reference_warnings(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
-    """Where the calibration matmul itself changed between the sides: the change or the machine moved it."""
-    out = []
-    for (device, dtype), d in sorted(reference_log_ratios(base, new).items()):
-        ref = log_mean_interval(d, "reference")
-        if ref.excludes_one:
-            out.append(f"the reference matmul ({device} {dtype}) changed between the sides: x{ref.estimate:.3f} "
-                       f"[{ref.low:.3f}, {ref.high:.3f}]; the change or the machine moved it")  # fmt: skip
-    return out
+    """Cells whose reference matmul itself moved between the sides (the change or the machine moved it):
+    their device times are compared raw, not divided by it."""
+    a, b = base.set_index("id"), new.set_index("id")
+    moved = []
+    for cell_id in sorted(set(a.index) & set(b.index)):
+        pair = common_mode(a.loc[cell_id], b.loc[cell_id])
+        if pair is not None and pair[1].excludes_one:
+            moved.append(pair[1].estimate)
+    if not moved:
+        return []
+    return [f"the reference matmul moved between the sides in {len(moved)} cells (median x{np.median(moved):.3f}): "
+            "the change or the machine moved it, so those cells are compared raw"]
 
 
 def read_noise_floor(path: Path) -> dict:
@@ -245,7 +248,7 @@ def compare_runs(
         limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
     paired = is_ab_pair(base_facts, new_facts)
     table = compare_cells(base, new, limits, noise_floor["run_sd"] if noise_floor else 0.0, paired=paired,
-                          common_mode=paired and COMMON_MODE)  # fmt: skip
+                          use_common_mode=paired and COMMON_MODE)  # fmt: skip
     if table.empty:
         raise AnalysisError(f"{base_json} and {new_json} have no cell in common")
     warnings = machine_warnings(base_facts, new_facts)

@@ -37,7 +37,7 @@ METHODS = {
     "passes-t+runs": "by Welch's t on pass medians, widened by the measured run-to-run noise",
     "rounds-bootstrap": "by a bootstrap over rounds (one pass: within-run noise only)",
     "pairs-t": "by a t interval on per-pair differences (passes alternated base/new, so drift cancels)",
-    "pairs-t-common-mode": "by per-pair differences less the same passes' calibration-matmul ratio",
+    "pairs-t-common-mode": "by per-pair differences of each round's time over a reference matmul timed right after it",
 }
 
 

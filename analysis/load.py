@@ -20,7 +20,7 @@ from infra.record import HOST_BOUND, PER_PASS, derive
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
-LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user", "reference"})
+LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user", "reference", "common_mode_passes_s"})
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
 
 
@@ -62,6 +62,9 @@ def _pooled(group: list[dict]) -> dict:
     pooled = np.concatenate(device)
     q1, median, q3 = np.percentile(pooled, [25, 50, 75])
     host_median = float(np.median(np.concatenate(host)))
+    references = [e.get("common_mode_samples_s") for e in passes]
+    if all(references):  # the reference matmul timed after each round (python -m bench ab)
+        row["common_mode_passes_s"] = [list(r) for r in references]
     row.update(device_passes_s=device, host_passes_s=host, passes=len(passes), rounds=int(pooled.size),
                median_s=float(median), iqr_s=float(q3 - q1), min_s=float(pooled.min()), max_s=float(pooled.max()),
                host_median_s=host_median, host_over_device=host_median / float(median),

@@ -25,14 +25,14 @@ def half_widths(table) -> np.ndarray:
 
 
 def common_mode_effect(folder: Path) -> str:
-    """The A/A's median half-width with and without dividing by the calibration matmul: the measurement
+    """The A/A's median half-width with and without dividing by the reference matmul: the measurement
     behind analysis.compare.COMMON_MODE."""
     base, _, _ = load_run(folder / "base" / "benchmarks.json")
     new, _, _ = load_run(folder / "new" / "benchmarks.json")
     limits = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
-    raw = compare_cells(base, new, limits, paired=True, common_mode=False)
-    normalised = compare_cells(base, new, limits, paired=True, common_mode=True)
-    return (f"Dividing each pair by the same passes' calibration matmul (common-mode rejection) gives a median "
+    raw = compare_cells(base, new, limits, paired=True, use_common_mode=False)
+    normalised = compare_cells(base, new, limits, paired=True, use_common_mode=True)
+    return (f"Dividing each round by the reference matmul timed right after it (common-mode rejection) gives a median "
             f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
             f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
             f"{int(raw['device_time_flag'].sum())}; compare {'applies' if COMMON_MODE else 'does not apply'} it "
@@ -63,6 +63,9 @@ def write_paired_noise(folder: Path) -> Path:
     facts = read_json(runs["aa"] / "base" / "benchmarks.json")["machine_info"]["attnbench"]
     pair = json.loads((runs["ab-extra"] / "new" / "benchmarks.json").read_text())["machine_info"]["attnbench"]["ab"]
     half = half_widths(aa.table)
+    experiment = json.loads((folder / "experiment.json").read_text()) if (folder / "experiment.json").is_file() else {}
+    extra = experiment.get("extra_fraction")
+    work = f"{extra:.0%} of the attention's forward FLOPs as extra work" if extra is not None else "extra work"
     lines = [
         "# Noise floor of `python -m bench ab` (paired, alternating passes)", "",
         f"Grid `{facts['grid_profile']}` ({len(aa.table)} cells) on {facts['cpu_model']} ({facts['cpu_count']} cores, "
@@ -75,8 +78,8 @@ def write_paired_noise(folder: Path) -> Path:
         f"- Smallest change resolved (median relative half-width of the device-time interval): {np.median(half):.1%}, "
         f"against 25.6% for two separate runs with the measured run-to-run floor (results/noise-cpu-amd-epyc-2c).",
         f"- {common_mode_effect(runs['aa'])}", "", *summary_lines(aa), "",
-        f"## A/B: a known slowdown (revision {pair['new'][:10]}: examples/extra_work_attention.py does 12.5% more "
-        "attention work)", "", *ab_lines(ab), "", *summary_lines(ab), "",
+        f"## A/B: a known slowdown (revision {pair['new'][:10]}: examples/extra_work_attention.py does {work})",
+        "", *ab_lines(ab), "", *summary_lines(ab), "",
         "Each side's folder has its benchmarks.json; each pair folder its compare.md.", "",
     ]  # fmt: skip
     out = folder / "NOISE.md"

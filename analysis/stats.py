@@ -78,19 +78,13 @@ def ratio_interval(new: list[list[float]], base: list[list[float]]) -> Interval:
     return Interval(float(np.median(x) / np.median(y)), low, high, "rounds-bootstrap", p)
 
 
-def paired_ratio_interval(new: list[list[float]], base: list[list[float]],
-                          reference: np.ndarray | None = None) -> Interval:  # fmt: skip
+def paired_ratio_interval(new: list[list[float]], base: list[list[float]], method: str = "pairs-t") -> Interval:
     """new / base from passes run in alternating pairs (`python -m bench ab`: pass i of each side back to back,
     so the machine's drift hits both alike): a t interval on the per-pair differences of log-medians, as
-    Chromium's pinpoint pairs its runs. `reference`: per-pair log ratios of a workload the code under test
-    never touches (the calibration matmul of the same passes); subtracted, a shift of the whole machine
-    within a pair cancels as well."""
+    Chromium's pinpoint pairs its runs."""
     if len(new) != len(base) or len(new) < 2:
         return ratio_interval(new, base)
-    d = pass_log_medians(new) - pass_log_medians(base)
-    if reference is None:
-        return log_mean_interval(d, "pairs-t")
-    return log_mean_interval(d - np.asarray(reference, float), "pairs-t-common-mode")
+    return log_mean_interval(pass_log_medians(new) - pass_log_medians(base), method)
 
 
 def log_mean_interval(d: np.ndarray, method: str) -> Interval:

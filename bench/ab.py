@@ -68,7 +68,8 @@ def pass_options(checkout: Path, profile: str) -> list[str]:
     conftest = (checkout / "bench" / "conftest.py").read_text()
     new_names = '"--profile"' in conftest
     options = [f"--profile={profile}", "--passes=1"] if new_names else [f"--grid={profile}", "--repeats=1"]
-    return options + (["--time-budget-min=0"] if "--time-budget-min" in conftest else [])
+    options += ["--time-budget-min=0"] if "--time-budget-min" in conftest else []
+    return options + (["--common-mode"] if '"--common-mode"' in conftest else [])
 
 
 def run_pass(checkout: Path, out: Path, profile: str, pytest_args: list[str], timeout_s: float) -> dict:

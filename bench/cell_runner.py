@@ -27,6 +27,8 @@ from bench.timing import (
     device_synchronizer,
     device_time,
     host_latency,
+    host_latency_with_reference,
+    reference_workload,
     rounds_for_budget,
     time_once,
 )
@@ -112,7 +114,11 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
         compiled = {"first_call_s": time_once(step, sync), "graph_breaks": 0, "graph_break_reasons": [],
                     "inductor_cache_hits": 0}  # fmt: skip
     rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
-    host = host_latency(step, sync, rounds, t.warmup_rounds)
+    references = None
+    if t.common_mode and device == "cpu":  # the machine's own drift, round by round, for a paired comparison
+        host, references = host_latency_with_reference(step, sync, rounds, t.warmup_rounds, reference_workload())
+    else:
+        host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
     if trace_dir is not None:
         capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
@@ -121,7 +127,8 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
     compile_s = capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None)
     timing = dict(device_samples_s=dev.samples_s, host_samples_s=host, host_median_s=host_median,
                   device_median_s=device_median, device_time_method=dev.method, device_time_note=dev.note,
-                  rounds=rounds, first_call_s=first_call_s, compile_s=compile_s, **compiled)  # fmt: skip
+                  rounds=rounds, first_call_s=first_call_s, compile_s=compile_s, common_mode_samples_s=references,
+                  **compiled)  # fmt: skip
     return facts, {"timing": timing, "tokens": workload.tokens}
 
 

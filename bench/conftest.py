@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="write torch.profiler traces of selected cells here")
     add_renamed(g.addoption, "--trace-match", "--profile-match", default=DEFAULT_PROFILE_MATCH,
                 help="regex over GROUP:CELL_ID of cells to trace")
+    g.addoption("--common-mode", action="store_true",
+                help="time a fixed reference matmul after every round (CPU), so a paired comparison can divide "
+                     "the machine's drift out (python -m bench ab sets it)")  # fmt: skip
     g.addoption("--time-budget-min", type=float, default=None,
                 help="leave out the costliest lengths per device and dtype until the run's cells are predicted to "
                      "fit this many minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
@@ -77,6 +80,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--time-budget-min {minutes:g} is not accepted; give minutes, or 0 for no budget")
     try:
         grid = load_grid(config.getoption("profile"), config.getoption("set"), config.getoption("passes"))
+        if config.getoption("common_mode"):
+            grid.timing = replace(grid.timing, common_mode=True)
         shard = parse_shard(config.getoption("shard")) if config.getoption("shard") else None
         re.compile(config.getoption("trace_match"))
     except (GridError, re.error) as err:

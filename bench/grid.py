@@ -37,6 +37,7 @@ class Timing:
     min_rounds: int
     max_rounds: int
     warmup_rounds: int
+    common_mode: bool = False  # CPU: a fixed reference matmul timed after every round (bench ab's passes)
 
 
 @dataclass

@@ -9,13 +9,14 @@ The runs are python -m bench processes; the comparisons and NOISE.md come from p
 
 With --paired, the same questions for `python -m bench ab` (paired, alternating passes) on the quick
 grid's attention group at n = 128, 256, 512 with examples/extra_work_attention.py beside the built-ins:
-an A/A of HEAD against itself, and an A/B against a throwaway revision that makes that example do 12.5%
+an A/A of HEAD against itself, and an A/B against a throwaway revision that makes that example do 9%
 more attention work, into results/noise-paired-<machine>/ (NOISE.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from bench.run_folder import refused
 from infra.cli import add_renamed
+from infra.files import atomic_write_text
 from infra.machine import machine_facts, machine_slug
 
 # a1, a2 measure the run-to-run spread; a3, a4 are a second A/A pair that tests it; b changes one thing.
@@ -31,6 +33,7 @@ RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM
 
 
 EXTRA = "examples/extra_work_attention.py"
+EXTRA_FRACTION = 0.09  # of the attention's forward FLOPs: the known slowdown, 8-10% of these cells' time
 PAIRED_IMPLS = "attention.impl=naive,sdpa,torch_mha,examples.extra_work_attention:make"
 
 
@@ -55,7 +58,10 @@ def slower_revision(repo: Path, fraction: float) -> str:
 def paired(args: argparse.Namespace) -> int:
     repo = Path(__file__).resolve().parents[1]
     folder = args.results / f"noise-paired-{machine_slug('cpu')}"
-    slower = slower_revision(repo, 0.125)
+    slower = slower_revision(repo, EXTRA_FRACTION)
+    folder.mkdir(parents=True, exist_ok=True)
+    experiment = {"extra_fraction": EXTRA_FRACTION, "slower": slower, "pairs": args.pairs, "profile": args.profile}
+    atomic_write_text(folder / "experiment.json", json.dumps(experiment))
     for name, new in (("aa", "HEAD"), ("ab-extra", slower)):
         print(f"attnbench noise floor (paired): {name}, HEAD against {new}", flush=True)
         command = [sys.executable, "-m", "bench", "ab", "--base", "HEAD", "--new", new, "--profile", args.profile,

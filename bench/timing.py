@@ -63,6 +63,30 @@ def host_latency(step: Callable[[], object], sync: Callable[[], None], rounds: i
     return [time_once(step, sync) for _ in range(rounds)]
 
 
+REFERENCE_SIZE = 384  # a float32 matmul of about a millisecond on a laptop core
+
+
+def reference_workload() -> Callable[[], object]:
+    """A fixed workload no code under test runs: a float32 matmul of fixed size and data. Timed beside each
+    round of a cell, it moves with the machine (another tenant, clocks), not with the code."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(REFERENCE_SIZE, REFERENCE_SIZE, generator=generator) for _ in range(2))
+    return lambda: torch.mm(a, b)
+
+
+def host_latency_with_reference(step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int,
+                                reference: Callable[[], object]) -> tuple[list[float], list[float]]:  # fmt: skip
+    """host_latency, each round followed by one timed call of `reference`: (step samples, reference samples)."""
+    for _ in range(warmup):
+        time_once(step, sync)
+        time_once(reference, sync)
+    samples, references = [], []
+    for _ in range(rounds):
+        samples.append(time_once(step, sync))
+        references.append(time_once(reference, sync))
+    return samples, references
+
+
 def capture_cuda_graph(step: Callable[[], object], device: torch.device, warmup: int = 3) -> torch.cuda.CUDAGraph:
     """The step as a CUDA graph: warmed up on a side stream (as torch.cuda.graphs requires), then captured."""
     stream = torch.cuda.Stream(device)

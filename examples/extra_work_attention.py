@@ -1,15 +1,14 @@
 """Our SDPA attention doing a known fraction of extra work: the slowdown injected into the paired noise
-experiment (`python -m bench.noise_floor --paired`), which commits EXTRA_FRACTION = 0.125 on a throwaway
+experiment (`python -m bench.noise_floor --paired`), which commits EXTRA_FRACTION = 0.09 on a throwaway
 revision and checks that `python -m bench ab` flags these cells and no others.
 
-Each call also runs the attention on the first EXTRA_FRACTION of the sequence, forward (and backward when
-training), so the extra is that fraction of the projections' work and its square of the scores'. The
+The extra is one matmul of the input with a fixed (d, k) matrix, k chosen so that it costs EXTRA_FRACTION
+of the attention's forward FLOPs (projections and scores), and its backward when training: one more op,
+not another module call, so the slowdown is a fraction of the work at every length, not an overhead. The
 output is unchanged: the extra result enters with weight 0.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -21,8 +20,13 @@ EXTRA_FRACTION = 0.0
 class ExtraWorkAttention(MultiHeadAttention):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         y = super().forward(x, *args, **kwargs)
-        m = math.ceil(EXTRA_FRACTION * x.shape[1])
-        return y + 0.0 * super().forward(x[:, :m]).mean() if m else y
+        if not EXTRA_FRACTION:
+            return y
+        _, n, d = x.shape
+        forward_flops = 8 * n * d * d + 4 * n * n * d  # per example: the four projections, QK^T and PV
+        width = max(1, round(EXTRA_FRACTION * forward_flops / (2 * n * d)))
+        extra = torch.ones(d, width, dtype=x.dtype, device=x.device) / d
+        return y + 0.0 * (x @ extra).mean()
 
 
 def make(d_model: int, n_heads: int, dropout: float) -> ExtraWorkAttention:

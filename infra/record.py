@@ -31,6 +31,7 @@ class PassTiming:
     graph_breaks: int | None = None
     graph_break_reasons: list[str] | None = None
     inductor_cache_hits: int | None = None
+    common_mode_samples_s: list[float] | None = None  # the reference matmul after each round (bench ab, CPU)
 
 
 @dataclass(frozen=True)
