@@ -115,22 +115,32 @@ def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
     return new[field] / base[field] if _has(new, field) and _has(base, field) else np.nan
 
 
-def normalised_passes(row: pd.Series) -> list[list[float]] | None:
-    """Each round's time over the reference matmul timed right after it (--common-mode), per pass."""
+REFERENCE_MOVED = 0.025  # the reference's own change (significant and at least this) that stops division by it
+
+
+def normalised_passes(row: pd.Series, field: str) -> list[list[float]] | None:
+    """Each round's time (`field`: device_passes_s or host_passes_s) over the reference matmul timed right
+    after it (--common-mode), per pass; None where the run did not time the reference."""
     references = row.get("common_mode_passes_s")
     if not isinstance(references, list):
         return None
-    return [list(np.asarray(d) / np.asarray(r)) for d, r in zip(row["device_passes_s"], references)]
+    return [list(np.asarray(d) / np.asarray(r)) for d, r in zip(row[field], references)]
 
 
-def common_mode(a: pd.Series, b: pd.Series) -> tuple[Interval, Interval] | None:
-    """(device-time ratio with the machine's drift divided out round by round, the reference's own ratio),
-    where both sides timed the reference."""
-    norm_a, norm_b = normalised_passes(a), normalised_passes(b)
-    if norm_a is None or norm_b is None:
-        return None
+def reference_moved(a: pd.Series, b: pd.Series) -> Interval | None:
+    """The reference's own ratio new/base where it moved (significantly, and by REFERENCE_MOVED or more):
+    the change or the machine moved it, and dividing by it could hide a real slowdown. None otherwise."""
     reference = paired_ratio_interval(b["common_mode_passes_s"], a["common_mode_passes_s"], "reference")
-    return paired_ratio_interval(norm_b, norm_a, "pairs-t-common-mode"), reference
+    return reference if reference.excludes_one and abs(reference.estimate - 1) >= REFERENCE_MOVED else None
+
+
+def common_mode(a: pd.Series, b: pd.Series, field: str) -> Interval | None:
+    """The ratio of `field` with the machine's drift divided out round by round, where both sides timed the
+    reference and it did not move between them."""
+    norm_a, norm_b = normalised_passes(a, field), normalised_passes(b, field)
+    if norm_a is None or norm_b is None or reference_moved(a, b) is not None:
+        return None
+    return paired_ratio_interval(norm_b, norm_a, "pairs-t-common-mode")
 
 
 def compare_cells(
@@ -146,12 +156,13 @@ def compare_cells(
     for cell_id in sorted(set(base.index) & set(new.index)):
         a, b = base.loc[cell_id], new.loc[cell_id]
         if paired:
+            raw = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"])
             host = paired_ratio_interval(b["host_passes_s"], a["host_passes_s"])
-            raw = device = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"])
-            normalised = common_mode(a, b) if use_common_mode else None
-            # divide by a reference only where the change did not move it: else it would hide a real slowdown
-            if normalised is not None and not normalised[1].excludes_one:
-                device = normalised[0]
+            if use_common_mode:  # divided by the reference only where the change did not move it
+                device = common_mode(a, b, "device_passes_s") or raw
+                host = common_mode(a, b, "host_passes_s") or host
+            else:
+                device = raw
         else:
             host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"]), run_sd)
             raw = device = with_run_noise(ratio_interval(b["device_passes_s"], a["device_passes_s"]), run_sd)
@@ -197,13 +208,14 @@ def is_ab_pair(base: dict, new: dict) -> bool:
 
 def reference_warnings(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     """Cells whose reference matmul itself moved between the sides (the change or the machine moved it):
-    their device times are compared raw, not divided by it."""
+    their times are compared raw, not divided by it."""
     a, b = base.set_index("id"), new.set_index("id")
     moved = []
     for cell_id in sorted(set(a.index) & set(b.index)):
-        pair = common_mode(a.loc[cell_id], b.loc[cell_id])
-        if pair is not None and pair[1].excludes_one:
-            moved.append(pair[1].estimate)
+        if isinstance(a.loc[cell_id].get("common_mode_passes_s"), list) and isinstance(
+                b.loc[cell_id].get("common_mode_passes_s"), list):  # fmt: skip
+            reference = reference_moved(a.loc[cell_id], b.loc[cell_id])
+            moved += [reference.estimate] if reference is not None else []
     if not moved:
         return []
     return [f"the reference matmul moved between the sides in {len(moved)} cells (median x{np.median(moved):.3f}): "

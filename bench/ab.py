@@ -104,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True, help="the revision to compare against")
     p.add_argument("--new", default=None, help="the revision under test (default: HEAD, with a clean tree)")
     p.add_argument("--profile", default="quick")
-    p.add_argument("--pairs", type=int, default=6, help="base/new pass pairs (default 6)")
+    p.add_argument("--pairs", type=int, default=10, help="base/new pass pairs (default 10)")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--name", default=None, help="folder under RESULTS (default: ab-MACHINE)")
     p.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...", help="as analysis compare's")

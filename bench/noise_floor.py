@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=3, help="interleaved passes per run")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--paired", action="store_true", help="measure python -m bench ab (A/A, and a known slowdown)")
-    p.add_argument("--pairs", type=int, default=6, help="with --paired: base/new pass pairs per comparison")
+    p.add_argument("--pairs", type=int, default=10, help="with --paired: base/new pass pairs per comparison")
     args = p.parse_args(argv)
     if args.paired:
         return paired(args)
