@@ -1,5 +1,5 @@
 """Our SDPA attention doing a known fraction of extra work: the slowdown injected into the paired noise
-experiment (`python -m bench.noise_floor --paired`), which commits EXTRA_FRACTION = 0.09 on a throwaway
+experiment (`python -m bench.noise_floor --paired`), which commits EXTRA_FRACTION = 0.06 on a throwaway
 revision and checks that `python -m bench ab` flags these cells and no others.
 
 The extra is one matmul of the input with a fixed (d, k) matrix, k chosen so that it costs EXTRA_FRACTION
