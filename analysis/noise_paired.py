@@ -71,6 +71,7 @@ def write_paired_noise(folder: Path) -> Path:
     facts = read_json(runs["aa"] / "base" / "benchmarks.json")["machine_info"]["attnbench"]
     pair = json.loads((runs["ab-extra"] / "new" / "benchmarks.json").read_text())["machine_info"]["attnbench"]["ab"]
     half = half_widths(aa.table)
+    unpaired = unpaired_half_width(runs["aa"])
     experiment = json.loads((folder / "experiment.json").read_text()) if (folder / "experiment.json").is_file() else {}
     extra = experiment.get("extra_fraction")
     work = f"{extra:.0%} of the attention's forward FLOPs as extra work" if extra is not None else "extra work"
@@ -84,7 +85,7 @@ def write_paired_noise(folder: Path) -> Path:
         f"- Flagged: {aa.table['device_time_flag'].mean():.1%} of cells on device time; gate "
         f"{'failed, exit 1' if aa.failures else 'passed, exit 0'}.",
         f"- Smallest change resolved (median relative half-width of the device-time interval): {np.median(half):.1%}; "
-        f"the same passes compared as two separate runs (not paired, no reference): {unpaired_half_width(runs['aa']):.1%}.",
+        f"the same passes compared as two separate runs (not paired, no reference): {unpaired:.1%}.",
         f"- {common_mode_effect(runs['aa'])}", "", *summary_lines(aa), "",
         f"## A/B: a known slowdown (revision {pair['new'][:10]}: examples/extra_work_attention.py does {work})",
         "", *ab_lines(ab), "", *summary_lines(ab), "",
