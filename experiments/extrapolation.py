@@ -16,15 +16,14 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from experiments.corpus import CorpusError, bigram_bits, default_corpus, unigram_bits
 from experiments.language_model import EVAL_CHARS, NotApplicable, validation_bits
+from experiments.run_cache import cached_rows, is_cached, train_pending
 from experiments.trainer import TrainConfig, Trainer
 from infra.files import atomic_write_csv, atomic_write_text
 from infra.machine import machine_facts
@@ -84,17 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             config = replace(base, pos_encoding=pos, seed=seed)
             path = cache / f"{pos}-s{seed}.json"
-            if path.exists() and json.loads(path.read_text())["config"] == asdict(config):
+            if is_cached(path, config):
                 continue  # finished in an earlier, interrupted run
-            jobs[path] = config
+            jobs[path] = (config,)
     print(f"{len(jobs)} runs to train ({len(args.encodings) * args.seeds - len(jobs)} cached)", flush=True)
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(run_one, config): path for path, config in jobs.items()}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
-            path = futures[future]
-            atomic_write_text(path, json.dumps({"config": asdict(jobs[path]), "rows": future.result()}))
-    rows = [row for path in sorted(cache.glob("*.json")) for row in json.loads(path.read_text())["rows"]
-            if row["pos_encoding"] in args.encodings and row["seed"] < args.seeds
+    train_pending(jobs, run_one, args.workers)
+    rows = [row for row in cached_rows(cache) if row["pos_encoding"] in args.encodings and row["seed"] < args.seeds
             and row["train_length"] == args.seq_len]  # fmt: skip
     rows.sort(key=lambda r: (r["pos_encoding"], r["seed"], r["eval_length"]))
     atomic_write_csv(args.out / "runs.csv", rows)

@@ -15,13 +15,12 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from experiments.run_cache import cached_rows, is_cached, train_pending
 from experiments.tasks import TASKS
 from experiments.trainer import TrainConfig, Trainer, evaluate, save_model
 from infra.files import atomic_write_csv, atomic_write_text
@@ -107,23 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 config = replace(base, task=task, pos_encoding=pos, seed=seed)
                 path = cache / f"{task}-{pos}-s{seed}.json"
-                if path.exists() and json.loads(path.read_text())["config"] == asdict(config):
+                if is_cached(path, config):
                     continue  # finished in an earlier, interrupted run
                 keep = args.out / "checkpoints" / f"reverse-{pos}.pt" if task == "reverse" and seed == 0 else None
                 jobs[path] = (config, keep)
     print(f"{len(jobs)} runs to train ({len(args.tasks) * len(args.encodings) * args.seeds - len(jobs)} cached)")
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(run_one, *job): path for path, job in jobs.items()}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
-            path = futures[future]
-            payload = {"config": asdict(jobs[path][0]), "rows": future.result()}
-            atomic_write_text(path, json.dumps(payload))
-    rows = [
-        row
-        for path in sorted(cache.glob("*.json"))
-        for row in json.loads(path.read_text())["rows"]
-        if row["task"] in args.tasks and row["pos_encoding"] in args.encodings and row["seed"] < args.seeds
-    ]
+    train_pending(jobs, run_one, args.workers)
+    rows = [row for row in cached_rows(cache)
+            if row["task"] in args.tasks and row["pos_encoding"] in args.encodings and row["seed"] < args.seeds]
     baselines = {(t, n): bag_mode_accuracy(t, n) for t in args.tasks for n in {r["eval_length"] for r in rows}}
     write_outputs(args.out, rows, baselines, {**machine, "experiment": vars(args) | {"out": str(args.out)}})
     print(f"wrote {args.out / 'runs.csv'}; `python -m analysis positional {args.out}` writes its summary.md")
