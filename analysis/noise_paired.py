@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from analysis.compare import COMMON_MODE, Comparison, compare_cells, compare_runs
+from analysis.compare import COMMON_MODE, DEFAULT_MIN_CHANGE, Comparison, compare_cells, compare_runs
 from analysis.compare_report import summary_lines
 from analysis.errors import AnalysisError
 from analysis.load import load_run, read_json
@@ -24,14 +25,11 @@ def half_widths(table) -> np.ndarray:
     return (np.sqrt(table["device_time_high"] / table["device_time_low"]) - 1).to_numpy()
 
 
-def common_mode_effect(folder: Path) -> str:
+def common_mode_effect(base: pd.DataFrame, new: pd.DataFrame) -> str:
     """The A/A's median half-width with and without dividing by the reference matmul: the measurement
     behind analysis.compare.COMMON_MODE."""
-    base, _, _ = load_run(folder / "base" / "benchmarks.json")
-    new, _, _ = load_run(folder / "new" / "benchmarks.json")
-    limits = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
-    raw = compare_cells(base, new, limits, paired=True, use_common_mode=False)
-    normalised = compare_cells(base, new, limits, paired=True, use_common_mode=True)
+    raw = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=False)
+    normalised = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=True)
     return (f"Dividing each round by the reference matmul timed right after it (common-mode rejection) gives a median "
             f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
             f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
@@ -39,12 +37,9 @@ def common_mode_effect(folder: Path) -> str:
             "(analysis.compare.COMMON_MODE).")  # fmt: skip
 
 
-def unpaired_half_width(folder: Path) -> float:
+def unpaired_half_width(base: pd.DataFrame, new: pd.DataFrame) -> float:
     """The A/A's median half-width if its sides were two ordinary runs: Welch's t on each side's passes."""
-    base, _, _ = load_run(folder / "base" / "benchmarks.json")
-    new, _, _ = load_run(folder / "new" / "benchmarks.json")
-    limits = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
-    return float(np.median(half_widths(compare_cells(base, new, limits))))
+    return float(np.median(half_widths(compare_cells(base, new, DEFAULT_MIN_CHANGE))))
 
 
 def ab_lines(c: Comparison) -> list[str]:
@@ -71,7 +66,9 @@ def write_paired_noise(folder: Path) -> Path:
     facts = read_json(runs["aa"] / "base" / "benchmarks.json")["machine_info"]["attnbench"]
     pair = json.loads((runs["ab-extra"] / "new" / "benchmarks.json").read_text())["machine_info"]["attnbench"]["ab"]
     half = half_widths(aa.table)
-    unpaired = unpaired_half_width(runs["aa"])
+    aa_base, _, _ = load_run(runs["aa"] / "base" / "benchmarks.json")  # read once for both alternatives
+    aa_new, _, _ = load_run(runs["aa"] / "new" / "benchmarks.json")
+    unpaired = unpaired_half_width(aa_base, aa_new)
     experiment = json.loads((folder / "experiment.json").read_text()) if (folder / "experiment.json").is_file() else {}
     extra = experiment.get("extra_fraction")
     work = f"{extra:.0%} of the attention's forward FLOPs as extra work" if extra is not None else "extra work"
@@ -86,7 +83,7 @@ def write_paired_noise(folder: Path) -> Path:
         f"{'failed, exit 1' if aa.failures else 'passed, exit 0'}.",
         f"- Smallest change resolved (median relative half-width of the device-time interval): {np.median(half):.1%}; "
         f"the same passes compared as two separate runs (not paired, no reference): {unpaired:.1%}.",
-        f"- {common_mode_effect(runs['aa'])}", "", *summary_lines(aa), "",
+        f"- {common_mode_effect(aa_base, aa_new)}", "", *summary_lines(aa), "",
         f"## A/B: a known slowdown (revision {pair['new'][:10]}: examples/extra_work_attention.py does {work})",
         "", *ab_lines(ab), "", *summary_lines(ab), "",
         "Each side's folder has its benchmarks.json; each pair folder its compare.md.", "",

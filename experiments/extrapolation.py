@@ -2,12 +2,13 @@
 positional encoding (the same model, steps and data for all), perplexity on held-out text at L, 2L, 4L, 8L
 (Press et al., "Train Short, Test Long", Figure 1, on our data).
 
-    python -m experiments.extrapolation --out results/lm-extrapolation
+    python -m experiments.extrapolation     # results/lm-extrapolation-<machine>/
 
 Writes `runs.csv` (a row per encoding x seed x evaluation length; learned positions past L are rows
 marked not applicable, with no number) and `machine.json` (the machine, the corpus's checksum, the
 settings). Finished runs are cached under `runs/`, so an interrupted experiment picks up where it
-stopped. `python -m analysis extrapolation OUT` writes summary.md and the figure.
+stopped; a folder another machine wrote is refused. Then `python -m analysis extrapolation OUT` writes
+summary.md and the figure.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from experiments.language_model import EVAL_CHARS, NotApplicable, validation_bit
 from experiments.run_cache import cached_rows, is_cached, train_pending
 from experiments.trainer import TrainConfig, Trainer
 from infra.files import atomic_write_csv, atomic_write_text
-from infra.machine import machine_facts
+from infra.machine import identity_differences, machine_facts
 
 ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "none")
 FACTORS = (1, 2, 4, 8)
@@ -56,7 +58,7 @@ def run_one(config: TrainConfig) -> list[dict[str, object]]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.extrapolation", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("results/lm-extrapolation"))
+    p.add_argument("--out", type=Path, default=None, help="default: results/lm-extrapolation-MACHINE")
     p.add_argument("--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seq-len", type=int, default=BASE.seq_len, help="training length L")
@@ -68,8 +70,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     machine = machine_facts()  # at the start: the code that trains is the code checked out now
+    args.out = args.out or Path("results") / f"lm-extrapolation-{machine['machine_slug']}"
     try:
         corpus = default_corpus()
+        recorded = args.out / "machine.json"
+        differences = identity_differences(json.loads(recorded.read_text()), machine) if recorded.is_file() else []
+        if differences:  # its cached runs and its summary are another machine's: never mix them with these
+            raise ValueError(f"{args.out} holds another machine's runs ({'; '.join(differences)}); give --out")
         if args.seeds <= 0 or args.workers <= 0:
             raise ValueError(f"--seeds={args.seeds} and --workers={args.workers} must be positive")
         base = replace(BASE, seq_len=args.seq_len, steps=args.steps, warmup_steps=min(BASE.warmup_steps, args.steps))
@@ -96,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     experiment = {**vars(args), "out": str(args.out), "config": asdict(base), "eval_chars": EVAL_CHARS}
     atomic_write_text(args.out / "machine.json", json.dumps({**machine, **corpus.facts(), **baselines,
                                                              "experiment": experiment}, indent=1))  # fmt: skip
-    print(f"wrote {args.out / 'runs.csv'}; `python -m analysis extrapolation {args.out}` writes its summary.md")
-    return 0
+    print(f"wrote {args.out / 'runs.csv'}", flush=True)
+    return subprocess.run([sys.executable, "-m", "analysis", "extrapolation", str(args.out)]).returncode
 
 
 if __name__ == "__main__":

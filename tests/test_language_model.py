@@ -105,3 +105,13 @@ def test_the_extrapolation_experiment_writes_runs_and_a_judged_summary(tmp_path)
     text = (out / "summary.md").read_text()
     assert "ALiBi's claim" in text and any(f"**{w}**" in text for w in ("met", "missed", "inconclusive"))
     assert "n/a (past its table)" in text and (out / "figures" / "perplexity_vs_length.png").is_file()
+
+
+def test_the_extrapolation_experiment_refuses_another_machines_folder(tmp_path):
+    out = tmp_path / "lm"
+    out.mkdir()
+    (out / "machine.json").write_text('{"cpu_flags": ["avx2", "fma"], "cpu_count": 64}')
+    command = [sys.executable, "-m", "experiments.extrapolation", "--out", str(out), "--seeds", "1", "--steps", "2"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "holds another machine's runs" in result.stderr, result.stderr
+    assert not (out / "runs").exists()
