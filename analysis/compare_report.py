@@ -11,6 +11,7 @@ import pandas as pd
 from analysis import figures
 from analysis.compare import METRICS, Comparison
 from analysis.markdown import md
+from analysis.stats import CONFIDENCE
 from infra.files import atomic_write_text
 
 
@@ -28,8 +29,16 @@ def summary_lines(c: Comparison) -> list[str]:
         f"- Smallest change the intervals resolve (median relative half-width of the device-time interval): "
         f"{half.median():.1%} (90th percentile {half.quantile(0.9):.1%}).",
         "- Intervals: " + ", ".join(f"{n} cells {METHODS.get(m, m)}" for m, n in t["interval"].value_counts().items())
-        + ".",
+        + f"; {level_words(t)}.",
     ]
+
+
+def level_words(t: pd.DataFrame) -> str:
+    level = float(t["confidence"].iloc[0])
+    if level > CONFIDENCE:
+        return (f"simultaneous {CONFIDENCE:.0%} intervals over the {len(t)} cells (each at {level:.2%}, Bonferroni), "
+                f"so that a comparison where nothing changed flags any cell at most {1 - CONFIDENCE:.0%} of the time")
+    return f"{level:.0%} intervals per cell"
 
 
 METHODS = {
@@ -61,8 +70,9 @@ def cell_table(t: pd.DataFrame) -> pd.DataFrame:
 def write_compare(c: Comparison, base: Path, new: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = figures.compare_ratios(c.table, out_dir / "figures")
-    lines = ["# attnbench compare", "", f"Base: `{base}`. New: `{new}`. Ratios are new / base with 95% intervals; "
-             "**!** marks a change that is significant and at least the minimum change.", ""]  # fmt: skip
+    lines = ["# attnbench compare", "", f"Base: `{base}`. New: `{new}`. Ratios are new / base with "
+             f"{level_words(c.table)}; **!** marks a change that is significant and at least the minimum change.",
+             ""]  # fmt: skip
     lines += [f"**Warning:** {w}." for w in c.warnings] + ([""] if c.warnings else [])
     lines += ["## Summary", "", *summary_lines(c), ""]
     if c.failures:

@@ -185,8 +185,11 @@ def attention_maps(maps: dict[str, np.ndarray], out: Path) -> Path:
 
 
 def compare_ratios(table: pd.DataFrame, out: Path) -> Path:
-    """Device-time ratio new/base per cell with its 95% interval, one panel per benchmark group."""
+    """Device-time ratio new/base per cell with its interval (simultaneous or per cell, as compare made it),
+    one panel per benchmark group."""
     groups = sorted(table["group"].unique())
+    level = float(table["confidence"].iloc[0]) if "confidence" in table else 0.95
+    interval_words = f"95% simultaneous over {len(table)} cells" if level > 0.95 else "95% interval"
     heights = [max(2.0, 0.22 * (table["group"] == g).sum()) for g in groups]
     fig, axes = plt.subplots(len(groups), 1, figsize=(7.5, sum(heights) + 1), squeeze=False,
                              gridspec_kw={"height_ratios": heights})  # fmt: skip
@@ -199,7 +202,7 @@ def compare_ratios(table: pd.DataFrame, out: Path) -> Path:
         ax.scatter(data["device_time"], y, c=colors, s=12, zorder=3)
         ax.axvline(1.0, color="grey", lw=1, ls=":")
         ax.set_yticks(y, data["id"], fontsize=6)
-        ax.set(title=group, xlabel="device time, new / base (95% interval; red: flagged)")
+        ax.set(title=group, xlabel=f"device time, new / base ({interval_words}; red: flagged)")
     fig.tight_layout()
     return save(fig, out, "compare")
 

@@ -8,6 +8,7 @@ independent of each other (they share the pass's machine state), so the pass is 
 - R == 1: a bootstrap over the rounds (scipy.stats.bootstrap), which sees only within-run noise; the
   interval says so in its `method` and callers warn.
 Times are compared in log space: ratios are symmetric there and noise is multiplicative.
+A comparison of many cells asks many questions at once: its intervals are simultaneous (family_confidence).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Interval:
     high: float
     method: str  # "passes-t" (between-pass, run-to-run noise) or "rounds-bootstrap" (within-run only)
     p_value: float | None = None  # of "no difference", for ratios
+    log_se: float | None = None  # standard error of the log estimate, where a t interval gives one
 
     @property
     def excludes_one(self) -> bool:
@@ -44,8 +46,15 @@ def pass_log_medians(passes: list[list[float]]) -> np.ndarray:
     return np.log([np.median(p) for p in passes])
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic) -> tuple[float, float]:
-    res = stats.bootstrap(data, statistic, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+def family_confidence(cells: int, confidence: float = CONFIDENCE) -> float:
+    """The level of each of `cells` intervals such that all of them cover their truth together with
+    probability >= `confidence` (Bonferroni). At 95% each, a comparison of 24 unchanged cells would flag
+    about one by chance; a gate over a grid must be wrong about the whole grid at most 5% of the time."""
+    return 1 - (1 - confidence) / max(cells, 1)
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    res = stats.bootstrap(data, statistic, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
                           method="percentile", vectorized=True, random_state=np.random.default_rng(0))  # fmt: skip
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
@@ -61,7 +70,7 @@ def median_interval(passes: list[list[float]]) -> Interval:
     return Interval(float(np.median(samples)), low, high, "rounds-bootstrap")
 
 
-def ratio_interval(new: list[list[float]], base: list[list[float]]) -> Interval:
+def ratio_interval(new: list[list[float]], base: list[list[float]], confidence: float = CONFIDENCE) -> Interval:
     """new / base, with its interval and the p-value of 'no change'."""
     if len(new) >= 2 and len(base) >= 2:
         a, b = pass_log_medians(new), pass_log_medians(base)
@@ -69,45 +78,50 @@ def ratio_interval(new: list[list[float]], base: list[list[float]]) -> Interval:
             ratio = math.exp(a.mean() - b.mean())
             return Interval(ratio, ratio, ratio, "passes-t", 1.0 if ratio == 1.0 else 0.0)
         test = stats.ttest_ind(a, b, equal_var=False)
-        ci = test.confidence_interval(CONFIDENCE)
+        ci = test.confidence_interval(confidence)
+        se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))  # Welch's
         return Interval(math.exp(a.mean() - b.mean()), math.exp(ci.low), math.exp(ci.high), "passes-t",
-                        float(test.pvalue))  # fmt: skip
+                        float(test.pvalue), se)  # fmt: skip
     x, y = np.concatenate(new).astype(float), np.concatenate(base).astype(float)
-    low, high = _bootstrap((x, y), lambda u, v, axis: np.median(u, axis=axis) / np.median(v, axis=axis))
+    low, high = _bootstrap((x, y), lambda u, v, axis: np.median(u, axis=axis) / np.median(v, axis=axis), confidence)
     p = float(stats.mannwhitneyu(x, y).pvalue) if not np.array_equal(x, y) else 1.0
     return Interval(float(np.median(x) / np.median(y)), low, high, "rounds-bootstrap", p)
 
 
-def paired_ratio_interval(new: list[list[float]], base: list[list[float]], method: str = "pairs-t") -> Interval:
+def paired_ratio_interval(
+    new: list[list[float]], base: list[list[float]], method: str = "pairs-t", confidence: float = CONFIDENCE
+) -> Interval:
     """new / base from passes run in alternating pairs (`python -m bench ab`: pass i of each side back to back,
     so the machine's drift hits both alike): a t interval on the per-pair differences of log-medians, as
     Chromium's pinpoint pairs its runs."""
     if len(new) != len(base) or len(new) < 2:
-        return ratio_interval(new, base)
-    return log_mean_interval(pass_log_medians(new) - pass_log_medians(base), method)
+        return ratio_interval(new, base, confidence)
+    return log_mean_interval(pass_log_medians(new) - pass_log_medians(base), method, confidence)
 
 
-def log_mean_interval(d: np.ndarray, method: str) -> Interval:
+def log_mean_interval(d: np.ndarray, method: str, confidence: float = CONFIDENCE) -> Interval:
     """exp(mean of the log ratios `d`) with its t interval and the p-value of 'no change'."""
     d = np.asarray(d, float)
     if np.ptp(d) == 0:
         ratio = math.exp(float(d.mean()))
         return Interval(ratio, ratio, ratio, method, 1.0 if ratio == 1.0 else 0.0)
     test = stats.ttest_1samp(d, 0.0)
-    ci = test.confidence_interval(CONFIDENCE)
+    ci = test.confidence_interval(confidence)
     return Interval(math.exp(float(d.mean())), math.exp(ci.low), math.exp(ci.high), method, float(test.pvalue))
 
 
-def with_run_noise(interval: Interval, run_sd: float) -> Interval:
+def with_run_noise(interval: Interval, run_sd: float, confidence: float = CONFIDENCE) -> Interval:
     """A ratio between two runs, its interval widened by the run-to-run spread: run_sd is the standard
     deviation of one run's log time about the truth, measured by an A/A experiment (analysis/noise.py).
     Passes inside a run share that run's machine state, so their spread cannot see it; each run adds
     run_sd^2 to the variance of the log ratio. Normal quantiles: run_sd is pooled over many cells."""
     if run_sd <= 0:
         return interval
-    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    z = stats.norm.ppf(0.5 + confidence / 2)
     center = math.log(interval.estimate)
-    within = max(math.log(interval.high) - center, center - math.log(interval.low)) / z
+    # the interval's own standard error; a bootstrap has none, so read one off its width
+    within = interval.log_se if interval.log_se is not None else max(
+        math.log(interval.high) - center, center - math.log(interval.low)) / z  # fmt: skip
     se = math.sqrt(within**2 + 2 * run_sd**2)
     p = float(2 * stats.norm.sf(abs(center) / se))
     low, high = math.exp(center - z * se), math.exp(center + z * se)

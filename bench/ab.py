@@ -63,6 +63,11 @@ def worktrees(repo: Path, revisions: dict[str, str], parent: Path):
         subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)
 
 
+# Simultaneous intervals over a grid's cells need a tight per-cell spread: on the quick attention group (24 cells)
+# 10 pairs gave a median simultaneous half-width of 6.8%, projected 3.9% at 20 (results/noise-paired-*/NOISE.md).
+DEFAULT_PAIRS = 20
+
+
 def pass_options(checkout: Path, profile: str) -> list[str]:
     """One pass of `profile`, in the option names that side's code knows (older ones: --grid, --repeats)."""
     conftest = (checkout / "bench" / "conftest.py").read_text()
@@ -104,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True, help="the revision to compare against")
     p.add_argument("--new", default=None, help="the revision under test (default: HEAD, with a clean tree)")
     p.add_argument("--profile", default="quick")
-    p.add_argument("--pairs", type=int, default=10, help="base/new pass pairs (default 10)")
+    p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help=f"base/new pass pairs (default {DEFAULT_PAIRS})")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--name", default=None, help="folder under RESULTS (default: ab-MACHINE)")
     p.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...", help="as analysis compare's")

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.ab import DEFAULT_PAIRS
 from bench.run_folder import refused
 from infra.cli import add_renamed
 from infra.files import atomic_write_text
@@ -33,7 +34,7 @@ RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM
 
 
 EXTRA = "examples/extra_work_attention.py"
-EXTRA_FRACTION = 0.06  # of the attention's forward FLOPs: 0.09 measured x1.137 (median of six cells), so 0.06 for 8-10%
+EXTRA_FRACTION = 0.06  # of the attention's work (forward FLOPs; 1.5x when training); measured x1.116 median
 PAIRED_IMPLS = "attention.impl=naive,sdpa,torch_mha,examples.extra_work_attention:make"
 
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=3, help="interleaved passes per run")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--paired", action="store_true", help="measure python -m bench ab (A/A, and a known slowdown)")
-    p.add_argument("--pairs", type=int, default=10, help="with --paired: base/new pass pairs per comparison")
+    p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="with --paired: base/new pass pairs per comparison")
     args = p.parse_args(argv)
     if args.paired:
         return paired(args)

@@ -3,9 +3,11 @@ experiment (`python -m bench.noise_floor --paired`), which commits EXTRA_FRACTIO
 revision and checks that `python -m bench ab` flags these cells and no others.
 
 The extra is one matmul of the input with a fixed (d, k) matrix, k chosen so that it costs EXTRA_FRACTION
-of the attention's forward FLOPs (projections and scores), and its backward when training: one more op,
-not another module call, so the slowdown is a fraction of the work at every length, not an overhead. The
-output is unchanged: the extra result enters with weight 0.
+of the attention's work: of its forward FLOPs (projections and scores) in a forward pass; in a training
+step, where the attention costs about 3x its forward (the backward twice) and the extra 2x (its backward
+needs only the input's gradient), 1.5x as wide. One more op, not another module call, so the slowdown is
+a fraction of the work at every length, not an overhead. The output is unchanged: the extra result
+enters with weight 0.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class ExtraWorkAttention(MultiHeadAttention):
             return y
         _, n, d = x.shape
         forward_flops = 8 * n * d * d + 4 * n * n * d  # per example: the four projections, QK^T and PV
-        width = max(1, round(EXTRA_FRACTION * forward_flops / (2 * n * d)))
+        training = torch.is_grad_enabled() and x.requires_grad
+        width = max(1, round(EXTRA_FRACTION * forward_flops * (1.5 if training else 1.0) / (2 * n * d)))
         extra = torch.ones(d, width, dtype=x.dtype, device=x.device) / d
         return y + 0.0 * (x @ extra).mean()
 

@@ -81,6 +81,28 @@ def test_a_slowdown_of_one_cell_flags_that_cell_alone():
     assert table.loc["cell3", "device_time_flag"] and table["device_time_flag"].sum() == 1
 
 
+def test_many_unchanged_cells_flag_anything_at_most_one_comparison_in_twenty():
+    """Family-wise: over 40 A/A comparisons of 20 cells, per-cell 95% intervals flag some cell in most of them
+    (1 - 0.95^20 = 64% expected); simultaneous intervals in at most 5% (2 expected; 6 or more has p < 1%)."""
+    any_change = {**LIMITS, "device_time": 0.0, "time": 0.0}  # significance alone decides
+    per_cell = simultaneous = 0
+    for seed in range(40):
+        base, new = pair(seed=100 + 7 * seed)
+        alone = compare_cells(base, new, any_change, paired=True, use_common_mode=True, simultaneous=False)
+        together = compare_cells(base, new, any_change, paired=True, use_common_mode=True)
+        per_cell += bool(alone["device_time_flag"].any())
+        simultaneous += bool(together["device_time_flag"].any())
+        assert (together["confidence"] == 1 - 0.05 / CELLS).all() and (alone["confidence"] == 0.95).all()
+    assert per_cell >= 15 and simultaneous <= 5
+
+
+def test_simultaneous_intervals_still_catch_a_small_slowdown_of_one_cell():
+    base, new = pair({"cell7": 1.06})
+    table = compare_cells(base, new, LIMITS, paired=True, use_common_mode=True).set_index("id")
+    assert table.loc["cell7", "device_time_flag"] and table["device_time_flag"].sum() == 1
+    assert table.loc["cell7", "device_time_low"] > 1
+
+
 def test_memory_and_flops_stay_exact():
     base, new = pair()
     new.loc[new["id"] == "cell5", "peak_mem_bytes"] = 1001

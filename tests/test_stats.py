@@ -95,3 +95,17 @@ def test_run_to_run_noise_widens_a_between_runs_interval():
     assert with_run_noise(narrow, 0.0) == narrow
     # a whole run shifted by 8% is run-to-run noise: the estimate keeps it, uncentred
     assert run_to_run_sd(np.log([0.92] * 10)) == pytest.approx(abs(np.log(0.92)) / np.sqrt(2))
+
+
+def test_simultaneous_intervals_are_wider_and_the_floor_adds_to_their_own_standard_error():
+    from analysis.stats import family_confidence, with_run_noise
+
+    a, b = passes(1.1, 0.02, seed=5, drift=0.01), passes(1.0, 0.02, seed=6, drift=0.01)
+    alone, together = ratio_interval(a, b), ratio_interval(a, b, family_confidence(24))
+    assert family_confidence(24) == pytest.approx(1 - 0.05 / 24) and family_confidence(1) == 0.95
+    assert together.low < alone.low and together.high > alone.high and together.estimate == alone.estimate
+    # the floor combines with the interval's standard error, whatever the interval's level
+    widened = with_run_noise(together, 0.05, family_confidence(24))
+    z = 3.0781  # normal quantile at 1 - 0.025 / 24
+    expected = z * math.sqrt(together.log_se**2 + 2 * 0.05**2)
+    assert math.log(widened.high / widened.estimate) == pytest.approx(expected, rel=1e-3)
