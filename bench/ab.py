@@ -23,8 +23,9 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.run_folder import other_machine
 from infra.files import atomic_write_text
-from infra.machine import machine_slug
+from infra.machine import machine_facts, machine_slug
 
 
 class ABError(Exception):
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.new is None and git("status", "--porcelain", "--untracked-files=no", cwd=repo):
             raise ABError("the working tree has uncommitted changes: commit them (the new side is HEAD) or give --new")
         out_dir = args.results / (args.name or f"ab-{machine_slug('cpu')}")
+        if (reason := other_machine(out_dir, machine_facts())) is not None:
+            raise ABError(reason)
         ab = {"id": uuid.uuid4().hex, "pairs": args.pairs, "profile": args.profile, **revisions}
         passes: dict[str, list[dict]] = {"base": [], "new": []}
         with tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp, worktrees(repo, revisions, Path(tmp)) as dirs:

@@ -59,6 +59,8 @@ def slower_revision(repo: Path, fraction: float) -> str:
 def paired(args: argparse.Namespace) -> int:
     repo = Path(__file__).resolve().parents[1]
     folder = args.results / f"noise-paired-{machine_slug('cpu')}"
+    if any(refused(folder / name, machine_facts()) for name in ("aa", "ab-extra")):
+        return 2
     slower = slower_revision(repo, EXTRA_FRACTION)
     folder.mkdir(parents=True, exist_ok=True)
     experiment = {"extra_fraction": EXTRA_FRACTION, "slower": slower, "pairs": args.pairs, "profile": args.profile}

@@ -3,6 +3,7 @@ whole machine between pairs is not a change, a real slowdown of everything or of
 calibration reference never hides a slowdown that moves it too. Then the command itself, end to end."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.compare import compare_cells, reference_warnings
+from infra.machine import machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS, ROUNDS, CELLS = 6, 10, 20
@@ -137,6 +139,14 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(clone):
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert not (clone / "out").exists() and worktrees(clone) == 1
+    theirs = clone / "out" / "x" / "base"  # a pair another machine wrote
+    theirs.mkdir(parents=True)
+    facts = {**machine_facts(), "cpu_model_number": -1}
+    (theirs / "benchmarks.json").write_text(json.dumps({"machine_info": {"attnbench": facts}}))
+    result = ab(clone, "--base", "HEAD", "--new", "HEAD", "--pairs", "2")
+    assert result.returncode == 2 and "another machine" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in (clone / "out" / "x").iterdir()) == ["base"] and worktrees(clone) == 1
+    shutil.rmtree(clone / "out")
     (clone / "README.md").write_text("changed\n")
     try:
         result = ab(clone, "--base", "HEAD")
