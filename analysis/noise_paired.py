@@ -46,8 +46,9 @@ def per_cell_lines(base: pd.DataFrame, new: pd.DataFrame, name: str) -> str:
     """The same comparison with 95% intervals per cell instead of simultaneous ones: narrower, and what they
     would flag; the price of asking 24 questions at once."""
     alone = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=COMMON_MODE, simultaneous=False)
+    flagged = int(alone["device_time_flag"].sum())
     return (f"With 95% intervals per cell instead (not simultaneous) the {name}'s median half-width would be "
-            f"{np.median(half_widths(alone)):.1%} and {int(alone['device_time_flag'].sum())} cells would be flagged "
+            f"{np.median(half_widths(alone)):.1%} and {flagged} cell{'' if flagged == 1 else 's'} would be flagged "
             f"({', '.join(alone.loc[alone['device_time_flag'], 'id']) or 'none'}).")
 
 

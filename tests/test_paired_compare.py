@@ -20,7 +20,8 @@ PAIRS, ROUNDS, CELLS = 6, 10, 20
 LIMITS = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
 
 
-def side(drift: np.ndarray, slowdown: dict[str, float], reference_slowdown: float, seed: int) -> pd.DataFrame:
+def side(drift: np.ndarray, slowdown: dict[str, float], reference_slowdown: float, seed: int,
+         spells: dict[int, float] | None = None) -> pd.DataFrame:
     """A run as analysis.load makes it: per cell, PAIRS passes of ROUNDS rounds, each round followed by the
     reference matmul (--common-mode). Round r of pass i carries the machine's speed at that moment (the
     pair's drift and a per-round wobble, the same for the cell and its reference), 1% noise of its own, and
@@ -30,6 +31,8 @@ def side(drift: np.ndarray, slowdown: dict[str, float], reference_slowdown: floa
     for c in range(CELLS):
         cid = f"cell{c}"
         machine = np.exp(drift[:, None] + rng.normal(0, 0.05, (PAIRS, ROUNDS)))  # the VM, round by round
+        for i, factor in (spells or {}).items():  # a slow spell of the VM during this side's pass i
+            machine[i] *= factor
         cell = 1e-3 * (1 + c) * slowdown.get(cid, 1.0) * machine * np.exp(rng.normal(0, 0.01, (PAIRS, ROUNDS)))
         reference = 1e-3 * reference_slowdown * machine * np.exp(rng.normal(0, 0.01, (PAIRS, ROUNDS)))
         rows.append({"id": cid, "group": "attention", "device": "cpu", "dtype": "float32", "passes": PAIRS,
@@ -74,7 +77,18 @@ def test_a_slowdown_that_also_moves_the_reference_is_not_normalised_away():
     table = compare_cells(base, new, LIMITS, paired=True, use_common_mode=True)
     assert (table["device_time"] > 1.04).all()  # raw: the reference moved with the change, so it divides nothing
     assert (table["interval"] == "pairs-t").mean() > 0.8
-    assert any("reference matmul moved between the sides" in w for w in reference_warnings(base, new))
+    assert any("reference matmul moved between the sides over the whole run" in w for w in reference_warnings(table))
+
+
+def test_slow_spells_of_the_vm_during_a_few_passes_of_one_side_are_not_a_change():
+    """As measured (results/noise-paired-*, at 1a33847): whole passes of one side ran up to 1.5x slower, the
+    reference with them. Dividing by it cancels that; judging the reference cell by cell at 95% sent 3 of
+    these 20 cells to raw times."""
+    drift = np.random.default_rng(3).normal(0, 0.08, PAIRS)
+    base, new = side(drift, {}, 1.0, 4), side(drift, {}, 1.0, 5, spells={0: 1.3, 2: 1.3, 4: 1.3})
+    table = compare_cells(base, new, LIMITS, paired=True, use_common_mode=True)
+    assert (table["interval"] == "pairs-t-common-mode").all() and not table["device_time_flag"].any()
+    assert reference_warnings(table) == []
 
 
 def test_a_slowdown_of_one_cell_flags_that_cell_alone():
