@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.errors import MissingDependency
 from analysis.load import load_runs
-from analysis.positional_summary import load_positional
+from analysis.positional_summary import load_positional, positional_folder
 from analysis.traces import traced_breakdown
 
 
@@ -38,8 +38,9 @@ class ReportContext:
 
 def build_context(run_dir: Path, positional_dir: Path | None = None) -> ReportContext:
     cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
-    positional_dir = positional_dir or run_dir.parent / "positional"
-    ctx = ReportContext(run_dir, cells, not_run, next(iter(machines.values())), positional_dir)
+    facts = next(iter(machines.values()))
+    positional_dir = positional_dir or positional_folder(run_dir.parent, facts.get("machine_slug"))
+    ctx = ReportContext(run_dir, cells, not_run, facts, positional_dir)
     if ctx.is_ddp:
         return ctx
     if (positional_dir / "runs.csv").is_file():

@@ -21,6 +21,15 @@ HOLDS, COLLAPSES = 0.10, 0.5  # accuracy lost from L to 2L: "holds" below the fi
 LEARNED = 0.9  # accuracy at L below which an encoding did not learn the task: holding past L is then no test
 
 
+def positional_folder(results: Path, machine_slug: str | None = None) -> Path:
+    """Where a report or notebook finds the experiment beside a run in `results`: this machine's own
+    (positional-SLUG), else the only or last other positional-* folder, else the folder of before
+    per-machine folders (positional/). Learning curves barely depend on the machine; its name says whose."""
+    own = results / f"positional-{machine_slug}"
+    others = sorted(p for p in results.glob("positional-*") if (p / "runs.csv").is_file())
+    return own if (own / "runs.csv").is_file() else others[-1] if others else results / "positional"
+
+
 def load_positional(folder: Path) -> pd.DataFrame:
     columns = {"task", "pos_encoding", "seed", "eval_length", "train_length", "token_accuracy"}
     return read_runs_csv(folder / "runs.csv", columns, "python -m experiments.positional_experiment")

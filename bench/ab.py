@@ -65,7 +65,7 @@ def worktrees(repo: Path, revisions: dict[str, str], parent: Path):
 
 
 # Simultaneous intervals over a grid's cells need a tight per-cell spread: on the quick attention group (24 cells)
-# 10 pairs gave a median simultaneous half-width of 6.8%, projected 3.9% at 20 (results/noise-paired-*/NOISE.md).
+# 10 pairs gave a median simultaneous half-width of 6.8%, 20 pairs 4.5% (results/noise-paired-*/NOISE.md).
 DEFAULT_PAIRS = 20
 
 

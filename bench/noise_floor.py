@@ -34,7 +34,7 @@ RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM
 
 
 EXTRA = "examples/extra_work_attention.py"
-EXTRA_FRACTION = 0.06  # of the attention's work (forward FLOPs; 1.5x when training); measured x1.116 median
+EXTRA_FRACTION = 0.06  # of the attention's work (forward FLOPs; 1.5x when training); NOISE.md has the slowdown
 PAIRED_IMPLS = "attention.impl=naive,sdpa,torch_mha,examples.extra_work_attention:make"
 
 

@@ -25,10 +25,10 @@ import torch
 
 from experiments.corpus import CorpusError, bigram_bits, default_corpus, unigram_bits
 from experiments.language_model import EVAL_CHARS, NotApplicable, validation_bits
-from experiments.run_cache import cached_rows, is_cached, train_pending
+from experiments.run_cache import cached_rows, is_cached, other_machine, train_pending
 from experiments.trainer import TrainConfig, Trainer
 from infra.files import atomic_write_csv, atomic_write_text
-from infra.machine import identity_differences, machine_facts
+from infra.machine import machine_facts
 
 ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "none")
 FACTORS = (1, 2, 4, 8)
@@ -73,10 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or Path("results") / f"lm-extrapolation-{machine['machine_slug']}"
     try:
         corpus = default_corpus()
-        recorded = args.out / "machine.json"
-        differences = identity_differences(json.loads(recorded.read_text()), machine) if recorded.is_file() else []
-        if differences:  # its cached runs and its summary are another machine's: never mix them with these
-            raise ValueError(f"{args.out} holds another machine's runs ({'; '.join(differences)}); give --out")
+        if reason := other_machine(args.out, machine):
+            raise ValueError(reason)
         if args.seeds <= 0 or args.workers <= 0:
             raise ValueError(f"--seeds={args.seeds} and --workers={args.workers} must be positive")
         base = replace(BASE, seq_len=args.seq_len, steps=args.steps, warmup_steps=min(BASE.warmup_steps, args.steps))

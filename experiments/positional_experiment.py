@@ -1,12 +1,13 @@
 """The positional-encoding experiment: every encoding x seeds x tasks, trained on lengths up to L,
 evaluated at L, 1.5L, 2L and 4L.
 
-    python -m experiments.positional_experiment --out results/positional
+    python -m experiments.positional_experiment     # results/positional-<machine>/
 
 Writes `runs.csv` (tidy: a row per task x encoding x seed x evaluation length), `baselines.csv`,
 `machine.json`, and one inference checkpoint per encoding (reverse task, first seed) under
 `checkpoints/`. Finished runs are cached under `runs/`, so an interrupted experiment picks up where it
-stopped. The words and tables come from `python -m analysis positional OUT` (summary.md).
+stopped; a folder another machine wrote is refused. Then `python -m analysis positional OUT` writes the
+words and tables (summary.md).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from experiments.run_cache import cached_rows, is_cached, train_pending
+from experiments.run_cache import cached_rows, is_cached, other_machine, train_pending
 from experiments.tasks import TASKS
 from experiments.trainer import TrainConfig, Trainer, evaluate, save_model
 from infra.files import atomic_write_csv, atomic_write_text
@@ -72,7 +74,7 @@ def write_outputs(out: Path, rows: list[dict], baselines: dict[tuple[str, int], 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.positional_experiment", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("results/positional"))
+    p.add_argument("--out", type=Path, default=None, help="default: results/positional-MACHINE")
     p.add_argument(
         "--tasks", nargs="+", choices=["copy", "reverse", "sort", "recall"], default=["reverse", "sort", "copy"]
     )
@@ -90,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if "reverse" not in args.tasks:
         print("error: --tasks must include reverse (the checkpoints and the notebook use it)", file=sys.stderr)
         return 2
+    args.out = args.out or Path("results") / f"positional-{machine['machine_slug']}"
     try:
+        if reason := other_machine(args.out, machine):
+            raise ValueError(reason)
         if args.seeds <= 0 or args.workers <= 0:
             raise ValueError(f"--seeds={args.seeds} and --workers={args.workers} must be positive")
         base = TrainConfig(seq_len=args.seq_len, min_len=max(2, args.seq_len // 2), steps=args.steps,
@@ -116,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             if row["task"] in args.tasks and row["pos_encoding"] in args.encodings and row["seed"] < args.seeds]
     baselines = {(t, n): bag_mode_accuracy(t, n) for t in args.tasks for n in {r["eval_length"] for r in rows}}
     write_outputs(args.out, rows, baselines, {**machine, "experiment": vars(args) | {"out": str(args.out)}})
-    print(f"wrote {args.out / 'runs.csv'}; `python -m analysis positional {args.out}` writes its summary.md")
-    return 0
+    print(f"wrote {args.out / 'runs.csv'}", flush=True)
+    return subprocess.run([sys.executable, "-m", "analysis", "positional", str(args.out)]).returncode
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The experiments' runs in parallel, one process per core, each run's rows cached as soon as it finishes
-(`runs/NAME.json`, with the config that made them), so an interrupted experiment picks up where it stopped."""
+(`runs/NAME.json`, with the config that made them), so an interrupted experiment picks up where it stopped.
+A folder another machine wrote (its machine.json) is never resumed or added to."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from tqdm.auto import tqdm
 
 from experiments.trainer import TrainConfig
 from infra.files import atomic_write_text
+from infra.machine import identity_differences
+
+
+def other_machine(out: Path, machine: dict) -> str | None:
+    """Why this machine must not write into `out`, in one line, or None: its machine.json names another
+    machine, whose cached runs and summary must never mix with this one's."""
+    recorded = out / "machine.json"
+    differences = identity_differences(json.loads(recorded.read_text()), machine) if recorded.is_file() else []
+    return f"{out} holds another machine's runs ({'; '.join(differences)}); give --out" if differences else None
 
 
 def is_cached(path: Path, config: TrainConfig) -> bool:
