@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.compare import COMMON_MODE, DEFAULT_MIN_CHANGE, Comparison, compare_cells, compare_runs
+from analysis.common_mode import COMMON_MODE
+from analysis.compare import DEFAULT_MIN_CHANGE, Comparison, compare_cells, compare_runs
 from analysis.compare_report import summary_lines
 from analysis.errors import AnalysisError
 from analysis.load import load_run, read_json
@@ -27,14 +28,14 @@ def half_widths(table) -> np.ndarray:
 
 def common_mode_effect(base: pd.DataFrame, new: pd.DataFrame) -> str:
     """The A/A's median half-width with and without dividing by the reference matmul: the measurement
-    behind analysis.compare.COMMON_MODE."""
+    behind analysis.common_mode.COMMON_MODE."""
     raw = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=False)
     normalised = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=True)
     return (f"Dividing each round by the reference matmul timed right after it (common-mode rejection) gives a median "
             f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
             f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
             f"{int(raw['device_time_flag'].sum())}; compare {'applies' if COMMON_MODE else 'does not apply'} it "
-            "(analysis.compare.COMMON_MODE).")  # fmt: skip
+            "(analysis.common_mode.COMMON_MODE).")  # fmt: skip
 
 
 def unpaired_half_width(base: pd.DataFrame, new: pd.DataFrame) -> float:

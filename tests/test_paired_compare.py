@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.compare import compare_cells, reference_warnings
+from analysis.common_mode import reference_warnings
+from analysis.compare import compare_cells
 from infra.machine import machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
