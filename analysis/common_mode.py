@@ -16,6 +16,8 @@ from analysis.stats import CONFIDENCE, Interval, paired_ratio_interval, pass_log
 # Measured (results/noise-paired-*/NOISE.md): dividing each round by a reference matmul timed right after it
 # narrows paired intervals on a noisy VM; where the reference moved between the sides it is never applied.
 COMMON_MODE = True
+# The fewest pairs in which a sign test can reject "no shift" at 95%: 6 of 6 one way is p = 0.031, 5 of 5 0.0625.
+SIGN_TEST_MIN_PAIRS = 6
 REFERENCE_MOVED = 0.025  # the reference's own change (significant and at least this) that stops division by it
 
 
@@ -63,12 +65,18 @@ def common_mode(a: pd.Series, b: pd.Series, field: str, confidence: float = CONF
     return paired_ratio_interval(norm_b, norm_a, "pairs-t-common-mode", confidence)
 
 
-def reference_warnings(table: pd.DataFrame) -> list[str]:
+def reference_warnings(table: pd.DataFrame, pairs: int | None) -> list[str]:
     """Cells whose reference matmul itself moved between the sides (the change or the machine moved it):
-    their times are compared raw, not divided by it."""
+    their times are compared raw, not divided by it. And where too few `pairs` leave the whole-run check blind
+    (None: the runs timed no reference)."""
+    out = []
+    if pairs is not None and pairs < SIGN_TEST_MIN_PAIRS:
+        out.append(f"{pairs} pairs are too few to see the reference move over the whole run (a sign test needs "
+                   f"{SIGN_TEST_MIN_PAIRS}): a change that slows everything, the reference included, shows only where "
+                   "one cell's reference moved beyond its interval; run 20 pairs for a gate")  # fmt: skip
     moved = table["reference_moved"].dropna() if "reference_moved" in table else pd.Series(dtype=float)
     if moved.empty:
-        return []
+        return out
     where = "over the whole run" if len(moved) == len(table) and moved.nunique() == 1 else f"in {len(moved)} cells"
-    return [f"the reference matmul moved between the sides {where} (median x{moved.median():.3f}): the change or the "
-            "machine moved it, so those cells are compared raw"]
+    return out + [f"the reference matmul moved between the sides {where} (median x{moved.median():.3f}): the change "
+                  "or the machine moved it, so those cells are compared raw"]  # fmt: skip

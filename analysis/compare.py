@@ -240,7 +240,9 @@ def compare_runs(
     if noise_floor and not paired:
         warnings += noise_floor_warnings(noise_floor, new_facts)
     if paired:
-        warnings += reference_warnings(table)
+        timed = "common_mode_passes_s" in base and base["common_mode_passes_s"].map(lambda r: isinstance(r, list)).any()
+        pairs = int((base_facts.get("ab") or {}).get("pairs", 0))
+        warnings += reference_warnings(table, pairs if timed else None)
     elif not noise_floor:
         warnings.append("no --noise-floor: intervals see the noise between passes within each run, not the shift "
                         "between runs; a measured floor (python -m bench.noise_floor) widens them by it")  # fmt: skip
