@@ -1,0 +1,46 @@
+"""SIGTERM handled as SIGINT is. SIGTERM is what `timeout`, CI runners and `docker stop` send: the run then
+stops the way Ctrl-C stops it (the cells done so far written as this run's partial JSON, worktrees and
+temporary folders removed). Both handlers note the signal, so a KeyboardInterrupt that no signal caused
+(user code raising it) is told apart from a user stopping the run."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_received: list[int] = []
+
+
+def _handler(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM through KeyboardInterrupt, noting which arrived (main thread only)."""
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+
+
+@contextmanager
+def interrupts_as_keyboard_interrupt() -> Iterator[None]:
+    """`install` for the duration of the block, the previous handlers restored after it."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    install()
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def received() -> int | None:
+    """The last stopping signal this process received (SIGINT or SIGTERM), or None."""
+    return _received[-1] if _received else None
+
+
+def exit_code(default: int) -> int:
+    """128 + the signal that stopped the run, as a shell reports it, or `default` where none did."""
+    signum = received()
+    return 128 + signum if signum else default
