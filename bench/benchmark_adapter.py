@@ -29,3 +29,19 @@ def _version() -> str:
     from importlib.metadata import version
 
     return version("pytest-benchmark")
+
+
+def empty_json(config, path, not_run: list[dict]) -> None:
+    """The results JSON pytest-benchmark would write, for a session that timed nothing (it writes none then),
+    through its public hooks, so the machine facts and every cell's reason for not running are kept."""
+    import json
+
+    hook = config.hook
+    machine_info = hook.pytest_benchmark_generate_machine_info(config=config)
+    hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
+    hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    output = hook.pytest_benchmark_generate_json(config=config, benchmarks=[], include_data=True,
+                                                 machine_info=machine_info, commit_info=commit_info)  # fmt: skip
+    hook.pytest_benchmark_update_json(config=config, benchmarks=[], output_json=output)
+    path.write_text(json.dumps(output, indent=1, default=str))

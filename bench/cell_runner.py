@@ -19,6 +19,7 @@ from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
 from bench.implementations import ImplementationError, auto_lookup, builtin, is_user
+from bench.isolation import LIMIT_FACTOR, LIMIT_FLOOR_S, CellTimeLimit, restore, snapshot, stop_is_users, time_limit
 from bench.memory import cuda_peak_bytes
 from bench.observe import observe
 from bench.profiling import capture_trace
@@ -120,6 +121,12 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
     else:
         host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
+    if is_user(cell.impl):  # checked again after its timed calls: a module that changes once checked is caught
+        error = workload.check()
+        if not error <= TOLERANCE[cell.dtype]:
+            raise ImplementationError(f"{cell.impl}'s output changed after its check at {cell.id}: after the timed "
+                                      f"calls it is off from the float32 reference by relative error {error:.3g} "
+                                      f"(allowed {TOLERANCE[cell.dtype]:g}), so its times are not counted")  # fmt: skip
     if trace_dir is not None:
         capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
     host_median, device_median = statistics.median(host), statistics.median(dev.samples_s)
@@ -143,31 +150,59 @@ class Ended:
         pytest.skip(self.reason) if self.outcome == "skipped" else pytest.fail(self.reason, pytrace=False)
 
 
+def _measure_guarded(cell: Cell, grid: Grid, earlier: dict | None, trace_dir: Path | None,
+                     time_limit_s: float | None) -> tuple[Ended | None, tuple[dict, dict] | None]:
+    """measure(), with how the cell ended where it did not measure: its own error, out of memory, a user
+    cell past its time limit or trying to stop the process."""
+    user = is_user(cell.impl)
+    try:
+        with time_limit(time_limit_s if user else None):
+            return None, measure(cell, grid, earlier, trace_dir)
+    except ImplementationError as err:
+        return Ended("failed", str(err)), None
+    except CellTimeLimit:
+        return Ended("failed", f"{cell.impl} ran past its time limit of {time_limit_s:g} s for one pass at "
+                               f"{cell.id} ({LIMIT_FACTOR:g}x the cost model's prediction, at least "
+                               f"{LIMIT_FLOOR_S:g} s, unless --cell-time-limit-s SECONDS sets it; 0: none)"), None
+    except Exception as err:
+        if is_out_of_memory(err):
+            if cell.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            return Ended("skipped", f"oom: {str(err).splitlines()[0][:200]}"), None
+        if user:  # a user implementation's own error: one line naming it, the grid goes on
+            return Ended("failed", f"{cell.impl} raised {_one_line(err)}"), None
+        raise
+    except (SystemExit, KeyboardInterrupt) as err:
+        if user and stop_is_users(err):  # the module's own attempt to stop the process, not the user's Ctrl-C
+            return Ended("failed", f"{cell.impl} raised {type(err).__name__}({err}) at {cell.id}: user code may "
+                                   "not stop the run, so its cell fails and the grid goes on"), None  # fmt: skip
+        raise
+
+
 def run_cell(benchmark, cell: Cell, grid: Grid, pass_index: int = 0, trace_dir: Path | None = None,
-             first_pass: dict[str, dict | Ended] | None = None) -> None:  # fmt: skip
+             first_pass: dict[str, dict | Ended] | None = None, time_limit_s: float | None = None) -> None:  # fmt: skip
     """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
-    pass found: its facts, or how it Ended (failed or skipped, with the reason)."""
+    pass found: its facts, or how it Ended (failed or skipped, with the reason). A user cell's pass stops at
+    `time_limit_s`. torch's process-wide settings are restored after the cell; a change fails it."""
     first_pass = {} if first_pass is None else first_pass
     benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
     benchmark.params = {**cell.params(), "repeat": pass_index}  # plain values: JSON and --group-by=param:NAME
     earlier = first_pass.get(cell.id)
     if isinstance(earlier, Ended):
         earlier.again()
+    saved = snapshot()
     try:
-        facts, result = measure(cell, grid, earlier, trace_dir)
-    except ImplementationError as err:
-        first_pass[cell.id] = Ended("failed", str(err))
-        first_pass[cell.id].again()
-    except Exception as err:
-        if is_out_of_memory(err):
-            if cell.device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            first_pass[cell.id] = Ended("skipped", f"oom: {str(err).splitlines()[0][:200]}")
-            first_pass[cell.id].again()
-        if is_user(cell.impl):  # a user implementation's own error: one line naming it, the grid goes on
-            first_pass[cell.id] = Ended("failed", f"{cell.impl} raised {_one_line(err)}")
-            first_pass[cell.id].again()
-        raise
+        ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s)
+    finally:
+        changed = restore(saved)  # before anything else runs, whatever happened
+    if changed:
+        who = f"{cell.impl}" + (" (a user implementation)" if is_user(cell.impl) else "")
+        ended = Ended("failed", f"{who} changed torch's process-wide settings at {cell.id} ({'; '.join(changed)}); "
+                                "they were restored, and the cell is not counted")  # fmt: skip
+    if ended is not None:
+        first_pass[cell.id] = ended
+        ended.again()
+    facts, result = measured
     first_pass.setdefault(cell.id, facts)
     if benchmark.disabled:
         return

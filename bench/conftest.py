@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from bench.benchmark_adapter import empty_json
 from bench.flops import ADDED_FORMULAS
 from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
+from bench.isolation import pass_limit_s
 from bench.pace import Pace, measure_pace
 from bench.progress import Progress
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
 from bench.skips import fast_fp16, memory_budget, skip_reason
 from bench.time_budget import leave_out
+from infra import signals
 from infra.cli import add_renamed
 from infra.machine import machine_facts
 
@@ -35,6 +38,7 @@ class RunState:
     left_out: dict[str, str] = field(default_factory=dict)  # trace_name -> reason
     time_budget_min: float | None = None
     predicted_s: float | None = None
+    predicted_pass_s: dict[tuple[str, int], float] = field(default_factory=dict)  # (cell id, pass) -> seconds
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -64,6 +68,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--time-budget-min", type=float, default=None,
                 help="leave out the costliest lengths per device and dtype until the run's cells are predicted to "
                      "fit this many minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
+    g.addoption("--cell-time-limit-s", type=float, default=None,
+                help="stop a pass of a user implementation's cell after this many seconds and fail the cell "
+                     "(default: 10x the cost model's prediction, at least 20 s; 0: no limit)")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,14 +85,25 @@ def pytest_configure(config: pytest.Config) -> None:
     minutes = config.getoption("time_budget_min")
     if minutes is not None and minutes < 0:
         raise pytest.UsageError(f"--time-budget-min {minutes:g} is not accepted; give minutes, or 0 for no budget")
+    limit = config.getoption("cell_time_limit_s")
+    if limit is not None and not limit >= 0:
+        raise pytest.UsageError(f"--cell-time-limit-s {limit:g} is not accepted; give seconds, or 0 for no limit")
+    pattern = config.getoption("trace_match")
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise pytest.UsageError(f"--trace-match {pattern!r} is not a regular expression ({err}); give a Python "
+                                "regex over GROUP:CELL_ID, e.g. 'layer:.*-train-'") from None  # fmt: skip
     try:
         grid = load_grid(config.getoption("profile"), config.getoption("set"), config.getoption("passes"))
         if config.getoption("common_mode"):
             grid.timing = replace(grid.timing, common_mode=True)
         shard = parse_shard(config.getoption("shard")) if config.getoption("shard") else None
-        re.compile(config.getoption("trace_match"))
-    except (GridError, re.error) as err:
+    except GridError as err:
         raise pytest.UsageError(str(err)) from None
+    # SIGTERM stops the run as Ctrl-C does (the cells done so far are written), and a KeyboardInterrupt that no
+    # signal caused is user code's, not the user's
+    signals.install()
     owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
     # the machine at the start: the commit checked out when the run began
     config.stash[RUN] = RunState(grid, shard, machine_facts(), owner)
@@ -166,6 +184,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cell = cell_of(item)
         if cell is not None and not item.get_closest_marker("skip"):
             predicted[item.nodeid] = pass_seconds(cell, grid, item.callspec.params["pass_index"], pace)
+            run.predicted_pass_s[(cell.id, item.callspec.params["pass_index"])] = predicted[item.nodeid]
     config.pluginmanager.register(Progress(config, predicted), "attnbench-progress")
     run.predicted_s = sum(predicted.values())
     cells = {item.callspec.params["cell"].trace_name for item in items if item.nodeid in predicted}
@@ -193,8 +212,10 @@ class NotRunRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         cell, pass_index = self.cells.get(report.nodeid, (None, 0))
-        if cell is None or pass_index > 0 or not (report.skipped or (report.failed and report.when == "call")):
-            return  # one record per cell: later passes end as the first did
+        if cell is None or not (report.skipped or (report.failed and report.when == "call")):
+            return
+        if any(o["id"] == cell.id for o in self.outcomes):
+            return  # one record per cell: later passes end as the one that ended it did
         if report.skipped:
             reason = report.longrepr[2].removeprefix("Skipped: ")
         else:
@@ -202,11 +223,21 @@ class NotRunRecorder:
             reason = (crash.message if crash else str(report.longrepr)).removeprefix("Failed: ")
         outcome = "skipped" if report.skipped else "failed"
         self.outcomes.append({"name": report.nodeid, "id": cell.id, "params": cell.params(), "outcome": outcome,
-                              "reason": reason})  # fmt: skip
+                              "reason": reason, "pass_index": pass_index})  # fmt: skip
 
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-        # Cells that did not run stay in the results with their reason: nothing is silently dropped.
+        # Cells that did not run stay in the results with their reason: nothing is silently dropped. A cell that
+        # failed in a later pass (its output changed, its time ran out) keeps none of its earlier passes.
+        failed = {o["id"] for o in self.outcomes if o["outcome"] == "failed"}
+        output_json["benchmarks"] = [b for b in output_json["benchmarks"] if b["extra_info"].get("id") not in failed]
         output_json["attnbench_not_run"] = self.outcomes
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # pytest-benchmark writes no JSON when nothing was timed: write one with every cell's reason
+        path = session.config.getoption("benchmark_json", None)
+        if path is not None and not path.exists() and self.cells:
+            empty_json(session.config, path, self.outcomes)
 
 
 @pytest.fixture
@@ -217,6 +248,13 @@ def grid(request: pytest.FixtureRequest) -> Grid:
 @pytest.fixture
 def first_pass(request: pytest.FixtureRequest) -> dict:
     return request.config.stash[RUN].first_pass
+
+
+@pytest.fixture
+def time_limit_s(request: pytest.FixtureRequest, cell: Cell, pass_index: int) -> float | None:
+    """How long one pass of a user implementation's cell may take (None: no limit)."""
+    run = request.config.stash[RUN]
+    return pass_limit_s(run.predicted_pass_s.get((cell.id, pass_index)), request.config.getoption("cell_time_limit_s"))
 
 
 @pytest.fixture
