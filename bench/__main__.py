@@ -3,26 +3,38 @@
     python -m bench --device cpu --profile default      # what `tox -e cpu` runs
     python -m bench --device cuda --profile cuda --shard 2/4   # one of 4 shards, into its own folder
 
-The JSON and traces are written beside the old ones and swapped in only when pytest finishes, so an
-interrupted run never leaves a half-written results folder. Extra arguments go to pytest.
+Every output path is checked before anything is measured, and one run at a time writes into a folder (a
+lock; a second run refuses). The JSON and traces are written in a staging folder named by the run and
+swapped in only when pytest finishes, so an interrupted run (Ctrl-C or SIGTERM) never leaves a half-written
+results folder: what it measured lands in <run>/interrupted-<run id>/. A folder that holds a run already is
+refused without --replace. Extra arguments go to pytest.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.grid import GridError
 from bench.run_folder import refused
 from bench.sharding import parse_shard
+from infra import signals
 from infra.cli import add_renamed
+from infra.files import OutputError, mark_results_folder, remove_created, writable_folder
 from infra.machine import machine_facts, machine_slug
+from infra.run_lock import LOCK_NAME, FolderBusy, folder_lock
 
 BENCH_DIR = Path(__file__).parent
 
@@ -34,12 +46,23 @@ def run_folder_name(device: str, shard: str | None) -> str:
     return f"{machine_slug(device)}-shard{k}of{n}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["ab"]:  # python -m bench ab --base REV: two versions in alternating passes (bench/ab.py)
-        from bench.ab import main as ab_main
+def describe_run(path: Path) -> str:
+    """The run a benchmarks.json holds, in a few words, for a refusal."""
+    try:
+        facts = json.loads(path.read_text())["machine_info"]["attnbench"]
+        return f"profile {facts.get('grid_profile')!r} at commit {str(facts.get('git_commit'))[:10]}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a benchmarks.json attnbench cannot read"
 
-        return ab_main(argv[1:])
+
+def measured_cells(path: Path) -> tuple[int, list[dict]]:
+    """How many grid cells (not the matmul calibration) a results JSON timed, and the cells that did not run."""
+    data = json.loads(path.read_text())
+    cells = {b["extra_info"].get("id") for b in data["benchmarks"] if b["extra_info"].get("group") != "calibration"}
+    return len(cells), data.get("attnbench_not_run", [])
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     add_renamed(p.add_argument, "--profile", "--grid", default="default",
@@ -49,41 +72,137 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N cost-balanced shards")
     p.add_argument("--results", type=Path, default=Path("results"), help="parent folder of the run folder")
     p.add_argument("--name", default=None, help="run folder name (default: DEVICE-MACHINE[-shardKofN])")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the run the folder holds, once this one completes (without it such a folder is "
+                        "refused)")  # fmt: skip
+    p.add_argument("--run-id", default=None, help="this run's id, which names its partial files (default: the "
+                                                 "start time and a random suffix)")  # fmt: skip
     p.add_argument("--no-traces", action="store_true", help="skip the profiler traces")
     p.add_argument("--no-report", action="store_true", help="skip writing REPORT.md and figures")
-    args, pytest_args = p.parse_known_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ab"]:  # python -m bench ab --base REV: two versions in alternating passes (bench/ab.py)
+        from bench.ab import main as ab_main
+
+        return ab_main(argv[1:])
+    args, pytest_args = parser().parse_known_args(argv)
     try:
         run_dir = args.results / (args.name or run_folder_name(args.device, args.shard))
     except GridError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.run_id is not None and not RUN_ID.match(args.run_id):
+        print(f"error: --run-id {args.run_id!r} is not accepted; use letters, digits, '.', '_' and '-'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(f"error: --device cuda, but torch {torch.__version__} sees no CUDA device here; run on a machine "
+              "with a GPU (and a CUDA build of torch), or use --device cpu", file=sys.stderr)  # fmt: skip
+        return 2
     if refused(run_dir, machine_facts()):
         return 2
-    run_dir.mkdir(parents=True, exist_ok=True)
-    partial_json, partial_traces = run_dir / "benchmarks.partial.json", run_dir / "traces.partial"
-    shutil.rmtree(partial_traces, ignore_errors=True)
+    try:
+        created = writable_folder(run_dir, "--results" if args.name is None else "--results/--name")
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    # a results folder made here is attnbench's own: its index is attnbench's to write
+    ours = created is not None and args.results.resolve().is_relative_to(created.resolve())
+    try:
+        with folder_lock(run_dir, "run"), signals.interrupts_as_keyboard_interrupt():
+            code = run(args, run_dir, pytest_args, args.results if ours else None)
+    except FolderBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if code == USAGE:  # nothing was measured: leave no empty folder behind
+        if created is not None:
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        remove_created(created)
+        return 2
+    return code
+
+
+USAGE = -1  # run(): a bad option, refused before anything ran
+RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
+
+
+def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: Path | None) -> int:
+    """The grid into `run_dir`, whose lock this process holds; `mark`: a results folder this run made."""
+    earlier = run_dir / "benchmarks.json"
+    if earlier.exists() and not args.replace:
+        print(f"error: {run_dir} already holds a run ({describe_run(earlier)}); pass --replace to replace it once "
+              "this run completes, or --name NAME for a folder of its own", file=sys.stderr)  # fmt: skip
+        return 2
+    run_id = args.run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    for stale in run_dir.glob(".partial-*"):  # a run that died without a word (SIGKILL): this lock is ours now
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = run_dir / f".partial-{run_id}"
+    staging.mkdir()
+    partial_json, partial_traces = staging / "benchmarks.json", staging / "traces"
     command = [str(BENCH_DIR), f"--profile={args.profile}", f"--device={args.device}",
                f"--benchmark-json={partial_json}", "-p", "no:cacheprovider", "-rsf", *pytest_args]  # fmt: skip
     command += [f"--passes={args.passes}"] if args.passes is not None else []
     command += [f"--shard={args.shard}"] if args.shard else []
     if not args.no_traces:
         command.append(f"--trace-dir={partial_traces}")
-    print(f"attnbench: profile {args.profile!r} on {args.device} -> {run_dir}", flush=True)
-    code = pytest.main(command)
+    print(f"attnbench: profile {args.profile!r} on {args.device} -> {run_dir} (run {run_id})", flush=True)
+    try:
+        code = pytest.main(command)
+    except KeyboardInterrupt:  # stopped outside a test (pytest stops inside one itself)
+        code = pytest.ExitCode.INTERRUPTED
+    if code == pytest.ExitCode.USAGE_ERROR:
+        shutil.rmtree(staging, ignore_errors=True)
+        return USAGE
+    if mark is not None:
+        mark_results_folder(mark)
+    if code == pytest.ExitCode.INTERRUPTED or signals.received():
+        return interrupted(run_dir, staging, run_id)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
+        shutil.rmtree(staging, ignore_errors=True)
         print(f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",
               file=sys.stderr)  # fmt: skip
         return int(code) or 1
-    os.replace(partial_json, run_dir / "benchmarks.json")
+    measured, not_run = measured_cells(partial_json)
+    if measured == 0 and earlier.exists():  # an empty run never replaces a measured one
+        kept = run_dir / f"nothing-measured-{run_id}"
+        os.replace(staging, kept)
+        print(f"attnbench: no cell was measured ({len(not_run)} skipped or failed; reasons in {kept}/benchmarks.json);"
+              f" the earlier run in {run_dir} is kept", file=sys.stderr)  # fmt: skip
+        return 1
+    os.replace(partial_json, earlier)
     shutil.rmtree(run_dir / "traces", ignore_errors=True)
     if partial_traces.exists():
         os.replace(partial_traces, run_dir / "traces")
+    shutil.rmtree(staging, ignore_errors=True)
+    if measured == 0:
+        reasons = sorted({o["reason"] for o in not_run})
+        print(f"attnbench: no cell was measured: {len(not_run)} cells skipped or failed, every reason in {earlier} "
+              f"(e.g. {reasons[0] if reasons else 'none'})", file=sys.stderr)  # fmt: skip
+        return 1
     if code == pytest.ExitCode.TESTS_FAILED:
         print("attnbench: some cells failed (see above); they are listed in benchmarks.json", file=sys.stderr)
     if not args.no_report and not args.shard:
         report = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_dir)])
         code = code or report.returncode
     return int(code)
+
+
+def interrupted(run_dir: Path, staging: Path, run_id: str) -> int:
+    """An interrupted run: what it measured apart, in a folder named by the run; the earlier run untouched."""
+    how = signal.Signals(signals.received()).name if signals.received() else "interrupted"
+    if (staging / "benchmarks.json").exists():
+        kept = run_dir / f"interrupted-{run_id}"
+        os.replace(staging, kept)
+        where = f"the cells it finished are in {kept}/benchmarks.json"
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        where = "no cell had finished"
+    print(f"attnbench: run {run_id} stopped ({how}); {where}; earlier results in {run_dir} are untouched",
+          file=sys.stderr)  # fmt: skip
+    return signals.exit_code(2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ per pass, alternating base and new in pairs (B N, N B, B N, ...), so that the ma
 experiment hits both sides alike and cancels in each pair's ratio (Chromium's pinpoint, asv continuous).
 The two sides land in RESULTS/NAME/base and RESULTS/NAME/new (benchmarks.json each, written only when every
 pass finished), `analysis compare` reads them as a pair and writes RESULTS/NAME/compare.md; with
---fail-on its exit code gates a pull request. Worktrees are removed whatever happens.
+--fail-on its exit code gates a pull request. Every option and the output folder are checked before the
+first pass; a folder that holds an earlier A/B is refused without --replace. Worktrees and the temporary
+folder are removed whatever happens (Ctrl-C and SIGTERM included); an interrupted A/B keeps the pairs it
+finished in RESULTS/NAME/interrupted-ID/.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,8 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.run_folder import other_machine
-from infra.files import atomic_write_text
+from infra import signals
+from infra.files import OutputError, atomic_write_text, writable_folder
 from infra.machine import machine_facts, machine_slug
+from infra.run_lock import FolderBusy, folder_lock
 
 
 class ABError(Exception):
@@ -115,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="folder under RESULTS (default: ab-MACHINE)")
     p.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...", help="as analysis compare's")
     p.add_argument("--pass-timeout-s", type=float, default=1800.0)
+    p.add_argument("--replace", action="store_true",
+                   help="replace an earlier A/B in the folder once this one completes")
     return p
 
 
@@ -127,35 +135,79 @@ def plan(pairs: int) -> list[tuple[int, str]]:
     return order
 
 
+def write_sides(folder: Path, passes: dict[str, list[dict]], ab: dict) -> None:
+    for side in ("base", "new"):
+        (folder / side).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / side / "benchmarks.json", json.dumps(merge_passes(passes[side], side, ab)))
+
+
+def check_options(args: argparse.Namespace, out_dir: Path) -> None:
+    """Every option and the output folder, before the first pass: a bad one costs nothing measured."""
+    from analysis.compare import parse_thresholds
+    from analysis.errors import AnalysisError
+
+    if args.pairs < 2:
+        raise ABError(f"--pairs {args.pairs} is not accepted; give 2 or more (an interval needs two pairs)")
+    if not args.pass_timeout_s > 0:
+        raise ABError(f"--pass-timeout-s {args.pass_timeout_s:g} is not accepted; give a positive number of seconds")
+    try:
+        parse_thresholds(args.fail_on, "--fail-on")
+    except AnalysisError as err:
+        raise ABError(str(err)) from None
+    if (reason := other_machine(out_dir, machine_facts())) is not None:
+        raise ABError(reason)
+    try:
+        writable_folder(out_dir, "--results/--name")
+    except OutputError as err:
+        raise ABError(str(err)) from None
+    if (out_dir / "base" / "benchmarks.json").exists() and not args.replace:
+        raise ABError(f"{out_dir} already holds an A/B; pass --replace to replace it once this one completes, or "
+                      "--name NAME for a folder of its own")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args, pytest_args = parser().parse_known_args(argv)
     repo = Path(__file__).resolve().parents[1]
+    out_dir = args.results / (args.name or f"ab-{machine_slug('cpu')}")
+    passes: dict[str, list[dict]] = {"base": [], "new": []}
+    ab: dict = {}
     try:
-        if args.pairs < 2:
-            raise ABError(f"--pairs {args.pairs} is not accepted; give 2 or more (an interval needs two pairs)")
         revisions = {"base": resolve_revision(repo, args.base), "new": resolve_revision(repo, args.new or "HEAD")}
         if args.new is None and git("status", "--porcelain", "--untracked-files=no", cwd=repo):
             raise ABError("the working tree has uncommitted changes: commit them (the new side is HEAD) or give --new")
-        out_dir = args.results / (args.name or f"ab-{machine_slug('cpu')}")
-        if (reason := other_machine(out_dir, machine_facts())) is not None:
-            raise ABError(reason)
+        check_options(args, out_dir)
         ab = {"id": uuid.uuid4().hex, "pairs": args.pairs, "profile": args.profile, **revisions}
-        passes: dict[str, list[dict]] = {"base": [], "new": []}
-        with tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp, worktrees(repo, revisions, Path(tmp)) as dirs:
-            for n, (index, side) in enumerate(plan(args.pairs), 1):
-                print(f"[{n}/{2 * args.pairs}] pass {index + 1} of {side} ({revisions[side][:10]})", flush=True)
-                out = Path(tmp) / f"{side}-{index}.json"
-                passes[side].append(run_pass(dirs[side], out, args.profile, pytest_args, args.pass_timeout_s))
-    except ABError as err:
+        with folder_lock(out_dir, "A/B"), signals.interrupts_as_keyboard_interrupt():
+            with tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp, \
+                    worktrees(repo, revisions, Path(tmp)) as dirs:  # fmt: skip
+                for n, (index, side) in enumerate(plan(args.pairs), 1):
+                    print(f"[{n}/{2 * args.pairs}] pass {index + 1} of {side} ({revisions[side][:10]})", flush=True)
+                    out = Path(tmp) / f"{side}-{index}.json"
+                    passes[side].append(run_pass(dirs[side], out, args.profile, pytest_args, args.pass_timeout_s))
+            write_sides(out_dir, passes, ab)
+    except (ABError, FolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for side in ("base", "new"):
-        (out_dir / side).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / side / "benchmarks.json", json.dumps(merge_passes(passes[side], side, ab)))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the worktrees and the temporary folder are gone by now
+        return interrupted(out_dir, passes, ab)
     from analysis.__main__ import main as analysis_main
 
     command = ["compare", str(out_dir / "base"), str(out_dir / "new"), "--out", str(out_dir)]
     return analysis_main(command + (["--fail-on", args.fail_on] if args.fail_on else []))
+
+
+def interrupted(out_dir: Path, passes: dict[str, list[dict]], ab: dict) -> int:
+    """The pairs an interrupted A/B finished, apart in a folder named by it; nothing else written."""
+    pairs = min(len(passes["base"]), len(passes["new"]))
+    how = signal.Signals(signals.received()).name if signals.received() else "interrupted"
+    if pairs and ab:
+        kept = out_dir / f"interrupted-{ab['id'][:12]}"
+        write_sides(kept, {side: passes[side][:pairs] for side in passes}, {**ab, "pairs": pairs})
+        where = f"the {pairs} pairs it finished are in {kept}/base and {kept}/new"
+    else:
+        where = "no pair had finished"
+    print(f"attnbench ab: stopped ({how}); worktrees and temporary files removed; {where}", file=sys.stderr)
+    return signals.exit_code(2)
 
 
 if __name__ == "__main__":

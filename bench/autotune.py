@@ -24,7 +24,7 @@ from bench.grid import load_grid
 from bench.kernel_table import TABLE_FILE
 from bench.observe import observe
 from bench.timing import device_synchronizer, device_time, host_latency, rounds_for_budget, time_once
-from infra.files import atomic_write_text
+from infra.files import OutputError, atomic_write_text, writable_file
 from infra.machine import machine_facts, machine_slug
 from model.attention import MultiHeadAttention
 from model.kernel_choice import Choice, entry_applies, read_table, tuning_facts
@@ -104,8 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
         return 2
-    if args.passes < 1 or args.budget_s <= 0 or any(n <= 0 for n in args.lengths or [1]):
-        print("error: --passes, --budget-s and --lengths must be positive", file=sys.stderr)
+    bad = [f"--passes {args.passes} is not accepted; give a whole number, 1 or more"] if args.passes < 1 else []
+    if not args.budget_s > 0:
+        bad.append(f"--budget-s {args.budget_s:g} is not accepted; give a positive number of seconds")
+    bad += [f"--lengths {n} is not accepted; give positive sequence lengths" for n in args.lengths or [] if n <= 0]
+    try:
+        writable_file(args.table, "--table")
+        read_table(args.table)  # a damaged table is refused now, not after the tuning
+    except OutputError as err:
+        bad.append(str(err))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        bad.append(f"--table {args.table} is not a kernel table ({type(err).__name__}: {err}); give another path")
+    if bad:
+        print(f"error: {bad[0]}", file=sys.stderr)
         return 2
     facts = machine_facts()  # at the start: the commit checked out when the measurement began
     rows = measure(args.device, args.dtypes, args.lengths or list(LENGTHS[args.device]), args.passes, args.budget_s)

@@ -172,8 +172,12 @@ def check_args(args: argparse.Namespace) -> None:
     for w in args.nproc_per_node:
         if "strong" in args.scaling and args.global_batch % w:
             raise LaunchError(f"--global-batch {args.global_batch} does not split evenly over {w} ranks")
-    if min(args.seq_len, args.rounds, args.passes, args.batch_per_rank, args.threads_per_rank) < 1:
-        raise LaunchError("--seq-len, --rounds, --passes, --batch-per-rank and --threads-per-rank must be positive")
+    for option in ("seq_len", "global_batch", "rounds", "passes", "batch_per_rank", "threads_per_rank"):
+        if getattr(args, option) < 1:
+            raise LaunchError(f"--{option.replace('_', '-')} {getattr(args, option)} is not accepted; give a whole "
+                              "number, 1 or more")  # fmt: skip
+    if not args.timeout_s > 0:
+        raise LaunchError(f"--timeout-s {args.timeout_s:g} is not accepted; give a positive number of seconds")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,7 @@ def paired(args: argparse.Namespace) -> int:
         print(f"attnbench noise floor (paired): {name}, HEAD against {new}", flush=True)
         command = [sys.executable, "-m", "bench", "ab", "--base", "HEAD", "--new", new, "--profile", args.profile,
                    "--pairs", str(args.pairs), "--results", str(folder), "--name", name, "--fail-on", "time:5%",
+                   "--replace",
                    "--set", PAIRED_IMPLS, "--set", "seq_len=128,256,512", "-k", "attention or calibration"]  # fmt: skip
         if subprocess.run(command).returncode == 2:
             print(f"error: {name} failed; see above", file=sys.stderr)
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, env in RUNS:
         print(f"attnbench noise floor: run {name} {env or ''}", flush=True)
         command = [sys.executable, "-m", "bench", "--profile", args.profile, "--passes", str(args.passes), "--results",
-                   str(folder), "--name", name, "--no-traces", "--no-report", "-q"]  # fmt: skip
+                   str(folder), "--name", name, "--no-traces", "--no-report", "--replace", "-q"]  # fmt: skip
+        # the experiment remeasures its own runs: each replaces its earlier self only once it completes
         if subprocess.run(command, env={**os.environ, **env}).returncode != 0:
             print(f"error: run {name} failed; see above", file=sys.stderr)
             return 1

@@ -91,12 +91,11 @@ if [ "$part" = 1 ]; then
     echo "stop: the check failed (above); nothing else was run" | tee -a "$OUT/steps.txt"
     exit 3
   fi
+  run_id="cuda-run-$(date +%Y%m%dT%H%M%S)-$$"  # names this run's partial files: an older run's are never taken
   step grid "$grid_s" python3 -m bench --device "$device" --profile "$grid" --name "$name" --results "$results" \
-    --no-report --passes 2 --time-budget-min "$grid_min"
-  if [ -f "$run_dir/benchmarks.partial.json" ]; then  # interrupted: report what it measured, apart
-    rm -rf "$run_dir-interrupted" && mkdir -p "$run_dir-interrupted"
-    cp "$run_dir/benchmarks.partial.json" "$run_dir-interrupted/benchmarks.json"
-    [ -d "$run_dir/traces.partial" ] && cp -r "$run_dir/traces.partial" "$run_dir-interrupted/traces"
+    --no-report --passes 2 --time-budget-min "$grid_min" --run-id "$run_id" --replace
+  if [ -f "$run_dir/interrupted-$run_id/benchmarks.json" ]; then  # interrupted: report what it measured, apart
+    rm -rf "$run_dir-interrupted" && cp -r "$run_dir/interrupted-$run_id" "$run_dir-interrupted"
     step report "$report_s" python3 -m analysis report "$run_dir-interrupted"
   elif [ -f "$run_dir/benchmarks.json" ]; then
     if [ "$device" = cuda ]; then
