@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 from analysis.errors import AnalysisError
+from infra.files import OutputError, writable_file, writable_folder
+from infra.run_lock import FolderBusy, folder_lock
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
         from analysis.compare_report import summary_lines, write_compare
 
         floor = read_noise_floor(args.noise_floor) if args.noise_floor else None
+        out_dir = args.out or (args.new if args.new.is_dir() else args.new.parent)
+        writable_folder(out_dir, "--out" if args.out else "compare's folder (NEW's; --out DIR for another)")
         comparison = compare_runs(args.base, args.new, parse_thresholds(args.fail_on, "--fail-on"),
                                   parse_thresholds(args.min_change, "--min-change"), floor)  # fmt: skip
-        out_dir = args.out or (args.new if args.new.is_dir() else args.new.parent)
         for warning in comparison.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         path = write_compare(comparison, args.base, args.new, out_dir)
@@ -73,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"gate: {failure}", file=sys.stderr)
         print(f"wrote {path}")
         return 1 if comparison.failures else 0
-    from analysis.report import check_run_dir, write_index, write_report, write_table
+    from analysis.report import check_run_dir, update_index, write_index, write_report, write_table
 
     if args.command == "index":
         out = write_index(args.results)
     elif args.command == "table":
+        writable_file(args.out, "--out")
         out = write_table(args.run_dirs, args.out)
     elif args.command == "positional":
         from analysis.positional_summary import write_summary
@@ -97,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
         out = merge_shards(args.shards, args.out)
     else:
         check_run_dir(args.run_dir)
-        out = write_report(args.run_dir, args.positional)
-        write_index(args.run_dir.parent)
+        writable_folder(args.run_dir, "RESULTS_DIR")
+        with folder_lock(args.run_dir, "report"):
+            out = write_report(args.run_dir, args.positional)
+        update_index(args.run_dir.parent)
     print(f"wrote {out}")
     return 0
 
@@ -107,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except AnalysisError as err:
+    except (AnalysisError, OutputError, FolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except PermissionError as err:  # an output folder one cannot write into
+        print(f"error: cannot write {err.filename} ({err.strerror}); give a folder you can write to", file=sys.stderr)
         return 2
 
 

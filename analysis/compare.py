@@ -200,9 +200,14 @@ def read_noise_floor(path: Path) -> dict:
     file = path / "noise_floor.json" if path.is_dir() else path
     if not file.is_file():
         raise AnalysisError(f"{path}: no noise_floor.json (python -m bench.noise_floor writes one)")
-    floor = json.loads(file.read_text())
-    if not isinstance(floor.get("run_sd"), float | int) or floor["run_sd"] < 0:
-        raise AnalysisError(f"{file}: run_sd must be a non-negative number, got {floor.get('run_sd')!r}")
+    try:
+        floor = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise AnalysisError(f"--noise-floor {file}: not valid JSON ({err}); give the noise_floor.json that "
+                            "python -m analysis noise writes") from None  # fmt: skip
+    if not isinstance(floor, dict) or not isinstance(floor.get("run_sd"), float | int) or floor["run_sd"] < 0:
+        got = floor.get("run_sd") if isinstance(floor, dict) else floor
+        raise AnalysisError(f"{file}: run_sd must be a non-negative number, got {got!r}")
     return floor
 
 

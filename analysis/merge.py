@@ -1,6 +1,7 @@
 """Shards of one grid (python -m bench --shard K/N on several machines) merged into one run folder,
 whose report lists every cell as one unsharded run would. Shards of different grids or commits are
-refused, and so is an incomplete set."""
+refused, and so is an incomplete set. The merge writes only into a new (or empty) folder or over an earlier
+merge, never over anything else, through a staging folder swapped in whole."""
 
 from __future__ import annotations
 
@@ -11,11 +12,38 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.load import machine_label, read_json
+from infra.files import writable_folder
+from infra.run_lock import LOCK_NAME, folder_lock
 
 SAME = ("grid_profile", "grid", "grid_overrides", "git_commit")
 
 
+def is_earlier_merge(folder: Path) -> bool:
+    """A folder an earlier merge wrote: its benchmarks.json names the shards it merged."""
+    try:
+        facts = json.loads((folder / "benchmarks.json").read_text())["machine_info"]["attnbench"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(facts.get("merged_shards"))
+
+
+def check_out(out: Path, shard_dirs: list[Path]) -> None:
+    """OUT may be new, an empty folder or an earlier merge; never a shard, a folder holding one, or else."""
+    target = out.resolve()
+    for folder in shard_dirs:
+        shard = folder.resolve()
+        if shard == target or shard.is_relative_to(target):
+            raise AnalysisError(f"OUT {out} is (or holds) the shard {folder}: the merge would replace what it "
+                                "merges; give a new folder, e.g. results/NAME-merged")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"OUT {out} is a file; give a new folder (or an earlier merge's) for the merged run")
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not is_earlier_merge(out):
+        raise AnalysisError(f"OUT {out} holds files that no merge wrote; the merge writes only into a new or empty "
+                            "folder, or over an earlier merge: give another OUT")  # fmt: skip
+
+
 def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
+    check_out(out, shard_dirs)
     shards = []
     for folder in shard_dirs:
         data = read_json(folder / "benchmarks.json")
@@ -45,12 +73,28 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
                 extra["id"] = f"{extra['id']}@shard{shard_facts['shard'].split('/')[0]}"
             merged["benchmarks"].append(bench)
         merged["attnbench_not_run"] += data.get("attnbench_not_run", [])
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(out.parent, "OUT's folder")
     staging = Path(tempfile.mkdtemp(prefix=".merge-", dir=out.parent))
-    (staging / "benchmarks.json").write_text(json.dumps(merged))
-    for folder, _, _ in shards:
-        if (folder / "traces").is_dir():
-            shutil.copytree(folder / "traces", staging / "traces", dirs_exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)  # the merged folder appears whole or not at all
+    try:
+        (staging / "benchmarks.json").write_text(json.dumps(merged))
+        for folder, _, _ in shards:
+            if (folder / "traces").is_dir():
+                shutil.copytree(folder / "traces", staging / "traces", dirs_exist_ok=True)
+        swap_in(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """The merged folder appears whole or not at all; an earlier merge there (checked) is set aside, then removed."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    with folder_lock(out, "merge"):
+        check_out(out, [])  # still empty or an earlier merge, now that this process holds its lock
+        old = Path(tempfile.mkdtemp(prefix=".merge-old-", dir=out.parent))
+        old.rmdir()
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -4,6 +4,7 @@ sentence that depends on the device or the data is chosen from them."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from analysis import figures
@@ -30,7 +31,7 @@ from analysis.sections import (
     timing_section,
 )
 from analysis.verdicts import TARGETS, judge, pair_table, target_sentence
-from infra.files import atomic_write_text
+from infra.files import INDEX_HEADER, atomic_write_text, owns_index
 
 
 def scaling_section(ctx: ReportContext) -> list[str]:
@@ -141,6 +142,9 @@ DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)
 
 def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
     ctx = build_context(run_dir, positional_dir)
+    if not ctx.is_ddp and (ctx.cells["group"] == "calibration").all():
+        raise AnalysisError(f"{run_dir}: no grid cell was measured (only the matmul calibration ran); "
+                            f"{len(ctx.not_run)} cells did not run, each with its reason in benchmarks.json")
     sections = DDP_SECTIONS if ctx.is_ddp else SECTIONS
     out = run_dir / "REPORT.md"
     atomic_write_text(out, "\n".join(line for section in sections for line in section(ctx)))
@@ -154,18 +158,31 @@ def check_run_dir(run_dir: Path) -> None:
         raise AnalysisError(f"{run_dir}: no benchmarks.json inside (run python -m bench first)")
 
 
-def write_index(results: Path) -> Path:
-    """results/README.md: a line per run folder (its machine and grid) linking its REPORT.md."""
-    if not results.is_dir():
-        raise AnalysisError(f"{results}: no such results folder")
-    lines = ["# Results", "", "Real runs of attnbench, one folder each. Written by `python -m analysis index`.", ""]
-    for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file()):
+def index_line(run: Path) -> str:
+    """One run's line in the index; a run whose JSON cannot be read is listed as such, naming the file."""
+    try:
         facts = json.loads((run / "benchmarks.json").read_text())["machine_info"].get("attnbench", {})
         machine = machine_description(facts)
-        report = next((f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md")
-                       if (run / name).is_file()), "no report yet")  # fmt: skip
-        lines.append(f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
-                     f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}")  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        print(f"warning: {run / 'benchmarks.json'} cannot be read ({type(err).__name__}); the index lists it as "
+              "unreadable", file=sys.stderr)  # fmt: skip
+        return f"- **{run.name}**: unreadable benchmarks.json ({type(err).__name__})"
+    report = next((f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md")
+                   if (run / name).is_file()), "no report yet")  # fmt: skip
+    return (f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
+            f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}")  # fmt: skip
+
+
+def write_index(results: Path) -> Path:
+    """results/README.md: a line per run folder (its machine and grid) linking its REPORT.md. Only in a
+    results folder attnbench made (infra.files.RESULTS_MARKER), and never over a README it did not write."""
+    if not results.is_dir():
+        raise AnalysisError(f"{results}: no such results folder")
+    reason = owns_index(results)
+    if reason:
+        raise AnalysisError(reason)
+    lines = ["# Results", "", INDEX_HEADER, ""]
+    lines += [index_line(run) for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file())]
     for extra in sorted(p for p in results.iterdir() if p.is_dir() and not (p / "benchmarks.json").is_file()):
         for name in ("summary.md", "NOISE.md", "REPORT.md"):
             if (extra / name).is_file():
@@ -174,6 +191,15 @@ def write_index(results: Path) -> Path:
     out = results / "README.md"
     atomic_write_text(out, "\n".join(lines) + "\n")
     return out
+
+
+def update_index(results: Path) -> Path | None:
+    """The index after a report: written where attnbench owns it, else left alone with a note why."""
+    reason = owns_index(results)
+    if reason:
+        print(f"note: no results index written: {reason}", file=sys.stderr)
+        return None
+    return write_index(results)
 
 
 def write_table(run_dirs: list[Path], out: Path) -> Path:

@@ -49,7 +49,10 @@ def load_corpus(path: Path = CORPUS_FILE, sha256: str = CORPUS_SHA256) -> Corpus
     if not path.is_file():
         raise CorpusError(f"{path}: the corpus is missing (it ships with attnbench; scripts/build_corpus.py "
                           "rebuilds it with CPython 3.11)")  # fmt: skip
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CorpusError(f"{path}: the corpus cannot be read ({err.strerror or type(err).__name__})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise CorpusError(f"{path}: SHA-256 {digest[:16]}... differs from the pinned {sha256[:16]}...; refusing to "

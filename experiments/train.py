@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from experiments.corpus import CorpusError
 from experiments.tasks import TASKS
 from experiments.trainer import TrainConfig, Trainer, evaluate
 from infra.files import atomic_write_text
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer.config = config
         else:
             trainer = Trainer(config)
-    except ValueError as err:
+    except (ValueError, CorpusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     trainer.run(checkpoint=checkpoint, progress=not args.no_progress)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from experiments.tasks import Batch, Task, make_task
+from experiments.tasks import TASKS, Batch, Task, make_task
 from model.config import EncoderConfig
 from model.encoder import Encoder
 
@@ -45,7 +45,8 @@ class TrainConfig:
     eval_examples: int = 512
 
     def __post_init__(self) -> None:
-        make_task(self.task)  # raises on an unknown task
+        if self.task not in TASKS:  # the name only: building the task (reading the corpus) waits for the run
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         for name in ("seq_len", "steps", "batch_size", "eval_examples"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

@@ -154,11 +154,10 @@ class KernelChooser:
         if self.cache_path is None or not self.cache_path.is_file():
             return {}
         try:
-            machines = json.loads(self.cache_path.read_text()).get("machines", {})
-        except (OSError, ValueError):
-            return {}  # a damaged cache is re-measured, never trusted
-        entry = machines.get(self.cache_key, {})
-        return {row["key"]: row for row in entry.get("choices", []) if row.get("kernel") in KERNELS}
+            entry = json.loads(self.cache_path.read_text())["machines"][self.cache_key]
+            return {row["key"]: row for row in entry["choices"] if row.get("kernel") in KERNELS}
+        except (OSError, ValueError, LookupError, TypeError, AttributeError):
+            return {}  # no entry for this machine, or a damaged cache (any shape): re-measured, never trusted
 
     @staticmethod
     def _key(device: str, dtype: str, n: int, dropout: bool, train: bool) -> str:
@@ -193,9 +192,10 @@ class KernelChooser:
         path = self.cache_path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = json.loads(path.read_text()) if path.is_file() else {"machines": {}}
-            entry = {"facts": self.here, "choices": list(self.cached.values())}
-            data.setdefault("machines", {})[self.cache_key] = entry
+            data = json.loads(path.read_text()) if path.is_file() else {}
+            if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
+                data = {"machines": {}}  # a damaged cache is rewritten whole
+            data["machines"][self.cache_key] = {"facts": self.here, "choices": list(self.cached.values())}
             atomic_write_text(path, json.dumps(data, indent=1) + "\n")
         except (OSError, ValueError):
             pass  # no cache (read-only home, say): the choice holds for this process only
