@@ -85,6 +85,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         load_runs([RUN / "benchmarks.json", tmp_path / "b" / "benchmarks.json"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing_dir", "corrupt", "no_traces", "empty_grid"])
 def test_report_command_fails_cleanly_on_bad_input(case, run_copy, tmp_path):
     target = run_copy
@@ -104,6 +105,7 @@ def test_report_command_fails_cleanly_on_bad_input(case, run_copy, tmp_path):
     assert not (run_copy / "REPORT.md").exists()
 
 
+@pytest.mark.slow
 def test_report_command_on_real_results(run_copy):
     result = analysis("report", run_copy)
     assert result.returncode == 0, result.stderr
@@ -125,6 +127,7 @@ def test_report_command_on_real_results(run_copy):
         assert (run_copy / "figures" / f"{name}.svg").exists()
 
 
+@pytest.mark.slow
 def test_table_command_mixes_runs_and_refuses_differing_schemas(run_copy, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(run_copy, other)
@@ -140,6 +143,7 @@ def test_table_command_mixes_runs_and_refuses_differing_schemas(run_copy, tmp_pa
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_report_on_a_run_of_one_group(run_copy):
     raw = json.loads((run_copy / "benchmarks.json").read_text())
     raw["benchmarks"] = [b for b in raw["benchmarks"] if b["extra_info"]["group"] in ("train_step", "calibration")]
@@ -173,6 +177,7 @@ def test_crossover():
     assert crossover_length(n, 0.1 * n, 1.0 * n) is None
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_on_real_results(tmp_path):
     import nbformat
     from nbclient import NotebookClient

@@ -7,8 +7,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from bench.skips import fast_fp16
 from infra.machine import cpu_model_and_flags
+
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
 
 ROOT = Path(__file__).parents[1]
 BENCH = str(ROOT / "bench")

@@ -50,6 +50,7 @@ def compare(*args) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_a_run_against_itself_flags_nothing_and_exits_0(tmp_path):
     result = compare(RUN, RUN, "--out", tmp_path, "--fail-on", "time:5%,memory:1%,flops:0%")
     assert result.returncode == 0, result.stderr
@@ -58,6 +59,7 @@ def test_a_run_against_itself_flags_nothing_and_exits_0(tmp_path):
     assert (tmp_path / "figures" / "compare.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_slower_group_is_flagged_and_the_gate_fails(tmp_path):
     base = changed_copy(tmp_path, "base", known_noise(seed=1))
     slower = changed_copy(tmp_path, "slower", known_noise(seed=2, factor=1.25))
@@ -73,6 +75,7 @@ def test_a_slower_group_is_flagged_and_the_gate_fails(tmp_path):
     assert compare(base, slower, "--fail-on", "time:40%").returncode == 0  # 25% slower is under a 40% gate
 
 
+@pytest.mark.slow
 def test_memory_and_flops_are_gated_exactly(tmp_path):
     def more_memory(data):
         for bench in data["benchmarks"]:
@@ -86,6 +89,7 @@ def test_memory_and_flops_are_gated_exactly(tmp_path):
     assert compare(RUN, grown, "--fail-on", "flops:0%").returncode == 1
 
 
+@pytest.mark.slow
 def test_cells_in_one_run_only_are_listed_and_machine_differences_warned(tmp_path):
     def drop_and_rethread(data):
         data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["impl"] != "naive"]
@@ -99,6 +103,7 @@ def test_cells_in_one_run_only_are_listed_and_machine_differences_warned(tmp_pat
     assert "Cells only in base (6): " in report and "cpu-float32-small-n128-h4-naive-forward" in report
 
 
+@pytest.mark.slow
 def test_a_run_without_repeats_is_compared_with_a_warning(tmp_path):
     def one_pass(data):
         data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"].get("repeat", 0) == 0]
@@ -115,6 +120,7 @@ def test_a_run_without_repeats_is_compared_with_a_warning(tmp_path):
     ("disjoint", "have no cell in common"),
     ("fail_on", "--fail-on 'speed:5%' is not accepted; write METRIC:PERCENT"),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
     edits = {
         "grid": lambda d: d["machine_info"]["attnbench"].update(grid_profile="default"),
@@ -131,6 +137,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_noise_floor_widens_the_intervals_and_is_checked(tmp_path):
     base = changed_copy(tmp_path, "base", known_noise(seed=1))
     shifted = changed_copy(tmp_path, "shifted", known_noise(seed=2, factor=1.15))  # 15% slower layer cells
@@ -152,6 +159,7 @@ def test_parse_thresholds():
         parse_thresholds("time:-5%", "--fail-on")
 
 
+@pytest.mark.slow
 def test_pytest_benchmarks_own_compare_reads_our_json_with_group_by_a_parameter():
     command = "from pytest_benchmark.cli import main; main()"
     result = subprocess.run([sys.executable, "-c", command, "compare", str(RUN / "benchmarks.json"),

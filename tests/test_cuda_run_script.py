@@ -7,7 +7,11 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from infra.machine import machine_slug
+
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
 
 ROOT = Path(__file__).parents[1]
 

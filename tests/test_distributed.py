@@ -13,6 +13,8 @@ import pytest
 
 from analysis.ddp import scaling_table
 
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
+
 ROOT = Path(__file__).parents[1]
 SMALL = ["--seq-len", "64", "--rounds", "3", "--global-batch", "2", "--batch-per-rank", "1", "--no-report"]
 

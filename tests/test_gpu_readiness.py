@@ -114,6 +114,7 @@ def test_an_nvl_board_is_not_given_the_sxm_peak():
     assert datasheet_flops("NVIDIA H200 NVL", "bfloat16", False) < datasheet_flops("NVIDIA H200", "bfloat16", False)
 
 
+@pytest.mark.slow
 def test_the_report_without_torch_tb_profiler_says_so_and_writes_the_rest(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)

@@ -104,6 +104,7 @@ def run_grid(tmp_path: Path, impls: str, extra: tuple[str, ...] = ()) -> tuple[s
     return result, (json.loads(out.read_text()) if out.exists() else {})
 
 
+@pytest.mark.slow
 def test_hf_cells_are_checked_observed_and_measured(tmp_path):
     result, data = run_grid(tmp_path, "layer.impl=ours_bert,hf_bert_eager,hf_bert_sdpa",
                             ("--set", "attention.impl=sdpa", "--set", "layer.dropout=0.0"))  # fmt: skip
@@ -119,6 +120,7 @@ def test_hf_cells_are_checked_observed_and_measured(tmp_path):
         assert extra["attention_kernel"] == {"hf_bert_eager": "naive"}.get(impl, "flash"), impl
 
 
+@pytest.mark.slow
 def test_a_module_of_any_layout_is_measured_through_its_hook(tmp_path):
     impls = "attention.impl=examples.qkv_attention:make,examples.qkv_attention:make_without_hook"
     result, data = run_grid(tmp_path, impls, ("--set", "layer.impl=ours", "--set", "attention.pass=forward"))
@@ -128,6 +130,7 @@ def test_a_module_of_any_layout_is_measured_through_its_hook(tmp_path):
     assert "define load_reference(self, reference)" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_run_without_hf_cells_never_imports_transformers():
     code = ("import sys, pytest; code = pytest.main(['bench/', '-q', '-p', 'no:cacheprovider', '--profile', 'quick', "
             "'--set', 'seq_len=64', '-k', 'layer and ours and eval', '--benchmark-disable']); "

@@ -21,6 +21,8 @@ import pytest
 from infra.machine import machine_slug
 from model.kernel_choice import CACHE_ENV
 
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
+
 ROOT = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile" / "hostile_attention.py"

@@ -66,6 +66,7 @@ def test_auto_runs_the_kernel_its_table_names(kernel):
         assert observe(lambda: attn(x), "cpu").attention_kernel == kernel
 
 
+@pytest.mark.slow
 def test_autotune_writes_this_machines_entry_and_keeps_the_others(tmp_path):
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"machines": {"cuda-other": {"choices": []}}}))

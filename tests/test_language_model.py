@@ -76,6 +76,7 @@ def test_baselines_on_known_answers():
     assert bigram_bits(even) == pytest.approx(want)
 
 
+@pytest.mark.slow
 def test_the_cli_trains_reports_bits_beside_the_baselines_and_samples(tmp_path):
     command = [sys.executable, "-m", "experiments.lm", "--steps", "20", "--seq-len", "32", "--d-model", "32",
                "--n-layers", "1", "--batch-size", "8", "--sample-chars", "40", "--out", str(tmp_path)]  # fmt: skip
@@ -86,6 +87,7 @@ def test_the_cli_trains_reports_bits_beside_the_baselines_and_samples(tmp_path):
     assert (tmp_path / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_the_extrapolation_experiment_writes_runs_and_a_judged_summary(tmp_path):
     out = tmp_path / "lm"
     command = [sys.executable, "-m", "experiments.extrapolation", "--out", str(out), "--encodings", "alibi",
@@ -107,6 +109,7 @@ def test_the_extrapolation_experiment_writes_runs_and_a_judged_summary(tmp_path)
     assert "n/a (past its table)" in text and (out / "figures" / "perplexity_vs_length.png").is_file()
 
 
+@pytest.mark.slow
 def test_the_extrapolation_experiment_refuses_another_machines_folder(tmp_path):
     out = tmp_path / "lm"
     out.mkdir()

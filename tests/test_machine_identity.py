@@ -111,6 +111,7 @@ def test_a_folder_of_another_machine_is_refused_with_the_way_out(tmp_path):
     assert other_machine(noise, avx2) is not None
 
 
+@pytest.mark.slow
 def test_bench_refuses_to_write_over_another_machines_run(tmp_path):
     here = machine_facts()
     other = {**here, "cpu_flags": ["avx2"] if "avx512f" in here["cpu_flags"] else ["avx2", "avx512f"]}

@@ -16,6 +16,8 @@ from analysis.common_mode import reference_warnings
 from analysis.compare import compare_cells
 from infra.machine import machine_facts
 
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
+
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS, ROUNDS, CELLS = 6, 10, 20
 LIMITS = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}

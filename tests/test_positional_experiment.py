@@ -3,6 +3,8 @@
 import csv
 import json
 
+import pytest
+
 from analysis.positional_summary import write_summary
 from experiments import positional_experiment
 from infra.machine import machine_facts
@@ -10,6 +12,7 @@ from infra.machine import machine_facts
 ARGS = ["--tasks", "reverse", "--encodings", "learned", "none", "--seeds", "2", "--steps", "5", "--workers", "1"]
 
 
+@pytest.mark.slow
 def test_experiment_writes_tidy_rows_summary_and_checkpoints(tmp_path, capsys):
     assert positional_experiment.main([*ARGS, "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))

@@ -46,6 +46,7 @@ def test_auto_and_baselines_come_from_the_entries():
     assert builtin_names("train_step") == ("naive", "sdpa", "auto")
 
 
+@pytest.mark.slow
 def test_each_cell_records_whether_it_is_a_baseline_or_a_users(tmp_path):
     out = tmp_path / "out.json"
     command = [sys.executable, "-m", "pytest", "bench/", "--profile", "quick", "--set", "seq_len=64", "-k",

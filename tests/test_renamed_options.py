@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from infra.cli import add_renamed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def test_old_name_sets_the_new_option_and_says_so(capsys):
     assert "--repeats" not in p.format_help()  # the old name is hidden from --help
 
 
+@pytest.mark.slow
 def test_pytest_grid_still_takes_the_old_names():
     command = [sys.executable, "-m", "pytest", "bench/", "--collect-only", "-q", "-p", "no:cacheprovider",
                "--grid", "quick", "--repeats", "2", "--set", "seq_len=64", "-k", "calibration"]

@@ -13,6 +13,8 @@ from analysis.load import load_runs
 from bench.grid import load_grid
 from bench.sharding import assign_shards, in_shard, predicted_seconds
 
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
+
 ROOT = Path(__file__).parents[1]
 
 

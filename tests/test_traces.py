@@ -183,6 +183,7 @@ def cuda_run(tmp_path: Path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_the_cuda_report_says_nothing_that_holds_only_on_a_cpu(tmp_path):
     run = cuda_run(tmp_path)
     result = subprocess.run([sys.executable, "-m", "analysis", "report", str(run)], capture_output=True, text=True)

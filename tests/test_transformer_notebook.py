@@ -4,6 +4,10 @@ small language model, measures cells with the suite, and runs top to bottom."""
 import os
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: real runs in subprocesses (the quick tier leaves it out)
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "transformer.ipynb"
 
 
