@@ -12,14 +12,13 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
 
-from model.cost import attention_score_flops
+from model.cost import attention_forward_flops
 
 aten = torch.ops.aten
 
 
 def _fused_attention_flops(b: int, n: int, d: int) -> int:
-    # Fused QKV and output projections (2*b*n*4d^2) plus the score matmuls.
-    return 2 * b * n * 4 * d * d + attention_score_flops(b, n, d)
+    return attention_forward_flops(b, n, d).total
 
 
 @register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu, get_raw=False)

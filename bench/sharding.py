@@ -38,7 +38,7 @@ def forward_flops(cell: Cell, grid: Grid) -> cost.Flops:
     s = grid.shapes[cell.shape]
     b, n, d, f = s.batch, cell.seq_len, s.d_model, s.d_ff
     if cell.group == "attention":
-        return cost.Flops(cost.attention_score_flops(b, n, d), 2 * b * n * 4 * d * d)
+        return cost.attention_forward_flops(b, n, d)
     if cell.group == "layer":
         return cost.layer_forward_flops(b, n, d, f)
     return cost.model_forward_flops(b, n, d, f, s.model_layers, None, s.model_vocab)

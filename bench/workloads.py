@@ -185,7 +185,7 @@ def attention_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype
     b, n, d = shape.batch, cell.seq_len, shape.d_model
 
     def forward_flops(label: str) -> int:
-        return 2 * b * n * 4 * d * d + cost.attention_score_flops(b, n, d)
+        return cost.attention_forward_flops(b, n, d).total
 
     return _module_workload(cell, impl, module, reference, shape, device, dtype, forward_flops)
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from model.attention import NO_POSITIONS, MultiHeadAttention
-from model.cost import attention_score_flops
+from model.cost import attention_forward_flops, attention_score_flops
 from model.positional import PositionalEncoding
 
 
@@ -56,7 +56,7 @@ class ChunkedAttention(MultiHeadAttention):
         costs two of each, and every block's QK^T runs once more: checkpoint's recomputation stops as soon
         as the tensors backward needs are back, which is before PV."""
         d = self.in_proj.in_features
-        forward = 2 * b * n * 4 * d * d + attention_score_flops(b, n, d)
+        forward = attention_forward_flops(b, n, d).total
         return 3 * forward + attention_score_flops(b, n, d) // 2 if train else forward
 
 

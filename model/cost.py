@@ -42,6 +42,12 @@ def attention_score_flops(b: int, n: int, d: int) -> int:
     return 4 * b * n * n * d
 
 
+def attention_forward_flops(b: int, n: int, d: int) -> Flops:
+    """One multi-head attention's forward: the score matmuls, and the fused QKV and output projections
+    (2*b*n*4d^2)."""
+    return Flops(attention_score_flops(b, n, d), 2 * b * n * 4 * d * d)
+
+
 def layer_forward_flops(b: int, n: int, d: int, f: int) -> Flops:
     """One encoder layer: fused QKV (d -> 3d), output projection (d -> d), feed-forward d -> f -> d:
     2*b*n*(3d^2 + d^2 + 2*d*f) = 2*b*n*(4d^2 + 2df)."""

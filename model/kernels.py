@@ -8,7 +8,6 @@ from torch.nn.attention import SDPBackend
 
 # The kernels of model.attention.MultiHeadAttention; "auto" picks one of them per call.
 KERNELS = ("naive", "blocked", "sdpa", "flash", "efficient", "cudnn", "math")
-AUTO = "auto"
 # The SDPA backend each forced kernel name stands for.
 FORCED_BACKENDS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -36,8 +35,8 @@ SOFTMAX_OPS = ("aten::_softmax", "aten::_softmax_backward_data", "aten::softmax"
                "aten::_masked_softmax", "aten::_masked_softmax_backward")  # fmt: skip
 SCORE_OPS = ("aten::bmm", "aten::baddbmm")  # only attention multiplies batched matrices in this model
 
-# Families of what an attention kernel keeps in memory (model/cost.py counts each).
-FAMILIES = ("flash", "efficient", "cudnn", "blocked", "materialised", "math", "fused_explicit", "fused_sdpa")
+# Families of what an attention kernel keeps in memory (model/cost.py counts each): flash, efficient, cudnn,
+# blocked, materialised, math, fused_explicit, fused_sdpa.
 MATERIALISING = ("materialised", "math")
 EXPLICIT = (*MATERIALISING, "blocked")  # every probability is kept for backward
 EXPLICIT_SOFTMAX = (*EXPLICIT, "fused_explicit")  # the scores go through an explicit softmax
