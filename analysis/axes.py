@@ -86,8 +86,7 @@ KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_
 def user_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
     grid = grid_cells(cells)
-    marked = "user" in grid and grid["user"].notna().all()  # the registry's mark; older runs: module:factory
-    users = grid[grid["user"].astype(bool)] if marked else grid[grid["impl"].str.contains(":", regex=False)]
+    users = grid[grid["user"].astype(bool)]  # the registry's mark (analysis.load.upgrade marks older runs)
     if users.empty:
         return []
     lines = ["## User implementations", "",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from infra.record import HOST_BOUND, PER_PASS, derive
+from infra.record import HOST_BOUND, PER_PASS, SCHEMA_VERSION, derive
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
@@ -35,6 +35,28 @@ def read_json(path: Path) -> dict:
         raise AnalysisError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' or 'machine_info')")
     if "attnbench" not in data["machine_info"]:
         raise AnalysisError(f"{path}: has no attnbench machine facts; it was not written by attnbench's bench/")
+    return data
+
+
+def upgrade(data: dict) -> dict:
+    """A run of any schema version in the current shape, so nothing after loading branches on a run's age.
+    Version 1 (no schema_version) lacks the registry's marks on some cells: its baseline was torch's layer and
+    a user implementation was the one named module:factory, as the analysis of that time read them."""
+    facts = data["machine_info"]["attnbench"]
+    version = facts.get("schema_version", 1)
+    if version > SCHEMA_VERSION:
+        raise AnalysisError(f"schema_version {version} is newer than this attnbench reads ({SCHEMA_VERSION}); "
+                            "update attnbench")  # fmt: skip
+    for bench in data["benchmarks"]:
+        extra = bench.get("extra_info", {})
+        if extra.get("group") in (None, "calibration", "ddp"):
+            continue
+        impl = str(extra.get("impl", ""))
+        if extra.get("baseline") is None:
+            extra["baseline"] = impl == "torch"
+        if extra.get("user") is None:
+            extra["user"] = ":" in impl
+    facts["schema_version"] = SCHEMA_VERSION
     return data
 
 
@@ -85,7 +107,7 @@ def _pooled(group: list[dict]) -> dict:
 
 def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Cells that ran (passes pooled), cells that did not (with reasons), and the machine facts of one JSON."""
-    data = read_json(path)
+    data = upgrade(read_json(path))
     facts = data["machine_info"]["attnbench"]
     by_id: dict[str, list[dict]] = {}
     for bench in data["benchmarks"]:

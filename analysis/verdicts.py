@@ -42,10 +42,8 @@ TARGETS = (
 
 
 def is_baseline(cells: pd.DataFrame) -> pd.Series:
-    """The cells of the group's baseline, as the registry marked them; a run from before that mark: torch's."""
-    if "baseline" in cells and cells["baseline"].notna().all():
-        return cells["baseline"].astype(bool)
-    return cells["impl"] == "torch"
+    """The cells of the group's baseline, as the registry marked them (analysis.load.upgrade marks older runs)."""
+    return cells["baseline"].astype(bool)
 
 
 def pair_table(cells: pd.DataFrame, impl: str, passes: tuple[str, ...] = ("eval", "train")) -> pd.DataFrame:

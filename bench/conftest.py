@@ -22,6 +22,7 @@ from bench.time_budget import leave_out
 from infra import signals
 from infra.cli import add_renamed
 from infra.machine import machine_facts
+from infra.record import SCHEMA_VERSION
 
 
 @dataclass
@@ -271,6 +272,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     grid, shard, pace = run.grid, run.shard, run.pace
     machine_info["attnbench"] = {
         **run.machine,
+        "schema_version": SCHEMA_VERSION,
         "grid_profile": grid.profile,
         "grid": grid.describe(),
         "grid_overrides": config.getoption("set"),

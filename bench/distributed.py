@@ -29,6 +29,7 @@ from bench.run_folder import refused
 from infra.cli import add_renamed
 from infra.files import atomic_write_text
 from infra.machine import machine_facts, machine_slug
+from infra.record import SCHEMA_VERSION
 from model import cost
 
 SHAPE = {"d_model": 256, "heads": 4, "d_ff": 1024, "layers": 2, "vocab": 256}  # the grid's small shape
@@ -212,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     plan_facts = vars(args) | {"results": str(args.results)}
     grid = {"shapes": {"small": {"batch": args.batch_per_rank, **SHAPE}}, "repeats": args.passes, "plan": plan_facts}
-    facts.update(grid_profile="ddp", grid=grid, repeats=args.passes, flop_formulas_added=[], shard=None)
+    facts.update(grid_profile="ddp", grid=grid, repeats=args.passes, flop_formulas_added=[], shard=None,
+                 schema_version=SCHEMA_VERSION)
     payload = {"machine_info": {"attnbench": facts}, "benchmarks": entries, "attnbench_not_run": []}
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(run_dir / "traces", ignore_errors=True)

@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
+# The record's version, in every run's machine_info.attnbench. 1: runs from before it was written (no
+# schema_version; some lack the registry's marks); 2: every grid cell carries `baseline` and `user`.
+# analysis.load.upgrade turns an older run into the current shape.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
