@@ -29,9 +29,9 @@ from pathlib import Path
 
 from bench.run_folder import other_machine
 from infra import signals
-from infra.files import OutputError, atomic_write_text, writable_folder
+from infra.files import OutputError, atomic_write_text, remove_created, writable_folder
 from infra.machine import machine_facts, machine_slug
-from infra.run_lock import FolderBusy, folder_lock
+from infra.run_lock import LOCK_NAME, FolderBusy, folder_lock
 
 
 class ABError(Exception):
@@ -141,7 +141,7 @@ def write_sides(folder: Path, passes: dict[str, list[dict]], ab: dict) -> None:
         atomic_write_text(folder / side / "benchmarks.json", json.dumps(merge_passes(passes[side], side, ab)))
 
 
-def check_options(args: argparse.Namespace, out_dir: Path) -> None:
+def check_options(args: argparse.Namespace, out_dir: Path) -> Path | None:
     """Every option and the output folder, before the first pass: a bad one costs nothing measured."""
     from analysis.compare import parse_thresholds
     from analysis.errors import AnalysisError
@@ -156,13 +156,13 @@ def check_options(args: argparse.Namespace, out_dir: Path) -> None:
         raise ABError(str(err)) from None
     if (reason := other_machine(out_dir, machine_facts())) is not None:
         raise ABError(reason)
-    try:
-        writable_folder(out_dir, "--results/--name")
-    except OutputError as err:
-        raise ABError(str(err)) from None
     if (out_dir / "base" / "benchmarks.json").exists() and not args.replace:
         raise ABError(f"{out_dir} already holds an A/B; pass --replace to replace it once this one completes, or "
                       "--name NAME for a folder of its own")  # fmt: skip
+    try:
+        return writable_folder(out_dir, "--results/--name")
+    except OutputError as err:
+        raise ABError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.results / (args.name or f"ab-{machine_slug('cpu')}")
     passes: dict[str, list[dict]] = {"base": [], "new": []}
     ab: dict = {}
+    created = None  # the folders made for the output, taken away again where nothing was written
     try:
         revisions = {"base": resolve_revision(repo, args.base), "new": resolve_revision(repo, args.new or "HEAD")}
         if args.new is None and git("status", "--porcelain", "--untracked-files=no", cwd=repo):
             raise ABError("the working tree has uncommitted changes: commit them (the new side is HEAD) or give --new")
-        check_options(args, out_dir)
+        created = check_options(args, out_dir)
         ab = {"id": uuid.uuid4().hex, "pairs": args.pairs, "profile": args.profile, **revisions}
         with folder_lock(out_dir, "A/B"), signals.interrupts_as_keyboard_interrupt():
             with tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp, \
@@ -187,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             write_sides(out_dir, passes, ab)
     except (ABError, FolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
+        if created is not None:
+            (out_dir / LOCK_NAME).unlink(missing_ok=True)
+            remove_created(created)
         return 2
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the worktrees and the temporary folder are gone by now
         return interrupted(out_dir, passes, ab)
