@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from infra import signals
 from infra.cli import add_renamed
 from infra.files import OutputError, mark_results_folder, remove_created, writable_folder
 from infra.machine import machine_facts, machine_slug
-from infra.run_lock import LOCK_NAME, FolderBusy, folder_lock
+from infra.run_lock import FolderBusy, folder_lock
 
 BENCH_DIR = Path(__file__).parent
 
@@ -118,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if code == USAGE:  # nothing was measured: leave no empty folder behind
-        if created is not None:
-            (run_dir / LOCK_NAME).unlink(missing_ok=True)
         remove_created(created)
         return 2
     return code
@@ -192,7 +189,7 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
 
 def interrupted(run_dir: Path, staging: Path, run_id: str) -> int:
     """An interrupted run: what it measured apart, in a folder named by the run; the earlier run untouched."""
-    how = signal.Signals(signals.received()).name if signals.received() else "interrupted"
+    how = signals.name()
     if (staging / "benchmarks.json").exists():
         kept = run_dir / f"interrupted-{run_id}"
         os.replace(staging, kept)

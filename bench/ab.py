@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from bench.run_folder import other_machine
 from infra import signals
 from infra.files import OutputError, atomic_write_text, remove_created, writable_folder
 from infra.machine import machine_facts, machine_slug
-from infra.run_lock import LOCK_NAME, FolderBusy, folder_lock
+from infra.run_lock import FolderBusy, folder_lock
 
 
 class ABError(Exception):
@@ -188,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             write_sides(out_dir, passes, ab)
     except (ABError, FolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
-        if created is not None:
-            (out_dir / LOCK_NAME).unlink(missing_ok=True)
-            remove_created(created)
+        remove_created(created)
         return 2
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the worktrees and the temporary folder are gone by now
         return interrupted(out_dir, passes, ab)
@@ -203,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 def interrupted(out_dir: Path, passes: dict[str, list[dict]], ab: dict) -> int:
     """The pairs an interrupted A/B finished, apart in a folder named by it; nothing else written."""
     pairs = min(len(passes["base"]), len(passes["new"]))
-    how = signal.Signals(signals.received()).name if signals.received() else "interrupted"
+    how = signals.name()
     if pairs and ab:
         kept = out_dir / f"interrupted-{ab['id'][:12]}"
         write_sides(kept, {side: passes[side][:pairs] for side in passes}, {**ab, "pairs": pairs})

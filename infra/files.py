@@ -67,9 +67,14 @@ def writable_folder(path: Path, option: str) -> Path | None:
 
 
 def remove_created(created: Path | None) -> None:
-    """Remove folders `writable_folder` created, where they are still empty (nothing of anyone's is lost)."""
+    """Remove folders `writable_folder` created, where they are still empty but for a lock this process took
+    there (nothing of anyone's is lost)."""
     if created is None:
         return
+    from infra.run_lock import LOCK_NAME
+
+    for lock in created.rglob(LOCK_NAME):
+        lock.unlink(missing_ok=True)
     for folder in sorted((p for p in [created, *created.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
         try:
             folder.rmdir()

@@ -40,6 +40,12 @@ def received() -> int | None:
     return _received[-1] if _received else None
 
 
+def name() -> str:
+    """The stopping signal's name (SIGINT, SIGTERM), or 'interrupted' where none arrived."""
+    signum = received()
+    return signal.Signals(signum).name if signum else "interrupted"
+
+
 def exit_code(default: int) -> int:
     """128 + the signal that stopped the run, as a shell reports it, or `default` where none did."""
     signum = received()
