@@ -21,24 +21,44 @@ from infra.run_lock import FolderBusy, folder_lock
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="write RESULTS_DIR/REPORT.md and RESULTS_DIR/figures/")
     report.add_argument("run_dir", type=Path, metavar="RESULTS_DIR")
-    report.add_argument("--positional", type=Path, default=None,
-                        help="positional experiment folder (default: RESULTS_DIR/../positional)")  # fmt: skip
+    report.add_argument(
+        "--positional",
+        type=Path,
+        default=None,
+        help="positional experiment folder (default: RESULTS_DIR/../positional)",
+    )
     compare = sub.add_parser("compare", help="compare two runs (folders or benchmark JSON files)")
     compare.add_argument("base", type=Path, metavar="BASE")
     compare.add_argument("new", type=Path, metavar="NEW")
-    compare.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...",
-                         help="exit 1 when a flagged regression exceeds a threshold, "
-                              "e.g. time:5%%,memory:1%%,flops:0%%")  # fmt: skip
-    compare.add_argument("--min-change", default=None, metavar="METRIC:PCT,...",
-                         help="smallest change flagged (default time:5%%,device_time:5%%,mfu:5%%; memory, flops: any)")
-    compare.add_argument("--noise-floor", type=Path, default=None, metavar="PATH",
-                         help="noise_floor.json of this machine (python -m bench.noise_floor): widens the intervals "
-                              "by the run-to-run spread it measured")  # fmt: skip
+    compare.add_argument(
+        "--fail-on",
+        default=None,
+        metavar="METRIC:PCT,...",
+        help="exit 1 when a flagged regression exceeds a threshold, e.g. time:5%%,memory:1%%,flops:0%%",
+    )
+    compare.add_argument(
+        "--min-change",
+        default=None,
+        metavar="METRIC:PCT,...",
+        help="smallest change flagged (default time:5%%,device_time:5%%,mfu:5%%; memory, flops: any)",
+    )
+    compare.add_argument(
+        "--noise-floor",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="noise_floor.json of this machine (python -m bench.noise_floor): widens the intervals "
+        "by the run-to-run spread it measured",
+    )
     compare.add_argument("--out", type=Path, default=None, help="folder for compare.md (default: NEW's folder)")
     merge = sub.add_parser("merge", help="merge the shard folders of one grid into OUT")
     merge.add_argument("out", type=Path, metavar="OUT")
@@ -66,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
         floor = read_noise_floor(args.noise_floor) if args.noise_floor else None
         out_dir = args.out or (args.new if args.new.is_dir() else args.new.parent)
         writable_folder(out_dir, "--out" if args.out else "compare's folder (NEW's; --out DIR for another)")
-        comparison = compare_runs(args.base, args.new, parse_thresholds(args.fail_on, "--fail-on"),
-                                  parse_thresholds(args.min_change, "--min-change"), floor)  # fmt: skip
+        comparison = compare_runs(
+            args.base,
+            args.new,
+            parse_thresholds(args.fail_on, "--fail-on"),
+            parse_thresholds(args.min_change, "--min-change"),
+            floor,
+        )
         for warning in comparison.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         path = write_compare(comparison, args.base, args.new, out_dir)

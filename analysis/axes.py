@@ -25,9 +25,17 @@ def _against(cells: pd.DataFrame, axis: str, baseline: str, keys: list[str]) -> 
     rows = []
     for r in merged.to_dict("records"):
         interval = ratio_interval(r["device_passes_s"], r["device_passes_s_base"])
-        rows.append({**{k: r[k] for k in keys}, "time_vs_base": interval.estimate, "low": interval.low,
-                     "high": interval.high, "memory_vs_base": r["peak_mem_bytes"] / r["peak_mem_bytes_base"],
-                     "kernel": r["attention_kernel"], "kernel_base": r["attention_kernel_base"]})  # fmt: skip
+        rows.append(
+            {
+                **{k: r[k] for k in keys},
+                "time_vs_base": interval.estimate,
+                "low": interval.low,
+                "high": interval.high,
+                "memory_vs_base": r["peak_mem_bytes"] / r["peak_mem_bytes_base"],
+                "kernel": r["attention_kernel"],
+                "kernel_base": r["attention_kernel_base"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -38,24 +46,37 @@ def positional_cost_section(ctx: ReportContext) -> list[str]:
     if grid["pos_encoding"].nunique() < 2:
         return []
     table = _against(grid, "pos_encoding", "none", [*SAME, "pos_encoding"])
-    lines = ["## What each positional encoding costs", "",
-             "Device time and peak memory of the same cell with each encoding, over the cell without one (95% interval "
-             "over passes), and the attention kernel each let run:", "",
-             md(table.sort_values(["pos_encoding", "seq_len"]), ".3f"), ""]  # fmt: skip
+    lines = [
+        "## What each positional encoding costs",
+        "",
+        "Device time and peak memory of the same cell with each encoding, over the cell without one (95% interval "
+        "over passes), and the attention kernel each let run:",
+        "",
+        md(table.sort_values(["pos_encoding", "seq_len"]), ".3f"),
+        "",
+    ]
     if experiment is not None:
         L = int(experiment["train_length"].iloc[0])
         acc = experiment[experiment["task"].isin(["reverse", "sort"])].pivot_table(
-            index="pos_encoding", columns=["task", "eval_length"], values="token_accuracy")  # fmt: skip
+            index="pos_encoding", columns=["task", "eval_length"], values="token_accuracy"
+        )
         keep = [c for c in acc.columns if c[1] in (L, 2 * L)]
         acc = acc[keep]
         acc.columns = [f"{task} acc n={n}" for task, n in keep]
-        longest = table[table["seq_len"] == table["seq_len"].max()].groupby("pos_encoding")[
-            ["time_vs_base", "memory_vs_base"]].median()  # fmt: skip
+        longest = (
+            table[table["seq_len"] == table["seq_len"].max()]
+            .groupby("pos_encoding")[["time_vs_base", "memory_vs_base"]]
+            .median()
+        )
         joined = acc.join(longest, how="left").reset_index()
-        lines += [f"Cost at the longest length measured (n={table['seq_len'].max()}, median over the cells) beside "
-                  "what "
-                  f"each encoding learned in the positional experiment (trained at L={L}; mean over seeds):", "",
-                  md(joined, ".3f"), ""]  # fmt: skip
+        lines += [
+            f"Cost at the longest length measured (n={table['seq_len'].max()}, median over the cells) beside "
+            "what "
+            f"each encoding learned in the positional experiment (trained at L={L}; mean over seeds):",
+            "",
+            md(joined, ".3f"),
+            "",
+        ]
     return lines
 
 
@@ -68,15 +89,26 @@ def compile_section(ctx: ReportContext) -> list[str]:
     compiled = grid[grid["compile"] != "eager"]
     extra = compiled[["id", "first_call_s", "compile_s", "graph_breaks", "graph_break_reasons", "inductor_cache_hits"]]
     cached = int((compiled["inductor_cache_hits"].fillna(0) > 0).sum())
-    cache_note = (f" In {cached} of {len(compiled)} compiled cells inductor served the graph from its on-disk cache "
-                  "(compiled earlier in this run or a previous one), so their first call measures loading it."
-                  if cached else "")  # fmt: skip
-    return ["## What compilation buys", "",
-            "Warm device time of each compiled cell over the same cell run eagerly (95% interval over passes). "
-            "Compiled "
-            "cells run after every eager one, so compilation cannot disturb an eager timing. first_call_s is the first "
-            "call's latency (compilation included), compile_s what it added over a warm call (for cudagraph: the "
-            f"capture time).{cache_note}", "", md(table, ".3f"), "", md(extra, ".3g"), ""]  # fmt: skip
+    cache_note = (
+        f" In {cached} of {len(compiled)} compiled cells inductor served the graph from its on-disk cache "
+        "(compiled earlier in this run or a previous one), so their first call measures loading it."
+        if cached
+        else ""
+    )
+    return [
+        "## What compilation buys",
+        "",
+        "Warm device time of each compiled cell over the same cell run eagerly (95% interval over passes). "
+        "Compiled "
+        "cells run after every eager one, so compilation cannot disturb an eager timing. first_call_s is the first "
+        "call's latency (compilation included), compile_s what it added over a warm call (for cudagraph: the "
+        f"capture time).{cache_note}",
+        "",
+        md(table, ".3f"),
+        "",
+        md(extra, ".3g"),
+        "",
+    ]
 
 
 BUILTINS = {"attention": ("sdpa", "naive"), "layer": ("ours", "ours_naive")}  # what a user's is held against
@@ -89,19 +121,32 @@ def user_section(ctx: ReportContext) -> list[str]:
     users = grid[grid["user"].astype(bool)]  # the registry's mark (analysis.load.upgrade marks older runs)
     if users.empty:
         return []
-    lines = ["## User implementations", "",
-             "Named on the command line as module:factory, checked against the float32 reference before any "
-             "timing, and timed like the built-ins. Device time and peak memory against each built-in of the "
-             "run (95% interval over passes):", ""]  # fmt: skip
+    lines = [
+        "## User implementations",
+        "",
+        "Named on the command line as module:factory, checked against the float32 reference before any "
+        "timing, and timed like the built-ins. Device time and peak memory against each built-in of the "
+        "run (95% interval over passes):",
+        "",
+    ]
     for group, data in users.groupby("group"):
         rows = {}
         for builtin in BUILTINS[group]:
             base = grid[(grid["group"] == group) & (grid["impl"] == builtin)]
             for r in data.merge(base, on=KEYS, suffixes=("", "_base")).to_dict("records"):
-                row = rows.setdefault((r["impl"], r["pass"], r["dtype"], r["seq_len"]), {
-                    "impl": r["impl"], "pass": r["pass"], "dtype": r["dtype"], "seq_len": r["seq_len"],
-                    "check_error": r["check_relative_error"], "kernel": r["attention_kernel"],
-                    "flops_analytic": r["flops_analytic"], "flops_counted": r["flops_counted"]})  # fmt: skip
+                row = rows.setdefault(
+                    (r["impl"], r["pass"], r["dtype"], r["seq_len"]),
+                    {
+                        "impl": r["impl"],
+                        "pass": r["pass"],
+                        "dtype": r["dtype"],
+                        "seq_len": r["seq_len"],
+                        "check_error": r["check_relative_error"],
+                        "kernel": r["attention_kernel"],
+                        "flops_analytic": r["flops_analytic"],
+                        "flops_counted": r["flops_counted"],
+                    },
+                )
                 interval = ratio_interval(r["device_passes_s"], r["device_passes_s_base"])
                 row[f"time_vs_{builtin}"] = f"{interval.estimate:.2f} [{interval.low:.2f}, {interval.high:.2f}]"
                 row[f"memory_vs_{builtin}"] = r["peak_mem_bytes"] / r["peak_mem_bytes_base"]

@@ -47,8 +47,13 @@ def run_reference_moved(base: pd.DataFrame, new: pd.DataFrame, cells: list[str])
     timed = [c for c in cells if all(isinstance(r.loc[c].get("common_mode_passes_s"), list) for r in (base, new))]
     if not timed:
         return None
-    logs = np.median([pass_log_medians(new.loc[c, "common_mode_passes_s"])
-                      - pass_log_medians(base.loc[c, "common_mode_passes_s"]) for c in timed], axis=0)  # fmt: skip
+    logs = np.median(
+        [
+            pass_log_medians(new.loc[c, "common_mode_passes_s"]) - pass_log_medians(base.loc[c, "common_mode_passes_s"])
+            for c in timed
+        ],
+        axis=0,
+    )
     shifted = logs[logs != 0]
     if len(shifted) == 0 or stats.binomtest(int((shifted > 0).sum()), len(shifted)).pvalue >= 1 - CONFIDENCE:
         return None
@@ -71,12 +76,16 @@ def reference_warnings(table: pd.DataFrame, pairs: int | None) -> list[str]:
     (None: the runs timed no reference)."""
     out = []
     if pairs is not None and pairs < SIGN_TEST_MIN_PAIRS:
-        out.append(f"{pairs} pairs are too few to see the reference move over the whole run (a sign test needs "
-                   f"{SIGN_TEST_MIN_PAIRS}): a change that slows everything, the reference included, shows only where "
-                   "one cell's reference moved beyond its interval; run 20 pairs for a gate")  # fmt: skip
+        out.append(
+            f"{pairs} pairs are too few to see the reference move over the whole run (a sign test needs "
+            f"{SIGN_TEST_MIN_PAIRS}): a change that slows everything, the reference included, shows only where "
+            "one cell's reference moved beyond its interval; run 20 pairs for a gate"
+        )
     moved = table["reference_moved"].dropna() if "reference_moved" in table else pd.Series(dtype=float)
     if moved.empty:
         return out
     where = "over the whole run" if len(moved) == len(table) and moved.nunique() == 1 else f"in {len(moved)} cells"
-    return out + [f"the reference matmul moved between the sides {where} (median x{moved.median():.3f}): the change "
-                  "or the machine moved it, so those cells are compared raw"]  # fmt: skip
+    return out + [
+        f"the reference matmul moved between the sides {where} (median x{moved.median():.3f}): the change "
+        "or the machine moved it, so those cells are compared raw"
+    ]

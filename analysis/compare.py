@@ -38,8 +38,7 @@ METRICS = ("time", "device_time", "memory", "flops", "mfu")
 EXACT = ("memory", "flops")  # deterministic: any change is real
 DEFAULT_MIN_CHANGE = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
 # Beside the machine's identity (infra.machine.IDENTITY): the settings that change what a timing means.
-FACTS_THAT_MATTER = ("cpu_model", "torch_threads", "torch_version", "cuda_version", "cudnn_version",
-                     "numeric_settings")  # fmt: skip
+FACTS_THAT_MATTER = ("cpu_model", "torch_threads", "torch_version", "cuda_version", "cudnn_version", "numeric_settings")
 
 
 def parse_thresholds(text: str | None, option: str) -> dict[str, float]:
@@ -52,8 +51,10 @@ def parse_thresholds(text: str | None, option: str) -> dict[str, float]:
         except ValueError:
             number = math.nan
         if not sep or metric not in METRICS or not number >= 0:
-            raise AnalysisError(f"{option} {item!r} is not accepted; write METRIC:PERCENT[,...] with METRIC one of "
-                                f"{', '.join(METRICS)}, e.g. time:5%,memory:1%")  # fmt: skip
+            raise AnalysisError(
+                f"{option} {item!r} is not accepted; write METRIC:PERCENT[,...] with METRIC one of "
+                f"{', '.join(METRICS)}, e.g. time:5%,memory:1%"
+            )
         out[metric] = number
     return out
 
@@ -70,8 +71,10 @@ def check_comparable(base: dict, new: dict, base_path: Path, new_path: Path) -> 
         a = base["grid"].get(fact) if fact == "shapes" else base.get(fact)
         b = new["grid"].get(fact) if fact == "shapes" else new.get(fact)
         if a != b:
-            raise AnalysisError(f"{base_path} and {new_path} come from different grids ({fact}: {a} vs {b}); "
-                                "compare runs of the same grid profile")  # fmt: skip
+            raise AnalysisError(
+                f"{base_path} and {new_path} come from different grids ({fact}: {a} vs {b}); "
+                "compare runs of the same grid profile"
+            )
 
 
 def machine_warnings(base: dict, new: dict) -> list[str]:
@@ -84,8 +87,10 @@ def machine_warnings(base: dict, new: dict) -> list[str]:
     for side, facts in (("base", base), ("new", new)):
         missing = missing_identity(facts)
         if missing:
-            out.append(f"the {side} run does not record {', '.join(missing)} (it predates machine fingerprints): "
-                       "the machines are compared on what both record")  # fmt: skip
+            out.append(
+                f"the {side} run does not record {', '.join(missing)} (it predates machine fingerprints): "
+                "the machines are compared on what both record"
+            )
     return out + [f"the runs differ in {d}" for d in machine_differences(base, new)]
 
 
@@ -128,8 +133,13 @@ def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
 
 
 def compare_cells(
-    base: pd.DataFrame, new: pd.DataFrame, min_change: dict[str, float], run_sd: float = 0.0,
-    paired: bool = False, use_common_mode: bool = False, simultaneous: bool = True,
+    base: pd.DataFrame,
+    new: pd.DataFrame,
+    min_change: dict[str, float],
+    run_sd: float = 0.0,
+    paired: bool = False,
+    use_common_mode: bool = False,
+    simultaneous: bool = True,
 ) -> pd.DataFrame:
     """One row per cell in both runs. `paired`: the runs' passes alternated in pairs (python -m bench ab), so
     ratios come from per-pair differences; `use_common_mode`: device times are divided round by round by the
@@ -157,20 +167,35 @@ def compare_cells(
                 device = raw
         else:
             host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"], level), run_sd, level)
-            raw = device = with_run_noise(ratio_interval(b["device_passes_s"], a["device_passes_s"], level), run_sd,
-                                          level)  # fmt: skip
+            raw = device = with_run_noise(
+                ratio_interval(b["device_passes_s"], a["device_passes_s"], level), run_sd, level
+            )
         flops = _ratio(b, a, "flops_counted") if _has(a, "flops_counted") else _ratio(b, a, "flops_analytic")
         # mfu ratio = k / device ratio; a pair runs on one machine, whose peak is one: its per-run estimate is noise
         k = flops * (1.0 if paired else _ratio(a, b, "peak_flops_per_s"))
-        row = {"id": cell_id, "group": a["group"], "passes": f"{int(a['passes'])}/{int(b['passes'])}",
-               "interval": device.method, "confidence": level,
-               "reference_moved": moved.estimate if moved is not None else np.nan,
-               "time": host.estimate, "time_low": host.low, "time_high": host.high,
-               "device_time": device.estimate, "device_time_low": device.low, "device_time_high": device.high,
-               "memory": _ratio(b, a, "peak_mem_bytes"),
-               "flops": flops, "mfu": k / device.estimate, "mfu_low": k / device.high, "mfu_high": k / device.low,
-               "device_time_p": device.p_value, "device_time_raw": raw.estimate,
-               "device_time_raw_low": raw.low, "device_time_raw_high": raw.high}  # fmt: skip
+        row = {
+            "id": cell_id,
+            "group": a["group"],
+            "passes": f"{int(a['passes'])}/{int(b['passes'])}",
+            "interval": device.method,
+            "confidence": level,
+            "reference_moved": moved.estimate if moved is not None else np.nan,
+            "time": host.estimate,
+            "time_low": host.low,
+            "time_high": host.high,
+            "device_time": device.estimate,
+            "device_time_low": device.low,
+            "device_time_high": device.high,
+            "memory": _ratio(b, a, "peak_mem_bytes"),
+            "flops": flops,
+            "mfu": k / device.estimate,
+            "mfu_low": k / device.high,
+            "mfu_high": k / device.low,
+            "device_time_p": device.p_value,
+            "device_time_raw": raw.estimate,
+            "device_time_raw_low": raw.low,
+            "device_time_raw_high": raw.high,
+        }
         for metric in METRICS:
             low, high = (row[metric], row[metric]) if metric in EXACT else (row[f"{metric}_low"], row[f"{metric}_high"])
             row[f"{metric}_flag"] = _flag(row[metric], low, high, metric, min_change[metric])
@@ -203,8 +228,10 @@ def read_noise_floor(path: Path) -> dict:
     try:
         floor = json.loads(file.read_text())
     except (ValueError, UnicodeDecodeError) as err:
-        raise AnalysisError(f"--noise-floor {file}: not valid JSON ({err}); give the noise_floor.json that "
-                            "python -m analysis noise writes") from None  # fmt: skip
+        raise AnalysisError(
+            f"--noise-floor {file}: not valid JSON ({err}); give the noise_floor.json that "
+            "python -m analysis noise writes"
+        ) from None
     if not isinstance(floor, dict) or not isinstance(floor.get("run_sd"), float | int) or floor["run_sd"] < 0:
         got = floor.get("run_sd") if isinstance(floor, dict) else floor
         raise AnalysisError(f"{file}: run_sd must be a non-negative number, got {got!r}")
@@ -217,8 +244,10 @@ def noise_floor_warnings(floor: dict, facts: dict) -> list[str]:
     if recorded is None:
         if floor.get("machine") != machine_label(facts):
             return [f"the noise floor was measured on {floor.get('machine')}, not on {machine_label(facts)}"]
-        return ["the noise floor records no machine fingerprint (measured before fingerprints): it is matched by "
-                f"the machine's name alone ({floor.get('machine')})"]  # fmt: skip
+        return [
+            "the noise floor records no machine fingerprint (measured before fingerprints): it is matched by "
+            f"the machine's name alone ({floor.get('machine')})"
+        ]
     differences = identity_differences(recorded, facts)
     if differences:
         return [f"the noise floor was measured on another machine ({'; '.join(differences)})"]
@@ -226,7 +255,10 @@ def noise_floor_warnings(floor: dict, facts: dict) -> list[str]:
 
 
 def compare_runs(
-    base_path: Path, new_path: Path, fail_on: dict[str, float], min_change: dict[str, float],
+    base_path: Path,
+    new_path: Path,
+    fail_on: dict[str, float],
+    min_change: dict[str, float],
     noise_floor: dict | None = None,
 ) -> Comparison:
     base_json, new_json = resolve(base_path), resolve(new_path)
@@ -237,8 +269,14 @@ def compare_runs(
     for metric, threshold in fail_on.items():  # a gate's threshold is also the smallest change it flags
         limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
     paired = is_ab_pair(base_facts, new_facts)
-    table = compare_cells(base, new, limits, noise_floor["run_sd"] if noise_floor else 0.0, paired=paired,
-                          use_common_mode=paired and COMMON_MODE)  # fmt: skip
+    table = compare_cells(
+        base,
+        new,
+        limits,
+        noise_floor["run_sd"] if noise_floor else 0.0,
+        paired=paired,
+        use_common_mode=paired and COMMON_MODE,
+    )
     if table.empty:
         raise AnalysisError(f"{base_json} and {new_json} have no cell in common")
     warnings = machine_warnings(base_facts, new_facts)
@@ -249,10 +287,14 @@ def compare_runs(
         pairs = int((base_facts.get("ab") or {}).get("pairs", 0))
         warnings += reference_warnings(table, pairs if timed else None)
     elif not noise_floor:
-        warnings.append("no --noise-floor: intervals see the noise between passes within each run, not the shift "
-                        "between runs; a measured floor (python -m bench.noise_floor) widens them by it")  # fmt: skip
+        warnings.append(
+            "no --noise-floor: intervals see the noise between passes within each run, not the shift "
+            "between runs; a measured floor (python -m bench.noise_floor) widens them by it"
+        )
     if (table["interval"].str.startswith("rounds-bootstrap")).any():
-        warnings.append("a run has one pass per cell: its intervals are within-run only (a bootstrap over rounds) "
-                        "and miss run-to-run noise; run both with --passes 3 for a gate you can trust")  # fmt: skip
+        warnings.append(
+            "a run has one pass per cell: its intervals are within-run only (a bootstrap over rounds) "
+            "and miss run-to-run noise; run both with --passes 3 for a gate you can trust"
+        )
     ids_base, ids_new = set(base["id"]), set(new["id"])
     return Comparison(table, sorted(ids_base - ids_new), sorted(ids_new - ids_base), warnings, gate(table, fail_on))

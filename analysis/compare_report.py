@@ -28,7 +28,8 @@ def summary_lines(c: Comparison) -> list[str]:
         f"max {q[4]:.3f}.",
         f"- Smallest change the intervals resolve (median relative half-width of the device-time interval): "
         f"{half.median():.1%} (90th percentile {half.quantile(0.9):.1%}).",
-        "- Intervals: " + ", ".join(f"{n} cells {METHODS.get(m, m)}" for m, n in t["interval"].value_counts().items())
+        "- Intervals: "
+        + ", ".join(f"{n} cells {METHODS.get(m, m)}" for m, n in t["interval"].value_counts().items())
         + f"; {level_words(t)}.",
     ]
 
@@ -36,8 +37,10 @@ def summary_lines(c: Comparison) -> list[str]:
 def level_words(t: pd.DataFrame) -> str:
     level = float(t["confidence"].iloc[0])
     if level > CONFIDENCE:
-        return (f"simultaneous {CONFIDENCE:.0%} intervals over the {len(t)} cells (each at {level:.2%}, Bonferroni), "
-                f"so that a comparison where nothing changed flags any cell at most {1 - CONFIDENCE:.0%} of the time")
+        return (
+            f"simultaneous {CONFIDENCE:.0%} intervals over the {len(t)} cells (each at {level:.2%}, Bonferroni), "
+            f"so that a comparison where nothing changed flags any cell at most {1 - CONFIDENCE:.0%} of the time"
+        )
     return f"{level:.0%} intervals per cell"
 
 
@@ -53,26 +56,52 @@ METHODS = {
 def cell_table(t: pd.DataFrame) -> pd.DataFrame:
     def band(metric: str) -> pd.Series:
         mark = np.where(t[f"{metric}_flag"], " **!**", "")
-        return (t[metric].map("{:.3f}".format) + " [" + t[f"{metric}_low"].map("{:.3f}".format) + ", "
-                + t[f"{metric}_high"].map("{:.3f}".format) + "]" + mark)  # fmt: skip
+        return (
+            t[metric].map("{:.3f}".format)
+            + " ["
+            + t[f"{metric}_low"].map("{:.3f}".format)
+            + ", "
+            + t[f"{metric}_high"].map("{:.3f}".format)
+            + "]"
+            + mark
+        )
 
     exact = {m: t[m].map("{:.3f}".format) + np.where(t[f"{m}_flag"], " **!**", "") for m in ("memory", "flops")}
-    table = pd.DataFrame({"cell": t["id"], "passes": t["passes"], "time": band("time"),
-                          "device time": band("device_time"), "memory": exact["memory"], "FLOPs": exact["flops"],
-                          "MFU": band("mfu")})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "cell": t["id"],
+            "passes": t["passes"],
+            "time": band("time"),
+            "device time": band("device_time"),
+            "memory": exact["memory"],
+            "FLOPs": exact["flops"],
+            "MFU": band("mfu"),
+        }
+    )
     if "device_time_raw" in t and not np.allclose(t["device_time_raw"], t["device_time"]):
-        table.insert(4, "device time, not normalised", t["device_time_raw"].map("{:.3f}".format) + " ["
-                     + t["device_time_raw_low"].map("{:.3f}".format) + ", "
-                     + t["device_time_raw_high"].map("{:.3f}".format) + "]")  # fmt: skip
+        table.insert(
+            4,
+            "device time, not normalised",
+            t["device_time_raw"].map("{:.3f}".format)
+            + " ["
+            + t["device_time_raw_low"].map("{:.3f}".format)
+            + ", "
+            + t["device_time_raw_high"].map("{:.3f}".format)
+            + "]",
+        )
     return table
 
 
 def write_compare(c: Comparison, base: Path, new: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = figures.compare_ratios(c.table, out_dir / "figures")
-    lines = ["# attnbench compare", "", f"Base: `{base}`. New: `{new}`. Ratios are new / base with "
-             f"{level_words(c.table)}; **!** marks a change that is significant and at least the minimum change.",
-             ""]  # fmt: skip
+    lines = [
+        "# attnbench compare",
+        "",
+        f"Base: `{base}`. New: `{new}`. Ratios are new / base with "
+        f"{level_words(c.table)}; **!** marks a change that is significant and at least the minimum change.",
+        "",
+    ]
     lines += [f"**Warning:** {w}." for w in c.warnings] + ([""] if c.warnings else [])
     lines += ["## Summary", "", *summary_lines(c), ""]
     if c.failures:

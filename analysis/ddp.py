@@ -27,11 +27,18 @@ def communication_shares(trace_dir: Path, cells: pd.DataFrame) -> pd.DataFrame:
             folder = trace_dir / f"ddp.{cell['id']}-r{repeat}"
             if not folder.is_dir():
                 continue
-            ranks = [trace_breakdown(path, LayerShape(int(cell["d_model"]), int(cell["d_ff"])))[1]
-                     for path in find_traces(folder)]  # fmt: skip
-            rows.append({"id": cell["id"], "repeat": repeat,
-                         "communication_s": np.mean([r["communication_s"] for r in ranks]),
-                         "share": np.mean([r["communication_s"] / r["step_s"] for r in ranks])})  # fmt: skip
+            ranks = [
+                trace_breakdown(path, LayerShape(int(cell["d_model"]), int(cell["d_ff"])))[1]
+                for path in find_traces(folder)
+            ]
+            rows.append(
+                {
+                    "id": cell["id"],
+                    "repeat": repeat,
+                    "communication_s": np.mean([r["communication_s"] for r in ranks]),
+                    "share": np.mean([r["communication_s"] / r["step_s"] for r in ranks]),
+                }
+            )
     return pd.DataFrame(rows, columns=["id", "repeat", "communication_s", "share"])
 
 
@@ -58,8 +65,11 @@ def scaling_table(cells: pd.DataFrame, comm: pd.DataFrame) -> pd.DataFrame:
             elif len(one):
                 r = ratio_interval(cell["device_passes_s"], one.iloc[0]["device_passes_s"])  # T_W / T_1
                 scale = w if key[1] == "strong" else 1
-                row.update(efficiency=1 / (scale * r.estimate), efficiency_low=1 / (scale * r.high),
-                           efficiency_high=1 / (scale * r.low))  # fmt: skip
+                row.update(
+                    efficiency=1 / (scale * r.estimate),
+                    efficiency_low=1 / (scale * r.high),
+                    efficiency_high=1 / (scale * r.low),
+                )
             shares = comm[comm["id"] == cell["id"]]
             if len(shares):
                 share = _t_interval(shares["share"].to_numpy())
@@ -80,18 +90,29 @@ def ddp_section(cells: pd.DataFrame, trace_dir: Path) -> tuple[list[str], pd.Dat
         except MissingDependency as err:
             print(f"analysis: {err}", file=sys.stderr)
     table = scaling_table(ddp, comm)
-    lines = ["## Data-parallel scaling", "",
-             "Our encoder's full training step (model, loss, AdamW) under torch.distributed, launched by torchrun, "
-             "one launch per world size and pass, passes interleaved. A step lasts as long as its slowest rank. "
-             "Intervals are 95%: efficiency through the ratio of step times over passes, communication share over "
-             "the passes' traces (tb-profiler's communication time per step over the step, averaged over ranks).", ""]
+    lines = [
+        "## Data-parallel scaling",
+        "",
+        "Our encoder's full training step (model, loss, AdamW) under torch.distributed, launched by torchrun, "
+        "one launch per world size and pass, passes interleaved. A step lasts as long as its slowest rank. "
+        "Intervals are 95%: efficiency through the ratio of step times over passes, communication share over "
+        "the passes' traces (tb-profiler's communication time per step over the step, averaged over ranks).",
+        "",
+    ]
     for r in table[table["world"] > 1].to_dict("records"):
         strong = r["scaling"] == "strong"
         what = "strong-scaling efficiency T1/(W·T_W)" if strong else "weak-scaling throughput kept T1/T_W"
-        eff = (f"{what} {r['efficiency']:.2f} [{r['efficiency_low']:.2f}, {r['efficiency_high']:.2f}]"
-               if not pd.isna(r.get("efficiency", np.nan)) else f"{what}: no world-size-1 launch")
-        comm_text = (f"; communication {100 * r['comm_share']:.0f}% [{100 * r['comm_share_low']:.0f}, "
-                     f"{100 * r['comm_share_high']:.0f}]% of the step, {r['allreduce_mb']:.1f} MB all-reduced "
-                     f"({r['bandwidth_gb_s']:.2f} GB/s)" if not pd.isna(r.get("comm_share", np.nan)) else "")
+        eff = (
+            f"{what} {r['efficiency']:.2f} [{r['efficiency_low']:.2f}, {r['efficiency_high']:.2f}]"
+            if not pd.isna(r.get("efficiency", np.nan))
+            else f"{what}: no world-size-1 launch"
+        )
+        comm_text = (
+            f"; communication {100 * r['comm_share']:.0f}% [{100 * r['comm_share_low']:.0f}, "
+            f"{100 * r['comm_share_high']:.0f}]% of the step, {r['allreduce_mb']:.1f} MB all-reduced "
+            f"({r['bandwidth_gb_s']:.2f} GB/s)"
+            if not pd.isna(r.get("comm_share", np.nan))
+            else ""
+        )
         lines.append(f"- {r['impl']}, {r['scaling']}, W={r['world']}: {eff}{comm_text}.")
     return lines + ["", md(table, ".3g"), ""], table

@@ -47,8 +47,9 @@ def perplexity_table(runs: pd.DataFrame) -> pd.DataFrame:
             rows.append({"pos_encoding": pos, "eval_length": length, "perplexity": None, "low": None, "high": None})
             continue
         t = mean_interval(group["bits_per_char"].to_numpy() * math.log(2))
-        rows.append({"pos_encoding": pos, "eval_length": length, "perplexity": t.estimate, "low": t.low,
-                     "high": t.high})  # fmt: skip
+        rows.append(
+            {"pos_encoding": pos, "eval_length": length, "perplexity": t.estimate, "low": t.low, "high": t.high}
+        )
     return pd.DataFrame(rows)
 
 
@@ -77,8 +78,10 @@ def judgement(runs: pd.DataFrame, pos: str) -> tuple[str, str]:
     if g is None:
         return "inconclusive", f"{pos}: not evaluated at {JUDGED_AT}L"
     word = verdict(g, HOLDS)
-    return word, (f"{pos}: perplexity at {JUDGED_AT}L is {g.estimate:.3g}x its perplexity at L "
-                  f"[{g.low:.3g}, {g.high:.3g}] -> holds within {HOLDS - 1:.0%}: **{word}**")  # fmt: skip
+    return word, (
+        f"{pos}: perplexity at {JUDGED_AT}L is {g.estimate:.3g}x its perplexity at L "
+        f"[{g.low:.3g}, {g.high:.3g}] -> holds within {HOLDS - 1:.0%}: **{word}**"
+    )
 
 
 def write_summary(folder: Path) -> Path:
@@ -97,7 +100,8 @@ def write_summary(folder: Path) -> Path:
     others = [judgement(runs, pos)[1] for pos in encodings if pos not in ("alibi", "none", "learned")]
     best_at_l = table[table["eval_length"] == train_length].nsmallest(1, "perplexity").iloc[0]
     lines = [
-        "# Train short, test long: positional encodings in a causal character language model", "",
+        "# Train short, test long: positional encodings in a causal character language model",
+        "",
         f"Causal language models trained at L={train_length} characters on the bundled toy text "
         f"({machine.get('corpus', 'corpus')}, {machine.get('corpus_bytes', '?')} bytes, SHA-256 "
         f"{str(machine.get('corpus_sha256', '?'))[:16]}...), "
@@ -109,17 +113,25 @@ def write_summary(folder: Path) -> Path:
         "mean over seeds with its 95% t interval. Baselines counted on the training text: a unigram model's "
         f"perplexity is {2 ** machine.get('unigram_bits', math.nan):.3g}, a bigram model's "
         f"{2 ** machine.get('bigram_bits', math.nan):.3g}.",
-        "", md(wide), "", f"![perplexity against evaluation length]({fig.relative_to(folder)})", "",
-        "## The claims, judged", "",
+        "",
+        md(wide),
+        "",
+        f"![perplexity against evaluation length]({fig.relative_to(folder)})",
+        "",
+        "## The claims, judged",
+        "",
         f"Judged at {JUDGED_AT}L: an encoding holds if its perplexity there stays within {HOLDS - 1:.0%} of its "
-        "perplexity at L (met: the whole interval over seeds below that; missed: the whole interval above).", "",
+        "perplexity at L (met: the whole interval over seeds below that; missed: the whole interval above).",
+        "",
         f"- ALiBi's claim (Press et al.: perplexity holds past L). {alibi_line}.",
         f"- No positional encoding (Kazemnejad et al.: causal NoPE extrapolates). {nope_line}.",
         *[f"- {line}." for line in others],
-        "- learned: not applicable past L (its table has L rows).", "",
+        "- learned: not applicable past L (its table has L rows).",
+        "",
         f"At L itself the lowest perplexity is {best_at_l['pos_encoding']}'s ({best_at_l['perplexity']:.3g}).",
-        f"Machine: {machine.get('machine_slug', 'unknown')}, git {str(machine.get('git_commit', '?'))[:12]}.", "",
-    ]  # fmt: skip
+        f"Machine: {machine.get('machine_slug', 'unknown')}, git {str(machine.get('git_commit', '?'))[:12]}.",
+        "",
+    ]
     path = folder / "summary.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -60,8 +60,12 @@ def time_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
 
 def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """Measured peak memory (points) and the analytic prediction (dashed) vs length, training passes."""
-    data = cells[(cells["pass"] == "train") & (cells["group"] == "layer") & (cells["pos_encoding"] == "none")
-                 & (cells["compile"] == "eager")]  # fmt: skip
+    data = cells[
+        (cells["pass"] == "train")
+        & (cells["group"] == "layer")
+        & (cells["pos_encoding"] == "none")
+        & (cells["compile"] == "eager")
+    ]
     data = data[(data["dtype"] == data["dtype"].min()) & (data["shape"] == data["shape"].min())]
     if data.empty:
         return None
@@ -125,8 +129,11 @@ def op_share_vs_length(breakdown: pd.DataFrame, out: Path) -> Path:
 
 def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """MFU from device time vs length, mean over heads; line style by shape where there are several."""
-    data = cells[cells["group"].isin(["attention", "layer", "train_step"]) & (cells["pos_encoding"] == "none")
-                 & (cells["compile"] == "eager")]  # fmt: skip
+    data = cells[
+        cells["group"].isin(["attention", "layer", "train_step"])
+        & (cells["pos_encoding"] == "none")
+        & (cells["compile"] == "eager")
+    ]
     if data.empty:
         return None
     several = data["shape"].nunique() > 1
@@ -191,8 +198,9 @@ def compare_ratios(table: pd.DataFrame, out: Path) -> Path:
     level = float(table["confidence"].iloc[0]) if "confidence" in table else 0.95
     interval_words = f"95% simultaneous over {len(table)} cells" if level > 0.95 else "95% interval"
     heights = [max(2.0, 0.22 * (table["group"] == g).sum()) for g in groups]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(7.5, sum(heights) + 1), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(7.5, sum(heights) + 1), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
     for ax, group in zip(axes[:, 0], groups):
         data = table[table["group"] == group].sort_values("device_time")
         y = np.arange(len(data))
@@ -233,12 +241,23 @@ def perplexity_vs_length(table: pd.DataFrame, train_length: int, out: Path) -> P
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for pos, group in table.dropna(subset=["perplexity"]).groupby("pos_encoding"):
         group = group.sort_values("eval_length")
-        ax.errorbar(group["eval_length"], group["perplexity"], marker="o", capsize=3, label=pos,
-                    yerr=[group["perplexity"] - group["low"], group["high"] - group["perplexity"]])  # fmt: skip
+        ax.errorbar(
+            group["eval_length"],
+            group["perplexity"],
+            marker="o",
+            capsize=3,
+            label=pos,
+            yerr=[group["perplexity"] - group["low"], group["high"] - group["perplexity"]],
+        )
     ax.axvline(train_length, color="grey", linestyle=":", label=f"training length L={train_length}")
     lengths = sorted(table["eval_length"].unique())
-    ax.set(xscale="log", yscale="log", xlabel="evaluation length (characters)",
-           ylabel="perplexity per character (held-out)", title="Train short, test long, on our toy text")  # fmt: skip
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="evaluation length (characters)",
+        ylabel="perplexity per character (held-out)",
+        title="Train short, test long, on our toy text",
+    )
     ax.set_xticks(lengths, labels=[str(n) for n in lengths])
     ax.xaxis.set_minor_locator(plt.NullLocator())  # only the evaluated lengths label the axis
     ax.yaxis.set_major_formatter(plt.ScalarFormatter())

@@ -14,8 +14,13 @@ SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "pass", "dropout
 MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word
 # Words for an exponent, each with the range it stands for; a word is used only when the whole
 # interval lies inside its range.
-GROWTH_WORDS = (("sub-linear", -math.inf, 0.85), ("linear", 0.85, 1.15), ("between linear and quadratic", 1.15, 1.85),
-                ("quadratic", 1.85, 2.15), ("super-quadratic", 2.15, math.inf))  # fmt: skip
+GROWTH_WORDS = (
+    ("sub-linear", -math.inf, 0.85),
+    ("linear", 0.85, 1.15),
+    ("between linear and quadratic", 1.15, 1.85),
+    ("quadratic", 1.85, 2.15),
+    ("super-quadratic", 2.15, math.inf),
+)
 
 
 def growth_word(low: float, high: float) -> str | None:
@@ -47,14 +52,21 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
         mem = group[group["peak_mem_bytes"] > 0]
         memory = loglog_slope(mem["seq_len"], mem["peak_mem_bytes"]) if len(mem) >= min_points else None
         quad = quadratic_fit(group["seq_len"], group["median_s"])
-        rows.append({
-            **dict(zip(SERIES, key)), "points": len(group),
-            "seq_len_from": group["seq_len"].min(), "seq_len_to": group["seq_len"].max(),
-            "time_exponent": time.value, "time_low": time.low, "time_high": time.high,
-            "memory_exponent": memory.value if memory else np.nan, "memory_low": memory.low if memory else np.nan,
-            "memory_high": memory.high if memory else np.nan,
-            "quadratic_share_at_longest": quad.quadratic_share if quad else np.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(SERIES, key)),
+                "points": len(group),
+                "seq_len_from": group["seq_len"].min(),
+                "seq_len_to": group["seq_len"].max(),
+                "time_exponent": time.value,
+                "time_low": time.low,
+                "time_high": time.high,
+                "memory_exponent": memory.value if memory else np.nan,
+                "memory_low": memory.low if memory else np.nan,
+                "memory_high": memory.high if memory else np.nan,
+                "quadratic_share_at_longest": quad.quadratic_share if quad else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -76,8 +88,21 @@ def crossover_length(lengths: np.ndarray, a: np.ndarray, b: np.ndarray) -> float
 
 def memory_model_error(cells: pd.DataFrame) -> pd.DataFrame:
     """Measured over predicted peak memory, per cell (1.0 means the analytic model was exact)."""
-    cols = ["group", "device", "shape", "impl", "pass", "dropout", "pos_encoding", "compile", "dtype", "seq_len",
-            "heads", "peak_mem_bytes", "predicted_mem_bytes"]  # fmt: skip
+    cols = [
+        "group",
+        "device",
+        "shape",
+        "impl",
+        "pass",
+        "dropout",
+        "pos_encoding",
+        "compile",
+        "dtype",
+        "seq_len",
+        "heads",
+        "peak_mem_bytes",
+        "predicted_mem_bytes",
+    ]
     out = cells[cols].copy()
     out["measured_over_predicted"] = out["peak_mem_bytes"] / out["predicted_mem_bytes"]
     return out

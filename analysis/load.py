@@ -45,8 +45,9 @@ def upgrade(data: dict) -> dict:
     facts = data["machine_info"]["attnbench"]
     version = facts.get("schema_version", 1)
     if version > SCHEMA_VERSION:
-        raise AnalysisError(f"schema_version {version} is newer than this attnbench reads ({SCHEMA_VERSION}); "
-                            "update attnbench")  # fmt: skip
+        raise AnalysisError(
+            f"schema_version {version} is newer than this attnbench reads ({SCHEMA_VERSION}); update attnbench"
+        )
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
         if extra.get("group") in (None, "calibration", "ddp"):
@@ -71,8 +72,10 @@ def machine_description(facts: dict) -> str:
     flags = ", ".join(facts.get("cpu_flags") or []) or "no AVX2"
     if facts.get("cpu_family") is None:
         return f"{facts.get('cpu_model')} ({flags}; {facts.get('cpu_count')} cores; recorded before fingerprints)"
-    return (f"{facts.get('cpu_model')} ({facts.get('cpu_vendor')} family {facts.get('cpu_family')} model "
-            f"{facts.get('cpu_model_number')}; {flags}; {facts.get('cpu_count')} cores)")
+    return (
+        f"{facts.get('cpu_model')} ({facts.get('cpu_vendor')} family {facts.get('cpu_family')} model "
+        f"{facts.get('cpu_model_number')}; {flags}; {facts.get('cpu_count')} cores)"
+    )
 
 
 def _pooled(group: list[dict]) -> dict:
@@ -87,19 +90,32 @@ def _pooled(group: list[dict]) -> dict:
     references = [e.get("common_mode_samples_s") for e in passes]
     if all(references):  # the reference matmul timed after each round (python -m bench ab)
         row["common_mode_passes_s"] = [list(r) for r in references]
-    row.update(device_passes_s=device, host_passes_s=host, passes=len(passes), rounds=int(pooled.size),
-               median_s=float(median), iqr_s=float(q3 - q1), min_s=float(pooled.min()), max_s=float(pooled.max()),
-               host_median_s=host_median, host_over_device=host_median / float(median),
-               device_time_method=passes[0].get("device_time_method"),
-               device_time_note=passes[0].get("device_time_note"))  # fmt: skip
+    row.update(
+        device_passes_s=device,
+        host_passes_s=host,
+        passes=len(passes),
+        rounds=int(pooled.size),
+        median_s=float(median),
+        iqr_s=float(q3 - q1),
+        min_s=float(pooled.min()),
+        max_s=float(pooled.max()),
+        host_median_s=host_median,
+        host_over_device=host_median / float(median),
+        device_time_method=passes[0].get("device_time_method"),
+        device_time_note=passes[0].get("device_time_note"),
+    )
     if row["group"] != "calibration":
         flops = row["flops_analytic"] if row.get("flops_analytic") is not None else row["flops_counted"]
         tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
         # the threshold the run recorded; runs from before it was recorded used today's
         threshold = passes[0].get("host_bound_threshold", HOST_BOUND)
         row.update(asdict(derive(flops, float(median), host_median, row.get("peak_flops_per_s"), tokens, threshold)))
-        row.update({k: passes[0].get(k) for k in ("first_call_s", "compile_s", "graph_breaks", "inductor_cache_hits",
-                                                  "graph_break_reasons")})  # fmt: skip
+        row.update(
+            {
+                k: passes[0].get(k)
+                for k in ("first_call_s", "compile_s", "graph_breaks", "inductor_cache_hits", "graph_break_reasons")
+            }
+        )
     else:
         row["flops_per_s"] = row["flops_analytic"] / median
     return row
@@ -121,8 +137,10 @@ def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         by_id.setdefault(extra["id"], []).append({**extra, "name": bench["name"]})
     frame = pd.DataFrame([_pooled(group) for group in by_id.values()])
     not_run = pd.DataFrame(
-        [{**o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
-         for o in data.get("attnbench_not_run", [])]  # fmt: skip
+        [
+            {**o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
+            for o in data.get("attnbench_not_run", [])
+        ]
     )
     for df in (frame, not_run):
         df["machine"] = machine_label(facts)

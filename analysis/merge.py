@@ -33,13 +33,17 @@ def check_out(out: Path, shard_dirs: list[Path]) -> None:
     for folder in shard_dirs:
         shard = folder.resolve()
         if shard == target or shard.is_relative_to(target):
-            raise AnalysisError(f"OUT {out} is (or holds) the shard {folder}: the merge would replace what it "
-                                "merges; give a new folder, e.g. results/NAME-merged")  # fmt: skip
+            raise AnalysisError(
+                f"OUT {out} is (or holds) the shard {folder}: the merge would replace what it "
+                "merges; give a new folder, e.g. results/NAME-merged"
+            )
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"OUT {out} is a file; give a new folder (or an earlier merge's) for the merged run")
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not is_earlier_merge(out):
-        raise AnalysisError(f"OUT {out} holds files that no merge wrote; the merge writes only into a new or empty "
-                            "folder, or over an earlier merge: give another OUT")  # fmt: skip
+        raise AnalysisError(
+            f"OUT {out} holds files that no merge wrote; the merge writes only into a new or empty "
+            "folder, or over an earlier merge: give another OUT"
+        )
 
 
 def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
@@ -55,16 +59,21 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
     for folder, _, facts in shards[1:]:
         for fact in SAME:
             if facts.get(fact) != first.get(fact):
-                raise AnalysisError(f"{folder} and {shards[0][0]} differ in {fact} ({facts.get(fact)!r} vs "
-                                    f"{first.get(fact)!r}): only shards of one grid at one commit merge")  # fmt: skip
+                raise AnalysisError(
+                    f"{folder} and {shards[0][0]} differ in {fact} ({facts.get(fact)!r} vs "
+                    f"{first.get(fact)!r}): only shards of one grid at one commit merge"
+                )
     numbers = sorted(int(f["shard"].split("/")[0]) for _, _, f in shards)
     total = int(first["shard"].split("/")[1])
     if numbers != list(range(1, total + 1)):
         raise AnalysisError(f"shards {numbers} of {total} given: a merge needs each of 1..{total} exactly once")
     merged = json.loads(json.dumps(shards[0][1]))  # machine_info, commit_info and version of shard 1
     facts = merged["machine_info"]["attnbench"]
-    facts.update(shard=None, merged_shards=[f["shard"] for _, _, f in shards],
-                 shard_machines={f["shard"]: machine_label(f) for _, _, f in shards})  # fmt: skip
+    facts.update(
+        shard=None,
+        merged_shards=[f["shard"] for _, _, f in shards],
+        shard_machines={f["shard"]: machine_label(f) for _, _, f in shards},
+    )
     merged["benchmarks"], merged["attnbench_not_run"] = [], []
     for _, data, shard_facts in shards:
         for bench in data["benchmarks"]:

@@ -42,9 +42,15 @@ def measure_floor(base: Path, new: Path) -> dict:
     other = b[b["group"] != "calibration"].set_index("id")["median_s"]
     common = medians.index.intersection(other.index)
     ratios = np.log(other[common] / medians[common])
-    return {"run_sd": run_to_run_sd(ratios.to_numpy()), "machine": machine_label(facts),
-            "fingerprint": fingerprint(facts), "machine_slug": facts.get("machine_slug"),
-            "grid": facts["grid_profile"], "cells": len(common), "from": [base.name, new.name]}  # fmt: skip
+    return {
+        "run_sd": run_to_run_sd(ratios.to_numpy()),
+        "machine": machine_label(facts),
+        "fingerprint": fingerprint(facts),
+        "machine_slug": facts.get("machine_slug"),
+        "grid": facts["grid_profile"],
+        "cells": len(common),
+        "from": [base.name, new.name],
+    }
 
 
 def false_alarms(c: Comparison) -> str:
@@ -74,30 +80,42 @@ def write_noise(folder: Path) -> Path:
     slower = ab.table[ab.table["device_time_flag"] & (ab.table["device_time"] > 1)]
     facts = read_json(runs["a1"] / "benchmarks.json")["machine_info"]["attnbench"]
     lines = [
-        "# Noise floor of `analysis compare`", "",
+        "# Noise floor of `analysis compare`",
+        "",
         f"Grid `{facts['grid_profile']}` on {facts['cpu_model']} ({facts['cpu_count']} cores), torch "
         f"{facts['torch_version']}, commit `{facts['git_commit']}`, {passes} interleaved passes per cell, five runs as "
         "separate processes by `python -m bench.noise_floor`: a1..a4 the same code, b-threads1 with "
         "OMP_NUM_THREADS=1. A change is flagged when its 95% interval excludes 1 and it is at least 5%; the gate "
-        "is `--fail-on time:5%`.", "",
-        "## The run-to-run spread (a1 against a2)", "",
+        "is `--fail-on time:5%`.",
+        "",
+        "## The run-to-run spread (a1 against a2)",
+        "",
         f"Two runs of the same code differ, cell for cell, by a log ratio whose root mean square over "
         f"{floor['cells']} cells gives a per-run standard deviation of **{floor['run_sd']:.3f}** (about "
         f"{100 * floor['run_sd']:.1f}% of a run's time). Written to `noise_floor.json`; "
         "`python -m analysis compare --noise-floor` adds it to every interval between runs. Compared on passes "
-        f"alone, this pair had {false_alarms(calibration)}.", "",
-        "## A/A held out (a3 against a4)", "",
+        f"alone, this pair had {false_alarms(calibration)}.",
+        "",
+        "## A/A held out (a3 against a4)",
+        "",
         f"- Passes only (no floor): {false_alarms(held_out)}; gate exit {1 if held_out.failures else 0}.",
         f"- With the floor from a1/a2: {false_alarms(with_floor)}; gate exit {1 if with_floor.failures else 0}. "
         "[aa/compare.md](aa/compare.md)",
         f"- One pass per cell (a bootstrap over one pass's rounds): {false_alarms(single)}.",
-        "", "With the floor:", "", *summary_lines(with_floor), "",
-        "## A/B: one thread against two (a1 against b-threads1, with the floor)", "", *summary_lines(ab),
+        "",
+        "With the floor:",
+        "",
+        *summary_lines(with_floor),
+        "",
+        "## A/B: one thread against two (a1 against b-threads1, with the floor)",
+        "",
+        *summary_lines(ab),
         f"- Slower and flagged: {len(slower)} of {len(ab.table)} cells; intervals wholly above 1: "
         f"{int((ab.table['device_time_low'] > 1).sum())}. The gate "
         f"{'failed, exit 1' if ab.failures else 'passed, exit 0'}. "
-        "[ab-threads/compare.md](ab-threads/compare.md)", "",
-    ]  # fmt: skip
+        "[ab-threads/compare.md](ab-threads/compare.md)",
+        "",
+    ]
     out = folder / "NOISE.md"
     atomic_write_text(out, "\n".join(lines))
     return out

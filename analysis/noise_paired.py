@@ -31,11 +31,13 @@ def common_mode_effect(base: pd.DataFrame, new: pd.DataFrame) -> str:
     behind analysis.common_mode.COMMON_MODE."""
     raw = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=False)
     normalised = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=True)
-    return (f"Dividing each round by the reference matmul timed right after it (common-mode rejection) gives a median "
-            f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
-            f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
-            f"{int(raw['device_time_flag'].sum())}; compare {'applies' if COMMON_MODE else 'does not apply'} it "
-            "(analysis.common_mode.COMMON_MODE).")  # fmt: skip
+    return (
+        f"Dividing each round by the reference matmul timed right after it (common-mode rejection) gives a median "
+        f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
+        f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
+        f"{int(raw['device_time_flag'].sum())}; compare {'applies' if COMMON_MODE else 'does not apply'} it "
+        "(analysis.common_mode.COMMON_MODE)."
+    )
 
 
 def unpaired_half_width(base: pd.DataFrame, new: pd.DataFrame) -> float:
@@ -48,9 +50,11 @@ def per_cell_lines(base: pd.DataFrame, new: pd.DataFrame, name: str) -> str:
     would flag; the price of asking 24 questions at once."""
     alone = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=COMMON_MODE, simultaneous=False)
     flagged = int(alone["device_time_flag"].sum())
-    return (f"With 95% intervals per cell instead (not simultaneous) the {name}'s median half-width would be "
-            f"{np.median(half_widths(alone)):.1%} and {flagged} cell{'' if flagged == 1 else 's'} would be flagged "
-            f"({', '.join(alone.loc[alone['device_time_flag'], 'id']) or 'none'}).")
+    return (
+        f"With 95% intervals per cell instead (not simultaneous) the {name}'s median half-width would be "
+        f"{np.median(half_widths(alone)):.1%} and {flagged} cell{'' if flagged == 1 else 's'} would be flagged "
+        f"({', '.join(alone.loc[alone['device_time_flag'], 'id']) or 'none'})."
+    )
 
 
 def ab_lines(c: Comparison) -> list[str]:
@@ -59,12 +63,15 @@ def ab_lines(c: Comparison) -> list[str]:
     hit, rest = t[affected], t[~affected]
     caught = hit["device_time_flag"] & (hit["device_time"] > 1)
     ratio = hit["device_time"]
-    return [f"- Affected cells (the extra-work implementation): {len(hit)}; flagged slower: {int(caught.sum())} "
-            f"({caught.mean():.0%}); their measured slowdown: median x{ratio.median():.3f} (from "
-            f"x{ratio.min():.3f} to x{ratio.max():.3f}).",
-            f"- Unaffected cells: {len(rest)}; flagged: {int(rest['device_time_flag'].sum())}.",
-            f"- Gate `--fail-on time:5%`: {'failed, exit 1' if c.failures else 'passed, exit 0'}"
-            + (f" ({len(c.failures)} lines, e.g. {c.failures[0]})" if c.failures else "") + "."]  # fmt: skip
+    return [
+        f"- Affected cells (the extra-work implementation): {len(hit)}; flagged slower: {int(caught.sum())} "
+        f"({caught.mean():.0%}); their measured slowdown: median x{ratio.median():.3f} (from "
+        f"x{ratio.min():.3f} to x{ratio.max():.3f}).",
+        f"- Unaffected cells: {len(rest)}; flagged: {int(rest['device_time_flag'].sum())}.",
+        f"- Gate `--fail-on time:5%`: {'failed, exit 1' if c.failures else 'passed, exit 0'}"
+        + (f" ({len(c.failures)} lines, e.g. {c.failures[0]})" if c.failures else "")
+        + ".",
+    ]
 
 
 def write_paired_noise(folder: Path) -> Path:
@@ -85,24 +92,36 @@ def write_paired_noise(folder: Path) -> Path:
     extra = experiment.get("extra_fraction")
     work = f"{extra:.0%} of the attention's FLOPs as extra work" if extra is not None else "extra work"
     lines = [
-        "# Noise floor of `python -m bench ab` (paired, alternating passes)", "",
+        "# Noise floor of `python -m bench ab` (paired, alternating passes)",
+        "",
         f"Grid `{facts['grid_profile']}` ({len(aa.table)} cells) on {facts['cpu_model']} ({facts['cpu_count']} cores, "
         f"{facts.get('machine_slug')}), torch {facts['torch_version']}, {pair['pairs']} pairs of passes, each pass a "
         "separate process on its side's own worktree, alternating B N, N B, ... A change is flagged when its "
         "interval (a t interval on the per-pair log ratios; simultaneous 95% over the cells, Bonferroni) excludes 1 "
-        "and it is at least 5%.", "",
-        "## A/A: HEAD against itself", "",
+        "and it is at least 5%.",
+        "",
+        "## A/A: HEAD against itself",
+        "",
         f"- Flagged: {aa.table['device_time_flag'].mean():.1%} of cells on device time; gate "
         f"{'failed, exit 1' if aa.failures else 'passed, exit 0'}.",
         f"- Smallest change resolved (median relative half-width of the simultaneous device-time interval): "
         f"{np.median(half):.1%}; the same passes compared as two separate runs (not paired, no reference): "
         f"{unpaired:.1%}.",
         f"- {common_mode_effect(aa_base, aa_new)}",
-        f"- {per_cell_lines(aa_base, aa_new, 'A/A')}", "", *summary_lines(aa), "",
+        f"- {per_cell_lines(aa_base, aa_new, 'A/A')}",
+        "",
+        *summary_lines(aa),
+        "",
         f"## A/B: a known slowdown (revision {pair['new'][:10]}: examples/extra_work_attention.py does {work})",
-        "", *ab_lines(ab), f"- {per_cell_lines(*ab_sides, 'A/B')}", "", *summary_lines(ab), "",
-        "Each side's folder has its benchmarks.json; each pair folder its compare.md.", "",
-    ]  # fmt: skip
+        "",
+        *ab_lines(ab),
+        f"- {per_cell_lines(*ab_sides, 'A/B')}",
+        "",
+        *summary_lines(ab),
+        "",
+        "Each side's folder has its benchmarks.json; each pair folder its compare.md.",
+        "",
+    ]
     out = folder / "NOISE.md"
     atomic_write_text(out, "\n".join(lines))
     return out

@@ -32,8 +32,9 @@ def execute(path: Path, commit: str) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-                   ).execute()  # fmt: skip
+    NotebookClient(
+        nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     nb.metadata["attnbench"] = {"commit": commit, "machine": machine_slug("cpu")}
     return nb
 
@@ -78,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if found else 0
     commit = git_commit(ROOT)
     if not commit or commit.endswith("-dirty"):
-        print("error: the working tree has uncommitted changes; commit them first, so the notebooks record the "
-              "code that ran", file=sys.stderr)  # fmt: skip
+        print(
+            "error: the working tree has uncommitted changes; commit them first, so the notebooks record the "
+            "code that ran",
+            file=sys.stderr,
+        )
         return 2
     executed = []
     for path in NOTEBOOKS:

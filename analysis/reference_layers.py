@@ -24,8 +24,12 @@ def _bert_cells(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cells checked against ours-as-BERT, torch's layer cells of the same parameters)."""
     if "reference" not in cells:
         return cells.iloc[:0], cells.iloc[:0]
-    plain = cells[(cells["group"] == "layer") & (cells["pos_encoding"] == "none") & (cells["compile"] == "eager")
-                  & (cells["dropout"] == 0)]  # fmt: skip
+    plain = cells[
+        (cells["group"] == "layer")
+        & (cells["pos_encoding"] == "none")
+        & (cells["compile"] == "eager")
+        & (cells["dropout"] == 0)
+    ]
     bert = plain[plain["reference"] == "bert"]
     torch_ = plain[is_baseline(plain)].merge(bert[KEYS].drop_duplicates(), on=KEYS)
     return bert, torch_
@@ -61,9 +65,11 @@ def _against_ours(cells: pd.DataFrame, ours: str, other: str) -> str:
     slower = sum(i.low > 1 for i in intervals)
     faster = sum(i.high < 1 for i in intervals)
     ratios = pd.Series([i.estimate for i in intervals])
-    return (f"- {other} / {ours}: median time ratio {ratios.median():.2f} (from {ratios.min():.2f} to "
-            f"{ratios.max():.2f}) over {len(intervals)} cells; {slower} resolved slower, {faster} faster, "
-            f"{len(intervals) - slower - faster} inconclusive (95% interval includes 1).")
+    return (
+        f"- {other} / {ours}: median time ratio {ratios.median():.2f} (from {ratios.min():.2f} to "
+        f"{ratios.max():.2f}) over {len(intervals)} cells; {slower} resolved slower, {faster} faster, "
+        f"{len(intervals) - slower - faster} inconclusive (95% interval includes 1)."
+    )
 
 
 def _eager_limit(ctx: ReportContext, bert: pd.DataFrame, eager: str, sdpa: str) -> list[str]:
@@ -74,23 +80,35 @@ def _eager_limit(ctx: ReportContext, bert: pd.DataFrame, eager: str, sdpa: str) 
     if not refused.empty and "impl" in refused:
         refused = refused[(refused["impl"] == eager) & refused["reason"].str.startswith(("would not fit", "oom"))]
         for r in refused.sort_values("seq_len").groupby(["device", "dtype", "pass"]).head(1).to_dict("records"):
-            lines.append(f"- {r['device']} {r['dtype']} {r['pass']}: {eager} stops fitting at n={r['seq_len']} "
-                         f"({r['reason'].split(':')[0]}).")  # fmt: skip
+            lines.append(
+                f"- {r['device']} {r['dtype']} {r['pass']}: {eager} stops fitting at n={r['seq_len']} "
+                f"({r['reason'].split(':')[0]})."
+            )
     ran = bert[bert["impl"] == eager]
     memory = ctx.facts.get("gpu_memory_bytes") or ctx.facts.get("memory_bytes")
     for (device, dtype, pass_), group in ran.groupby(["device", "dtype", "pass"]):
         longest = group.loc[group["seq_len"].idxmax()]
-        other = bert[(bert["impl"] == sdpa) & (bert["device"] == device) & (bert["dtype"] == dtype)
-                     & (bert["pass"] == pass_) & (bert["seq_len"] == longest["seq_len"])]  # fmt: skip
-        versus = (f", {longest['peak_mem_bytes'] / other['peak_mem_bytes'].iloc[0]:.2f}x {sdpa}'s"
-                  if not other.empty else "")  # fmt: skip
-        line = (f"- {device} {dtype} {pass_}: {eager} ran every length up to n={longest['seq_len']} "
-                f"(peak {longest['peak_mem_bytes'] / MIB:.3g} MiB{versus})")
+        other = bert[
+            (bert["impl"] == sdpa)
+            & (bert["device"] == device)
+            & (bert["dtype"] == dtype)
+            & (bert["pass"] == pass_)
+            & (bert["seq_len"] == longest["seq_len"])
+        ]
+        versus = (
+            f", {longest['peak_mem_bytes'] / other['peak_mem_bytes'].iloc[0]:.2f}x {sdpa}'s" if not other.empty else ""
+        )
+        line = (
+            f"- {device} {dtype} {pass_}: {eager} ran every length up to n={longest['seq_len']} "
+            f"(peak {longest['peak_mem_bytes'] / MIB:.3g} MiB{versus})"
+        )
         limit = _predicted_limit(longest, memory)
         if limit:
             fit = longest["predicted_mem_bytes"] / longest["peak_mem_bytes"]
-            line += (f"; the cost model (which predicted {fit:.2f}x the measured peak at that length) puts the "
-                     f"first length past this machine's {memory / 2**30:.0f} GiB at n={limit}")
+            line += (
+                f"; the cost model (which predicted {fit:.2f}x the measured peak at that length) puts the "
+                f"first length past this machine's {memory / 2**30:.0f} GiB at n={limit}"
+            )
         lines.append(line + ".")
     return lines
 
@@ -102,10 +120,20 @@ def _predicted_limit(cell: pd.Series, memory: int | None) -> int | None:
     n = int(cell["seq_len"])
     while n < 2**22:
         n *= 2
-        m = cost.MemoryShape(int(cell["batch"]), n, int(cell["d_model"]), int(cell["heads"]), int(cell["d_ff"]),
-                             cost.dtype_bytes(cell["dtype"]), "cpu" if cell["device"] == "cpu" else "cuda")  # fmt: skip
-        need = (cost.layer_training_bytes(m, "materialised", False) if cell["pass"] == "train"
-                else cost.layer_inference_bytes(m, "materialised"))  # fmt: skip
+        m = cost.MemoryShape(
+            int(cell["batch"]),
+            n,
+            int(cell["d_model"]),
+            int(cell["heads"]),
+            int(cell["d_ff"]),
+            cost.dtype_bytes(cell["dtype"]),
+            "cpu" if cell["device"] == "cpu" else "cuda",
+        )
+        need = (
+            cost.layer_training_bytes(m, "materialised", False)
+            if cell["pass"] == "train"
+            else cost.layer_inference_bytes(m, "materialised")
+        )
         if need > memory:
             return n
     return None
@@ -116,8 +144,13 @@ def _check_errors(checked: pd.DataFrame) -> str:
     if checked.empty:
         return ""
     worst = checked.groupby("dtype")[["check_relative_error", "check_tolerance"]].max()
-    return " (largest relative error " + ", ".join(
-        f"{dtype} {r.check_relative_error:.2g} of {r.check_tolerance:g} allowed" for dtype, r in worst.iterrows()) + ")"
+    return (
+        " (largest relative error "
+        + ", ".join(
+            f"{dtype} {r.check_relative_error:.2g} of {r.check_tolerance:g} allowed" for dtype, r in worst.iterrows()
+        )
+        + ")"
+    )
 
 
 def bert_section(ctx: ReportContext) -> list[str]:
@@ -129,16 +162,33 @@ def bert_section(ctx: ReportContext) -> list[str]:
     impls = [*ours, *[i for i in (eager, sdpa) if i in set(bert["impl"])], *sorted(set(torch_["impl"]))]
     both = pd.concat([bert, torch_])
     checked = bert[bert["impl"].isin([eager, sdpa])]
-    lines = ["## BERT's layer: ours configured as BERT beside Hugging Face's BertLayer", "",
-             f"Ours configured as BERT ({', '.join(ours)}: post-LayerNorm, exact GELU, LayerNorm eps 1e-12, no dropout "
-             "inside the feed-forward) beside transformers' `BertLayer` in its two attention modes and torch's "
-             "layer (pre-norm, ReLU: the same FLOPs up to the activation). Every HF cell was first checked "
-             "against ours-as-BERT in float32, the reference's weights loaded through its `load_reference`"
-             + _check_errors(checked) + ".", "",
-             "Device time, median with its 95% interval:", "", md(_time_table(both, impls)), ""]  # fmt: skip
+    lines = [
+        "## BERT's layer: ours configured as BERT beside Hugging Face's BertLayer",
+        "",
+        f"Ours configured as BERT ({', '.join(ours)}: post-LayerNorm, exact GELU, LayerNorm eps 1e-12, no dropout "
+        "inside the feed-forward) beside transformers' `BertLayer` in its two attention modes and torch's "
+        "layer (pre-norm, ReLU: the same FLOPs up to the activation). Every HF cell was first checked "
+        "against ours-as-BERT in float32, the reference's weights loaded through its `load_reference`"
+        + _check_errors(checked)
+        + ".",
+        "",
+        "Device time, median with its 95% interval:",
+        "",
+        md(_time_table(both, impls)),
+        "",
+    ]
     lines += [_against_ours(both, ours[0], other) for other in impls[1:]] + [""] if ours else []
-    lines += ["Peak memory (MiB):", "", md(_pivot(both, "peak_mem_bytes", impls, MIB), ".4g"), "",
-              "The attention kernel each ran, read from the profiler:", "",
-              md(_pivot(both, "attention_kernel", impls)), "", "Where HF's eager mode stops fitting in memory:", ""]
+    lines += [
+        "Peak memory (MiB):",
+        "",
+        md(_pivot(both, "peak_mem_bytes", impls, MIB), ".4g"),
+        "",
+        "The attention kernel each ran, read from the profiler:",
+        "",
+        md(_pivot(both, "attention_kernel", impls)),
+        "",
+        "Where HF's eager mode stops fitting in memory:",
+        "",
+    ]
     lines += _eager_limit(ctx, bert, eager, sdpa) or [f"- {eager} did not run here."]
     return lines + [""]

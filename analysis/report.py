@@ -41,22 +41,44 @@ def scaling_section(ctx: ReportContext) -> list[str]:
         return head + ["_No attention cells in this run._", ""]
     exps = scaling_exponents(attention)
     if exps.empty:
-        return head + [f"_Fewer than 5 lengths per series ({sorted(attention['seq_len'].unique().tolist())}): a "
-                       "slope from so few points has no interval worth printing._", ""]  # fmt: skip
-    lines = head + ["Log-log slope of device time and of peak memory against sequence length over every measured "
-                    "length, with its 95% t interval (n-2 degrees of freedom). A growth word is given only when the "
-                    "whole interval lies in its range (linear 0.85-1.15, quadratic 1.85-2.15). Beside it, "
-                    "a + b·n + c·n² with non-negative terms fitted to the time: the share of the n² term at the "
-                    "longest length.", ""]
+        return head + [
+            f"_Fewer than 5 lengths per series ({sorted(attention['seq_len'].unique().tolist())}): a "
+            "slope from so few points has no interval worth printing._",
+            "",
+        ]
+    lines = head + [
+        "Log-log slope of device time and of peak memory against sequence length over every measured "
+        "length, with its 95% t interval (n-2 degrees of freedom). A growth word is given only when the "
+        "whole interval lies in its range (linear 0.85-1.15, quadratic 1.85-2.15). Beside it, "
+        "a + b·n + c·n² with non-negative terms fitted to the time: the share of the n² term at the "
+        "longest length.",
+        "",
+    ]
     widest = exps[exps["heads"] == exps["heads"].max()]
     for r in widest.sort_values(["device", "shape", "impl", "pass", "dtype"]).to_dict("records"):
         time = describe_exponent(r["time_exponent"], r["time_low"], r["time_high"])
         memory = describe_exponent(r["memory_exponent"], r["memory_low"], r["memory_high"])
-        lines.append(f"- {r['device']} {r['impl']}, {r['pass']}, {r['dtype']}, {r['heads']} heads ({r['shape']}): time "
-                     f"{time}; memory {memory}; n² share of the time at n={r['seq_len_to']}: "
-                     f"{r['quadratic_share_at_longest']:.2f}.")  # fmt: skip
-    cols = ["device", "shape", "impl", "pass", "dtype", "heads", "points", "time_exponent", "time_low", "time_high",
-            "memory_exponent", "memory_low", "memory_high", "quadratic_share_at_longest"]  # fmt: skip
+        lines.append(
+            f"- {r['device']} {r['impl']}, {r['pass']}, {r['dtype']}, {r['heads']} heads ({r['shape']}): time "
+            f"{time}; memory {memory}; n² share of the time at n={r['seq_len_to']}: "
+            f"{r['quadratic_share_at_longest']:.2f}."
+        )
+    cols = [
+        "device",
+        "shape",
+        "impl",
+        "pass",
+        "dtype",
+        "heads",
+        "points",
+        "time_exponent",
+        "time_low",
+        "time_high",
+        "memory_exponent",
+        "memory_low",
+        "memory_high",
+        "quadratic_share_at_longest",
+    ]
     details = ["<details><summary>All fitted series</summary>", "", md(exps[cols], ".2f"), "", "</details>"]
     return lines + ["", *details, ""]
 
@@ -64,10 +86,14 @@ def scaling_section(ctx: ReportContext) -> list[str]:
 def verdicts_section(ctx: ReportContext) -> list[str]:
     """Every target whose cells this run has, each verdict with its interval and margin."""
     cells = ctx.cells
-    lines = ["## Our encoder layer vs nn.TransformerEncoderLayer", "",
-             "Ratios ours / torch of device time (95% interval over passes) and of peak memory (exact), cell by cell. "
-             "A target is met where the whole interval is on the right side, missed where it is all on the wrong "
-             "side, inconclusive where it straddles.", ""]  # fmt: skip
+    lines = [
+        "## Our encoder layer vs nn.TransformerEncoderLayer",
+        "",
+        "Ratios ours / torch of device time (95% interval over passes) and of peak memory (exact), cell by cell. "
+        "A target is met where the whole interval is on the right side, missed where it is all on the wrong "
+        "side, inconclusive where it straddles.",
+        "",
+    ]
     tables = {}
     for target in TARGETS:
         pairs = tables.setdefault(target.impl, pair_table(cells, target.impl))
@@ -77,17 +103,33 @@ def verdicts_section(ctx: ReportContext) -> list[str]:
     for impl, pairs in tables.items():
         pairs = pairs[(pairs["pos_encoding"] == "none") & (pairs["compile"] == "eager")]
         if len(pairs):
-            cols = ["device", "shape", "dtype", "pass", "dropout", "seq_len", "time_ratio", "time_low", "time_high",
-                    "memory_ratio", "kernel_ours", "kernel_torch"]  # fmt: skip
+            cols = [
+                "device",
+                "shape",
+                "dtype",
+                "pass",
+                "dropout",
+                "seq_len",
+                "time_ratio",
+                "time_low",
+                "time_high",
+                "memory_ratio",
+                "kernel_ours",
+                "kernel_torch",
+            ]
             lines += ["", f"{impl} / torch, every paired cell:", "", md(pairs[cols], ".3f")]
     return lines + [""]
 
 
 def header(ctx: ReportContext) -> list[str]:
     traced = " and the profiler traces in `traces/`" if ctx.breakdown is not None else ""
-    lines = [f"# attnbench report: {ctx.run_dir.name}", "",
-             f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json`{traced} of a run on "
-             f"{machine_label(ctx.facts)}. Every number below is computed from those files.", ""]  # fmt: skip
+    lines = [
+        f"# attnbench report: {ctx.run_dir.name}",
+        "",
+        f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json`{traced} of a run on "
+        f"{machine_label(ctx.facts)}. Every number below is computed from those files.",
+        "",
+    ]
     if ctx.traces_note:
         lines += [f"_{ctx.traces_note}: the sections that read them are left out._", ""]
     return lines
@@ -97,15 +139,23 @@ def positional_link(ctx: ReportContext) -> list[str]:
     if ctx.experiment is None:
         return []
     summary = rel(ctx.positional_dir / "summary.md", ctx.run_dir)
-    return ["## Positional encodings: what they learn", "",
-            f"The experiment's tables and findings are in [{summary}]({summary}); its figures are below.", ""]
+    return [
+        "## Positional encodings: what they learn",
+        "",
+        f"The experiment's tables and findings are in [{summary}]({summary}); its figures are below.",
+        "",
+    ]
 
 
 def figures_section(ctx: ReportContext) -> list[str]:
     out = ctx.fig_dir
     cells = ctx.cells
-    figs = [figures.time_vs_length(cells, out), figures.memory_vs_length(cells, out),
-            figures.heads_length_heatmap(cells, out), figures.mfu_vs_length(cells, out)]  # fmt: skip
+    figs = [
+        figures.time_vs_length(cells, out),
+        figures.memory_vs_length(cells, out),
+        figures.heads_length_heatmap(cells, out),
+        figures.mfu_vs_length(cells, out),
+    ]
     if ctx.breakdown is not None:
         figs.append(figures.op_share_vs_length(ctx.breakdown, out))
     if ctx.experiment is not None:
@@ -116,10 +166,14 @@ def figures_section(ctx: ReportContext) -> list[str]:
 
 
 def ddp_header(ctx: ReportContext) -> list[str]:
-    return [f"# attnbench report: {ctx.run_dir.name}", "",
-            f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json` and each rank's profiler "
-            f"traces in `traces/`, of a run on {machine_label(ctx.facts)}. Every number below is computed from "
-            "those files.", ""]  # fmt: skip
+    return [
+        f"# attnbench report: {ctx.run_dir.name}",
+        "",
+        f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json` and each rank's profiler "
+        f"traces in `traces/`, of a run on {machine_label(ctx.facts)}. Every number below is computed from "
+        "those files.",
+        "",
+    ]
 
 
 def ddp_scaling(ctx: ReportContext) -> list[str]:
@@ -132,19 +186,38 @@ def ddp_scaling(ctx: ReportContext) -> list[str]:
 # The report, in order: one function per section, each reading the run's context. Adding a section is one
 # function and one line here.
 SECTIONS = (
-    header, machine_section, timing_section, coverage_section, kernels_section, auto_choice_section,
-    scaling_section, crossover_section, verdicts_section, bert_section, positional_cost_section, compile_section,
-    user_section, memory_section, flops_section, mfu_section, noise_section, agreement_section, do_bench_section,
-    positional_link, figures_section,
-)  # fmt: skip
+    header,
+    machine_section,
+    timing_section,
+    coverage_section,
+    kernels_section,
+    auto_choice_section,
+    scaling_section,
+    crossover_section,
+    verdicts_section,
+    bert_section,
+    positional_cost_section,
+    compile_section,
+    user_section,
+    memory_section,
+    flops_section,
+    mfu_section,
+    noise_section,
+    agreement_section,
+    do_bench_section,
+    positional_link,
+    figures_section,
+)
 DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)
 
 
 def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
     ctx = build_context(run_dir, positional_dir)
     if not ctx.is_ddp and (ctx.cells["group"] == "calibration").all():
-        raise AnalysisError(f"{run_dir}: no grid cell was measured (only the matmul calibration ran); "
-                            f"{len(ctx.not_run)} cells did not run, each with its reason in benchmarks.json")
+        raise AnalysisError(
+            f"{run_dir}: no grid cell was measured (only the matmul calibration ran); "
+            f"{len(ctx.not_run)} cells did not run, each with its reason in benchmarks.json"
+        )
     sections = DDP_SECTIONS if ctx.is_ddp else SECTIONS
     out = run_dir / "REPORT.md"
     atomic_write_text(out, "\n".join(line for section in sections for line in section(ctx)))
@@ -164,13 +237,20 @@ def index_line(run: Path) -> str:
         facts = json.loads((run / "benchmarks.json").read_text())["machine_info"].get("attnbench", {})
         machine = machine_description(facts)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        print(f"warning: {run / 'benchmarks.json'} cannot be read ({type(err).__name__}); the index lists it as "
-              "unreadable", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {run / 'benchmarks.json'} cannot be read ({type(err).__name__}); the index lists it as "
+            "unreadable",
+            file=sys.stderr,
+        )
         return f"- **{run.name}**: unreadable benchmarks.json ({type(err).__name__})"
-    report = next((f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md")
-                   if (run / name).is_file()), "no report yet")  # fmt: skip
-    return (f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
-            f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}")  # fmt: skip
+    report = next(
+        (f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md") if (run / name).is_file()),
+        "no report yet",
+    )
+    return (
+        f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
+        f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}"
+    )
 
 
 def write_index(results: Path) -> Path:

@@ -68,10 +68,16 @@ def machine_section(ctx: ReportContext) -> list[str]:
         ("grid profile", facts["grid_profile"]),
         ("interleaved passes per cell", facts.get("repeats", 1)),
         ("shards merged", ", ".join(facts.get("merged_shards", [])) or "none (one run)"),
-        ("shapes", "; ".join(f"{n}: b={s['batch']}, d={s['d_model']}, d_ff={s['d_ff']}"
-                              for n, s in facts["grid"]["shapes"].items() if n in set(cells["shape"].dropna()))),
+        (
+            "shapes",
+            "; ".join(
+                f"{n}: b={s['batch']}, d={s['d_model']}, d_ff={s['d_ff']}"
+                for n, s in facts["grid"]["shapes"].items()
+                if n in set(cells["shape"].dropna())
+            ),
+        ),
         ("FLOP formulas added to FlopCounterMode", ", ".join(facts["flop_formulas_added"])),
-    ]  # fmt: skip
+    ]
     plan = facts["grid"].get("plan")
     if plan:  # a data-parallel run: how its ranks were set up
         rows.append(("threads per rank", plan.get("threads_per_rank")))
@@ -88,23 +94,32 @@ def timing_section(ctx: ReportContext) -> list[str]:
         "cuda_graph": "CUDA-graph replay of the step, timed by CUDA events, L2 flushed before each replay",
         "cuda_events": "CUDA events around back-to-back calls, L2 flushed before each (not capturable as a graph)",
     }
-    lines = ["## How the times were taken", "",
-             "Every cell has two times: the host latency of one synchronised call (what a Python loop waits for) and "
-             "the device time (the device's own work). Medians, ratios, fits, MFU and figures use the device time.", ""]
+    lines = [
+        "## How the times were taken",
+        "",
+        "Every cell has two times: the host latency of one synchronised call (what a Python loop waits for) and "
+        "the device time (the device's own work). Medians, ratios, fits, MFU and figures use the device time.",
+        "",
+    ]
     lines += [f"- {count} cells: {explain.get(method, method)}." for method, count in methods.items()]
     bound = grid[grid["host_bound"].astype(bool)]
-    threshold = f'{grid["host_bound_threshold"].max():g}x'  # as the run recorded it
+    threshold = f"{grid['host_bound_threshold'].max():g}x"  # as the run recorded it
     if "cuda" not in set(grid["device"]):
         lines += ["", "No cell here can be host-bound: on the CPU the device's time and the host's are the same."]
     elif bound.empty:
         lines += ["", f"No cell is host-bound (host latency above {threshold} the device time)."]
     else:
         worst = bound.nlargest(5, "host_over_device")[["id", "group", "host_median_s", "median_s", "host_over_device"]]
-        lines += ["", f"{len(bound)} of {len(grid)} cells are host-bound: their host latency is more than {threshold} "
-                  "their device time, so Python dispatch and kernel launches, not the GPU, set what a user's loop "
-                  "sees. "
-                  "Comparing implementations by host latency there would compare their Python overheads; by device "
-                  "time it compares their kernels. The largest gaps:", "", md(worst, ".4g")]  # fmt: skip
+        lines += [
+            "",
+            f"{len(bound)} of {len(grid)} cells are host-bound: their host latency is more than {threshold} "
+            "their device time, so Python dispatch and kernel launches, not the GPU, set what a user's loop "
+            "sees. "
+            "Comparing implementations by host latency there would compare their Python overheads; by device "
+            "time it compares their kernels. The largest gaps:",
+            "",
+            md(worst, ".4g"),
+        ]
     return lines + [""]
 
 
@@ -116,16 +131,23 @@ def duration_line(facts: dict) -> list[str]:
     left = facts.get("cells_left_out_for_time", 0)
     within = f"; budget {budget:g} min, {left} cells left out to fit it" if budget else ""
     pace = " at this CPU's measured pace" if facts.get("pace_seconds_per_flop") else ""
-    return [f"The pytest part took {facts['elapsed_s'] / 60:.1f} min, against {facts['predicted_s'] / 60:.1f} min "
-            f"predicted by the cost model{pace}{within}.", ""]
+    return [
+        f"The pytest part took {facts['elapsed_s'] / 60:.1f} min, against {facts['predicted_s'] / 60:.1f} min "
+        f"predicted by the cost model{pace}{within}.",
+        "",
+    ]
 
 
 def coverage_section(ctx: ReportContext) -> list[str]:
     cells, not_run, facts = ctx.cells, ctx.not_run, ctx.facts
     grid = grid_cells(cells)
-    lines = ["## What ran, and what did not", "",
-             f"{len(cells)} cells ran. Lengths {sorted(grid['seq_len'].unique().tolist())}, heads "
-             f"{sorted(grid['heads'].unique().tolist())}, dtypes {sorted(grid['dtype'].unique().tolist())}.", ""]
+    lines = [
+        "## What ran, and what did not",
+        "",
+        f"{len(cells)} cells ran. Lengths {sorted(grid['seq_len'].unique().tolist())}, heads "
+        f"{sorted(grid['heads'].unique().tolist())}, dtypes {sorted(grid['dtype'].unique().tolist())}.",
+        "",
+    ]
     lines += duration_line(facts or {})
     if len(not_run):
         table = not_run.groupby(["outcome", "group", "reason"]).size().reset_index(name="cells")
@@ -138,22 +160,29 @@ def kernels_section(ctx: ReportContext) -> list[str]:
     grid = grid_cells(cells)
     keys = ["group", "impl", "pass", "dropout", "pos_encoding", "compile", "device"]
     table = grid.groupby(keys)["attention_kernel"].agg(lambda s: ", ".join(sorted(s.unique()))).reset_index()
-    lines = ["## Which kernels ran", "",
-             "Observed, not predicted: each label comes from the aten ops the profiler saw in one step of the cell "
-             "(flash, efficient, cudnn and math are SDPA's backends; naive is the explicit softmax; fused:OP is "
-             "torch's fused fast path, with what ran inside it).", "",
-             md(table.rename(columns={"attention_kernel": "attention kernel"}))]  # fmt: skip
+    lines = [
+        "## Which kernels ran",
+        "",
+        "Observed, not predicted: each label comes from the aten ops the profiler saw in one step of the cell "
+        "(flash, efficient, cudnn and math are SDPA's backends; naive is the explicit softmax; fused:OP is "
+        "torch's fused fast path, with what ran inside it).",
+        "",
+        md(table.rename(columns={"attention_kernel": "attention kernel"})),
+    ]
     gpu = grid[grid["attention_device_kernels"].map(bool)]
     if len(gpu):
         names = gpu.groupby(["impl", "pass", "dtype"])["attention_device_kernels"].agg(
-            lambda s: ", ".join(sorted({k[:60] for ks in s for k in ks[:2]})))  # fmt: skip
+            lambda s: ", ".join(sorted({k[:60] for ks in s for k in ks[:2]}))
+        )
         lines += ["", "GPU kernels the attention ops launched:", "", md(names.reset_index())]
     return lines + [""]
 
 
-AUTO_SOURCES = {"table": "the committed table (`results/kernel_table.json`), measured on a machine with this one's "
-                          "fingerprint", "cache": "this machine's cache, tuned on first use",
-                "fallback": "the fallback: nothing measured and no tuning, so SDPA's dispatcher chose"}  # fmt: skip
+AUTO_SOURCES = {
+    "table": "the committed table (`results/kernel_table.json`), measured on a machine with this one's fingerprint",
+    "cache": "this machine's cache, tuned on first use",
+    "fallback": "the fallback: nothing measured and no tuning, so SDPA's dispatcher chose",
+}
 
 
 def auto_choice_section(ctx: ReportContext) -> list[str]:
@@ -180,9 +209,15 @@ def memory_section(ctx: ReportContext) -> list[str]:
     ratios = errors.groupby(["device", "group", "impl", "pass"])["measured_over_predicted"]
     summary = ratios.agg(["median", "min", "max"])
     inside = ((errors["measured_over_predicted"] - 1).abs() <= tolerance).sum()
-    return ["## Memory: measured peak vs the analytic model", "",
-            f"Measured peak of one step over `model/cost.py`'s prediction (1.0 = exact): {inside} of {len(errors)} "
-            f"cells within ±{tolerance:.0%}.", "", md(summary.reset_index(), ".2f"), ""]  # fmt: skip
+    return [
+        "## Memory: measured peak vs the analytic model",
+        "",
+        f"Measured peak of one step over `model/cost.py`'s prediction (1.0 = exact): {inside} of {len(errors)} "
+        f"cells within ±{tolerance:.0%}.",
+        "",
+        md(summary.reset_index(), ".2f"),
+        "",
+    ]
 
 
 def flops_section(ctx: ReportContext) -> list[str]:
@@ -193,9 +228,13 @@ def flops_section(ctx: ReportContext) -> list[str]:
     with_added = int(data["flops_counted_with_added_formulas"].map(bool).sum())
     used = sorted({name for names in data["flops_counted_with_added_formulas"] for name in names})
     through = f" through a formula we registered ({', '.join(used)})" if used else ""
-    return ["## FLOPs: counted vs analytic", "",
-            f"FlopCounterMode's count equals the cost model's within 1% in {int((off <= 0.01).sum())} of {len(data)} "
-            f"cells (largest deviation {100 * off.max():.3f}%); {with_added} cells were counted{through}.", ""]
+    return [
+        "## FLOPs: counted vs analytic",
+        "",
+        f"FlopCounterMode's count equals the cost model's within 1% in {int((off <= 0.01).sum())} of {len(data)} "
+        f"cells (largest deviation {100 * off.max():.3f}%); {with_added} cells were counted{through}.",
+        "",
+    ]
 
 
 def mfu_section(ctx: ReportContext) -> list[str]:
@@ -210,30 +249,48 @@ def mfu_section(ctx: ReportContext) -> list[str]:
     ]
     mfu = grid_cells(cells).groupby(["group", "device", "shape", "dtype"])["mfu"].agg(["median", "max"]).reset_index()
     if "cuda" in set(peaks["device"]):
-        setting = (f"float32 was measured with TF32 {'allowed' if tf32 else 'off'} (matmul allow_tf32={tf32}, cuDNN "
-                   f"allow_tf32={numeric.get('cudnn_allow_tf32')}, float32 matmul precision "
-                   f"'{numeric.get('float32_matmul_precision')}'). The datasheet figure is the vendor's dense peak, "
-                   "not a measurement.")  # fmt: skip
+        setting = (
+            f"float32 was measured with TF32 {'allowed' if tf32 else 'off'} (matmul allow_tf32={tf32}, cuDNN "
+            f"allow_tf32={numeric.get('cudnn_allow_tf32')}, float32 matmul precision "
+            f"'{numeric.get('float32_matmul_precision')}'). The datasheet figure is the vendor's dense peak, "
+            "not a measurement."
+        )
     else:
-        setting = ("TF32 is a CUDA setting: this CPU's float32 matmuls are IEEE float32. No datasheet peak is kept "
-                   "for CPUs.")
-    return ["## Fraction of peak (MFU)", "",
-            f"Measured matmul peak of this session (the calibration cells, device time). {setting}", "",
-            md(peaks.drop(columns=["peak_flops_per_s"]), ".4g"), "",
-            "Analytic matmul FLOPs of a step over its device time, over that peak:", "", md(mfu, ".3f"), ""]
+        setting = (
+            "TF32 is a CUDA setting: this CPU's float32 matmuls are IEEE float32. No datasheet peak is kept for CPUs."
+        )
+    return [
+        "## Fraction of peak (MFU)",
+        "",
+        f"Measured matmul peak of this session (the calibration cells, device time). {setting}",
+        "",
+        md(peaks.drop(columns=["peak_flops_per_s"]), ".4g"),
+        "",
+        "Analytic matmul FLOPs of a step over its device time, over that peak:",
+        "",
+        md(mfu, ".3f"),
+        "",
+    ]
 
 
 def noise_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
     grid = grid_cells(cells)
     within = grid["iqr_s"] / grid["median_s"]
-    lines = ["## Noise", "",
-             f"Within a run, IQR / median of the pooled rounds: median {within.median():.3f}, 90th percentile "
-             f"{within.quantile(0.9):.3f}."]  # fmt: skip
+    lines = [
+        "## Noise",
+        "",
+        f"Within a run, IQR / median of the pooled rounds: median {within.median():.3f}, 90th percentile "
+        f"{within.quantile(0.9):.3f}.",
+    ]
     repeated = grid[grid["passes"] >= 2]
     if repeated.empty:
-        return lines + ["", "This run has one pass per cell, so its intervals (bootstrap over rounds) see only "
-                        "within-run noise; run with --passes 3 for intervals that include run-to-run noise.", ""]
+        return lines + [
+            "",
+            "This run has one pass per cell, so its intervals (bootstrap over rounds) see only "
+            "within-run noise; run with --passes 3 for intervals that include run-to-run noise.",
+            "",
+        ]
     cv = repeated["device_passes_s"].map(lambda p: float(np.std(pass_log_medians(p), ddof=1)))
     noisy = repeated.assign(between_pass_cv=cv).nlargest(5, "between_pass_cv")
     noisy = noisy[["id", "passes", "median_s", "between_pass_cv"]]
@@ -242,7 +299,11 @@ def noise_section(ctx: ReportContext) -> list[str]:
         f"(standard deviation of their logs, about a CV): median {cv.median():.3f}, 90th percentile "
         f"{cv.quantile(0.9):.3f}. "
         "Intervals in this report are t intervals over the passes, so they include that run-to-run noise. "
-        "Noisiest cells:", "", md(noisy, ".4g"), ""]  # fmt: skip
+        "Noisiest cells:",
+        "",
+        md(noisy, ".4g"),
+        "",
+    ]
 
 
 def do_bench_section(ctx: ReportContext) -> list[str]:
@@ -253,8 +314,13 @@ def do_bench_section(ctx: ReportContext) -> list[str]:
         return []
     rows = pd.read_json(path)
     inside = int(((rows["ratio"] - 1).abs() <= 0.05).sum())
-    return ["## Device time vs triton.testing.do_bench", "",
-            f"A sample of cells rebuilt and timed by do_bench (events over back-to-back calls, L2 flushed before each, "
-            "the median), of the eager step or, where the run replayed a CUDA graph, of the same graph's replay: "
-            f"{inside} of {len(rows)} agree within 5%.", "",
-            md(rows, ".4g"), ""]  # fmt: skip
+    return [
+        "## Device time vs triton.testing.do_bench",
+        "",
+        f"A sample of cells rebuilt and timed by do_bench (events over back-to-back calls, L2 flushed before each, "
+        "the median), of the eager step or, where the run replayed a CUDA graph, of the same graph's replay: "
+        f"{inside} of {len(rows)} agree within 5%.",
+        "",
+        md(rows, ".4g"),
+        "",
+    ]

@@ -54,8 +54,15 @@ def family_confidence(cells: int, confidence: float = CONFIDENCE) -> float:
 
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    res = stats.bootstrap(data, statistic, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
-                          method="percentile", vectorized=True, random_state=np.random.default_rng(0))  # fmt: skip
+    res = stats.bootstrap(
+        data,
+        statistic,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(0),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -80,8 +87,9 @@ def ratio_interval(new: list[list[float]], base: list[list[float]], confidence: 
         test = stats.ttest_ind(a, b, equal_var=False)
         ci = test.confidence_interval(confidence)
         se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))  # Welch's
-        return Interval(math.exp(a.mean() - b.mean()), math.exp(ci.low), math.exp(ci.high), "passes-t",
-                        float(test.pvalue), se)  # fmt: skip
+        return Interval(
+            math.exp(a.mean() - b.mean()), math.exp(ci.low), math.exp(ci.high), "passes-t", float(test.pvalue), se
+        )
     x, y = np.concatenate(new).astype(float), np.concatenate(base).astype(float)
     low, high = _bootstrap((x, y), lambda u, v, axis: np.median(u, axis=axis) / np.median(v, axis=axis), confidence)
     p = float(stats.mannwhitneyu(x, y).pvalue) if not np.array_equal(x, y) else 1.0
@@ -120,8 +128,11 @@ def with_run_noise(interval: Interval, run_sd: float, confidence: float = CONFID
     z = stats.norm.ppf(0.5 + confidence / 2)
     center = math.log(interval.estimate)
     # the interval's own standard error; a bootstrap has none, so read one off its width
-    within = interval.log_se if interval.log_se is not None else max(
-        math.log(interval.high) - center, center - math.log(interval.low)) / z  # fmt: skip
+    within = (
+        interval.log_se
+        if interval.log_se is not None
+        else max(math.log(interval.high) - center, center - math.log(interval.low)) / z
+    )
     se = math.sqrt(within**2 + 2 * run_sd**2)
     p = float(2 * stats.norm.sf(abs(center) / se))
     low, high = math.exp(center - z * se), math.exp(center + z * se)

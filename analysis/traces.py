@@ -38,16 +38,48 @@ if TYPE_CHECKING:
 logging.getLogger("pytorch_profiler").setLevel(logging.ERROR)
 
 # The components of a step: every op's own time goes to exactly one, so they add up to the step.
-CATEGORIES = ("attention_scores", "softmax", "feed_forward", "projection", "linear", "layernorm", "elementwise",
-              "other")  # fmt: skip
+CATEGORIES = (
+    "attention_scores",
+    "softmax",
+    "feed_forward",
+    "projection",
+    "linear",
+    "layernorm",
+    "elementwise",
+    "other",
+)
 GEMM_OPS = ("aten::addmm", "aten::mm", "aten::linear", "aten::matmul", "aten::_addmm_activation")
 NORM_OPS = ("aten::native_layer_norm", "aten::native_layer_norm_backward", "aten::layer_norm")
 # The feed-forward block is linear, activation, linear: its activation (on the (b, n, d_ff) hidden) is part of
 # it, not element-wise work of the layer; its backward follows it through the autograd link.
 ACTIVATION_OPS = ("aten::relu", "aten::relu_", "aten::gelu", "aten::gelu_", "aten::silu", "aten::threshold")
-ELEMENTWISE_WORDS = ("add", "mul", "div", "sub", "relu", "gelu", "threshold", "dropout", "bernoulli", "copy", "fill",
-                     "zero", "masked", "where", "neg", "exp", "sqrt", "clone", "contiguous", "to", "sum", "clamp",
-                     "cat", "stack", "native")  # fmt: skip
+ELEMENTWISE_WORDS = (
+    "add",
+    "mul",
+    "div",
+    "sub",
+    "relu",
+    "gelu",
+    "threshold",
+    "dropout",
+    "bernoulli",
+    "copy",
+    "fill",
+    "zero",
+    "masked",
+    "where",
+    "neg",
+    "exp",
+    "sqrt",
+    "clone",
+    "contiguous",
+    "to",
+    "sum",
+    "clamp",
+    "cat",
+    "stack",
+    "native",
+)
 BACKWARD_NODE = "autograd::engine::evaluate_function: "
 
 
@@ -88,17 +120,20 @@ def tb_profiler():
     try:
         from torch_tb_profiler.profiler import data, overall_parser
     except ImportError:
-        raise MissingDependency("traces not broken down: torch-tb-profiler is not installed "
-                                "(pip install torch-tb-profiler)") from None  # fmt: skip
+        raise MissingDependency(
+            "traces not broken down: torch-tb-profiler is not installed (pip install torch-tb-profiler)"
+        ) from None
     return data.RunProfileData, overall_parser.ProfileRole
 
 
 def parse(trace: dict) -> RunProfileData:
     """tb-profiler's view of a trace, each ProfilerStep counted once and each kernel tied to its op."""
     RunProfileData, _ = tb_profiler()
-    events = [{**e, "cat": "runtime"} if e.get("cat") in RUNTIME_CATEGORIES else e
-              for e in trace.get("traceEvents", [])
-              if not (e.get("cat") == "gpu_user_annotation" and str(e.get("name", "")).startswith("ProfilerStep#"))]
+    events = [
+        {**e, "cat": "runtime"} if e.get("cat") in RUNTIME_CATEGORIES else e
+        for e in trace.get("traceEvents", [])
+        if not (e.get("cat") == "gpu_user_annotation" and str(e.get("name", "")).startswith("ProfilerStep#"))
+    ]
     return RunProfileData.from_json("attnbench", None, {**trace, "traceEvents": events})
 
 
@@ -137,9 +172,11 @@ def op_categories(data: RunProfileData, trace: dict, shape: LayerShape) -> dict[
     hidden the feed-forward's; inside an autograd backward node
     the category of the forward op that node differentiates (linked by its Sequence number). Otherwise
     its name decides (attention, softmax, layer norm, element-wise, other)."""
-    sequence = {e["args"]["External id"]: e["args"]["Sequence number"] for e in trace.get("traceEvents", [])
-                if e.get("cat") == "cpu_op" and "Sequence number" in e.get("args", {})
-                and "External id" in e.get("args", {})}  # fmt: skip
+    sequence = {
+        e["args"]["External id"]: e["args"]["Sequence number"]
+        for e in trace.get("traceEvents", [])
+        if e.get("cat") == "cpu_op" and "Sequence number" in e.get("args", {}) and "External id" in e.get("args", {})
+    }
     categories: dict[int, str] = {}
     forward: dict[int, str] = {}  # sequence number -> category of the innermost forward op holding it
     pending = []  # ops inside backward nodes, resolved once every forward op is known
@@ -195,8 +232,9 @@ def trace_breakdown(path: Path, shape: LayerShape) -> tuple[pd.DataFrame, dict]:
             totals[categories[id(node)]] += node.self_device_duration if cuda else node.self_host_duration
     steps = max(1, len(data.steps_costs))
     total = sum(totals.values())
-    frame = pd.DataFrame([{"category": c, "self_s": t / steps / 1e6, "share": t / total if total else 0.0}
-                          for c, t in totals.items()])  # fmt: skip
+    frame = pd.DataFrame(
+        [{"category": c, "self_s": t / steps / 1e6, "share": t / total if total else 0.0} for c, t in totals.items()]
+    )
     costs = data.avg_costs.costs
     ProfileRole = tb_profiler()[1]
     facts = {

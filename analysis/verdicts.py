@@ -26,19 +26,55 @@ class Target:
 TARGETS = (
     Target("Training step at least as fast as torch's", "ours", ("train",), "time", 1.0),
     Target("Training step no more peak memory than torch's", "ours", ("train",), "memory", 1.0),
-    Target("Eval: ours (SDPA) at least as fast as torch's fast path from n=1024", "ours", ("eval",), "time", 1.0,
-           "seq_len >= 1024"),
-    Target("Eval: ours (SDPA) no more memory than torch's fast path from n=1024", "ours", ("eval",), "memory", 1.0,
-           "seq_len >= 1024"),
-    Target("CPU: ours (auto) ≥ 1.0x torch in eval, every length, float32 and bfloat16", "ours_auto", ("eval",), "time",
-           1.0, "device == 'cpu' and dtype in ['float32', 'bfloat16']"),
-    Target("CPU: ours (auto) ≥ 1.1x torch in the training step, every length, float32 and bfloat16", "ours_auto",
-           ("train",), "time", 1 / 1.1, "device == 'cpu' and dtype in ['float32', 'bfloat16'] and dropout == 0"),
-    Target("GPU, b=8 d=1024 bf16, n ≥ 2048: ours eval ≥ 1.0x torch's fast path", "ours", ("eval",), "time", 1.0,
-           "device == 'cuda' and shape == 'bert_large' and dtype == 'bfloat16' and seq_len >= 2048"),
-    Target("GPU, b=8 d=1024 bf16, n ≥ 2048: ours training ≥ 1.2x torch", "ours", ("train",), "time", 1 / 1.2,
-           "device == 'cuda' and shape == 'bert_large' and dtype == 'bfloat16' and seq_len >= 2048"),
-)  # fmt: skip
+    Target(
+        "Eval: ours (SDPA) at least as fast as torch's fast path from n=1024",
+        "ours",
+        ("eval",),
+        "time",
+        1.0,
+        "seq_len >= 1024",
+    ),
+    Target(
+        "Eval: ours (SDPA) no more memory than torch's fast path from n=1024",
+        "ours",
+        ("eval",),
+        "memory",
+        1.0,
+        "seq_len >= 1024",
+    ),
+    Target(
+        "CPU: ours (auto) ≥ 1.0x torch in eval, every length, float32 and bfloat16",
+        "ours_auto",
+        ("eval",),
+        "time",
+        1.0,
+        "device == 'cpu' and dtype in ['float32', 'bfloat16']",
+    ),
+    Target(
+        "CPU: ours (auto) ≥ 1.1x torch in the training step, every length, float32 and bfloat16",
+        "ours_auto",
+        ("train",),
+        "time",
+        1 / 1.1,
+        "device == 'cpu' and dtype in ['float32', 'bfloat16'] and dropout == 0",
+    ),
+    Target(
+        "GPU, b=8 d=1024 bf16, n ≥ 2048: ours eval ≥ 1.0x torch's fast path",
+        "ours",
+        ("eval",),
+        "time",
+        1.0,
+        "device == 'cuda' and shape == 'bert_large' and dtype == 'bfloat16' and seq_len >= 2048",
+    ),
+    Target(
+        "GPU, b=8 d=1024 bf16, n ≥ 2048: ours training ≥ 1.2x torch",
+        "ours",
+        ("train",),
+        "time",
+        1 / 1.2,
+        "device == 'cuda' and shape == 'bert_large' and dtype == 'bfloat16' and seq_len >= 2048",
+    ),
+)
 
 
 def is_baseline(cells: pd.DataFrame) -> pd.Series:
@@ -55,12 +91,28 @@ def pair_table(cells: pd.DataFrame, impl: str, passes: tuple[str, ...] = ("eval"
     rows = []
     for r in merged.to_dict("records"):
         interval = ratio_interval(r["device_passes_s_ours"], r["device_passes_s_torch"])
-        rows.append({**{k: r[k] for k in PAIR_KEYS}, "time_ratio": interval.estimate, "time_low": interval.low,
-                     "time_high": interval.high, "interval": interval.method,
-                     "memory_ratio": r["peak_mem_bytes_ours"] / r["peak_mem_bytes_torch"],
-                     "kernel_ours": r["attention_kernel_ours"], "kernel_torch": r["attention_kernel_torch"]})
-    columns = [*PAIR_KEYS, "time_ratio", "time_low", "time_high", "interval", "memory_ratio", "kernel_ours",
-               "kernel_torch"]  # fmt: skip
+        rows.append(
+            {
+                **{k: r[k] for k in PAIR_KEYS},
+                "time_ratio": interval.estimate,
+                "time_low": interval.low,
+                "time_high": interval.high,
+                "interval": interval.method,
+                "memory_ratio": r["peak_mem_bytes_ours"] / r["peak_mem_bytes_torch"],
+                "kernel_ours": r["attention_kernel_ours"],
+                "kernel_torch": r["attention_kernel_torch"],
+            }
+        )
+    columns = [
+        *PAIR_KEYS,
+        "time_ratio",
+        "time_low",
+        "time_high",
+        "interval",
+        "memory_ratio",
+        "kernel_ours",
+        "kernel_torch",
+    ]
     return pd.DataFrame(rows, columns=columns).sort_values(["device", "shape", "dtype", "pass", "dropout", "seq_len"])
 
 
@@ -71,8 +123,10 @@ def judge(pairs: pd.DataFrame, target: Target) -> pd.DataFrame:
         scope = scope.query(target.where)
     scope = scope.copy()
     if target.metric == "time":
-        scope["verdict"] = [verdict(Interval(r["time_ratio"], r["time_low"], r["time_high"], r["interval"]),
-                                    target.threshold) for r in scope.to_dict("records")]  # fmt: skip
+        scope["verdict"] = [
+            verdict(Interval(r["time_ratio"], r["time_low"], r["time_high"], r["interval"]), target.threshold)
+            for r in scope.to_dict("records")
+        ]
         scope["margin"] = target.threshold / scope["time_ratio"] - 1
     else:
         scope["verdict"] = ["met" if m <= target.threshold else "missed" for m in scope["memory_ratio"]]
@@ -94,8 +148,14 @@ def target_sentence(target: Target, judged: pd.DataFrame) -> str:
     where = f"n={int(worst['seq_len'])} {worst['dtype']}{dropout}"
     short = judged[judged["verdict"] != "met"]
     same = int((short["kernel_ours"] == short["kernel_torch"]).sum())
-    why = (f" In {same} of the {len(short)} cells short of it both ran the same attention kernel, so only the code "
-           "around the kernel (projections, reshapes, norms, dropout) differs there." if same else "")  # fmt: skip
-    return (f"- {target.label} (ours/torch {target.metric} {need}): {', '.join(parts)} of {len(judged)} cells. "
-            f"Tightest: {where}, ratio {ratio:.3f}{band}, margin {100 * worst['margin']:+.1f}% "
-            f"({worst['verdict']}; ours ran {worst['kernel_ours']}, torch ran {worst['kernel_torch']}).{why}")
+    why = (
+        f" In {same} of the {len(short)} cells short of it both ran the same attention kernel, so only the code "
+        "around the kernel (projections, reshapes, norms, dropout) differs there."
+        if same
+        else ""
+    )
+    return (
+        f"- {target.label} (ours/torch {target.metric} {need}): {', '.join(parts)} of {len(judged)} cells. "
+        f"Tightest: {where}, ratio {ratio:.3f}{band}, margin {100 * worst['margin']:+.1f}% "
+        f"({worst['verdict']}; ours ran {worst['kernel_ours']}, torch ran {worst['kernel_torch']}).{why}"
+    )

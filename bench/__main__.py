@@ -64,18 +64,34 @@ def measured_cells(path: Path) -> tuple[int, list[dict]]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    add_renamed(p.add_argument, "--profile", "--grid", default="default",
-                help="grid profile from bench/grids.toml (quick, default, full, cuda, check)")
-    add_renamed(p.add_argument, "--passes", "--repeats", type=int, default=None,
-                help="interleaved passes (default: the profile's)")
+    add_renamed(
+        p.add_argument,
+        "--profile",
+        "--grid",
+        default="default",
+        help="grid profile from bench/grids.toml (quick, default, full, cuda, check)",
+    )
+    add_renamed(
+        p.add_argument,
+        "--passes",
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved passes (default: the profile's)",
+    )
     p.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N cost-balanced shards")
     p.add_argument("--results", type=Path, default=Path("results"), help="parent folder of the run folder")
     p.add_argument("--name", default=None, help="run folder name (default: DEVICE-MACHINE[-shardKofN])")
-    p.add_argument("--replace", action="store_true",
-                   help="replace the run the folder holds, once this one completes (without it such a folder is "
-                        "refused)")  # fmt: skip
-    p.add_argument("--run-id", default=None, help="this run's id, which names its partial files (default: the "
-                                                 "start time and a random suffix)")  # fmt: skip
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the run the folder holds, once this one completes (without it such a folder is refused)",
+    )
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="this run's id, which names its partial files (default: the start time and a random suffix)",
+    )
     p.add_argument("--no-traces", action="store_true", help="skip the profiler traces")
     p.add_argument("--no-report", action="store_true", help="skip writing REPORT.md and figures")
     return p
@@ -94,12 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.run_id is not None and not RUN_ID.match(args.run_id):
-        print(f"error: --run-id {args.run_id!r} is not accepted; use letters, digits, '.', '_' and '-'",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: --run-id {args.run_id!r} is not accepted; use letters, digits, '.', '_' and '-'", file=sys.stderr
+        )
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
-        print(f"error: --device cuda, but torch {torch.__version__} sees no CUDA device here; run on a machine "
-              "with a GPU (and a CUDA build of torch), or use --device cpu", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: --device cuda, but torch {torch.__version__} sees no CUDA device here; run on a machine "
+            "with a GPU (and a CUDA build of torch), or use --device cpu",
+            file=sys.stderr,
+        )
         return 2
     if refused(run_dir, machine_facts()):
         return 2
@@ -130,8 +150,11 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
     """The grid into `run_dir`, whose lock this process holds; `mark`: a results folder this run made."""
     earlier = run_dir / "benchmarks.json"
     if earlier.exists() and not args.replace:
-        print(f"error: {run_dir} already holds a run ({describe_run(earlier)}); pass --replace to replace it once "
-              "this run completes, or --name NAME for a folder of its own", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {run_dir} already holds a run ({describe_run(earlier)}); pass --replace to replace it once "
+            "this run completes, or --name NAME for a folder of its own",
+            file=sys.stderr,
+        )
         return 2
     run_id = args.run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     for stale in run_dir.glob(".partial-*"):  # a run that died without a word (SIGKILL): this lock is ours now
@@ -139,8 +162,16 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
     staging = run_dir / f".partial-{run_id}"
     staging.mkdir()
     partial_json, partial_traces = staging / "benchmarks.json", staging / "traces"
-    command = [str(BENCH_DIR), f"--profile={args.profile}", f"--device={args.device}",
-               f"--benchmark-json={partial_json}", "-p", "no:cacheprovider", "-rsf", *pytest_args]  # fmt: skip
+    command = [
+        str(BENCH_DIR),
+        f"--profile={args.profile}",
+        f"--device={args.device}",
+        f"--benchmark-json={partial_json}",
+        "-p",
+        "no:cacheprovider",
+        "-rsf",
+        *pytest_args,
+    ]
     command += [f"--passes={args.passes}"] if args.passes is not None else []
     command += [f"--shard={args.shard}"] if args.shard else []
     if not args.no_traces:
@@ -159,15 +190,20 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
         return interrupted(run_dir, staging, run_id)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
         shutil.rmtree(staging, ignore_errors=True)
-        print(f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",
+            file=sys.stderr,
+        )
         return int(code) or 1
     measured, not_run = measured_cells(partial_json)
     if measured == 0 and earlier.exists():  # an empty run never replaces a measured one
         kept = run_dir / f"nothing-measured-{run_id}"
         os.replace(staging, kept)
-        print(f"attnbench: no cell was measured ({len(not_run)} skipped or failed; reasons in {kept}/benchmarks.json);"
-              f" the earlier run in {run_dir} is kept", file=sys.stderr)  # fmt: skip
+        print(
+            f"attnbench: no cell was measured ({len(not_run)} skipped or failed; reasons in {kept}/benchmarks.json);"
+            f" the earlier run in {run_dir} is kept",
+            file=sys.stderr,
+        )
         return 1
     os.replace(partial_json, earlier)
     shutil.rmtree(run_dir / "traces", ignore_errors=True)
@@ -176,8 +212,11 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
     shutil.rmtree(staging, ignore_errors=True)
     if measured == 0:
         reasons = sorted({o["reason"] for o in not_run})
-        print(f"attnbench: no cell was measured: {len(not_run)} cells skipped or failed, every reason in {earlier} "
-              f"(e.g. {reasons[0] if reasons else 'none'})", file=sys.stderr)  # fmt: skip
+        print(
+            f"attnbench: no cell was measured: {len(not_run)} cells skipped or failed, every reason in {earlier} "
+            f"(e.g. {reasons[0] if reasons else 'none'})",
+            file=sys.stderr,
+        )
         return 1
     if code == pytest.ExitCode.TESTS_FAILED:
         print("attnbench: some cells failed (see above); they are listed in benchmarks.json", file=sys.stderr)
@@ -197,8 +236,9 @@ def interrupted(run_dir: Path, staging: Path, run_id: str) -> int:
     else:
         shutil.rmtree(staging, ignore_errors=True)
         where = "no cell had finished"
-    print(f"attnbench: run {run_id} stopped ({how}); {where}; earlier results in {run_dir} are untouched",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"attnbench: run {run_id} stopped ({how}); {where}; earlier results in {run_dir} are untouched", file=sys.stderr
+    )
     return signals.exit_code(2)
 
 

@@ -85,8 +85,18 @@ def pass_options(checkout: Path, profile: str) -> list[str]:
 
 def run_pass(checkout: Path, out: Path, profile: str, pytest_args: list[str], timeout_s: float) -> dict:
     """One pass of the grid by the code in `checkout`, in its own process; its pytest-benchmark JSON."""
-    command = [sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider",
-               *pass_options(checkout, profile), f"--benchmark-json={out}", *pytest_args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *pass_options(checkout, profile),
+        f"--benchmark-json={out}",
+        *pytest_args,
+    ]
     env = {**os.environ, "PYTHONPATH": str(checkout)}  # that side's packages, not the installed ones
     try:
         result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -120,8 +130,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="folder under RESULTS (default: ab-MACHINE)")
     p.add_argument("--fail-on", default=None, metavar="METRIC:PCT,...", help="as analysis compare's")
     p.add_argument("--pass-timeout-s", type=float, default=1800.0)
-    p.add_argument("--replace", action="store_true",
-                   help="replace an earlier A/B in the folder once this one completes")
+    p.add_argument(
+        "--replace", action="store_true", help="replace an earlier A/B in the folder once this one completes"
+    )
     return p
 
 
@@ -156,8 +167,10 @@ def check_options(args: argparse.Namespace, out_dir: Path) -> Path | None:
     if (reason := other_machine(out_dir, machine_facts())) is not None:
         raise ABError(reason)
     if (out_dir / "base" / "benchmarks.json").exists() and not args.replace:
-        raise ABError(f"{out_dir} already holds an A/B; pass --replace to replace it once this one completes, or "
-                      "--name NAME for a folder of its own")  # fmt: skip
+        raise ABError(
+            f"{out_dir} already holds an A/B; pass --replace to replace it once this one completes, or "
+            "--name NAME for a folder of its own"
+        )
     try:
         return writable_folder(out_dir, "--results/--name")
     except OutputError as err:
@@ -178,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         created = check_options(args, out_dir)
         ab = {"id": uuid.uuid4().hex, "pairs": args.pairs, "profile": args.profile, **revisions}
         with folder_lock(out_dir, "A/B"), signals.interrupts_as_keyboard_interrupt():
-            with tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp, \
-                    worktrees(repo, revisions, Path(tmp)) as dirs:  # fmt: skip
+            with (
+                tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp,
+                worktrees(repo, revisions, Path(tmp)) as dirs,
+            ):
                 for n, (index, side) in enumerate(plan(args.pairs), 1):
                     print(f"[{n}/{2 * args.pairs}] pass {index + 1} of {side} ({revisions[side][:10]})", flush=True)
                     out = Path(tmp) / f"{side}-{index}.json"

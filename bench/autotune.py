@@ -81,8 +81,12 @@ def time_kernels(device: str, dtype: str, n: int, train: bool, dropout: float, p
 
 
 def measure(device: str, dtypes: list[str], lengths: list[int], passes: int, budget_s: float) -> list[dict]:
-    plan = [(dtype, n, train, dropout) for dtype in dtypes for n in lengths
-            for train, dropout in ((False, 0.0), (True, 0.0), (True, 0.1))]  # fmt: skip
+    plan = [
+        (dtype, n, train, dropout)
+        for dtype in dtypes
+        for n in lengths
+        for train, dropout in ((False, 0.0), (True, 0.0), (True, 0.1))
+    ]
     rows = []
     for dtype, n, train, dropout in tqdm(plan, desc="autotune"):
         times = time_kernels(device, dtype, n, train, dropout, passes, budget_s)
@@ -123,11 +127,27 @@ def main(argv: list[str] | None = None) -> int:
     table = read_table(args.table)
     here = tuning_facts(facts["cpu_flags"], facts["cpu_count"], facts["gpu_name"], facts["torch_version"])
     # an older entry of a machine like this one (under another slug, say) is superseded, not kept beside it
-    table["machines"] = {slug: entry for slug, entry in table["machines"].items()
-                         if not entry_applies(entry.get("facts", {}), here, args.device)}  # fmt: skip
+    table["machines"] = {
+        slug: entry
+        for slug, entry in table["machines"].items()
+        if not entry_applies(entry.get("facts", {}), here, args.device)
+    }
     table["machines"][machine_slug(args.device)] = {
-        "facts": {k: facts[k] for k in ("cpu_vendor", "cpu_model", "cpu_family", "cpu_model_number", "cpu_flags",
-                                        "cpu_count", "torch_threads", "gpu_name", "torch_version", "git_commit")},
+        "facts": {
+            k: facts[k]
+            for k in (
+                "cpu_vendor",
+                "cpu_model",
+                "cpu_family",
+                "cpu_model_number",
+                "cpu_flags",
+                "cpu_count",
+                "torch_threads",
+                "gpu_name",
+                "torch_version",
+                "git_commit",
+            )
+        },
         "measured": "python -m bench.autotune " + " ".join(argv if argv is not None else sys.argv[1:]),
         "choices": rows,
     }

@@ -16,8 +16,10 @@ def record_samples(benchmark, samples_s: list[float], timer: str) -> None:
     """Put externally measured seconds into the fixture's stats, as pedantic would have."""
     missing = missing_private_api(benchmark)
     if missing:
-        raise RuntimeError(f"pytest-benchmark {_version()} lacks {', '.join(missing)}: attnbench's adapter "
-                           "(bench/benchmark_adapter.py) needs updating for it")  # fmt: skip
+        raise RuntimeError(
+            f"pytest-benchmark {_version()} lacks {', '.join(missing)}: attnbench's adapter "
+            "(bench/benchmark_adapter.py) needs updating for it"
+        )
     benchmark._mode = "attnbench.record_samples"  # what pedantic sets: the fixture counts as used
     stats = benchmark._make_stats(1)
     stats.options["timer"] = timer
@@ -41,7 +43,8 @@ def empty_json(config, path, not_run: list[dict]) -> None:
     hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
     commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
     hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-    output = hook.pytest_benchmark_generate_json(config=config, benchmarks=[], include_data=True,
-                                                 machine_info=machine_info, commit_info=commit_info)  # fmt: skip
+    output = hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=[], include_data=True, machine_info=machine_info, commit_info=commit_info
+    )
     hook.pytest_benchmark_update_json(config=config, benchmarks=[], output_json=output)
     path.write_text(json.dumps(output, indent=1, default=str))

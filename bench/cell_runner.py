@@ -51,23 +51,35 @@ def _facts(cell: Cell, workload: Workload, sync) -> dict:
     """The deterministic part of a cell: numerical check, FLOPs, kernels that ran, peak memory."""
     error = workload.check()
     if not error <= TOLERANCE[cell.dtype]:  # also catches NaN
-        raise ImplementationError(f"numerical check failed at {cell.id}: {cell.impl} is off from the float32 "
-                                  f"reference by relative error {error:.3g} (allowed {TOLERANCE[cell.dtype]:g})")
+        raise ImplementationError(
+            f"numerical check failed at {cell.id}: {cell.impl} is off from the float32 "
+            f"reference by relative error {error:.3g} (allowed {TOLERANCE[cell.dtype]:g})"
+        )
     counted, added = count_flops(workload.eager_step)
     seen = observe(workload.step, cell.device)
     if seen.device_kernel_count == 0:  # seen after CUDA-graph captures on some CUDA/CUPTI versions
-        raise ImplementationError(f"the profiler saw no GPU kernel in a step of {cell.id}: its observed kernels "
-                                  "and traces would be wrong, so it is not measured")  # fmt: skip
+        raise ImplementationError(
+            f"the profiler saw no GPU kernel in a step of {cell.id}: its observed kernels "
+            "and traces would be wrong, so it is not measured"
+        )
     memory = seen.cpu_peak_bytes
     if memory is None:  # on CUDA the caching allocator counts exactly
         memory = cuda_peak_bytes(workload.step, torch.device(cell.device))
     sync()
-    return {"check_relative_error": error, "check_tolerance": TOLERANCE[cell.dtype], "check_passed": True,
-            "flops_counted": counted, "flops_counted_with_added_formulas": added,
-            "flops_analytic": workload.flops(seen.attention_kernel), "attention_kernel": seen.attention_kernel,
-            "attention_ops": seen.attention_ops, "attention_device_kernels": seen.device_kernels,
-            "peak_mem_bytes": memory, "attention_family": attention_family(seen.attention_kernel),
-            "predicted_mem_bytes": workload.predicted_bytes(attention_family(seen.attention_kernel))}  # fmt: skip
+    return {
+        "check_relative_error": error,
+        "check_tolerance": TOLERANCE[cell.dtype],
+        "check_passed": True,
+        "flops_counted": counted,
+        "flops_counted_with_added_formulas": added,
+        "flops_analytic": workload.flops(seen.attention_kernel),
+        "attention_kernel": seen.attention_kernel,
+        "attention_ops": seen.attention_ops,
+        "attention_device_kernels": seen.device_kernels,
+        "peak_mem_bytes": memory,
+        "attention_family": attention_family(seen.attention_kernel),
+        "predicted_mem_bytes": workload.predicted_bytes(attention_family(seen.attention_kernel)),
+    }
 
 
 def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
@@ -91,11 +103,14 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
     except Exception as err:  # noqa: BLE001 - a compile failure is this cell's outcome, the grid goes on
         raise ImplementationError(f"compile failed ({cell.compile}) at {cell.id}: {_one_line(err)}") from None
     breaks = counters["graph_break"]
-    return {"first_call_s": first_call_s, "graph_breaks": sum(breaks.values()),
-            "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]],
-            # inductor serves a graph it compiled before (this run or an earlier one) from its on-disk
-            # cache: then the first call measures loading it, not compiling it
-            "inductor_cache_hits": counters["inductor"]["fxgraph_cache_hit"]}  # fmt: skip
+    return {
+        "first_call_s": first_call_s,
+        "graph_breaks": sum(breaks.values()),
+        "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]],
+        # inductor serves a graph it compiled before (this run or an earlier one) from its on-disk
+        # cache: then the first call measures loading it, not compiling it
+        "inductor_cache_hits": counters["inductor"]["fxgraph_cache_hit"],
+    }
 
 
 def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) -> tuple[dict, dict]:
@@ -112,8 +127,12 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
         start = time.perf_counter()
         step = capture_cuda_graph(workload.step, torch.device(device)).replay
         capture_s = time.perf_counter() - start
-        compiled = {"first_call_s": time_once(step, sync), "graph_breaks": 0, "graph_break_reasons": [],
-                    "inductor_cache_hits": 0}  # fmt: skip
+        compiled = {
+            "first_call_s": time_once(step, sync),
+            "graph_breaks": 0,
+            "graph_break_reasons": [],
+            "inductor_cache_hits": 0,
+        }
     rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
     references = None
     if t.common_mode and device == "cpu":  # the machine's own drift, round by round, for a paired comparison
@@ -124,18 +143,29 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
     if is_user(cell.impl):  # checked again after its timed calls: a module that changes once checked is caught
         error = workload.check()
         if not error <= TOLERANCE[cell.dtype]:
-            raise ImplementationError(f"{cell.impl}'s output changed after its check at {cell.id}: after the timed "
-                                      f"calls it is off from the float32 reference by relative error {error:.3g} "
-                                      f"(allowed {TOLERANCE[cell.dtype]:g}), so its times are not counted")  # fmt: skip
+            raise ImplementationError(
+                f"{cell.impl}'s output changed after its check at {cell.id}: after the timed "
+                f"calls it is off from the float32 reference by relative error {error:.3g} "
+                f"(allowed {TOLERANCE[cell.dtype]:g}), so its times are not counted"
+            )
     if trace_dir is not None:
         capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
     host_median, device_median = statistics.median(host), statistics.median(dev.samples_s)
     first_call_s = compiled.pop("first_call_s", None)
     compile_s = capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None)
-    timing = dict(device_samples_s=dev.samples_s, host_samples_s=host, host_median_s=host_median,
-                  device_median_s=device_median, device_time_method=dev.method, device_time_note=dev.note,
-                  rounds=rounds, first_call_s=first_call_s, compile_s=compile_s, common_mode_samples_s=references,
-                  **compiled)  # fmt: skip
+    timing = dict(
+        device_samples_s=dev.samples_s,
+        host_samples_s=host,
+        host_median_s=host_median,
+        device_median_s=device_median,
+        device_time_method=dev.method,
+        device_time_note=dev.note,
+        rounds=rounds,
+        first_call_s=first_call_s,
+        compile_s=compile_s,
+        common_mode_samples_s=references,
+        **compiled,
+    )
     return facts, {"timing": timing, "tokens": workload.tokens}
 
 
@@ -150,8 +180,9 @@ class Ended:
         pytest.skip(self.reason) if self.outcome == "skipped" else pytest.fail(self.reason, pytrace=False)
 
 
-def _measure_guarded(cell: Cell, grid: Grid, earlier: dict | None, trace_dir: Path | None,
-                     time_limit_s: float | None) -> tuple[Ended | None, tuple[dict, dict] | None]:
+def _measure_guarded(
+    cell: Cell, grid: Grid, earlier: dict | None, trace_dir: Path | None, time_limit_s: float | None
+) -> tuple[Ended | None, tuple[dict, dict] | None]:
     """measure(), with how the cell ended where it did not measure: its own error, out of memory, a user
     cell past its time limit or trying to stop the process."""
     user = is_user(cell.impl)
@@ -161,9 +192,12 @@ def _measure_guarded(cell: Cell, grid: Grid, earlier: dict | None, trace_dir: Pa
     except ImplementationError as err:
         return Ended("failed", str(err)), None
     except CellTimeLimit:
-        return Ended("failed", f"{cell.impl} ran past its time limit of {time_limit_s:g} s for one pass at "
-                               f"{cell.id} ({LIMIT_FACTOR:g}x the cost model's prediction, at least "
-                               f"{LIMIT_FLOOR_S:g} s, unless --cell-time-limit-s SECONDS sets it; 0: none)"), None
+        return Ended(
+            "failed",
+            f"{cell.impl} ran past its time limit of {time_limit_s:g} s for one pass at "
+            f"{cell.id} ({LIMIT_FACTOR:g}x the cost model's prediction, at least "
+            f"{LIMIT_FLOOR_S:g} s, unless --cell-time-limit-s SECONDS sets it; 0: none)",
+        ), None
     except Exception as err:
         if is_out_of_memory(err):
             if cell.device.startswith("cuda"):
@@ -174,13 +208,23 @@ def _measure_guarded(cell: Cell, grid: Grid, earlier: dict | None, trace_dir: Pa
         raise
     except (SystemExit, KeyboardInterrupt) as err:
         if user and stop_is_users(err):  # the module's own attempt to stop the process, not the user's Ctrl-C
-            return Ended("failed", f"{cell.impl} raised {type(err).__name__}({err}) at {cell.id}: user code may "
-                                   "not stop the run, so its cell fails and the grid goes on"), None  # fmt: skip
+            return Ended(
+                "failed",
+                f"{cell.impl} raised {type(err).__name__}({err}) at {cell.id}: user code may "
+                "not stop the run, so its cell fails and the grid goes on",
+            ), None
         raise
 
 
-def run_cell(benchmark, cell: Cell, grid: Grid, pass_index: int = 0, trace_dir: Path | None = None,
-             first_pass: dict[str, dict | Ended] | None = None, time_limit_s: float | None = None) -> None:  # fmt: skip
+def run_cell(
+    benchmark,
+    cell: Cell,
+    grid: Grid,
+    pass_index: int = 0,
+    trace_dir: Path | None = None,
+    first_pass: dict[str, dict | Ended] | None = None,
+    time_limit_s: float | None = None,
+) -> None:
     """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
     pass found: its facts, or how it Ended (failed or skipped, with the reason). A user cell's pass stops at
     `time_limit_s`. torch's process-wide settings are restored after the cell; a change fails it."""
@@ -197,8 +241,11 @@ def run_cell(benchmark, cell: Cell, grid: Grid, pass_index: int = 0, trace_dir: 
         changed = restore(saved)  # before anything else runs, whatever happened
     if changed:
         who = f"{cell.impl}" + (" (a user implementation)" if is_user(cell.impl) else "")
-        ended = Ended("failed", f"{who} changed torch's process-wide settings at {cell.id} ({'; '.join(changed)}); "
-                                "they were restored, and the cell is not counted")  # fmt: skip
+        ended = Ended(
+            "failed",
+            f"{who} changed torch's process-wide settings at {cell.id} ({'; '.join(changed)}); "
+            "they were restored, and the cell is not counted",
+        )
     if ended is not None:
         first_pass[cell.id] = ended
         ended.again()
@@ -213,12 +260,24 @@ def run_cell(benchmark, cell: Cell, grid: Grid, pass_index: int = 0, trace_dir: 
     peak = peak_matmul_flops(cell.device, cell.dtype)
     entry = builtin(cell.group, cell.impl)
     derived = derive(flops, timing.device_median_s, timing.host_median_s, peak, result["tokens"])
-    benchmark.extra_info.update(as_record(
-        {**cell.params(), "repeats": grid.passes, "id": cell.id,
-         "trace_name": cell.trace_name if trace_dir is not None else None,
-         "batch": shape.batch, "d_model": shape.d_model, "d_ff": shape.d_ff,
-         # from the registry, so analysis never parses names for them
-         "user": is_user(cell.impl), "baseline": bool(entry and entry.baseline),
-         "reference": entry.reference if entry else "torch",  # the layer it was checked against
-         **facts, "peak_flops_per_s": peak},
-        timing, derived))  # fmt: skip
+    benchmark.extra_info.update(
+        as_record(
+            {
+                **cell.params(),
+                "repeats": grid.passes,
+                "id": cell.id,
+                "trace_name": cell.trace_name if trace_dir is not None else None,
+                "batch": shape.batch,
+                "d_model": shape.d_model,
+                "d_ff": shape.d_ff,
+                # from the registry, so analysis never parses names for them
+                "user": is_user(cell.impl),
+                "baseline": bool(entry and entry.baseline),
+                "reference": entry.reference if entry else "torch",  # the layer it was checked against
+                **facts,
+                "peak_flops_per_s": peak,
+            },
+            timing,
+            derived,
+        )
+    )

@@ -49,29 +49,66 @@ DEFAULT_PROFILE_MATCH = r"^layer:(cpu-float32|cuda-bfloat16)-small-.*-h4-(ours|t
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("attnbench")
-    add_renamed(g.addoption, "--profile", "--grid", default="default",
-                help="grid profile from bench/grids.toml (quick, default, full, cuda)")
+    add_renamed(
+        g.addoption,
+        "--profile",
+        "--grid",
+        default="default",
+        help="grid profile from bench/grids.toml (quick, default, full, cuda)",
+    )
     g.addoption("--device", default="all", help="run only this device's cells: cpu, cuda or all")
     g.addoption("--set", action="append", default=[], metavar="[GROUP.]AXIS=V1,V2", help="override a grid axis")
-    add_renamed(g.addoption, "--passes", "--repeats", type=int, default=None,
-                help="interleaved passes over the grid (default: the profile's, 3 for default and cuda)")
+    add_renamed(
+        g.addoption,
+        "--passes",
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved passes over the grid (default: the profile's, 3 for default and cuda)",
+    )
     g.addoption("--shard", default=None, metavar="K/N", help="run the K-th of N cost-balanced shards of the grid")
-    g.addoption("--mem-budget-gb", type=float, default=None,
-                help="skip cells predicted to need more (default: 80%% of available memory)")  # fmt: skip
+    g.addoption(
+        "--mem-budget-gb",
+        type=float,
+        default=None,
+        help="skip cells predicted to need more (default: 80%% of available memory)",
+    )
     g.addoption("--allow-slow-fp16", action="store_true", help="run float16 on a CPU without fast fp16 kernels")
-    add_renamed(g.addoption, "--trace-dir", "--profile-dir", type=Path, default=None,
-                help="write torch.profiler traces of selected cells here")
-    add_renamed(g.addoption, "--trace-match", "--profile-match", default=DEFAULT_PROFILE_MATCH,
-                help="regex over GROUP:CELL_ID of cells to trace")
-    g.addoption("--common-mode", action="store_true",
-                help="time a fixed reference matmul after every round (CPU), so a paired comparison can divide "
-                     "the machine's drift out (python -m bench ab sets it)")  # fmt: skip
-    g.addoption("--time-budget-min", type=float, default=None,
-                help="leave out the costliest lengths per device and dtype until the run's cells are predicted to "
-                     "fit this many minutes (default: the profile's time_budget_min; 0: no budget)")  # fmt: skip
-    g.addoption("--cell-time-limit-s", type=float, default=None,
-                help="stop a pass of a user implementation's cell after this many seconds and fail the cell "
-                     "(default: 10x the cost model's prediction, at least 20 s; 0: no limit)")  # fmt: skip
+    add_renamed(
+        g.addoption,
+        "--trace-dir",
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="write torch.profiler traces of selected cells here",
+    )
+    add_renamed(
+        g.addoption,
+        "--trace-match",
+        "--profile-match",
+        default=DEFAULT_PROFILE_MATCH,
+        help="regex over GROUP:CELL_ID of cells to trace",
+    )
+    g.addoption(
+        "--common-mode",
+        action="store_true",
+        help="time a fixed reference matmul after every round (CPU), so a paired comparison can divide "
+        "the machine's drift out (python -m bench ab sets it)",
+    )
+    g.addoption(
+        "--time-budget-min",
+        type=float,
+        default=None,
+        help="leave out the costliest lengths per device and dtype until the run's cells are predicted to "
+        "fit this many minutes (default: the profile's time_budget_min; 0: no budget)",
+    )
+    g.addoption(
+        "--cell-time-limit-s",
+        type=float,
+        default=None,
+        help="stop a pass of a user implementation's cell after this many seconds and fail the cell "
+        "(default: 10x the cost model's prediction, at least 20 s; 0: no limit)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,8 +130,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         re.compile(pattern)
     except re.error as err:
-        raise pytest.UsageError(f"--trace-match {pattern!r} is not a regular expression ({err}); give a Python "
-                                "regex over GROUP:CELL_ID, e.g. 'layer:.*-train-'") from None  # fmt: skip
+        raise pytest.UsageError(
+            f"--trace-match {pattern!r} is not a regular expression ({err}); give a Python "
+            "regex over GROUP:CELL_ID, e.g. 'layer:.*-train-'"
+        ) from None
     try:
         grid = load_grid(config.getoption("profile"), config.getoption("set"), config.getoption("passes"))
         if config.getoption("common_mode"):
@@ -115,8 +154,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def selected_cells(config: pytest.Config, run: RunState) -> list[Cell]:
     """The cells of this device and shard."""
     device, shard = config.getoption("device"), run.shard
-    return [c for c in run.grid.cells() if (device == "all" or c.device == device)
-            and not (shard and not in_shard(c, run.owner, shard[0]))]  # fmt: skip
+    return [
+        c
+        for c in run.grid.cells()
+        if (device == "all" or c.device == device) and not (shard and not in_shard(c, run.owner, shard[0]))
+    ]
 
 
 def skip_or_leave_out(config: pytest.Config, run: RunState, cell: Cell) -> str | None:
@@ -129,8 +171,15 @@ def plan_run(config: pytest.Config, run: RunState) -> None:
     """This CPU's pace, and the cells left out to fit the time budget."""
     flags = run.machine["cpu_flags"]
     runnable = [c for c in selected_cells(config, run) if not skip_or_leave_out(config, run, c)]
-    probe = sorted({c.dtype for c in runnable if c.device == "cpu" and c.group != "calibration"
-                    and (c.dtype != "float16" or fast_fp16(flags) or config.getoption("allow_slow_fp16"))})  # fmt: skip
+    probe = sorted(
+        {
+            c.dtype
+            for c in runnable
+            if c.device == "cpu"
+            and c.group != "calibration"
+            and (c.dtype != "float16" or fast_fp16(flags) or config.getoption("allow_slow_fp16"))
+        }
+    )
     run.pace = measure_pace(probe) if probe else None
     minutes = config.getoption("time_budget_min")
     minutes = run.grid.time_budget_min if minutes is None else minutes
@@ -191,9 +240,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cells = {item.callspec.params["cell"].trace_name for item in items if item.nodeid in predicted}
     left, budget = len(run.left_out), run.time_budget_min
     note = f"; {left} cells left out to fit the {budget:g}-minute budget (reasons with the skips)" if left else ""
-    line = (f"attnbench: {len(cells)} cells x {grid.passes} passes, about "
-            f"{sum(predicted.values()) / 60:.1f} min by the cost model"
-            + (" at this CPU's measured pace" if pace else "") + note)  # fmt: skip
+    line = (
+        f"attnbench: {len(cells)} cells x {grid.passes} passes, about "
+        f"{sum(predicted.values()) / 60:.1f} min by the cost model"
+        + (" at this CPU's measured pace" if pace else "")
+        + note
+    )
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(line)
@@ -223,8 +275,16 @@ class NotRunRecorder:
             crash = getattr(report.longrepr, "reprcrash", None)
             reason = (crash.message if crash else str(report.longrepr)).removeprefix("Failed: ")
         outcome = "skipped" if report.skipped else "failed"
-        self.outcomes.append({"name": report.nodeid, "id": cell.id, "params": cell.params(), "outcome": outcome,
-                              "reason": reason, "pass_index": pass_index})  # fmt: skip
+        self.outcomes.append(
+            {
+                "name": report.nodeid,
+                "id": cell.id,
+                "params": cell.params(),
+                "outcome": outcome,
+                "reason": reason,
+                "pass_index": pass_index,
+            }
+        )
 
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
         # Cells that did not run stay in the results with their reason: nothing is silently dropped. A cell that
@@ -280,8 +340,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "flop_formulas_added": list(ADDED_FORMULAS),
         # what the run was predicted to take at this CPU's measured pace, and what it took
-        "pace_seconds_per_flop": {f"{d}/{k}/{'train' if t else 'eval'}": v
-                                  for (d, k, t), v in (pace.seconds_per_flop.items() if pace else [])},
+        "pace_seconds_per_flop": {
+            f"{d}/{k}/{'train' if t else 'eval'}": v for (d, k, t), v in (pace.seconds_per_flop.items() if pace else [])
+        },
         "time_budget_min": run.time_budget_min,
         "cells_left_out_for_time": len(run.left_out),
         "predicted_s": run.predicted_s,

@@ -45,9 +45,15 @@ def inject_fault(rank: int) -> None:
 
 def build(config: dict, device: torch.device) -> Encoder:
     torch.manual_seed(0)  # the same weights on every rank, and in the single-process reference
-    encoder = EncoderConfig(d_model=config["d_model"], n_heads=config["heads"], d_ff=config["d_ff"],
-                            n_layers=config["layers"], max_len=config["seq_len"], vocab_size=config["vocab"],
-                            output_size=config["vocab"])  # fmt: skip
+    encoder = EncoderConfig(
+        d_model=config["d_model"],
+        n_heads=config["heads"],
+        d_ff=config["d_ff"],
+        n_layers=config["layers"],
+        max_len=config["seq_len"],
+        vocab_size=config["vocab"],
+        output_size=config["vocab"],
+    )
     return with_table(Encoder(encoder)).to(device)
 
 
@@ -119,9 +125,12 @@ def time_steps(config: dict, device: torch.device, local: int, trace_dir: Path, 
         sync()
         samples.append(time.perf_counter() - start)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=2, repeat=1),
-                 on_trace_ready=tensorboard_trace_handler(str(trace_dir), worker_name=f"rank{rank}", use_gzip=True),
-                 record_shapes=True) as prof:  # fmt: skip
+    with profile(
+        activities=activities,
+        schedule=schedule(wait=0, warmup=1, active=2, repeat=1),
+        on_trace_ready=tensorboard_trace_handler(str(trace_dir), worker_name=f"rank{rank}", use_gzip=True),
+        record_shapes=True,
+    ) as prof:
         for _ in range(3):
             dist.barrier()
             step()

@@ -31,6 +31,7 @@ def sample(entries: list[dict], size: int) -> list[dict]:
     for extra in entries:
         if extra["group"] in ("attention", "layer", "train_step") and extra["compile"] == "eager":
             first.setdefault(extra["id"], extra)
+
     def rank(e: dict) -> tuple:
         return (e["shape"] != "bert_large", bool(e.get("host_bound")), -e["seq_len"])
 
@@ -67,14 +68,32 @@ def main(argv: list[str] | None = None) -> int:
         by_id.setdefault(bench["extra_info"]["id"], []).extend(bench["extra_info"]["device_samples_s"])
     rows = []
     for extra in sample([b["extra_info"] for b in data["benchmarks"]], args.sample):
-        fields = ("group", "device", "dtype", "shape", "seq_len", "heads", "impl", "pass", "dropout", "pos_encoding",
-                  "compile")  # fmt: skip
+        fields = (
+            "group",
+            "device",
+            "dtype",
+            "shape",
+            "seq_len",
+            "heads",
+            "impl",
+            "pass",
+            "dropout",
+            "pos_encoding",
+            "compile",
+        )
         cell = Cell(**{"pass_" if f == "pass" else f: extra[f] for f in fields})  # by name, not position
         workload = WORKLOADS[cell.group](cell, grid.shapes[cell.shape], cell.device, getattr(torch, cell.dtype))
         theirs = do_bench_seconds(workload.step, extra["device_time_method"])
         ours = statistics.median(by_id[cell.id])
-        rows.append({"id": cell.id, "method": extra["device_time_method"], "attnbench_s": ours, "do_bench_s": theirs,
-                     "ratio": ours / theirs})  # fmt: skip
+        rows.append(
+            {
+                "id": cell.id,
+                "method": extra["device_time_method"],
+                "attnbench_s": ours,
+                "do_bench_s": theirs,
+                "ratio": ours / theirs,
+            }
+        )
         print(f"{cell.id}: attnbench {ours * 1e3:.4f} ms, do_bench {theirs * 1e3:.4f} ms, ratio {ours / theirs:.3f}")
     atomic_write_text(args.run_dir / "do_bench.json", json.dumps(rows, indent=1))
     return 0

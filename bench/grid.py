@@ -62,9 +62,14 @@ class Grid:
     def describe(self) -> dict[str, Any]:
         """What the results JSON records of the grid."""
         # "repeats": the key every committed run has for the passes
-        return {"profile": self.profile, "repeats": self.passes, "timing": asdict(self.timing),
-                "time_budget_min": self.time_budget_min,
-                "shapes": {name: asdict(s) for name, s in self.shapes.items()}, "blocks": self.blocks}  # fmt: skip
+        return {
+            "profile": self.profile,
+            "repeats": self.passes,
+            "timing": asdict(self.timing),
+            "time_budget_min": self.time_budget_min,
+            "shapes": {name: asdict(s) for name, s in self.shapes.items()},
+            "blocks": self.blocks,
+        }
 
 
 def block_cells(block: dict[str, Any]) -> list[Cell]:
@@ -77,8 +82,21 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
         v = dict(zip(names, values))
         if v["pass"] in ("eval", "forward") and v["dropout"] != 0.0:
             continue  # inference ignores dropout: that cell would repeat the dropout-0 one
-        cells.append(Cell(group, v["device"], v["dtype"], v["shape"], v["seq_len"], v["heads"], v["impl"],
-                          v["pass"], v["dropout"], v["pos_encoding"], v["compile"]))  # fmt: skip
+        cells.append(
+            Cell(
+                group,
+                v["device"],
+                v["dtype"],
+                v["shape"],
+                v["seq_len"],
+                v["heads"],
+                v["impl"],
+                v["pass"],
+                v["dropout"],
+                v["pos_encoding"],
+                v["compile"],
+            )
+        )
     return cells
 
 
@@ -136,8 +154,10 @@ def _apply_override(blocks: list[dict[str, Any]], item: str) -> None:
     group, _, axis = key.rpartition(".")
     known = SHARED_AXES + BLOCK_AXES
     if not sep or axis not in known or (group and group not in GROUPS) or not text:
-        raise GridError(f"override {item!r} is malformed; write AXIS=V1,V2 or GROUP.AXIS=V1,V2 with AXIS one of "
-                        f"{', '.join(known)} and GROUP one of {', '.join(GROUPS)}")  # fmt: skip
+        raise GridError(
+            f"override {item!r} is malformed; write AXIS=V1,V2 or GROUP.AXIS=V1,V2 with AXIS one of "
+            f"{', '.join(known)} and GROUP one of {', '.join(GROUPS)}"
+        )
     values = [_parse_value(axis, v.strip()) for v in text.split(",")]
     for block in blocks:
         fixed = FIXED.get(block["group"], {})

@@ -42,8 +42,10 @@ def _bert_classes() -> tuple[type, type[nn.Module]]:
     wanted = ("hidden_states", "attention_mask")
     got = list(inspect.signature(BertLayer.forward).parameters)[1:3]
     if got != list(wanted):
-        raise HFUnavailable(f"transformers {transformers.__version__}: BertLayer.forward takes {got}, "
-                            f"not {list(wanted)}; this attnbench supports the 4.x/5.x signature")  # fmt: skip
+        raise HFUnavailable(
+            f"transformers {transformers.__version__}: BertLayer.forward takes {got}, "
+            f"not {list(wanted)}; this attnbench supports the 4.x/5.x signature"
+        )
     return BertConfig, BertLayer
 
 
@@ -53,9 +55,16 @@ class HFBertLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, attn_implementation: str) -> None:
         super().__init__()
         bert_config, bert_layer = _bert_classes()
-        config = bert_config(hidden_size=d_model, num_attention_heads=n_heads, intermediate_size=d_ff,
-                            hidden_act="gelu", layer_norm_eps=1e-12, hidden_dropout_prob=dropout,
-                            attention_probs_dropout_prob=dropout, attn_implementation=attn_implementation)  # fmt: skip
+        config = bert_config(
+            hidden_size=d_model,
+            num_attention_heads=n_heads,
+            intermediate_size=d_ff,
+            hidden_act="gelu",
+            layer_norm_eps=1e-12,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            attn_implementation=attn_implementation,
+        )
         self.layer = bert_layer(config)
         self.attn_implementation = attn_implementation
 
@@ -70,8 +79,8 @@ class HFBertLayer(nn.Module):
         d = ours["self_attn.in_proj.weight"].shape[1]
         with torch.no_grad():
             for i, name in enumerate(("query", "key", "value")):
-                theirs[f"attention.self.{name}.weight"].copy_(ours["self_attn.in_proj.weight"][i * d:(i + 1) * d])
-                theirs[f"attention.self.{name}.bias"].copy_(ours["self_attn.in_proj.bias"][i * d:(i + 1) * d])
+                theirs[f"attention.self.{name}.weight"].copy_(ours["self_attn.in_proj.weight"][i * d : (i + 1) * d])
+                theirs[f"attention.self.{name}.bias"].copy_(ours["self_attn.in_proj.bias"][i * d : (i + 1) * d])
             for ours_prefix, their_prefix in BERT_PARAMETER_NAMES.items():
                 for leaf in ("weight", "bias"):
                     theirs[f"{their_prefix}.{leaf}"].copy_(ours[f"{ours_prefix}.{leaf}"])

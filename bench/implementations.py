@@ -183,9 +183,17 @@ def _bert_layer(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
 def _hf_bert(mode: str, expected: Callable[[Cell], str]) -> Implementation:
     """Hugging Face's BertLayer in one attention mode, loaded through its load_reference like any module."""
     name = f"hf_bert_{mode}"
-    return Implementation(name, "layer", hf_bert(mode, ImplementationError), load_by_hook_or_names(name, "ours"),
-                          "hf", reference="bert", expected_family=expected, requires="transformers",
-                          title=f"transformers' BertLayer ({mode})")  # fmt: skip
+    return Implementation(
+        name,
+        "layer",
+        hf_bert(mode, ImplementationError),
+        load_by_hook_or_names(name, "ours"),
+        "hf",
+        reference="bert",
+        expected_family=expected,
+        requires="transformers",
+        title=f"transformers' BertLayer ({mode})",
+    )
 
 
 REGISTRY = (
@@ -197,8 +205,9 @@ REGISTRY = (
     Implementation("ours", "layer", _layer("sdpa"), _load_same_names, "ours", "sdpa"),
     Implementation("ours_naive", "layer", _layer("naive"), _load_same_names, "ours", "naive"),
     Implementation("ours_auto", "layer", _layer("auto"), _load_same_names, "ours", "auto"),
-    Implementation("torch", "layer", _torch_layer, _load_torch_layer, "torch", baseline=True,
-                   title="nn.TransformerEncoderLayer"),
+    Implementation(
+        "torch", "layer", _torch_layer, _load_torch_layer, "torch", baseline=True, title="nn.TransformerEncoderLayer"
+    ),
     # BERT's layer: ours configured as BERT beside Hugging Face's, each checked against ours-as-BERT in float32
     Implementation("ours_bert", "layer", _bert_layer("sdpa"), _load_same_names, "ours", "sdpa", reference="bert"),
     _hf_bert("eager", lambda cell: "materialised"),
@@ -256,8 +265,9 @@ def _user(path: str, group: str) -> Implementation:
             raise ImplementationError(f"{path}{args} returned {type(module).__name__}, not an nn.Module")
         return module
 
-    return Implementation(path, group, build, load_by_hook_or_names(path, reference_type), "none", user=True,
-                          title=f"user {group} {path}")  # fmt: skip
+    return Implementation(
+        path, group, build, load_by_hook_or_names(path, reference_type), "none", user=True, title=f"user {group} {path}"
+    )
 
 
 def resolve(group: str, name: str) -> Implementation:

@@ -33,8 +33,11 @@ def _backend_flag(module: object, attr: str) -> Setting:
 
 def _sdp(kind: str) -> Setting:
     cuda = torch.backends.cuda
-    return Setting(f"torch.backends.cuda.{kind}_sdp_enabled()", getattr(cuda, f"{kind}_sdp_enabled"),
-                   getattr(cuda, f"enable_{kind}_sdp"))  # fmt: skip
+    return Setting(
+        f"torch.backends.cuda.{kind}_sdp_enabled()",
+        getattr(cuda, f"{kind}_sdp_enabled"),
+        getattr(cuda, f"enable_{kind}_sdp"),
+    )
 
 
 # torch's process-wide settings a module may change and every later cell would inherit
@@ -43,22 +46,29 @@ SETTINGS = (
     Setting("torch.get_default_dtype()", torch.get_default_dtype, torch.set_default_dtype),
     Setting("torch.get_default_device()", torch.get_default_device, torch.set_default_device),
     Setting("torch.is_grad_enabled()", torch.is_grad_enabled, torch.set_grad_enabled),
-    Setting("torch.get_float32_matmul_precision()", torch.get_float32_matmul_precision,
-            torch.set_float32_matmul_precision),
-    Setting("torch.are_deterministic_algorithms_enabled()",
-            lambda: (torch.are_deterministic_algorithms_enabled(),
-                     torch.is_deterministic_algorithms_warn_only_enabled()),
-            lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1])),
+    Setting(
+        "torch.get_float32_matmul_precision()", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision
+    ),
+    Setting(
+        "torch.are_deterministic_algorithms_enabled()",
+        lambda: (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
+        lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1]),
+    ),
     Setting("torch.is_anomaly_enabled()", torch.is_anomaly_enabled, torch.set_anomaly_enabled),
     _backend_flag(torch.backends.cudnn, "enabled"),
     _backend_flag(torch.backends.cudnn, "benchmark"),
     _backend_flag(torch.backends.cudnn, "deterministic"),
     _backend_flag(torch.backends.cudnn, "allow_tf32"),
     _backend_flag(torch.backends.mkldnn, "enabled"),
-    Setting("torch.backends.cuda.matmul.allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32,
-            lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v)),
-    _sdp("flash"), _sdp("mem_efficient"), _sdp("math"),
-)  # fmt: skip
+    Setting(
+        "torch.backends.cuda.matmul.allow_tf32",
+        lambda: torch.backends.cuda.matmul.allow_tf32,
+        lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+    ),
+    _sdp("flash"),
+    _sdp("mem_efficient"),
+    _sdp("math"),
+)
 
 
 def snapshot() -> dict[str, object]:

@@ -42,16 +42,22 @@ def slower_revision(repo: Path, fraction: float) -> str:
     """A commit on no branch: HEAD with the example doing `fraction` extra work (the known slowdown)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "slower"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=repo, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=repo, check=True, capture_output=True
+        )
         try:
             source = (tree / EXTRA).read_text()
             (tree / EXTRA).write_text(source.replace("EXTRA_FRACTION = 0.0", f"EXTRA_FRACTION = {fraction}"))
             identity = ["-c", "user.name=attnbench noise floor", "-c", "user.email=noise@attnbench.invalid"]
-            subprocess.run(["git", *identity, "commit", "-qam", f"noise floor: {fraction:.1%} extra attention work"],
-                           cwd=tree, check=True, capture_output=True)  # fmt: skip
-            return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, check=True, capture_output=True,
-                                  text=True).stdout.strip()  # fmt: skip
+            subprocess.run(
+                ["git", *identity, "commit", "-qam", f"noise floor: {fraction:.1%} extra attention work"],
+                cwd=tree,
+                check=True,
+                capture_output=True,
+            )
+            return subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=tree, check=True, capture_output=True, text=True
+            ).stdout.strip()
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, capture_output=True)
 
@@ -67,10 +73,33 @@ def paired(args: argparse.Namespace) -> int:
     atomic_write_text(folder / "experiment.json", json.dumps(experiment))
     for name, new in (("aa", "HEAD"), ("ab-extra", slower)):
         print(f"attnbench noise floor (paired): {name}, HEAD against {new}", flush=True)
-        command = [sys.executable, "-m", "bench", "ab", "--base", "HEAD", "--new", new, "--profile", args.profile,
-                   "--pairs", str(args.pairs), "--results", str(folder), "--name", name, "--fail-on", "time:5%",
-                   "--replace",
-                   "--set", PAIRED_IMPLS, "--set", "seq_len=128,256,512", "-k", "attention or calibration"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "bench",
+            "ab",
+            "--base",
+            "HEAD",
+            "--new",
+            new,
+            "--profile",
+            args.profile,
+            "--pairs",
+            str(args.pairs),
+            "--results",
+            str(folder),
+            "--name",
+            name,
+            "--fail-on",
+            "time:5%",
+            "--replace",
+            "--set",
+            PAIRED_IMPLS,
+            "--set",
+            "seq_len=128,256,512",
+            "-k",
+            "attention or calibration",
+        ]
         if subprocess.run(command).returncode == 2:
             print(f"error: {name} failed; see above", file=sys.stderr)
             return 1
@@ -92,8 +121,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, env in RUNS:
         print(f"attnbench noise floor: run {name} {env or ''}", flush=True)
-        command = [sys.executable, "-m", "bench", "--profile", args.profile, "--passes", str(args.passes), "--results",
-                   str(folder), "--name", name, "--no-traces", "--no-report", "--replace", "-q"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "bench",
+            "--profile",
+            args.profile,
+            "--passes",
+            str(args.passes),
+            "--results",
+            str(folder),
+            "--name",
+            name,
+            "--no-traces",
+            "--no-report",
+            "--replace",
+            "-q",
+        ]
         # the experiment remeasures its own runs: each replaces its earlier self only once it completes
         if subprocess.run(command, env={**os.environ, **env}).returncode != 0:
             print(f"error: run {name} failed; see above", file=sys.stderr)

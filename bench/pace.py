@@ -63,9 +63,11 @@ def _probes(dtype: torch.dtype, train: bool) -> dict[str, tuple[Callable[[], Non
 
         return step
 
-    return {"linear": (run(lambda: linear(x)), 2 * b * n * d * 4 * d),
-            "explicit": (run(explicit), 4 * b * n * n * d),
-            "fused": (run(lambda: F.scaled_dot_product_attention(q, k, v)), 4 * b * n * n * d)}  # fmt: skip
+    return {
+        "linear": (run(lambda: linear(x)), 2 * b * n * d * 4 * d),
+        "explicit": (run(explicit), 4 * b * n * n * d),
+        "fused": (run(lambda: F.scaled_dot_product_attention(q, k, v)), 4 * b * n * n * d),
+    }
 
 
 def measure_pace(dtypes: list[str], budget_s: float = PROBE_BUDGET_S) -> Pace:

@@ -25,8 +25,10 @@ class Progress:
         elapsed = now - self.start
         pace = elapsed / self.done_s if self.done_s > 0 else 1.0  # actual over predicted, so far
         left = (self.total_s - self.done_s) * pace
-        return (f"attnbench: {self.done}/{len(self.predicted_s)} items, {tqdm.format_interval(elapsed)} elapsed, "
-                f"about {tqdm.format_interval(left)} left ({pace:.2f}x the cost model's pace)")  # fmt: skip
+        return (
+            f"attnbench: {self.done}/{len(self.predicted_s)} items, {tqdm.format_interval(elapsed)} elapsed, "
+            f"about {tqdm.format_interval(left)} left ({pace:.2f}x the cost model's pace)"
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str) -> None:

@@ -26,8 +26,10 @@ def other_machine(folder: Path, here: dict) -> str | None:
     for path, facts in recorded_machines(folder):
         differences = identity_differences(facts, here)
         if differences:
-            return (f"{folder} holds a run of another machine ({path.name}: {'; '.join(differences)}); "
-                    "this machine's results go in a folder of their own: pass --name NAME, or --results DIR")
+            return (
+                f"{folder} holds a run of another machine ({path.name}: {'; '.join(differences)}); "
+                "this machine's results go in a folder of their own: pass --name NAME, or --results DIR"
+            )
     return None
 
 

@@ -16,8 +16,10 @@ from model.kernels import CANDIDATES, EXPLICIT_SOFTMAX
 SHARD = re.compile(r"^(\d+)/(\d+)$")
 # Rough sustained FLOP/s (the 2-core AMD EPYC's default run: MFU ~0.75 of 0.22 TFLOP/s in float32, ~0.4 of
 # 0.88 in bfloat16; an H100 at a third of its peak), to rank cells by cost: the balance needs ratios.
-NOMINAL_FLOPS = {"cpu": {"float32": 1.7e11, "bfloat16": 3.5e11, "float16": 5e9},
-                 "cuda": {"float32": 3e13, "bfloat16": 3e14, "float16": 3e14}}  # fmt: skip
+NOMINAL_FLOPS = {
+    "cpu": {"float32": 1.7e11, "bfloat16": 3.5e11, "float16": 5e9},
+    "cuda": {"float32": 3e13, "bfloat16": 3e14, "float16": 3e14},
+}
 MIN_STEP_S = {"cpu": 2e-4, "cuda": 1e-4}  # launch and dispatch overhead of a step
 # torch.compile of a layer on a 2-core CPU, averaged over a run's compiled cells: the first in a process loads
 # the toolchain, later ones reuse it (measured with AVX2 forced on the AVX-512 EPYC: 22.7, 6.4, 6.9, 7.1 s)

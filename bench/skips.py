@@ -62,8 +62,10 @@ def skip_reason(
         return "no cuda: torch sees no CUDA device on this machine"
     flags = cpu_model_and_flags()[1] if cpu_flags is None else cpu_flags
     if cell.device == "cpu" and cell.dtype == "float16" and not allow_slow_fp16 and not fast_fp16(flags):
-        return ("unsupported: float16 has no fast kernel on this CPU (no avx512_fp16/amx_fp16; about 1-3 GFLOP/s); "
-                "pass --allow-slow-fp16 to run it")  # fmt: skip
+        return (
+            "unsupported: float16 has no fast kernel on this CPU (no avx512_fp16/amx_fp16; about 1-3 GFLOP/s); "
+            "pass --allow-slow-fp16 to run it"
+        )
     reason = unsupported(cell)
     if reason:
         return reason

@@ -16,9 +16,25 @@ def test_calibration(benchmark, cell, grid, pass_index):
     host, dev, method = matmul_seconds(cell.device, cell.dtype, rounds=5)
     record_samples(benchmark, dev, method)
     size = calibration_size(cell.device, cell.dtype)
-    timing = PassTiming(repeat=pass_index, device_samples_s=dev, host_samples_s=host, device_time_method=method,
-                        device_median_s=statistics.median(dev), host_median_s=statistics.median(host))
-    benchmark.extra_info.update(as_record(
-        {**cell.params(), "repeats": grid.passes, "id": cell.id, "flops_analytic": 2 * size**3, "matmul_size": size,
-         "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype)},
-        timing, {"flops_per_s": 2 * size**3 / timing.device_median_s}))  # fmt: skip
+    timing = PassTiming(
+        repeat=pass_index,
+        device_samples_s=dev,
+        host_samples_s=host,
+        device_time_method=method,
+        device_median_s=statistics.median(dev),
+        host_median_s=statistics.median(host),
+    )
+    benchmark.extra_info.update(
+        as_record(
+            {
+                **cell.params(),
+                "repeats": grid.passes,
+                "id": cell.id,
+                "flops_analytic": 2 * size**3,
+                "matmul_size": size,
+                "peak_flops_per_s": peak_matmul_flops(cell.device, cell.dtype),
+            },
+            timing,
+            {"flops_per_s": 2 * size**3 / timing.device_median_s},
+        )
+    )

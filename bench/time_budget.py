@@ -41,8 +41,10 @@ def leave_out(
         dropped = [c for c in remaining if (c.device, c.dtype, c.seq_len) == (device, dtype, n)]
         seconds = sum(cost[c.trace_name] for c in dropped)
         note = emulation_note(dtype, cpu_flags) if device == "cpu" else ""
-        reason = (f"left out to fit the {budget_s / 60:g}-minute budget: the {device} {dtype} cells at n={n} are "
-                  f"predicted to take {seconds:.0f} s here{note}; --time-budget-min 0 runs them")  # fmt: skip
+        reason = (
+            f"left out to fit the {budget_s / 60:g}-minute budget: the {device} {dtype} cells at n={n} are "
+            f"predicted to take {seconds:.0f} s here{note}; --time-budget-min 0 runs them"
+        )
         for c in dropped:
             left[c.trace_name] = reason
         remaining = [c for c in remaining if c.trace_name not in left]

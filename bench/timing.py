@@ -74,8 +74,9 @@ def reference_workload() -> Callable[[], object]:
     return lambda: torch.mm(a, b)
 
 
-def host_latency_with_reference(step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int,
-                                reference: Callable[[], object]) -> tuple[list[float], list[float]]:  # fmt: skip
+def host_latency_with_reference(
+    step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int, reference: Callable[[], object]
+) -> tuple[list[float], list[float]]:
     """host_latency, each round followed by one timed call of `reference`: (step samples, reference samples)."""
     for _ in range(warmup):
         time_once(step, sync)

@@ -66,11 +66,13 @@ def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) ->
         attention = cost.attention_training_bytes if train else cost.attention_inference_bytes
         return attention(m, family) + wrapper
     if cell.group == "layer":
-        return extra + (cost.layer_training_bytes(m, family, cell.dropout > 0) if train
-                        else cost.layer_inference_bytes(m, family))  # fmt: skip
+        return extra + (
+            cost.layer_training_bytes(m, family, cell.dropout > 0) if train else cost.layer_inference_bytes(m, family)
+        )
     params = shape.model_layers * cost.layer_parameter_count(d, shape.d_ff) + 2 * shape.model_vocab * d
-    return shape.model_layers * extra + cost.train_step_bytes(m, family, cell.dropout > 0, shape.model_layers,
-                                                              shape.model_vocab, params)  # fmt: skip
+    return shape.model_layers * extra + cost.train_step_bytes(
+        m, family, cell.dropout > 0, shape.model_layers, shape.model_vocab, params
+    )
 
 
 def set_dropout(module: nn.Module, p: float) -> nn.Module:
@@ -120,8 +122,9 @@ def _inference(module: Callable, x: torch.Tensor) -> Callable[[], object]:
     return step
 
 
-def _checker(impl: Implementation, module: nn.Module, reference: nn.Module, x: torch.Tensor, train: bool,
-             dropout: float) -> Callable[[], float]:  # fmt: skip
+def _checker(
+    impl: Implementation, module: nn.Module, reference: nn.Module, x: torch.Tensor, train: bool, dropout: float
+) -> Callable[[], float]:
     """Relative error of the module as timed vs the float32 reference on the same input, dropout off;
     with train, of the input gradient too (the larger of the two errors)."""
 
@@ -131,8 +134,10 @@ def _checker(impl: Implementation, module: nn.Module, reference: nn.Module, x: t
         with torch.set_grad_enabled(train):
             outs = [mine(xs[0]), reference(xs[1])]
         if outs[0].shape != outs[1].shape:
-            raise ImplementationError(f"{impl.name} returned shape {tuple(outs[0].shape)} for input "
-                                      f"{tuple(x.shape)}; it must map (batch, seq, d_model) to the same shape")
+            raise ImplementationError(
+                f"{impl.name} returned shape {tuple(outs[0].shape)} for input "
+                f"{tuple(x.shape)}; it must map (batch, seq, d_model) to the same shape"
+            )
         errors = [relative_error(outs[0], outs[1])]
         if train:
             g = torch.randn(outs[1].shape, generator=torch.Generator().manual_seed(0)).to(outs[1].device)
@@ -149,8 +154,16 @@ def compiled(module: nn.Module, mode: str) -> nn.Module:
     return torch.compile(module) if mode == "inductor" else module
 
 
-def _module_workload(cell: Cell, impl: Implementation, module: nn.Module, reference: nn.Module, shape: Shape,
-                     device: str, dtype: torch.dtype, forward_flops: Callable[[str], int]) -> Workload:  # fmt: skip
+def _module_workload(
+    cell: Cell,
+    impl: Implementation,
+    module: nn.Module,
+    reference: nn.Module,
+    shape: Shape,
+    device: str,
+    dtype: torch.dtype,
+    forward_flops: Callable[[str], int],
+) -> Workload:
     """Shared by attention and layer cells: a module mapping (b, n, d) to the same shape."""
     b, n, d = shape.batch, cell.seq_len, shape.d_model
     train = cell.pass_ == "train"
@@ -172,8 +185,14 @@ def _module_workload(cell: Cell, impl: Implementation, module: nn.Module, refere
     def memory(family: str) -> int | None:  # a user implementation's memory is its own: no model for it
         return None if impl.user else predicted_peak_bytes(cell, shape, family)
 
-    return Workload(make_step(timed), make_step(module), _checker(impl, timed, reference, x, train, cell.dropout),
-                    flops, memory, b * n)  # fmt: skip
+    return Workload(
+        make_step(timed),
+        make_step(module),
+        _checker(impl, timed, reference, x, train, cell.dropout),
+        flops,
+        memory,
+        b * n,
+    )
 
 
 def attention_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
@@ -221,9 +240,18 @@ def make_optimizer(model: nn.Module, device: str) -> torch.optim.Optimizer:
 def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
     b, n, d, f, V = shape.batch, cell.seq_len, shape.d_model, shape.d_ff, shape.model_vocab
     kernel = resolve("train_step", cell.impl).kernel
-    config = EncoderConfig(d_model=d, n_heads=cell.heads, d_ff=f, n_layers=shape.model_layers, attention=kernel,
-                           max_len=n, vocab_size=V, output_size=V, pos_encoding=cell.pos_encoding,
-                           dropout=cell.dropout)  # fmt: skip
+    config = EncoderConfig(
+        d_model=d,
+        n_heads=cell.heads,
+        d_ff=f,
+        n_layers=shape.model_layers,
+        attention=kernel,
+        max_len=n,
+        vocab_size=V,
+        output_size=V,
+        pos_encoding=cell.pos_encoding,
+        dropout=cell.dropout,
+    )
     torch.manual_seed(0)
     model = with_table(Encoder(config)).to(device, dtype)
     reference = Encoder(EncoderConfig(**{**config.to_dict(), "attention": "naive", "dropout": 0.0})).to(device)
@@ -252,8 +280,14 @@ def train_step_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtyp
         backward = cost.model_backward_flops(b, n, d, f, shape.model_layers, None, V, recomputes_scores(label)).total
         return forward + backward
 
-    return Workload(make_step(timed), make_step(model), check, flops,
-                    lambda family: predicted_peak_bytes(cell, shape, family), b * n)  # fmt: skip
+    return Workload(
+        make_step(timed),
+        make_step(model),
+        check,
+        flops,
+        lambda family: predicted_peak_bytes(cell, shape, family),
+        b * n,
+    )
 
 
 WORKLOADS = {"attention": attention_workload, "layer": layer_workload, "train_step": train_step_workload}

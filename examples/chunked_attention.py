@@ -33,8 +33,12 @@ class ChunkedAttention(MultiHeadAttention):
         weights = F.dropout(scores.softmax(dim=-1), p=self.dropout if self.training else 0.0)
         return weights @ v  # (B, nh, chunk, hs)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
-                positional: PositionalEncoding = NO_POSITIONS) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        positional: PositionalEncoding = NO_POSITIONS,
+    ) -> torch.Tensor:
         B, n, d = x.shape
         q, k, v = self.in_proj(x).view(B, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = positional.rotate(q, k)

@@ -21,8 +21,10 @@ class QKVAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = (proj(x).view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2)
-                   for proj in (self.query, self.key, self.value))  # fmt: skip
+        q, k, v = (
+            proj(x).view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2)
+            for proj in (self.query, self.key, self.value)
+        )
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.output(y.transpose(1, 2).reshape(b, n, d))
 

@@ -41,22 +41,32 @@ class Corpus:
 
     def facts(self) -> dict[str, object]:
         """What every result records of the text it was trained on."""
-        return {"corpus": CORPUS_FILE.name, "corpus_sha256": self.sha256, "corpus_bytes": self.size_bytes,
-                "train_chars": len(self.train), "validation_chars": len(self.validation), "vocab": len(self.vocab)}
+        return {
+            "corpus": CORPUS_FILE.name,
+            "corpus_sha256": self.sha256,
+            "corpus_bytes": self.size_bytes,
+            "train_chars": len(self.train),
+            "validation_chars": len(self.validation),
+            "vocab": len(self.vocab),
+        }
 
 
 def load_corpus(path: Path = CORPUS_FILE, sha256: str = CORPUS_SHA256) -> Corpus:
     if not path.is_file():
-        raise CorpusError(f"{path}: the corpus is missing (it ships with attnbench; scripts/build_corpus.py "
-                          "rebuilds it with CPython 3.11)")  # fmt: skip
+        raise CorpusError(
+            f"{path}: the corpus is missing (it ships with attnbench; scripts/build_corpus.py "
+            "rebuilds it with CPython 3.11)"
+        )
     try:
         data = path.read_bytes()
     except OSError as err:
         raise CorpusError(f"{path}: the corpus cannot be read ({err.strerror or type(err).__name__})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise CorpusError(f"{path}: SHA-256 {digest[:16]}... differs from the pinned {sha256[:16]}...; refusing to "
-                          "train on different text")  # fmt: skip
+        raise CorpusError(
+            f"{path}: SHA-256 {digest[:16]}... differs from the pinned {sha256[:16]}...; refusing to "
+            "train on different text"
+        )
     text = data.decode("ascii")
     starts = [m.start() for m in MODULE_HEADER.finditer(text)] + [len(text)]
     modules = [text[a:b] for a, b in zip(starts, starts[1:])]

@@ -32,8 +32,18 @@ from infra.machine import machine_facts
 
 ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "none")
 FACTORS = (1, 2, 4, 8)
-BASE = TrainConfig(task="text", seq_len=64, steps=2000, batch_size=32, lr=3e-3, warmup_steps=100, d_model=64,
-                   n_heads=4, d_ff=256, n_layers=2)  # fmt: skip
+BASE = TrainConfig(
+    task="text",
+    seq_len=64,
+    steps=2000,
+    batch_size=32,
+    lr=3e-3,
+    warmup_steps=100,
+    d_model=64,
+    n_heads=4,
+    d_ff=256,
+    n_layers=2,
+)
 
 
 def run_one(config: TrainConfig) -> list[dict[str, object]]:
@@ -48,11 +58,22 @@ def run_one(config: TrainConfig) -> list[dict[str, object]]:
             bits, applicable = validation_bits(trainer.model, corpus, length), True
         except NotApplicable:
             bits, applicable = float("nan"), False
-        rows.append({"pos_encoding": config.pos_encoding, "seed": config.seed, "train_length": config.seq_len,
-                     "eval_length": length, "length_factor": factor, "applicable": applicable,
-                     "bits_per_char": bits, "parameters": trainer.model.num_parameters(),
-                     "steps": trainer.state.step, "final_loss": trainer.state.losses[-1],
-                     "train_seconds": trainer.state.train_seconds, "corpus_sha256": corpus.sha256})  # fmt: skip
+        rows.append(
+            {
+                "pos_encoding": config.pos_encoding,
+                "seed": config.seed,
+                "train_length": config.seq_len,
+                "eval_length": length,
+                "length_factor": factor,
+                "applicable": applicable,
+                "bits_per_char": bits,
+                "parameters": trainer.model.num_parameters(),
+                "steps": trainer.state.step,
+                "final_loss": trainer.state.losses[-1],
+                "train_seconds": trainer.state.train_seconds,
+                "corpus_sha256": corpus.sha256,
+            }
+        )
     return rows
 
 
@@ -93,14 +114,19 @@ def main(argv: list[str] | None = None) -> int:
             jobs[path] = (config,)
     print(f"{len(jobs)} runs to train ({len(args.encodings) * args.seeds - len(jobs)} cached)", flush=True)
     train_pending(jobs, run_one, args.workers)
-    rows = [row for row in cached_rows(cache) if row["pos_encoding"] in args.encodings and row["seed"] < args.seeds
-            and row["train_length"] == args.seq_len]  # fmt: skip
+    rows = [
+        row
+        for row in cached_rows(cache)
+        if row["pos_encoding"] in args.encodings and row["seed"] < args.seeds and row["train_length"] == args.seq_len
+    ]
     rows.sort(key=lambda r: (r["pos_encoding"], r["seed"], r["eval_length"]))
     atomic_write_csv(args.out / "runs.csv", rows)
     baselines = {"unigram_bits": unigram_bits(corpus), "bigram_bits": bigram_bits(corpus)}
     experiment = {**vars(args), "out": str(args.out), "config": asdict(base), "eval_chars": EVAL_CHARS}
-    atomic_write_text(args.out / "machine.json", json.dumps({**machine, **corpus.facts(), **baselines,
-                                                             "experiment": experiment}, indent=1))  # fmt: skip
+    atomic_write_text(
+        args.out / "machine.json",
+        json.dumps({**machine, **corpus.facts(), **baselines, "experiment": experiment}, indent=1),
+    )
     print(f"wrote {args.out / 'runs.csv'}", flush=True)
     return subprocess.run([sys.executable, "-m", "analysis", "extrapolation", str(args.out)]).returncode
 

@@ -26,8 +26,9 @@ def supported_length(model: Encoder) -> int | None:
 
 
 @torch.no_grad()
-def validation_bits(model: Encoder, corpus: Corpus, length: int, device: str = "cpu", chars: int = EVAL_CHARS,
-                    batch_size: int = 16) -> float:  # fmt: skip
+def validation_bits(
+    model: Encoder, corpus: Corpus, length: int, device: str = "cpu", chars: int = EVAL_CHARS, batch_size: int = 16
+) -> float:
     """Mean bits per character over non-overlapping windows of `length` covering the first `chars`
     characters of the validation text (each window predicts its own next characters)."""
     limit = supported_length(model)
@@ -51,8 +52,9 @@ def validation_bits(model: Encoder, corpus: Corpus, length: int, device: str = "
 
 
 @torch.no_grad()
-def generate(model: Encoder, corpus: Corpus, prompt: str, n_chars: int, context: int, temperature: float = 0.8,
-             seed: int = 0) -> str:  # fmt: skip
+def generate(
+    model: Encoder, corpus: Corpus, prompt: str, n_chars: int, context: int, temperature: float = 0.8, seed: int = 0
+) -> str:
     """`n_chars` characters sampled after `prompt`, the model seeing at most the last `context` characters."""
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device

@@ -49,8 +49,13 @@ def train_for(trainer: Trainer, seconds: float) -> None:
     start = time.perf_counter()
     while trainer.state.step < trainer.config.steps and time.perf_counter() - start < seconds:
         trainer.run(until=min(trainer.state.step + 50, trainer.config.steps), progress=False)
-        print(f"\rstep {trainer.state.step}/{trainer.config.steps}  loss {trainer.state.losses[-1]:.3f} nats  "
-              f"{time.perf_counter() - start:.0f}/{seconds:.0f} s", end="", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\rstep {trainer.state.step}/{trainer.config.steps}  loss {trainer.state.losses[-1]:.3f} nats  "
+            f"{time.perf_counter() - start:.0f}/{seconds:.0f} s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
     print(file=sys.stderr)
 
 
@@ -58,32 +63,56 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         corpus = default_corpus()
-        config = TrainConfig(task="text", pos_encoding=args.pos_encoding, attention=args.attention,
-                             seq_len=args.seq_len, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             warmup_steps=min(100, args.steps // 10), d_model=args.d_model, n_heads=args.n_heads,
-                             d_ff=4 * args.d_model, n_layers=args.n_layers, seed=args.seed,
-                             device=args.device)  # fmt: skip
+        config = TrainConfig(
+            task="text",
+            pos_encoding=args.pos_encoding,
+            attention=args.attention,
+            seq_len=args.seq_len,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=min(100, args.steps // 10),
+            d_model=args.d_model,
+            n_heads=args.n_heads,
+            d_ff=4 * args.d_model,
+            n_layers=args.n_layers,
+            seed=args.seed,
+            device=args.device,
+        )
     except (CorpusError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     trainer = Trainer(config)
     facts = corpus.facts()
-    print(f"corpus: {facts['corpus']} ({facts['corpus_bytes']} bytes, sha256 {corpus.sha256[:12]}..., "
-          f"{facts['vocab']} characters; {facts['train_chars']} train / {facts['validation_chars']} held out)")
+    print(
+        f"corpus: {facts['corpus']} ({facts['corpus_bytes']} bytes, sha256 {corpus.sha256[:12]}..., "
+        f"{facts['vocab']} characters; {facts['train_chars']} train / {facts['validation_chars']} held out)"
+    )
     train_for(trainer, args.minutes * 60)
     bits = validation_bits(trainer.model, corpus, args.seq_len, args.device)
     unigram, bigram = unigram_bits(corpus), bigram_bits(corpus)
     sample = generate(trainer.model, corpus, PROMPT, args.sample_chars, args.seq_len, seed=args.seed)
-    print(f"held-out bits per character at L={args.seq_len}: {bits:.3f} (perplexity {2**bits:.2f}) after "
-          f"{trainer.state.step} steps, {trainer.state.train_seconds:.0f} s")
-    print(f"baselines from the training text: unigram {unigram:.3f}, bigram {bigram:.3f} bits per character; "
-          f"the model {'beats' if bits < bigram else 'does not beat'} the bigram by {bigram - bits:+.3f}")
+    print(
+        f"held-out bits per character at L={args.seq_len}: {bits:.3f} (perplexity {2**bits:.2f}) after "
+        f"{trainer.state.step} steps, {trainer.state.train_seconds:.0f} s"
+    )
+    print(
+        f"baselines from the training text: unigram {unigram:.3f}, bigram {bigram:.3f} bits per character; "
+        f"the model {'beats' if bits < bigram else 'does not beat'} the bigram by {bigram - bits:+.3f}"
+    )
     print(f"sample: {PROMPT}{sample}")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        metrics = {"config": asdict(config), **facts, "steps_done": trainer.state.step,
-                   "train_seconds": trainer.state.train_seconds, "bits_per_char": bits, "unigram_bits": unigram,
-                   "bigram_bits": bigram, "sample": PROMPT + sample}  # fmt: skip
+        metrics = {
+            "config": asdict(config),
+            **facts,
+            "steps_done": trainer.state.step,
+            "train_seconds": trainer.state.train_seconds,
+            "bits_per_char": bits,
+            "unigram_bits": unigram,
+            "bigram_bits": bigram,
+            "sample": PROMPT + sample,
+        }
         atomic_write_text(args.out / "metrics.json", json.dumps(metrics, indent=1))
     return 0
 

@@ -42,14 +42,23 @@ def run_one(config: TrainConfig, checkpoint: Path | None) -> list[dict[str, obje
     for ratio in LENGTH_RATIOS:
         length = round(config.seq_len * ratio)
         metrics = evaluate(trainer.model, trainer.task, length, config.eval_examples, config.device)
-        rows.append({
-            "task": config.task, "pos_encoding": config.pos_encoding, "seed": config.seed,
-            "train_length": config.seq_len, "eval_length": length, "length_ratio": ratio,
-            # Learned positions past L sit in the table (max_len = 4L) but no gradient ever reached them.
-            "untrained_positions": config.pos_encoding == "learned" and length > config.seq_len,
-            **metrics, "final_loss": trainer.state.losses[-1], "train_seconds": trainer.state.train_seconds,
-            "tokens_per_s": trainer.tokens_per_s, "steps": trainer.state.step,
-        })  # fmt: skip
+        rows.append(
+            {
+                "task": config.task,
+                "pos_encoding": config.pos_encoding,
+                "seed": config.seed,
+                "train_length": config.seq_len,
+                "eval_length": length,
+                "length_ratio": ratio,
+                # Learned positions past L sit in the table (max_len = 4L) but no gradient ever reached them.
+                "untrained_positions": config.pos_encoding == "learned" and length > config.seq_len,
+                **metrics,
+                "final_loss": trainer.state.losses[-1],
+                "train_seconds": trainer.state.train_seconds,
+                "tokens_per_s": trainer.tokens_per_s,
+                "steps": trainer.state.step,
+            }
+        )
     return rows
 
 
@@ -67,8 +76,10 @@ def write_outputs(out: Path, rows: list[dict], baselines: dict[tuple[str, int], 
     out.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r["task"], r["pos_encoding"], r["seed"], r["eval_length"]))
     atomic_write_csv(out / "runs.csv", rows)
-    atomic_write_text(out / "baselines.csv", "task,eval_length,bag_mode_accuracy\n"
-                      + "".join(f"{t},{n},{a}\n" for (t, n), a in sorted(baselines.items())))  # fmt: skip
+    atomic_write_text(
+        out / "baselines.csv",
+        "task,eval_length,bag_mode_accuracy\n" + "".join(f"{t},{n},{a}\n" for (t, n), a in sorted(baselines.items())),
+    )
     atomic_write_text(out / "machine.json", json.dumps(machine, indent=1))
 
 
@@ -98,8 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(reason)
         if args.seeds <= 0 or args.workers <= 0:
             raise ValueError(f"--seeds={args.seeds} and --workers={args.workers} must be positive")
-        base = TrainConfig(seq_len=args.seq_len, min_len=max(2, args.seq_len // 2), steps=args.steps,
-                           max_len=round(args.seq_len * max(LENGTH_RATIOS)))  # fmt: skip
+        base = TrainConfig(
+            seq_len=args.seq_len,
+            min_len=max(2, args.seq_len // 2),
+            steps=args.steps,
+            max_len=round(args.seq_len * max(LENGTH_RATIOS)),
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -117,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                 jobs[path] = (config, keep)
     print(f"{len(jobs)} runs to train ({len(args.tasks) * len(args.encodings) * args.seeds - len(jobs)} cached)")
     train_pending(jobs, run_one, args.workers)
-    rows = [row for row in cached_rows(cache)
-            if row["task"] in args.tasks and row["pos_encoding"] in args.encodings and row["seed"] < args.seeds]
+    rows = [
+        row
+        for row in cached_rows(cache)
+        if row["task"] in args.tasks and row["pos_encoding"] in args.encodings and row["seed"] < args.seeds
+    ]
     baselines = {(t, n): bag_mode_accuracy(t, n) for t in args.tasks for n in {r["eval_length"] for r in rows}}
     write_outputs(args.out, rows, baselines, {**machine, "experiment": vars(args) | {"out": str(args.out)}})
     print(f"wrote {args.out / 'runs.csv'}", flush=True)

@@ -72,10 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = out / "checkpoint.pt"
     try:
         config = TrainConfig(
-            task=args.task, pos_encoding=args.pos_encoding, attention=args.attention, seq_len=args.seq_len,
-            min_len=args.min_len, steps=args.steps, batch_size=args.batch_size, lr=args.lr, d_model=args.d_model,
-            n_heads=args.n_heads, n_layers=args.n_layers, seed=args.seed, device=args.device, max_len=args.max_len,
-        )  # fmt: skip
+            task=args.task,
+            pos_encoding=args.pos_encoding,
+            attention=args.attention,
+            seq_len=args.seq_len,
+            min_len=args.min_len,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            d_model=args.d_model,
+            n_heads=args.n_heads,
+            n_layers=args.n_layers,
+            seed=args.seed,
+            device=args.device,
+            max_len=args.max_len,
+        )
         lengths = args.eval_lengths or [config.seq_len]
         if config.pos_encoding == "learned" and max(lengths) > (config.max_len or config.seq_len):
             raise ValueError(

@@ -62,11 +62,19 @@ class TrainConfig:
 
     def encoder_config(self, task: Task) -> EncoderConfig:
         return EncoderConfig(
-            d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers,
-            dropout=self.dropout, pos_encoding=self.pos_encoding, attention=self.attention,
-            max_len=self.max_len or self.seq_len, vocab_size=task.vocab_size, input_size=task.input_size,
-            output_size=task.output_size, causal=task.causal,
-        )  # fmt: skip
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            d_ff=self.d_ff,
+            n_layers=self.n_layers,
+            dropout=self.dropout,
+            pos_encoding=self.pos_encoding,
+            attention=self.attention,
+            max_len=self.max_len or self.seq_len,
+            vocab_size=task.vocab_size,
+            input_size=task.input_size,
+            output_size=task.output_size,
+            causal=task.causal,
+        )
 
 
 @dataclass

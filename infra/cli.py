@@ -24,5 +24,12 @@ def add_renamed(add_option, new: str, old: str, **kwargs: Any) -> None:
     `add_option` is argparse's `add_argument` or a pytest option group's `addoption`."""
     add_option(new, **kwargs)
     dest = new.lstrip("-").replace("-", "_")
-    add_option(old, dest=dest, action=Renamed, new=new, type=kwargs.get("type"), default=argparse.SUPPRESS,
-               help=argparse.SUPPRESS)
+    add_option(
+        old,
+        dest=dest,
+        action=Renamed,
+        new=new,
+        type=kwargs.get("type"),
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )

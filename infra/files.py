@@ -105,8 +105,10 @@ def owns_index(folder: Path) -> str | None:
     """None where attnbench may write folder/README.md (the folder carries the marker and any README there is
     an index attnbench wrote), else why not, in one line."""
     if not (folder / RESULTS_MARKER).is_file():
-        return (f"{folder} is not a results folder attnbench made (no {RESULTS_MARKER} inside), so its README.md "
-                f"is left alone; to have the index there, create {folder / RESULTS_MARKER}")  # fmt: skip
+        return (
+            f"{folder} is not a results folder attnbench made (no {RESULTS_MARKER} inside), so its README.md "
+            f"is left alone; to have the index there, create {folder / RESULTS_MARKER}"
+        )
     readme = folder / "README.md"
     if readme.exists():
         try:

@@ -37,9 +37,14 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     def number(key: str) -> int | None:
         return int(fields[key]) if fields.get(key, "").isdigit() else None
 
-    return CpuInfo(fields.get("vendor_id"), fields.get("model name") or platform.processor() or platform.machine(),
-                   number("cpu family"), number("model"), number("stepping"),
-                   tuple(fields.get("flags", "").split()))  # fmt: skip
+    return CpuInfo(
+        fields.get("vendor_id"),
+        fields.get("model name") or platform.processor() or platform.machine(),
+        number("cpu family"),
+        number("model"),
+        number("stepping"),
+        tuple(fields.get("flags", "").split()),
+    )
 
 
 @cache

@@ -50,12 +50,22 @@ class Derived:
     tokens_per_s: float | None
 
 
-def derive(flops: float, device_s: float, host_s: float, peak_flops_per_s: float | None, tokens: int | None,
-           threshold: float = HOST_BOUND) -> Derived:  # fmt: skip
-    return Derived(host_over_device=host_s / device_s, host_bound=host_s > threshold * device_s,
-                   host_bound_threshold=threshold, flops_per_s=flops / device_s,
-                   mfu=flops / device_s / peak_flops_per_s if peak_flops_per_s else None,
-                   tokens_per_s=tokens / device_s if tokens is not None else None)  # fmt: skip
+def derive(
+    flops: float,
+    device_s: float,
+    host_s: float,
+    peak_flops_per_s: float | None,
+    tokens: int | None,
+    threshold: float = HOST_BOUND,
+) -> Derived:
+    return Derived(
+        host_over_device=host_s / device_s,
+        host_bound=host_s > threshold * device_s,
+        host_bound_threshold=threshold,
+        flops_per_s=flops / device_s,
+        mfu=flops / device_s / peak_flops_per_s if peak_flops_per_s else None,
+        tokens_per_s=tokens / device_s if tokens is not None else None,
+    )
 
 
 # Keys that differ between passes of one cell: analysis pools them, everything else is the cell's.

@@ -36,9 +36,11 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise FolderBusy(f"{folder} is in use by another attnbench process (its lock {folder / LOCK_NAME} is "
-                         f"held), so this {what} is refused; wait for that one to finish, or write into "
-                         "another folder (--name NAME or --results DIR)") from None  # fmt: skip
+        raise FolderBusy(
+            f"{folder} is in use by another attnbench process (its lock {folder / LOCK_NAME} is "
+            f"held), so this {what} is refused; wait for that one to finish, or write into "
+            "another folder (--name NAME or --results DIR)"
+        ) from None
     previous = os.environ.get(HELD_ENV)
     os.environ[HELD_ENV] = os.pathsep.join(filter(None, [previous, str(folder.resolve())]))
     try:

@@ -64,8 +64,6 @@ def naive_attention(
     return F.dropout(weights, p=dropout_p) @ v, weights  # (B, nh, n, hs)
 
 
-
-
 def blocked_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
 ) -> torch.Tensor:
@@ -85,8 +83,15 @@ def blocked_attention(
 # not support, say) still run, on the reference kernel.
 
 
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float,
-         kernel: str = "sdpa", is_causal: bool = False) -> torch.Tensor:  # fmt: skip
+def sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+    kernel: str = "sdpa",
+    is_causal: bool = False,
+) -> torch.Tensor:
     """F.scaled_dot_product_attention, on the backend `kernel` names (sdpa: the dispatcher's choice)."""
     causal = {"is_causal": True} if is_causal else {}  # the bidirectional call stays exactly as it was
     if kernel == "sdpa":
@@ -95,8 +100,15 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, **causal)
 
 
-def attention_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                     dropout_p: float, kernel: str, is_causal: bool = False) -> torch.Tensor:  # fmt: skip
+def attention_kernel(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+    kernel: str,
+    is_causal: bool = False,
+) -> torch.Tensor:
     """One named kernel (not auto) on (B, nh, n, hs) inputs. `is_causal` with no other mask: SDPA's own
     causal path (its kernels skip the masked half); the explicit kernels add the causal mask."""
     if is_causal:
@@ -174,8 +186,14 @@ class MultiHeadAttention(nn.Module):
         if kernel == "auto":
             dtype = str(x.dtype).removeprefix("torch.")
             chooser = self.chooser or default_chooser()  # the kernel may have been switched to auto after init
-            kernel = chooser.choose(x.device.type, dtype, n, dropout_p > 0, self.training,
-                                    tuner(q, mask, dropout_p, self.training, is_causal))
+            kernel = chooser.choose(
+                x.device.type,
+                dtype,
+                n,
+                dropout_p > 0,
+                self.training,
+                tuner(q, mask, dropout_p, self.training, is_causal),
+            )
         if self.keep_weights:
             y, weights = naive_attention(q, k, v, causal_mask(n, x.device, x.dtype) if is_causal else mask, dropout_p)
             self.last_weights = weights.detach()

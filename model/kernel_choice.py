@@ -67,8 +67,12 @@ def torch_minor(version: str) -> str:
 
 def tuning_facts(cpu_flags: list[str], cpu_count: int | None, gpu_name: str | None, torch_version: str) -> dict:
     """What a measured choice depends on: the facts an entry must share with this machine to apply here."""
-    return {"cpu_flags": sorted(cpu_flags), "cpu_count": cpu_count, "gpu_name": gpu_name,
-            "torch_minor": torch_minor(torch_version)}  # fmt: skip
+    return {
+        "cpu_flags": sorted(cpu_flags),
+        "cpu_count": cpu_count,
+        "gpu_name": gpu_name,
+        "torch_minor": torch_minor(torch_version),
+    }
 
 
 def entry_applies(entry_facts: dict, here: dict, device: str) -> bool:
@@ -94,9 +98,7 @@ def matching_choices(table: dict, here: dict) -> tuple[Choice, ...]:
     return tuple(out)
 
 
-def choose(
-    choices: tuple[Choice, ...], device: str, dtype: str, seq_len: int, dropout: bool, train: bool
-) -> str:
+def choose(choices: tuple[Choice, ...], device: str, dtype: str, seq_len: int, dropout: bool, train: bool) -> str:
     """The kernel measured fastest for the nearest measured length (in log space) under the same
     device, dtype, pass and dropout; FALLBACK where nothing was measured for them."""
     return _nearest(choices, device, dtype, seq_len, dropout, train) or FALLBACK
@@ -161,8 +163,9 @@ class KernelChooser:
 
     @staticmethod
     def _key(device: str, dtype: str, n: int, dropout: bool, train: bool) -> str:
-        return "-".join((device, dtype, "train" if train else "eval", "dropout" if dropout else "nodropout",
-                         str(length_bucket(n))))
+        return "-".join(
+            (device, dtype, "train" if train else "eval", "dropout" if dropout else "nodropout", str(length_bucket(n)))
+        )
 
     def lookup(self, device: str, dtype: str, n: int, dropout: bool, train: bool) -> tuple[str, str]:
         """(kernel, where it came from), without tuning."""
@@ -172,8 +175,15 @@ class KernelChooser:
         row = self.cached.get(self._key(device, dtype, n, dropout, train))
         return (row["kernel"], "cache") if row else (FALLBACK, "fallback")
 
-    def choose(self, device: str, dtype: str, n: int, dropout: bool, train: bool,
-               tune: Callable[[], dict[str, float]] | None = None) -> str:  # fmt: skip
+    def choose(
+        self,
+        device: str,
+        dtype: str,
+        n: int,
+        dropout: bool,
+        train: bool,
+        tune: Callable[[], dict[str, float]] | None = None,
+    ) -> str:
         kernel, source = self.lookup(device, dtype, n, dropout, train)
         if source != "fallback" or tune is None or self.cache_path is None or tuning_blocked():
             return kernel
@@ -181,9 +191,11 @@ class KernelChooser:
         if not seconds:
             return kernel
         best = min(seconds, key=seconds.get)
-        row = {"key": self._key(device, dtype, n, dropout, train),
-               **asdict(Choice(device, dtype, train, dropout, n, best)),
-               "seconds": {k: round(v, 9) for k, v in seconds.items()}}  # fmt: skip
+        row = {
+            "key": self._key(device, dtype, n, dropout, train),
+            **asdict(Choice(device, dtype, train, dropout, n, best)),
+            "seconds": {k: round(v, 9) for k, v in seconds.items()},
+        }
         self.cached[row["key"]] = row
         self._write_cache()
         return best

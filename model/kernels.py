@@ -16,8 +16,10 @@ FORCED_BACKENDS = {
     "math": SDPBackend.MATH,
 }
 # What auto chooses among, by device, likeliest winner first (tuning drops a clear loser after one call).
-CANDIDATES = {"cpu": ("flash", "math", "blocked", "naive"),
-              "cuda": ("cudnn", "flash", "efficient", "math", "blocked", "naive")}  # fmt: skip
+CANDIDATES = {
+    "cpu": ("flash", "math", "blocked", "naive"),
+    "cuda": ("cudnn", "flash", "efficient", "math", "blocked", "naive"),
+}
 BLOCK = 256  # queries per block of the blocked kernel: a (256 x n) score block per head stays in cache
 BLOCKED_SCOPE = "attnbench::blocked_attention"  # the blocked kernel's profiler scope, so it is observed
 
@@ -31,8 +33,14 @@ SDPA_OPS = {
     "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
 }
 FUSED_OPS = ("aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention")
-SOFTMAX_OPS = ("aten::_softmax", "aten::_softmax_backward_data", "aten::softmax", "aten::_safe_softmax",
-               "aten::_masked_softmax", "aten::_masked_softmax_backward")  # fmt: skip
+SOFTMAX_OPS = (
+    "aten::_softmax",
+    "aten::_softmax_backward_data",
+    "aten::softmax",
+    "aten::_safe_softmax",
+    "aten::_masked_softmax",
+    "aten::_masked_softmax_backward",
+)
 SCORE_OPS = ("aten::bmm", "aten::baddbmm")  # only attention multiplies batched matrices in this model
 
 # Families of what an attention kernel keeps in memory (model/cost.py counts each): flash, efficient, cudnn,

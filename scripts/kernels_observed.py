@@ -23,8 +23,10 @@ def main(run_dir: str, device: str) -> int:
     blind = [c["id"] for c in cells if device == "cuda" and not c.get("attention_device_kernels")]
     unseen = [c["id"] for c in cells if c.get("attention_kernel") in (None, "none observed")]
     if failed or blind or unseen or not cells:
-        print(f"check: {len(cells)} cells measured; failed: {failed}; no GPU kernels seen: {blind}; "
-              f"no attention kernel seen: {unseen}")
+        print(
+            f"check: {len(cells)} cells measured; failed: {failed}; no GPU kernels seen: {blind}; "
+            f"no attention kernel seen: {unseen}"
+        )
         return 1
     labels = sorted({c["attention_kernel"] for c in cells})
     print(f"check: {len(cells)} cells, each observed after a capture, kernels seen: {labels}")

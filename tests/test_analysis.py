@@ -38,8 +38,19 @@ def test_load_pools_each_cells_passes_into_one_row_with_units_in_names():
     raw = json.loads((RUN / "benchmarks.json").read_text())
     ids = {b["extra_info"]["id"] for b in raw["benchmarks"]}
     assert len(cells) == len(ids) and len(raw["benchmarks"]) == 2 * len(ids)  # two interleaved passes each
-    for column in ("median_s", "host_median_s", "iqr_s", "peak_mem_bytes", "flops_analytic", "tokens_per_s", "mfu",
-                   "attention_kernel", "device_passes_s", "machine", "run"):  # fmt: skip
+    for column in (
+        "median_s",
+        "host_median_s",
+        "iqr_s",
+        "peak_mem_bytes",
+        "flops_analytic",
+        "tokens_per_s",
+        "mfu",
+        "attention_kernel",
+        "device_passes_s",
+        "machine",
+        "run",
+    ):
         assert column in cells.columns
     row = cells.iloc[0]
     assert row["passes"] == 2 and len(row["device_passes_s"]) == 2
@@ -110,10 +121,20 @@ def test_report_command_on_real_results(run_copy):
     result = analysis("report", run_copy)
     assert result.returncode == 0, result.stderr
     report = (run_copy / "REPORT.md").read_text()
-    for heading in ("## Machine and grid", "## How the times were taken", "## Which kernels ran",
-                    "## How attention scales", "## Where attention overtakes", "## Our encoder layer vs",
-                    "## Memory: measured peak", "## FLOPs: counted vs analytic", "## Fraction of peak", "## Noise",
-                    "## Traces vs the benchmark", "## Positional encodings"):  # fmt: skip
+    for heading in (
+        "## Machine and grid",
+        "## How the times were taken",
+        "## Which kernels ran",
+        "## How attention scales",
+        "## Where attention overtakes",
+        "## Our encoder layer vs",
+        "## Memory: measured peak",
+        "## FLOPs: counted vs analytic",
+        "## Fraction of peak",
+        "## Noise",
+        "## Traces vs the benchmark",
+        "## Positional encodings",
+    ):
         assert heading in report
     # CPU run: device-specific sentences chosen for the CPU, verdicts with intervals, no GPU prose
     assert "on the CPU the device's time and the host's are the same" in report
@@ -121,8 +142,15 @@ def test_report_command_on_real_results(run_copy):
     assert "Training step at least as fast as torch's" in report and "[" in report.split("Training step at least")[1]
     assert any(w in report for w in ("met in", "missed in", "inconclusive in"))
     assert "within timing noise" not in report
-    for name in ("time_vs_seq_len", "memory_vs_seq_len", "heads_x_length_heatmap", "mfu_vs_seq_len",
-                 "op_share_vs_seq_len", "positional_accuracy_vs_length", "attention_maps_reverse"):  # fmt: skip
+    for name in (
+        "time_vs_seq_len",
+        "memory_vs_seq_len",
+        "heads_x_length_heatmap",
+        "mfu_vs_seq_len",
+        "op_share_vs_seq_len",
+        "positional_accuracy_vs_length",
+        "attention_maps_reverse",
+    ):
         assert (run_copy / "figures" / f"{name}.png").stat().st_size > 1000
         assert (run_copy / "figures" / f"{name}.svg").exists()
 
@@ -158,10 +186,24 @@ def test_report_on_a_run_of_one_group(run_copy):
 
 def test_scaling_words_only_where_the_interval_fits_one():
     n = np.array([128, 256, 512, 1024, 2048])
-    cells = pd.DataFrame({"group": "attention", "device": "cpu", "dtype": "float32", "shape": "small", "heads": 4,
-                          "impl": "naive", "pass": "train", "dropout": 0.0, "pos_encoding": "none", "compile": "eager",
-                          "machine": "m", "seq_len": n, "median_s": 1e-9 * n**2 * (1 + 0.01 * np.sin(n)),
-                          "peak_mem_bytes": 4 * n**2})  # fmt: skip
+    cells = pd.DataFrame(
+        {
+            "group": "attention",
+            "device": "cpu",
+            "dtype": "float32",
+            "shape": "small",
+            "heads": 4,
+            "impl": "naive",
+            "pass": "train",
+            "dropout": 0.0,
+            "pos_encoding": "none",
+            "compile": "eager",
+            "machine": "m",
+            "seq_len": n,
+            "median_s": 1e-9 * n**2 * (1 + 0.01 * np.sin(n)),
+            "peak_mem_bytes": 4 * n**2,
+        }
+    )
     row = scaling_exponents(cells).iloc[0]
     assert row["time_low"] < 2 < row["time_high"] and row["points"] == 5
     assert row["memory_exponent"] == pytest.approx(2.0)

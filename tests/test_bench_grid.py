@@ -15,8 +15,12 @@ def test_default_profile_covers_what_the_issues_ask():
     assert len({c.dtype for c in attention}) >= 2 and {"naive", "sdpa"} <= {c.impl for c in attention}
     assert {c.pass_ for c in attention} == {"forward", "train"}
     layer = grid.cells("layer")
-    assert {(c.impl, c.pass_, c.dropout) for c in layer} >= {("ours", "train", 0.1), ("torch", "train", 0.0),
-                                                             ("torch", "eval", 0.0), ("ours_auto", "eval", 0.0)}
+    assert {(c.impl, c.pass_, c.dropout) for c in layer} >= {
+        ("ours", "train", 0.1),
+        ("torch", "train", 0.0),
+        ("torch", "eval", 0.0),
+        ("ours_auto", "eval", 0.0),
+    }
     assert {c.pos_encoding for c in layer} == set(POS_ENCODINGS)  # every encoding is costed
     assert {c.compile for c in layer} == {"eager", "inductor"}
     assert grid.passes == 3 and load_grid("quick").passes == 1 and load_grid("cuda").passes == 3
@@ -77,11 +81,19 @@ def test_a_user_implementation_is_accepted_by_name():
         ("quick", ["heads=3"], r"heads=3 must divide d_model=256 of shape 'small'; choose from \[1, 2, 4"),
         ("quick", ["dtype=float8"], r"'float8' is not accepted; choose from float32, bfloat16, float16"),
         ("quick", ["device=tpu"], r"'tpu' is not accepted; choose from cpu, cuda"),
-        ("quick", ["layer.impl=flash"], r"layer.impl='flash' is not accepted; choose from ours, ours_naive, ours_auto, "
-                                        r"torch, ours_bert, hf_bert_eager, hf_bert_sdpa or a user implementation "
-                                        r"module.path:factory"),
-        ("quick", ["train_step.impl=a.b:c"], r"train_step.impl='a.b:c' is not accepted; choose from naive, sdpa, "
-                                             r"auto$"),
+        (
+            "quick",
+            ["layer.impl=flash"],
+            r"layer.impl='flash' is not accepted; choose from ours, ours_naive, ours_auto, "
+            r"torch, ours_bert, hf_bert_eager, hf_bert_sdpa or a user implementation "
+            r"module.path:factory",
+        ),
+        (
+            "quick",
+            ["train_step.impl=a.b:c"],
+            r"train_step.impl='a.b:c' is not accepted; choose from naive, sdpa, "
+            r"auto$",
+        ),
         ("quick", ["layer.pos_encoding=xpos"], r"'xpos' is not accepted; choose from sinusoidal, learned"),
         ("quick", ["layer.compile=jit"], r"'jit' is not accepted; choose from eager, inductor, cudagraph"),
         ("quick", ["shape=huge"], r"'huge' is not accepted; choose from small, bert_large"),
@@ -104,20 +116,38 @@ class Item:
 
 
 def test_passes_interleave_and_compiled_cells_come_last():
-    a, b = Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train"), Cell("layer", "cpu", "float32", "small",
-                                                                                  64, 4, "torch", "train")  # fmt: skip
+    a, b = (
+        Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train"),
+        Cell("layer", "cpu", "float32", "small", 64, 4, "torch", "train"),
+    )
     c = Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train", compile="inductor")
     items = [Item(c, 0), Item(a, 0), Item(a, 1), Item(b, 0), Item(b, 1), Item(c, 1)]  # collection: cell-major
     ordered = sorted(items, key=pass_order)
     params = [i.callspec.params for i in ordered]
     order = [(p["cell"].impl, p["cell"].compile, p["pass_index"]) for p in params]
-    assert order == [("ours", "eager", 0), ("torch", "eager", 0), ("ours", "eager", 1), ("torch", "eager", 1),
-                     ("ours", "inductor", 0), ("ours", "inductor", 1)]  # fmt: skip
+    assert order == [
+        ("ours", "eager", 0),
+        ("torch", "eager", 0),
+        ("ours", "eager", 1),
+        ("torch", "eager", 1),
+        ("ours", "inductor", 0),
+        ("ours", "inductor", 1),
+    ]
 
 
 def cell(**kw):
-    return Cell(**{"group": "layer", "device": "cpu", "dtype": "float32", "seq_len": 256, "heads": 4, "impl": "ours",
-                   "pass_": "train", **kw})  # fmt: skip
+    return Cell(
+        **{
+            "group": "layer",
+            "device": "cpu",
+            "dtype": "float32",
+            "seq_len": 256,
+            "heads": 4,
+            "impl": "ours",
+            "pass_": "train",
+            **kw,
+        }
+    )
 
 
 SHAPE = load_grid("quick").shapes["small"]

@@ -74,21 +74,29 @@ def cell(group, impl, pass_="train", dtype="float32", dropout=0.0, heads=4, n=64
 
 def test_labels_are_what_the_profiler_saw():
     assert attention_label(["aten::linear", "aten::_scaled_dot_product_flash_attention_for_cpu"]) == "flash"
-    assert attention_label(["aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention",
-                            "aten::_masked_softmax"]) == "fused:_transformer_encoder_layer_fwd/explicit softmax"
+    assert (
+        attention_label(
+            ["aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention", "aten::_masked_softmax"]
+        )
+        == "fused:_transformer_encoder_layer_fwd/explicit softmax"
+    )
     assert attention_label(["aten::_native_multi_head_attention", "aten::_scaled_dot_product_efficient_attention"]) == (
-        "fused:_native_multi_head_attention/efficient")
+        "fused:_native_multi_head_attention/efficient"
+    )
     assert attention_label(["aten::matmul", "aten::_softmax"]) == "naive"
     assert attention_label(["aten::_scaled_dot_product_attention_math", "aten::_softmax"]) == "math"
     assert recomputes_scores("cudnn") and not recomputes_scores("naive") and not recomputes_scores("fused:x/flash")
 
 
-@pytest.mark.parametrize("impl,pass_,heads,dropout,want", [
-    ("torch_mha", "forward", 4, 0.0, "fused:_native_multi_head_attention"),
-    ("torch_mha", "forward", 1, 0.0, "flash"),  # odd head count: nn.MultiheadAttention skips its fast path
-    ("sdpa", "train", 4, 0.0, "flash"),
-    ("naive", "forward", 4, 0.0, "naive"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "impl,pass_,heads,dropout,want",
+    [
+        ("torch_mha", "forward", 4, 0.0, "fused:_native_multi_head_attention"),
+        ("torch_mha", "forward", 1, 0.0, "flash"),  # odd head count: nn.MultiheadAttention skips its fast path
+        ("sdpa", "train", 4, 0.0, "flash"),
+        ("naive", "forward", 4, 0.0, "naive"),
+    ],
+)
 def test_observed_kernel_labels(impl, pass_, heads, dropout, want):
     workload = WORKLOADS["attention"](cell("attention", impl, pass_, heads=heads), SHAPE, "cpu", torch.float32)
     assert observe(workload.step, "cpu").attention_kernel.startswith(want)
@@ -100,9 +108,17 @@ def test_dropout_pushes_cpu_sdpa_onto_the_math_backend():
     assert seen.attention_kernel == "math" and "_scaled_dot_product_attention_math" in seen.attention_ops
 
 
-@pytest.mark.parametrize("group,impl,pass_", [("attention", "sdpa", "train"), ("attention", "torch_mha", "forward"),
-                                              ("layer", "ours", "train"), ("layer", "torch", "eval"),
-                                              ("layer", "torch", "train"), ("train_step", "sdpa", "train")])
+@pytest.mark.parametrize(
+    "group,impl,pass_",
+    [
+        ("attention", "sdpa", "train"),
+        ("attention", "torch_mha", "forward"),
+        ("layer", "ours", "train"),
+        ("layer", "torch", "eval"),
+        ("layer", "torch", "train"),
+        ("train_step", "sdpa", "train"),
+    ],
+)
 def test_counted_flops_match_analytic_with_added_formulas(group, impl, pass_):
     workload = WORKLOADS[group](cell(group, impl, pass_), SHAPE, "cpu", torch.float32)
     counted, _ = count_flops(workload.step)
@@ -114,8 +130,10 @@ def test_added_formulas_are_reported():
     assert count_flops(workload.step)[1] == ["aten._transformer_encoder_layer_fwd"]
 
 
-@pytest.mark.parametrize("group,impl", [("attention", "sdpa"), ("attention", "torch_mha"), ("layer", "ours"),
-                                        ("layer", "torch"), ("train_step", "sdpa")])  # fmt: skip
+@pytest.mark.parametrize(
+    "group,impl",
+    [("attention", "sdpa"), ("attention", "torch_mha"), ("layer", "ours"), ("layer", "torch"), ("train_step", "sdpa")],
+)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_numerical_check_passes_for_right_kernels(group, impl, dtype):
     workload = WORKLOADS[group](cell(group, impl, dtype=dtype), SHAPE, "cpu", getattr(torch, dtype))

@@ -19,20 +19,51 @@ BENCH = str(ROOT / "bench")
 
 
 def run_pytest(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", BENCH, "-p", "no:cacheprovider", "-q", *args], cwd=cwd,
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", BENCH, "-p", "no:cacheprovider", "-q", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
     out = tmp_path / "out.json"
-    result = run_pytest("--profile", "quick", "--set", "dtype=float32,float16", "--set", "device=cpu,cuda",
-                        "-k", "calibration", f"--benchmark-json={out}", cwd=tmp_path)  # fmt: skip
+    result = run_pytest(
+        "--profile",
+        "quick",
+        "--set",
+        "dtype=float32,float16",
+        "--set",
+        "device=cpu,cuda",
+        "-k",
+        "calibration",
+        f"--benchmark-json={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())
     facts = data["machine_info"]["attnbench"]
-    for key in ("torch_version", "cuda_version", "cudnn_version", "gpu_name", "gpu_memory_bytes", "cpu_model",
-                "cpu_flags", "cpu_count", "torch_threads", "git_commit", "grid_profile", "grid", "repeats", "shard",
-                "numeric_settings", "flop_formulas_added", "memory_bytes"):  # fmt: skip
+    for key in (
+        "torch_version",
+        "cuda_version",
+        "cudnn_version",
+        "gpu_name",
+        "gpu_memory_bytes",
+        "cpu_model",
+        "cpu_flags",
+        "cpu_count",
+        "torch_threads",
+        "git_commit",
+        "grid_profile",
+        "grid",
+        "repeats",
+        "shard",
+        "numeric_settings",
+        "flop_formulas_added",
+        "memory_bytes",
+    ):
         assert key in facts
     assert {"cuda_matmul_allow_tf32", "cudnn_allow_tf32", "float32_matmul_precision"} <= set(facts["numeric_settings"])
     assert facts["grid_profile"] == "quick" and facts["grid_overrides"] == ["dtype=float32,float16", "device=cpu,cuda"]
@@ -51,12 +82,14 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
 
 
 def test_bad_options_stop_at_once_with_what_is_accepted(tmp_path):
-    for args, message in ((["--profile", "nosuch"], "choose from quick, default, full, cuda"),
-                          (["--device", "tpu"], "choose from cpu, cuda, all"),
-                          (["--set", "heads=abc"], "'abc' is not a whole number"),
-                          (["--passes", "0"], "give a whole number of passes"),
-                          (["--shard", "3/2"], "--shard '3/2' is not accepted; write K/N with 1 <= K <= N"),
-                          (["--mem-budget-gb", "-1"], "give a positive number of GiB")):  # fmt: skip
+    for args, message in (
+        (["--profile", "nosuch"], "choose from quick, default, full, cuda"),
+        (["--device", "tpu"], "choose from cpu, cuda, all"),
+        (["--set", "heads=abc"], "'abc' is not a whole number"),
+        (["--passes", "0"], "give a whole number of passes"),
+        (["--shard", "3/2"], "--shard '3/2' is not accepted; write K/N with 1 <= K <= N"),
+        (["--mem-budget-gb", "-1"], "give a positive number of GiB"),
+    ):
         result = run_pytest(*args, cwd=tmp_path)
         assert result.returncode == 4
         assert message in result.stderr and "Traceback" not in result.stderr
@@ -85,8 +118,18 @@ def test_user_implementations_run_beside_the_built_ins_and_wrong_ones_are_never_
     (tmp_path / "wrongattn.py").write_text(WRONG)
     out = tmp_path / "out.json"
     impls = "sdpa,examples.chunked_attention:make,wrongattn:make,wrongattn:narrow,nosuchmodule:make,wrongattn:nope"
-    result = run_pytest("--profile", "quick", "--set", f"attention.impl={impls}", "--set", "seq_len=64", "-k",
-                        "attention", f"--benchmark-json={out}", cwd=tmp_path)  # fmt: skip
+    result = run_pytest(
+        "--profile",
+        "quick",
+        "--set",
+        f"attention.impl={impls}",
+        "--set",
+        "seq_len=64",
+        "-k",
+        "attention",
+        f"--benchmark-json={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1  # some cells failed; the grid went on
     data = json.loads(out.read_text())
     timed = {b["extra_info"]["impl"] for b in data["benchmarks"]}

@@ -48,16 +48,20 @@ def test_causal_layer_equals_torch_with_a_causal_mask(kernel, with_padding):
     from model.layers import TORCH_PARAMETER_NAMES
 
     for name, param in ours.named_parameters():
-        torch.testing.assert_close(param.grad, grads_t[TORCH_PARAMETER_NAMES[name]].grad, atol=1e-5, rtol=1e-5,
-                                   msg=name)  # fmt: skip
+        torch.testing.assert_close(
+            param.grad, grads_t[TORCH_PARAMETER_NAMES[name]].grad, atol=1e-5, rtol=1e-5, msg=name
+        )
 
 
 @pytest.mark.parametrize("kernel", ["naive", "blocked", "sdpa", "flash", "math", "auto"])
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_no_position_sees_a_later_one(pos, kernel):
     torch.manual_seed(0)
-    model = Encoder(EncoderConfig(d_model=D, n_heads=H, d_ff=F, pos_encoding=pos, max_len=N, vocab_size=20,
-                                  output_size=20, causal=True)).eval()  # fmt: skip
+    model = Encoder(
+        EncoderConfig(
+            d_model=D, n_heads=H, d_ff=F, pos_encoding=pos, max_len=N, vocab_size=20, output_size=20, causal=True
+        )
+    ).eval()
     for layer in model.layers:
         layer.self_attn.kernel = kernel
     tokens = torch.randint(1, 20, (2, N))

@@ -113,13 +113,16 @@ def test_a_run_without_repeats_is_compared_with_a_warning(tmp_path):
     assert result.returncode == 0 and "within-run only" in result.stderr
 
 
-@pytest.mark.parametrize("case,message", [
-    ("missing", "no such run folder or benchmark JSON"),
-    ("grid", "different grids (grid_profile: quick vs default)"),
-    ("samples", "lacks device_samples_s"),
-    ("disjoint", "have no cell in common"),
-    ("fail_on", "--fail-on 'speed:5%' is not accepted; write METRIC:PERCENT"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing", "no such run folder or benchmark JSON"),
+        ("grid", "different grids (grid_profile: quick vs default)"),
+        ("samples", "lacks device_samples_s"),
+        ("disjoint", "have no cell in common"),
+        ("fail_on", "--fail-on 'speed:5%' is not accepted; write METRIC:PERCENT"),
+    ],
+)
 @pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
     edits = {
@@ -162,8 +165,19 @@ def test_parse_thresholds():
 @pytest.mark.slow
 def test_pytest_benchmarks_own_compare_reads_our_json_with_group_by_a_parameter():
     command = "from pytest_benchmark.cli import main; main()"
-    result = subprocess.run([sys.executable, "-c", command, "compare", str(RUN / "benchmarks.json"),
-                             "--group-by=param:seq_len", "--columns=median"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            command,
+            "compare",
+            str(RUN / "benchmarks.json"),
+            "--group-by=param:seq_len",
+            "--columns=median",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "benchmark 'seq_len=128'" in result.stdout and "benchmark 'seq_len=256'" in result.stdout
 
@@ -174,8 +188,13 @@ def test_the_floor_is_the_run_to_run_spread_of_an_a_a_pair(tmp_path):
     a1 = changed_copy(tmp_path, "a1", known_noise(seed=1))
     a2 = changed_copy(tmp_path, "a2", known_noise(seed=1, factor=1.1, group="attention"))  # same draws
     floor = measure_floor(a1, a2)
-    attention = len({b["extra_info"]["id"] for b in json.loads((a1 / "benchmarks.json").read_text())["benchmarks"]
-                     if b["extra_info"]["group"] == "attention"})  # fmt: skip
+    attention = len(
+        {
+            b["extra_info"]["id"]
+            for b in json.loads((a1 / "benchmarks.json").read_text())["benchmarks"]
+            if b["extra_info"]["group"] == "attention"
+        }
+    )
     share = attention / floor["cells"]
     assert floor["run_sd"] == pytest.approx(np.sqrt(share * np.log(1.1) ** 2 / 2), rel=1e-6)
     assert floor["from"] == ["a1", "a2"] and floor["grid"] == "quick"

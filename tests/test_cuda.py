@@ -55,8 +55,9 @@ def test_the_kernels_that_ran_are_observed():
 
 def test_a_replayed_training_step_computes_the_eager_steps_gradients():
     torch.manual_seed(0)
-    layer = EncoderLayer.from_torch(nn.TransformerEncoderLayer(256, 4, 1024, 0.0, batch_first=True, norm_first=True),
-                                    "sdpa").cuda()  # fmt: skip
+    layer = EncoderLayer.from_torch(
+        nn.TransformerEncoderLayer(256, 4, 1024, 0.0, batch_first=True, norm_first=True), "sdpa"
+    ).cuda()
     x = torch.randn(2, 512, 256, device="cuda", requires_grad=True)
     grad = torch.randn_like(x)
 

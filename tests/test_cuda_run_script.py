@@ -19,8 +19,14 @@ ROOT = Path(__file__).parents[1]
 def dry_run(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "out"
     environment = {**os.environ, "OUT": str(out), "CUDA_RUN_RESULTS": str(tmp_path / "results"), **env}
-    result = subprocess.run(["bash", "scripts/cuda_run.sh", "--cpu-dry-run", *args], cwd=ROOT, env=environment,
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/cuda_run.sh", "--cpu-dry-run", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return result, out
 
 

@@ -36,14 +36,27 @@ def test_ddp_gradients_equal_one_process_and_the_run_is_one_report(tmp_path):
     assert len(two["rank_samples_s"]) == 2 and two["global_batch"] == 2 and two["batch"] == 1
     assert two["allreduce_bytes_analytic"] == two["grad_bytes"]  # 2 (W-1)/W = 1 at W = 2
     assert len(list((tmp_path / "run" / "traces").glob(f"ddp.{two['id']}-r0/rank*.pt.trace.json.gz"))) == 2
-    report = subprocess.run([sys.executable, "-m", "analysis", "report", str(tmp_path / "run")], capture_output=True,
-                            text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(tmp_path / "run")], capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "run" / "REPORT.md").read_text()
     assert "strong-scaling efficiency T1/(W·T_W)" in text and "weak-scaling throughput kept" in text
     assert "% of the step" in text and "MB all-reduced" in text
-    compare = subprocess.run([sys.executable, "-m", "analysis", "compare", str(tmp_path / "run"), str(tmp_path / "run"),
-                              "--fail-on", "time:5%,memory:1%"], capture_output=True, text=True)  # fmt: skip
+    compare = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "compare",
+            str(tmp_path / "run"),
+            str(tmp_path / "run"),
+            "--fail-on",
+            "time:5%,memory:1%",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert compare.returncode == 0, compare.stderr  # compare reads it as it reads any run
     assert "Cells compared: 4" in compare.stdout
 
@@ -63,8 +76,19 @@ def test_a_rank_that_raises_ends_the_run_with_its_reason(tmp_path):
 
 
 def test_a_rank_that_hangs_is_stopped_within_the_timeout(tmp_path):
-    result = launch(tmp_path, "--nproc-per-node", "2", "--passes", "1", "--scaling", "weak", "--timeout-s", "15",
-                    fault="hang:1", timeout=90)  # fmt: skip
+    result = launch(
+        tmp_path,
+        "--nproc-per-node",
+        "2",
+        "--passes",
+        "1",
+        "--scaling",
+        "weak",
+        "--timeout-s",
+        "15",
+        fault="hang:1",
+        timeout=90,
+    )
     assert result.returncode == 1 and "no result within 15 s (a rank hung)" in result.stderr
     left = subprocess.run(["pgrep", "-f", "bench.ddp_worker"], capture_output=True, text=True).stdout.split()
     assert not left and not (tmp_path / "run").exists()
@@ -76,9 +100,11 @@ def test_wrong_gradients_fail_the_launch(tmp_path):
 
 
 def test_bad_options_are_refused_before_launching(tmp_path):
-    for args, message in ((["--nproc-per-node", "0"], "is not a list of world sizes"),
-                          (["--scaling", "diagonal"], "'diagonal' is not accepted; choose from strong, weak"),
-                          (["--nproc-per-node", "3", "--global-batch", "4"], "does not split evenly over 3 ranks")):
+    for args, message in (
+        (["--nproc-per-node", "0"], "is not a list of world sizes"),
+        (["--scaling", "diagonal"], "'diagonal' is not accepted; choose from strong, weak"),
+        (["--nproc-per-node", "3", "--global-batch", "4"], "does not split evenly over 3 ranks"),
+    ):
         result = launch(tmp_path, *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
@@ -87,14 +113,33 @@ def test_scaling_table_efficiency_and_its_interval():
     def passes(ms):  # three passes whose medians differ by a few percent
         return [[ms * 1e-3 * drift * f for f in (0.99, 1.0, 1.01)] for drift in (0.97, 1.0, 1.03)]
 
-    cells = pd.DataFrame([
-        {"id": "w1", "impl": "ddp", "scaling": "strong", "seq_len": 64, "world": 1, "median_s": 0.1,
-         "device_passes_s": passes(100), "allreduce_bytes_analytic": 0},
-        {"id": "w2", "impl": "ddp", "scaling": "strong", "seq_len": 64, "world": 2, "median_s": 0.0625,
-         "device_passes_s": passes(62.5), "allreduce_bytes_analytic": 8e6},
-    ])  # fmt: skip
-    comm = pd.DataFrame({"id": ["w2"] * 3, "repeat": [0, 1, 2], "communication_s": [0.01, 0.012, 0.011],
-                         "share": [0.15, 0.2, 0.17]})  # fmt: skip
+    cells = pd.DataFrame(
+        [
+            {
+                "id": "w1",
+                "impl": "ddp",
+                "scaling": "strong",
+                "seq_len": 64,
+                "world": 1,
+                "median_s": 0.1,
+                "device_passes_s": passes(100),
+                "allreduce_bytes_analytic": 0,
+            },
+            {
+                "id": "w2",
+                "impl": "ddp",
+                "scaling": "strong",
+                "seq_len": 64,
+                "world": 2,
+                "median_s": 0.0625,
+                "device_passes_s": passes(62.5),
+                "allreduce_bytes_analytic": 8e6,
+            },
+        ]
+    )
+    comm = pd.DataFrame(
+        {"id": ["w2"] * 3, "repeat": [0, 1, 2], "communication_s": [0.01, 0.012, 0.011], "share": [0.15, 0.2, 0.17]}
+    )
     row = scaling_table(cells, comm).set_index("world").loc[2]
     assert row["efficiency"] == pytest.approx(0.8)  # 100 / (2 * 62.5)
     assert row["efficiency_low"] < 0.8 < row["efficiency_high"]

@@ -102,10 +102,17 @@ def test_the_nccl_launcher_defaults_to_the_gpus_present():
     assert default_world_sizes("cpu", 0) == [1, 2]
 
 
-@pytest.mark.parametrize("name,part", [
-    ("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
-    ("NVIDIA H200", "H200 SXM"), ("NVIDIA H200 NVL", "H200 NVL"), ("NVIDIA A100-SXM4-80GB", "A100"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,part",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H100 NVL", "H100 NVL"),
+        ("NVIDIA H200", "H200 SXM"),
+        ("NVIDIA H200 NVL", "H200 NVL"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+    ],
+)
 def test_datasheet_parts_are_told_apart(name, part):
     assert model_of(name) == part
 

@@ -49,8 +49,11 @@ def grads_in_bert_order(ours: EncoderLayer, grads: list[torch.Tensor]) -> list[t
     """Our gradients laid out as BertLayer's parameters are (in_proj split into query, key, value)."""
     g = dict(zip((n for n, _ in ours.named_parameters()), grads))
     w, b = g["self_attn.in_proj.weight"].chunk(3), g["self_attn.in_proj.bias"].chunk(3)
-    rest = [g[f"{name}.{leaf}"] for name in ("self_attn.out_proj", "norm1", "ff.linear1", "ff.linear2", "norm2")
-            for leaf in ("weight", "bias")]  # fmt: skip
+    rest = [
+        g[f"{name}.{leaf}"]
+        for name in ("self_attn.out_proj", "norm1", "ff.linear1", "ff.linear2", "norm2")
+        for leaf in ("weight", "bias")
+    ]
     return [w[0], b[0], w[1], b[1], w[2], b[2], *rest]
 
 
@@ -97,20 +100,42 @@ def test_ours_as_bert_bfloat16_within_bert_layers_own_error(mode):
 
 def run_grid(tmp_path: Path, impls: str, extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "out.json"
-    command = [sys.executable, "-m", "pytest", "bench/", "-p", "no:cacheprovider", "-q", "--profile", "quick",
-               "--set", "seq_len=64", "--set", f"{impls}", "-k", "layer or attention", f"--benchmark-json={out}",
-               *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--profile",
+        "quick",
+        "--set",
+        "seq_len=64",
+        "--set",
+        f"{impls}",
+        "-k",
+        "layer or attention",
+        f"--benchmark-json={out}",
+        *extra,
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     return result, (json.loads(out.read_text()) if out.exists() else {})
 
 
 @pytest.mark.slow
 def test_hf_cells_are_checked_observed_and_measured(tmp_path):
-    result, data = run_grid(tmp_path, "layer.impl=ours_bert,hf_bert_eager,hf_bert_sdpa",
-                            ("--set", "attention.impl=sdpa", "--set", "layer.dropout=0.0"))  # fmt: skip
+    result, data = run_grid(
+        tmp_path,
+        "layer.impl=ours_bert,hf_bert_eager,hf_bert_sdpa",
+        ("--set", "attention.impl=sdpa", "--set", "layer.dropout=0.0"),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    cells = {(b["extra_info"]["impl"], b["extra_info"]["pass"]): b["extra_info"] for b in data["benchmarks"]
-             if b["extra_info"]["group"] == "layer"}  # fmt: skip
+    cells = {
+        (b["extra_info"]["impl"], b["extra_info"]["pass"]): b["extra_info"]
+        for b in data["benchmarks"]
+        if b["extra_info"]["group"] == "layer"
+    }
     assert set(cells) == {(i, p) for i in ("ours_bert", "hf_bert_eager", "hf_bert_sdpa") for p in ("eval", "train")}
     for (impl, _), extra in cells.items():
         assert extra["check_passed"] and extra["check_relative_error"] < 1e-5 and extra["reference"] == "bert"
@@ -132,9 +157,11 @@ def test_a_module_of_any_layout_is_measured_through_its_hook(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_without_hf_cells_never_imports_transformers():
-    code = ("import sys, pytest; code = pytest.main(['bench/', '-q', '-p', 'no:cacheprovider', '--profile', 'quick', "
-            "'--set', 'seq_len=64', '-k', 'layer and ours and eval', '--benchmark-disable']); "
-            "print('TRANSFORMERS', 'transformers' in sys.modules); sys.exit(int(code))")  # fmt: skip
+    code = (
+        "import sys, pytest; code = pytest.main(['bench/', '-q', '-p', 'no:cacheprovider', '--profile', 'quick', "
+        "'--set', 'seq_len=64', '-k', 'layer and ours and eval', '--benchmark-disable']); "
+        "print('TRANSFORMERS', 'transformers' in sys.modules); sys.exit(int(code))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "TRANSFORMERS False" in result.stdout

@@ -32,8 +32,14 @@ TINY = ("--profile", "quick", "--set", "seq_len=64", "--set", "dtype=float32", "
 
 
 def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,8 +58,11 @@ def one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
 
 def digests(folder: Path) -> dict[str, str]:
     """Every file under `folder` by its SHA-256: what 'nothing lost' is checked against."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".attnbench.lock"}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".attnbench.lock"
+    }
 
 
 def write_run(folder: Path, shard: str | None = None, ids: slice = slice(None)) -> Path:
@@ -136,8 +145,13 @@ def test_a_bench_run_into_the_project_root_leaves_its_readme_alone(tmp_path):
 
 
 def test_two_runs_into_one_folder_one_refuses_and_neither_loses_a_result(tmp_path):
-    first = subprocess.Popen([sys.executable, "-m", "bench", *TINY, "--set", "seq_len=128", "--results", "R"],
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bench", *TINY, "--set", "seq_len=128", "--results", "R"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = tmp_path / "R" / SLUG / ".attnbench.lock"
     deadline = time.time() + 60
     while not lock.exists() and time.time() < deadline:
@@ -160,8 +174,10 @@ def test_bad_output_paths_and_options_are_refused_before_anything_is_measured(tm
     one_line_error(bench(*TINY, "--trace-match", "([", "--results", "R", cwd=tmp_path), "--trace-match '(['")
     one_line_error(bench(*TINY, "--device", "cuda", "--results", "R", cwd=tmp_path), "--device cuda", "no CUDA")
     assert not (tmp_path / "R").exists()  # a refused run leaves no empty folder
-    one_line_error(run("-m", "bench.autotune", "--table", "nofolder/t.json", "--passes", "1", cwd=tmp_path),
-                   "--table nofolder/t.json")  # fmt: skip
+    one_line_error(
+        run("-m", "bench.autotune", "--table", "nofolder/t.json", "--passes", "1", cwd=tmp_path),
+        "--table nofolder/t.json",
+    )
     one_line_error(run("-m", "bench.autotune", "--passes", "0", cwd=tmp_path), "--passes 0 is not accepted")
     one_line_error(run("-m", "bench.autotune", "--budget-s", "-1", cwd=tmp_path), "--budget-s -1 is not accepted")
     one_line_error(run("-m", "bench.distributed", "--rounds", "0", cwd=tmp_path), "--rounds 0 is not accepted")
@@ -191,8 +207,9 @@ def test_reports_and_compares_into_a_read_only_folder_are_one_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with read_only(out):
-        one_line_error(run("-m", "analysis", "compare", str(run_dir), str(run_dir), "--out", str(out), cwd=tmp_path),
-                       "--out")  # fmt: skip
+        one_line_error(
+            run("-m", "analysis", "compare", str(run_dir), str(run_dir), "--out", str(out), cwd=tmp_path), "--out"
+        )
     one_line_error(run("-m", "analysis", "table", str(run_dir), "--out", "missing/t.csv", cwd=tmp_path), "--out")
 
 
@@ -235,9 +252,25 @@ def test_sigterm_during_bench_leaves_this_runs_partial_json_and_no_stale_file(tm
     folder = tmp_path / "R" / SLUG
     folder.mkdir(parents=True)
     (folder / ".partial-old-dead-run").mkdir()  # what a SIGKILLed run leaves: never taken for this run's
-    process = subprocess.Popen([sys.executable, "-m", "bench", "--profile", "quick", "--set", "dtype=float32",
-                                "--results", "R", "--run-id", "term1"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--profile",
+            "quick",
+            "--set",
+            "dtype=float32",
+            "--results",
+            "R",
+            "--run-id",
+            "term1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # stopped once it has timed some cells: the first trace is of a layer cell, after every attention cell; the
     # train_step cells are still to come, however fast or loaded the machine
     _, err = sigterm_when(process, lambda: (folder / ".partial-term1" / "traces").exists())
@@ -250,14 +283,41 @@ def test_sigterm_during_bench_leaves_this_runs_partial_json_and_no_stale_file(tm
 
 
 def test_sigterm_during_ab_removes_its_worktrees_and_keeps_the_pairs_it_finished(tmp_path):
-    worktrees = lambda: subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True,  # noqa: E731
-                                       text=True).stdout  # fmt: skip
-    temporary = lambda: set(Path(os.environ.get("TMPDIR", "/tmp")).glob("attnbench-ab-*"))  # noqa: E731
+    def worktrees() -> str:
+        return subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+
+    def temporary() -> set[Path]:
+        return set(Path(os.environ.get("TMPDIR", "/tmp")).glob("attnbench-ab-*"))
+
     before_worktrees, before_tmp = worktrees(), temporary()
-    process = subprocess.Popen([sys.executable, "-m", "bench", "ab", "--base", "HEAD", "--new", "HEAD", "--pairs", "4",
-                                "--results", str(tmp_path), "--name", "ab", "--profile", "quick", "--set",
-                                "seq_len=64", "-k", "attention and sdpa"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "ab",
+            "--base",
+            "HEAD",
+            "--new",
+            "HEAD",
+            "--pairs",
+            "4",
+            "--results",
+            str(tmp_path),
+            "--name",
+            "ab",
+            "--profile",
+            "quick",
+            "--set",
+            "seq_len=64",
+            "-k",
+            "attention and sdpa",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[str] = []
 
     def third_pass_started() -> bool:  # the first pair is done once the third pass starts
@@ -280,9 +340,26 @@ def user_grid(tmp_path: Path, impls: str, *args: str, env: dict | None = None) -
     """The attention group at one length with these implementations; (results JSON, reasons by (impl, pass))."""
     shutil.copy(HOSTILE, tmp_path / "hostile_attention.py")
     out = tmp_path / "out.json"
-    result = run("-m", "pytest", str(ROOT / "bench"), "-p", "no:cacheprovider", "-q", "--profile", "quick", "--set",
-                 "seq_len=64", "--set", f"attention.impl={impls}", "-k", "attention", f"--benchmark-json={out}", *args,
-                 cwd=tmp_path, env=env)  # fmt: skip
+    result = run(
+        "-m",
+        "pytest",
+        str(ROOT / "bench"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--profile",
+        "quick",
+        "--set",
+        "seq_len=64",
+        "--set",
+        f"attention.impl={impls}",
+        "-k",
+        "attention",
+        f"--benchmark-json={out}",
+        *args,
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]  # some cells failed, the grid went on
     assert "Traceback" not in result.stdout + result.stderr
     data = json.loads(out.read_text())
@@ -293,12 +370,21 @@ def user_grid(tmp_path: Path, impls: str, *args: str, env: dict | None = None) -
 
 def test_a_user_modules_changes_to_torchs_settings_fail_its_cell_and_reach_no_later_cell(tmp_path):
     witness = tmp_path / "witness.jsonl"
-    impls = ",".join(["hostile_attention:one_thread", "hostile_attention:float64_default",
-                      "hostile_attention:no_grad_left_on", "naive", "hostile_attention:witness"])  # fmt: skip
+    impls = ",".join(
+        [
+            "hostile_attention:one_thread",
+            "hostile_attention:float64_default",
+            "hostile_attention:no_grad_left_on",
+            "naive",
+            "hostile_attention:witness",
+        ]
+    )
     data, reasons = user_grid(tmp_path, impls, env={"HOSTILE_WITNESS": str(witness)})
     assert "torch.get_num_threads()" in reasons[("hostile_attention:one_thread", "forward")]
-    assert "torch.get_default_dtype(): torch.float32 -> torch.float64" in reasons[
-        ("hostile_attention:float64_default", "train")]  # fmt: skip
+    assert (
+        "torch.get_default_dtype(): torch.float32 -> torch.float64"
+        in reasons[("hostile_attention:float64_default", "train")]
+    )
     assert "torch.is_grad_enabled(): True -> False" in reasons[("hostile_attention:no_grad_left_on", "train")]
     timed = {(b["extra_info"]["impl"], b["extra_info"]["pass"]) for b in data["benchmarks"]}
     # the built-in and the correct module after them ran, and ran under the run's own settings
@@ -317,8 +403,9 @@ def test_a_module_that_goes_wrong_after_its_check_is_never_reported_as_valid(tmp
 
 def test_slow_and_hanging_modules_fail_their_cells_at_the_time_limit_and_the_grid_goes_on(tmp_path):
     started = time.perf_counter()
-    data, reasons = user_grid(tmp_path, "hostile_attention:sleeper,hostile_attention:hangs,sdpa",
-                              "--cell-time-limit-s", "4")  # fmt: skip
+    data, reasons = user_grid(
+        tmp_path, "hostile_attention:sleeper,hostile_attention:hangs,sdpa", "--cell-time-limit-s", "4"
+    )
     assert time.perf_counter() - started < 120  # four limited cells, not an endless run
     for impl in ("hostile_attention:sleeper", "hostile_attention:hangs"):
         assert "ran past its time limit of 4 s" in reasons[(impl, "forward")]
@@ -340,9 +427,25 @@ def test_a_kernel_cache_of_the_wrong_shape_is_measured_again(tmp_path):
     cache.mkdir()
     (cache / "kernel_choices.json").write_text("[1, 2]")
     out = tmp_path / "out.json"
-    result = run("-m", "pytest", str(ROOT / "bench"), "-p", "no:cacheprovider", "-q", "--profile", "quick", "--set",
-                 "seq_len=64", "--set", "attention.impl=auto,sdpa", "-k", "attention", f"--benchmark-json={out}",
-                 cwd=tmp_path, env={CACHE_ENV: str(cache)})  # fmt: skip
+    result = run(
+        "-m",
+        "pytest",
+        str(ROOT / "bench"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--profile",
+        "quick",
+        "--set",
+        "seq_len=64",
+        "--set",
+        "attention.impl=auto,sdpa",
+        "-k",
+        "attention",
+        f"--benchmark-json={out}",
+        cwd=tmp_path,
+        env={CACHE_ENV: str(cache)},
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert {b["extra_info"]["impl"] for b in json.loads(out.read_text())["benchmarks"]} == {"auto", "sdpa"}
 
@@ -364,8 +467,20 @@ def test_one_corrupt_run_does_not_break_the_index_or_the_others_reports(tmp_path
 def test_a_noise_floor_that_is_not_json_is_one_line(tmp_path):
     run_dir = write_run(tmp_path / "run")
     (tmp_path / "floor.json").write_text("not json")
-    one_line_error(run("-m", "analysis", "compare", str(run_dir), str(run_dir), "--noise-floor",
-                       str(tmp_path / "floor.json"), cwd=tmp_path), "--noise-floor", "not valid JSON")  # fmt: skip
+    one_line_error(
+        run(
+            "-m",
+            "analysis",
+            "compare",
+            str(run_dir),
+            str(run_dir),
+            "--noise-floor",
+            str(tmp_path / "floor.json"),
+            cwd=tmp_path,
+        ),
+        "--noise-floor",
+        "not valid JSON",
+    )
 
 
 def test_a_damaged_corpus_is_one_line_in_both_experiments(tmp_path):
@@ -374,8 +489,7 @@ def test_a_damaged_corpus_is_one_line_in_both_experiments(tmp_path):
     corpus = tmp_path / "experiments" / "data" / "stdlib_docstrings.txt"
     env = {"PYTHONPATH": str(tmp_path)}
     corpus.write_text("damaged\n")
-    one_line_error(run("-m", "experiments.train", "--task", "text", "--steps", "1", cwd=tmp_path, env=env),
-                   "SHA-256")  # fmt: skip
+    one_line_error(run("-m", "experiments.train", "--task", "text", "--steps", "1", cwd=tmp_path, env=env), "SHA-256")
     one_line_error(run("-m", "experiments.extrapolation", "--out", "lm", cwd=tmp_path, env=env), "SHA-256")
     corpus.unlink()
     one_line_error(run("-m", "experiments.train", "--task", "text", "--steps", "1", cwd=tmp_path, env=env), "missing")

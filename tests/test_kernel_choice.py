@@ -38,12 +38,24 @@ def test_lookup_falls_back_to_sdpa_where_nothing_was_measured():
 
 def test_table_is_read_per_machine_and_checked(tmp_path):
     path = tmp_path / "table.json"
-    rows = [{"device": "cpu", "dtype": "float32", "train": False, "dropout": False, "seq_len": 128, "kernel": "naive",
-             "seconds": {"naive": 1.0}}]  # fmt: skip
+    rows = [
+        {
+            "device": "cpu",
+            "dtype": "float32",
+            "train": False,
+            "dropout": False,
+            "seq_len": 128,
+            "kernel": "naive",
+            "seconds": {"naive": 1.0},
+        }
+    ]
     facts = {"cpu_flags": ["avx2"], "cpu_count": 2, "torch_version": "2.13.0"}
     other = {**facts, "cpu_flags": ["avx2", "avx512f"]}
-    path.write_text(json.dumps({"machines": {"cpu-a": {"facts": facts, "choices": rows},
-                                             "cpu-b": {"facts": other, "choices": rows}}}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {"machines": {"cpu-a": {"facts": facts, "choices": rows}, "cpu-b": {"facts": other, "choices": rows}}}
+        )
+    )
     here = {"cpu_flags": ["avx2"], "cpu_count": 2, "gpu_name": None, "torch_minor": "2.13"}
     assert matching_choices(read_table(path), here) == (Choice("cpu", "float32", False, False, 128, "naive"),)
     assert matching_choices(read_table(path), {**here, "cpu_count": 4}) == ()
@@ -70,8 +82,23 @@ def test_auto_runs_the_kernel_its_table_names(kernel):
 def test_autotune_writes_this_machines_entry_and_keeps_the_others(tmp_path):
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"machines": {"cuda-other": {"choices": []}}}))
-    command = [sys.executable, "-m", "bench.autotune", "--device", "cpu", "--dtypes", "float32", "--lengths", "32",
-               "--passes", "1", "--budget-s", "0.005", "--table", str(table)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench.autotune",
+        "--device",
+        "cpu",
+        "--dtypes",
+        "float32",
+        "--lengths",
+        "32",
+        "--passes",
+        "1",
+        "--budget-s",
+        "0.005",
+        "--table",
+        str(table),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     machines = json.loads(table.read_text())["machines"]

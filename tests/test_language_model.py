@@ -50,8 +50,18 @@ def test_a_missing_or_different_corpus_trains_nothing(tmp_path):
 
 def test_a_uniform_model_scores_log2_of_its_outputs():
     corpus = load_corpus()
-    model = Encoder(EncoderConfig(d_model=16, n_heads=2, d_ff=32, n_layers=1, pos_encoding="alibi",
-                                  vocab_size=len(corpus.vocab) + 1, output_size=len(corpus.vocab) + 1, causal=True))
+    model = Encoder(
+        EncoderConfig(
+            d_model=16,
+            n_heads=2,
+            d_ff=32,
+            n_layers=1,
+            pos_encoding="alibi",
+            vocab_size=len(corpus.vocab) + 1,
+            output_size=len(corpus.vocab) + 1,
+            causal=True,
+        )
+    )
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
@@ -61,8 +71,19 @@ def test_a_uniform_model_scores_log2_of_its_outputs():
 
 def test_learned_positions_past_their_table_are_not_a_number():
     corpus = load_corpus()
-    model = Encoder(EncoderConfig(d_model=16, n_heads=2, d_ff=32, n_layers=1, pos_encoding="learned", max_len=32,
-                                  vocab_size=len(corpus.vocab) + 1, output_size=len(corpus.vocab) + 1, causal=True))
+    model = Encoder(
+        EncoderConfig(
+            d_model=16,
+            n_heads=2,
+            d_ff=32,
+            n_layers=1,
+            pos_encoding="learned",
+            max_len=32,
+            vocab_size=len(corpus.vocab) + 1,
+            output_size=len(corpus.vocab) + 1,
+            causal=True,
+        )
+    )
     assert validation_bits(model, corpus, 32, chars=512) > 0
     with pytest.raises(NotApplicable, match="learned positions are defined up to 32, not 64"):
         validation_bits(model, corpus, 64, chars=512)
@@ -78,8 +99,25 @@ def test_baselines_on_known_answers():
 
 @pytest.mark.slow
 def test_the_cli_trains_reports_bits_beside_the_baselines_and_samples(tmp_path):
-    command = [sys.executable, "-m", "experiments.lm", "--steps", "20", "--seq-len", "32", "--d-model", "32",
-               "--n-layers", "1", "--batch-size", "8", "--sample-chars", "40", "--out", str(tmp_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.lm",
+        "--steps",
+        "20",
+        "--seq-len",
+        "32",
+        "--d-model",
+        "32",
+        "--n-layers",
+        "1",
+        "--batch-size",
+        "8",
+        "--sample-chars",
+        "40",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "held-out bits per character at L=32" in result.stdout
@@ -90,8 +128,24 @@ def test_the_cli_trains_reports_bits_beside_the_baselines_and_samples(tmp_path):
 @pytest.mark.slow
 def test_the_extrapolation_experiment_writes_runs_and_a_judged_summary(tmp_path):
     out = tmp_path / "lm"
-    command = [sys.executable, "-m", "experiments.extrapolation", "--out", str(out), "--encodings", "alibi",
-               "learned", "--seeds", "2", "--steps", "4", "--seq-len", "16", "--workers", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.extrapolation",
+        "--out",
+        str(out),
+        "--encodings",
+        "alibi",
+        "learned",
+        "--seeds",
+        "2",
+        "--steps",
+        "4",
+        "--seq-len",
+        "16",
+        "--workers",
+        "2",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = pd.read_csv(out / "runs.csv")
@@ -101,8 +155,13 @@ def test_the_extrapolation_experiment_writes_runs_and_a_judged_summary(tmp_path)
     assert learned.loc[~learned["applicable"], "bits_per_char"].isna().all()
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "0 runs to train (4 cached)" in again.stdout
-    summary = subprocess.run([sys.executable, "-m", "analysis", "extrapolation", str(out)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    summary = subprocess.run(
+        [sys.executable, "-m", "analysis", "extrapolation", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert summary.returncode == 0, summary.stderr[-2000:]
     text = (out / "summary.md").read_text()
     assert "ALiBi's claim" in text and any(f"**{w}**" in text for w in ("met", "missed", "inconclusive"))

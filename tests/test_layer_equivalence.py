@@ -67,8 +67,13 @@ def test_naive_and_sdpa_kernels_agree(with_mask, kernel):
     for got, want in zip(forward_backward(other, x, mask, None)[:2], forward_backward(naive, x, mask, None)[:2]):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     seen = observe(lambda: other(x, mask), "cpu").attention_kernel  # what ran, read from the profiler
-    assert seen in ({"flash", "math", "naive", "blocked"} if kernel == "auto" else
-                    {"flash", "math"} if kernel == "sdpa" else {kernel})  # fmt: skip
+    assert seen in (
+        {"flash", "math", "naive", "blocked"}
+        if kernel == "auto"
+        else {"flash", "math"}
+        if kernel == "sdpa"
+        else {kernel}
+    )
 
 
 def test_eval_fast_path_matches():

@@ -30,10 +30,18 @@ KINDS = ("amd-epyc-avx2-2c", "amd-epyc-avx512bf16-2c", "intel-xeon-amx-2c")
 def facts_of(kind: str, torch_version: str = "2.13.0+cpu", cores: int = 2) -> dict:
     """The machine facts a run on that CPU records (the part the fingerprint and slug read)."""
     cpu = parse_cpuinfo((SAMPLES / f"{kind}.txt").read_text())
-    return {"cpu_vendor": cpu.vendor, "cpu_model": cpu.model_name, "cpu_family": cpu.family,
-            "cpu_model_number": cpu.model, "cpu_stepping": cpu.stepping, "cpu_flags": kernel_flags(cpu.flags),
-            "cpu_native_dtypes": native_dtypes(cpu.flags), "cpu_count": cores, "gpu_name": None,
-            "torch_version": torch_version}  # fmt: skip
+    return {
+        "cpu_vendor": cpu.vendor,
+        "cpu_model": cpu.model_name,
+        "cpu_family": cpu.family,
+        "cpu_model_number": cpu.model,
+        "cpu_stepping": cpu.stepping,
+        "cpu_flags": kernel_flags(cpu.flags),
+        "cpu_native_dtypes": native_dtypes(cpu.flags),
+        "cpu_count": cores,
+        "gpu_name": None,
+        "torch_version": torch_version,
+    }
 
 
 def test_the_three_cpus_parse_to_their_identity():
@@ -117,8 +125,11 @@ def test_bench_refuses_to_write_over_another_machines_run(tmp_path):
     other = {**here, "cpu_flags": ["avx2"] if "avx512f" in here["cpu_flags"] else ["avx2", "avx512f"]}
     folder = _run_folder(tmp_path / "theirs", other)
     before = (folder / "benchmarks.json").read_bytes()
-    result = subprocess.run([sys.executable, "-m", "bench", "--profile", "quick", "--results", str(tmp_path),
-                             "--name", "theirs"], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--profile", "quick", "--results", str(tmp_path), "--name", "theirs"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "another machine" in result.stderr and "--name" in result.stderr
     assert (folder / "benchmarks.json").read_bytes() == before and sorted(p.name for p in folder.iterdir()) == [

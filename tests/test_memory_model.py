@@ -20,8 +20,17 @@ def h100_ratios() -> pd.DataFrame:
     cells = pd.read_csv(H100)
     ratios = []
     for r in cells.to_dict("records"):
-        cell = Cell(r["group"], "cuda", r["dtype"], "small", r["seq_len"], r["heads"], r["impl"],
-                    r["pass"] if isinstance(r["pass"], str) else "train", r["dropout"])  # fmt: skip
+        cell = Cell(
+            r["group"],
+            "cuda",
+            r["dtype"],
+            "small",
+            r["seq_len"],
+            r["heads"],
+            r["impl"],
+            r["pass"] if isinstance(r["pass"], str) else "train",
+            r["dropout"],
+        )
         ratios.append(r["peak_mem_bytes"] / predicted_peak_bytes(cell, SHAPE, predicted_family(cell)))
     return cells.assign(ratio=ratios)
 
@@ -34,12 +43,17 @@ def test_cuda_memory_model_within_a_quarter_of_the_h100_peaks():
     assert ((medians - 1).abs() <= 0.25).all(), medians
 
 
-@pytest.mark.parametrize("group,impl,pass_,dropout", [("attention", "sdpa", "train", 0.0),
-                                                       ("attention", "naive", "train", 0.0),
-                                                       ("layer", "ours", "train", 0.0),
-                                                       ("layer", "torch", "eval", 0.0),
-                                                       ("layer", "ours", "train", 0.1),
-                                                       ("train_step", "sdpa", "train", 0.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "group,impl,pass_,dropout",
+    [
+        ("attention", "sdpa", "train", 0.0),
+        ("attention", "naive", "train", 0.0),
+        ("layer", "ours", "train", 0.0),
+        ("layer", "torch", "eval", 0.0),
+        ("layer", "ours", "train", 0.1),
+        ("train_step", "sdpa", "train", 0.0),
+    ],
+)
 def test_cpu_memory_model_within_a_quarter_of_the_measured_peak(group, impl, pass_, dropout):
     cell = Cell(group, "cpu", "float32", "small", 512, 4, impl, pass_, dropout)
     workload = WORKLOADS[group](cell, SHAPE, "cpu", torch.float32)

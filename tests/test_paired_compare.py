@@ -23,8 +23,13 @@ PAIRS, ROUNDS, CELLS = 6, 10, 20
 LIMITS = {"time": 0.05, "device_time": 0.05, "mfu": 0.05, "memory": 0.0, "flops": 0.0}
 
 
-def side(drift: np.ndarray, slowdown: dict[str, float], reference_slowdown: float, seed: int,
-         spells: dict[int, float] | None = None) -> pd.DataFrame:
+def side(
+    drift: np.ndarray,
+    slowdown: dict[str, float],
+    reference_slowdown: float,
+    seed: int,
+    spells: dict[int, float] | None = None,
+) -> pd.DataFrame:
     """A run as analysis.load makes it: per cell, PAIRS passes of ROUNDS rounds, each round followed by the
     reference matmul (--common-mode). Round r of pass i carries the machine's speed at that moment (the
     pair's drift and a per-round wobble, the same for the cell and its reference), 1% noise of its own, and
@@ -38,10 +43,22 @@ def side(drift: np.ndarray, slowdown: dict[str, float], reference_slowdown: floa
             machine[i] *= factor
         cell = 1e-3 * (1 + c) * slowdown.get(cid, 1.0) * machine * np.exp(rng.normal(0, 0.01, (PAIRS, ROUNDS)))
         reference = 1e-3 * reference_slowdown * machine * np.exp(rng.normal(0, 0.01, (PAIRS, ROUNDS)))
-        rows.append({"id": cid, "group": "attention", "device": "cpu", "dtype": "float32", "passes": PAIRS,
-                     "device_passes_s": cell.tolist(), "host_passes_s": cell.tolist(),
-                     "common_mode_passes_s": reference.tolist(), "peak_mem_bytes": 1000, "flops_counted": 10**9,
-                     "flops_analytic": 10**9, "peak_flops_per_s": 10**11})  # fmt: skip
+        rows.append(
+            {
+                "id": cid,
+                "group": "attention",
+                "device": "cpu",
+                "dtype": "float32",
+                "passes": PAIRS,
+                "device_passes_s": cell.tolist(),
+                "host_passes_s": cell.tolist(),
+                "common_mode_passes_s": reference.tolist(),
+                "peak_mem_bytes": 1000,
+                "flops_counted": 10**9,
+                "flops_analytic": 10**9,
+                "peak_flops_per_s": 10**11,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -80,8 +97,9 @@ def test_a_slowdown_that_also_moves_the_reference_is_not_normalised_away():
     table = compare_cells(base, new, LIMITS, paired=True, use_common_mode=True)
     assert (table["device_time"] > 1.04).all()  # raw: the reference moved with the change, so it divides nothing
     assert (table["interval"] == "pairs-t").mean() > 0.8
-    assert any("reference matmul moved between the sides over the whole run" in w
-               for w in reference_warnings(table, PAIRS))  # fmt: skip
+    assert any(
+        "reference matmul moved between the sides over the whole run" in w for w in reference_warnings(table, PAIRS)
+    )
 
 
 def test_slow_spells_of_the_vm_during_a_few_passes_of_one_side_are_not_a_change():
@@ -139,19 +157,28 @@ def clone(tmp_path_factory):
 
 
 def ab(clone: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", "ab", "--results", str(clone / "out"), "--name", "x", *args],
-                          cwd=clone, capture_output=True, text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "ab", "--results", str(clone / "out"), "--name", "x", *args],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def worktrees(clone: Path) -> int:
-    return len(subprocess.run(["git", "worktree", "list"], cwd=clone, capture_output=True, text=True).stdout.split("\n")
-               ) - 1  # fmt: skip
+    return (
+        len(subprocess.run(["git", "worktree", "list"], cwd=clone, capture_output=True, text=True).stdout.split("\n"))
+        - 1
+    )
 
 
 def test_bad_input_is_one_line_and_leaves_nothing_behind(clone):
-    bad = ((["--base", "no-such-rev"], "'no-such-rev' is not a revision"),
-           (["--base", "HEAD", "--pairs", "1"], "--pairs 1 is not accepted"),
-           (["--base", "HEAD", "--new", "HEAD", "--profile", "nosuch"], "a pass of the base side failed"))
+    bad = (
+        (["--base", "no-such-rev"], "'no-such-rev' is not a revision"),
+        (["--base", "HEAD", "--pairs", "1"], "--pairs 1 is not accepted"),
+        (["--base", "HEAD", "--new", "HEAD", "--profile", "nosuch"], "a pass of the base side failed"),
+    )
     for args, message in bad:
         result = ab(clone, *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -174,8 +201,19 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(clone):
 
 
 def test_two_pairs_of_the_same_revision_compare_as_a_pair(clone):
-    result = ab(clone, "--base", "HEAD", "--new", "HEAD", "--pairs", "2", "--set", "seq_len=64", "-k",
-                "(attention and sdpa and forward) or calibration")  # fmt: skip
+    result = ab(
+        clone,
+        "--base",
+        "HEAD",
+        "--new",
+        "HEAD",
+        "--pairs",
+        "2",
+        "--set",
+        "seq_len=64",
+        "-k",
+        "(attention and sdpa and forward) or calibration",
+    )
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
     base = json.loads((clone / "out" / "x" / "base" / "benchmarks.json").read_text())
     assert base["machine_info"]["attnbench"]["ab"]["side"] == "base"

@@ -25,8 +25,7 @@ def test_sdpa_math_is_a_built_in_that_runs_the_math_backend():
 
 
 def test_one_entry_is_all_a_new_built_in_needs(monkeypatch):
-    entry = Implementation("blocked_attention", "attention", _attention("blocked"), _load_same_names, "ours",
-                           "blocked")  # fmt: skip
+    entry = Implementation("blocked_attention", "attention", _attention("blocked"), _load_same_names, "ours", "blocked")
     with pytest.raises(GridError, match="'blocked_attention' is not accepted"):
         load_grid("quick", ["attention.impl=blocked_attention"])
     monkeypatch.setitem(BUILTINS, ("attention", "blocked_attention"), entry)
@@ -34,24 +33,44 @@ def test_one_entry_is_all_a_new_built_in_needs(monkeypatch):
     cell = grid.cells("attention")[0]
     assert "blocked_attention" in builtin_names("attention") and not is_user(cell.impl)
     assert predicted_family(cell) == "blocked" and unsupported(cell) is None and not uses_auto(cell)
-    facts, _ = measure(Cell("attention", "cpu", "float32", "small", 64, 4, "blocked_attention", "forward"), GRID,
-                       None, None)  # fmt: skip
+    facts, _ = measure(
+        Cell("attention", "cpu", "float32", "small", 64, 4, "blocked_attention", "forward"), GRID, None, None
+    )
     assert facts["attention_kernel"] == "blocked"
 
 
 def test_auto_and_baselines_come_from_the_entries():
     assert {name for (group, name), e in BUILTINS.items() if e.kernel == "auto"} == {"auto", "ours_auto"}
     assert {(group, name) for (group, name), e in BUILTINS.items() if e.baseline} == {
-        ("attention", "torch_mha"), ("layer", "torch")}
+        ("attention", "torch_mha"),
+        ("layer", "torch"),
+    }
     assert builtin_names("train_step") == ("naive", "sdpa", "auto")
 
 
 @pytest.mark.slow
 def test_each_cell_records_whether_it_is_a_baseline_or_a_users(tmp_path):
     out = tmp_path / "out.json"
-    command = [sys.executable, "-m", "pytest", "bench/", "--profile", "quick", "--set", "seq_len=64", "-k",
-               "layer and eval", "-p", "no:cacheprovider", "-q", f"--benchmark-json={out}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/",
+        "--profile",
+        "quick",
+        "--set",
+        "seq_len=64",
+        "-k",
+        "layer and eval",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--benchmark-json={out}",
+    ]
     assert subprocess.run(command, capture_output=True, text=True).returncode == 0
-    marks = {b["extra_info"]["impl"]: (b["extra_info"]["baseline"], b["extra_info"]["user"])
-             for b in json.loads(out.read_text())["benchmarks"] if b["extra_info"]["group"] == "layer"}  # fmt: skip
+    marks = {
+        b["extra_info"]["impl"]: (b["extra_info"]["baseline"], b["extra_info"]["user"])
+        for b in json.loads(out.read_text())["benchmarks"]
+        if b["extra_info"]["group"] == "layer"
+    }
     assert marks == {"ours": (False, False), "torch": (True, False)}

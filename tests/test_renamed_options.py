@@ -23,8 +23,24 @@ def test_old_name_sets_the_new_option_and_says_so(capsys):
 
 @pytest.mark.slow
 def test_pytest_grid_still_takes_the_old_names():
-    command = [sys.executable, "-m", "pytest", "bench/", "--collect-only", "-q", "-p", "no:cacheprovider",
-               "--grid", "quick", "--repeats", "2", "--set", "seq_len=64", "-k", "calibration"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--grid",
+        "quick",
+        "--repeats",
+        "2",
+        "--set",
+        "seq_len=64",
+        "-k",
+        "calibration",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout + result.stderr

@@ -23,8 +23,10 @@ def test_shards_of_quick_are_disjoint_and_together_the_whole_grid(n_shards):
     grid = load_grid("quick")
     cells = grid.cells()
     owner = assign_shards(cells, grid, n_shards)
-    shards = [{c.trace_name for c in cells if c.group != "calibration" and in_shard(c, owner, k)}
-              for k in range(1, n_shards + 1)]  # fmt: skip
+    shards = [
+        {c.trace_name for c in cells if c.group != "calibration" and in_shard(c, owner, k)}
+        for k in range(1, n_shards + 1)
+    ]
     assert sum(map(len, shards)) == len(set().union(*shards))  # disjoint
     assert set().union(*shards) == {c.trace_name for c in cells if c.group != "calibration"}
     assert all(shards) and assign_shards(cells, grid, n_shards) == owner  # none empty; deterministic
@@ -43,8 +45,23 @@ def test_shards_are_balanced_by_predicted_cost_not_by_count():
 
 
 def collected(*args: str) -> set[str]:
-    result = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench"), "--collect-only", "-q",
-                             "-p", "no:cacheprovider", "--profile", "quick", *args], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "bench"),
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--profile",
+            "quick",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return {line for line in result.stdout.splitlines() if "::" in line and "calibration" not in line}
 
@@ -56,8 +73,22 @@ def test_pytest_shard_option_selects_the_shard():
 
 
 def bench_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bench", "--profile", "quick", "--results", str(tmp_path), "--set", "seq_len=64",
-               "--set", "layer.dropout=0", "--no-report", *args, "-q"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--profile",
+        "quick",
+        "--results",
+        str(tmp_path),
+        "--set",
+        "seq_len=64",
+        "--set",
+        "layer.dropout=0",
+        "--no-report",
+        *args,
+        "-q",
+    ]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
@@ -66,13 +97,23 @@ def test_a_report_merged_from_shards_lists_the_cells_of_the_unsharded_run(tmp_pa
     for k in (1, 2):
         result = bench_run(tmp_path, "--shard", f"{k}/2", "--name", f"shard{k}")
         assert result.returncode == 0, result.stderr
-        assert json.loads((tmp_path / f"shard{k}" / "benchmarks.json").read_text())["machine_info"]["attnbench"][
-            "shard"] == f"{k}/2"  # fmt: skip
-    merge = [sys.executable, "-m", "analysis", "merge", str(tmp_path / "merged"), str(tmp_path / "shard1"),
-             str(tmp_path / "shard2")]  # fmt: skip
+        assert (
+            json.loads((tmp_path / f"shard{k}" / "benchmarks.json").read_text())["machine_info"]["attnbench"]["shard"]
+            == f"{k}/2"
+        )
+    merge = [
+        sys.executable,
+        "-m",
+        "analysis",
+        "merge",
+        str(tmp_path / "merged"),
+        str(tmp_path / "shard1"),
+        str(tmp_path / "shard2"),
+    ]
     assert subprocess.run(merge, capture_output=True, text=True).returncode == 0
-    report = subprocess.run([sys.executable, "-m", "analysis", "report", str(tmp_path / "merged")], capture_output=True,
-                            text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(tmp_path / "merged")], capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr
     whole, _, _ = load_runs([tmp_path / "whole" / "benchmarks.json"])
     merged, _, facts = load_runs([tmp_path / "merged" / "benchmarks.json"])

@@ -52,7 +52,7 @@ def test_median_interval_over_passes_covers_the_center():
 def test_interval_coverage_is_near_nominal():
     # Same distribution twice, 300 times: about 5% of the intervals should exclude 1
     same = [(passes(1.0, 0.03, 100 + i, drift=0.02), passes(1.0, 0.03, 900 + i, drift=0.02)) for i in range(300)]
-    misses = sum(ratio_interval(a, b).excludes_one for a, b in same)  # fmt: skip
+    misses = sum(ratio_interval(a, b).excludes_one for a, b in same)
     assert 3 <= misses <= 30
 
 

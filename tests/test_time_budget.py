@@ -40,8 +40,15 @@ def test_the_cost_model_follows_the_measured_pace():
     assert slow == pytest.approx(200 * fast, rel=1e-6)
     explicit = pace(1.0)
     explicit.seconds_per_flop[("bfloat16", "explicit", False)] *= 50  # only the explicit softmax emulated
-    naive = next(c for c in cpu_cells(grid) if c.group == "attention" and c.impl == "naive" and c.dtype == "bfloat16"
-                 and c.pass_ == "forward" and c.seq_len == 1024)  # fmt: skip
+    naive = next(
+        c
+        for c in cpu_cells(grid)
+        if c.group == "attention"
+        and c.impl == "naive"
+        and c.dtype == "bfloat16"
+        and c.pass_ == "forward"
+        and c.seq_len == 1024
+    )
     sdpa = next(c for c in cpu_cells(grid) if c.trace_name == naive.trace_name.replace("naive", "sdpa"))
     assert step_seconds(naive, grid, explicit) > 10 * step_seconds(naive, grid, pace(1.0))
     assert step_seconds(sdpa, grid, explicit) == step_seconds(sdpa, grid, pace(1.0))
@@ -102,11 +109,19 @@ def test_an_auto_cell_with_nothing_measured_is_predicted_to_tune_first(monkeypat
     from model.kernel_tuning import BUDGET_S as TUNING_BUDGET_S
 
     grid = load_grid("default")
-    auto = next(c for c in cpu_cells(grid) if c.impl == "ours_auto" and c.dtype == "bfloat16" and c.seq_len == 1024
-                and c.pass_ == "train" and c.dropout == 0)  # fmt: skip
+    auto = next(
+        c
+        for c in cpu_cells(grid)
+        if c.impl == "ours_auto"
+        and c.dtype == "bfloat16"
+        and c.seq_len == 1024
+        and c.pass_ == "train"
+        and c.dropout == 0
+    )
     ours = next(c for c in cpu_cells(grid) if c.trace_name == auto.trace_name.replace("ours_auto", "ours"))
-    elsewhere = KernelChooser({"cpu_flags": AVX2, "cpu_count": 2, "gpu_name": None, "torch_minor": "2.13"}, (),
-                              tmp_path / "cache.json")  # fmt: skip
+    elsewhere = KernelChooser(
+        {"cpu_flags": AVX2, "cpu_count": 2, "gpu_name": None, "torch_minor": "2.13"}, (), tmp_path / "cache.json"
+    )
     monkeypatch.setattr(bench.implementations, "bench_chooser", lambda: elsewhere)
     slow = pace(30)
     assert tuning_seconds(ours, grid, slow, 1.0) == 0.0

@@ -77,8 +77,12 @@ def test_gemms_are_told_apart_by_weight_shape_not_by_a_coincidence_of_sizes():
             stack.extend(getattr(node, "children", []))
             if node.name == "aten::linear":
                 by_weight[tuple(node.input_shape[1])] = categories[id(node)]
-    assert by_weight == {(768, 256): "projection", (256, 256): "projection", (1024, 256): "feed_forward",
-                         (256, 1024): "feed_forward"}  # fmt: skip
+    assert by_weight == {
+        (768, 256): "projection",
+        (256, 256): "projection",
+        (1024, 256): "feed_forward",
+        (256, 1024): "feed_forward",
+    }
     frame, _ = trace_breakdown(h100_trace("ours", 512), SMALL)
     share = dict(zip(frame["category"], frame["self_s"]))
     assert share["projection"] > 0.5 * share["feed_forward"]  # the backward GEMMs reached their own component
@@ -88,8 +92,12 @@ def test_the_activation_and_its_backward_belong_to_the_feed_forward():
     trace = read_trace(h100_trace("ours", 1024))
     data = parse(trace)
     categories = op_categories(data, trace, SMALL)
-    seen = {(n.name, categories[id(n)]) for root in data.tid2tree.values() for n in _walk(root)
-            if n.name in ("aten::relu", "aten::threshold_backward")}  # fmt: skip
+    seen = {
+        (n.name, categories[id(n)])
+        for root in data.tid2tree.values()
+        for n in _walk(root)
+        if n.name in ("aten::relu", "aten::threshold_backward")
+    }
     assert seen == {("aten::relu", "feed_forward"), ("aten::threshold_backward", "feed_forward")}
 
 
@@ -97,8 +105,12 @@ def test_backward_gemms_inherit_their_forward_component():
     trace = read_trace(h100_trace("torch", 1024))
     data = parse(trace)
     categories = op_categories(data, trace, SMALL)
-    backward = [categories[id(n)] for root in data.tid2tree.values() for n in _walk(root)
-                if n.name == "aten::mm" and not _in_forward(root)]  # fmt: skip
+    backward = [
+        categories[id(n)]
+        for root in data.tid2tree.values()
+        for n in _walk(root)
+        if n.name == "aten::mm" and not _in_forward(root)
+    ]
     assert backward and set(backward) <= {"projection", "feed_forward"}
 
 
@@ -152,30 +164,75 @@ def cuda_run(tmp_path: Path) -> Path:
     the numbers in this report mean nothing; the sentences it chooses are what is tested."""
     cells = pd.read_csv(FIXTURES / "h100" / "cells.csv").fillna({"pass": "train"})
     quick = json.loads((FIXTURES / "quick-cpu" / "benchmarks.json").read_text())
-    facts = {**quick["machine_info"]["attnbench"], "gpu_name": "NVIDIA H100 80GB HBM3", "cuda_version": "13.0",
-             "grid_profile": "cuda"}  # fmt: skip
+    facts = {
+        **quick["machine_info"]["attnbench"],
+        "gpu_name": "NVIDIA H100 80GB HBM3",
+        "cuda_version": "13.0",
+        "grid_profile": "cuda",
+    }
     benchmarks = []
     for r in cells.to_dict("records"):
         label = {"cudnn_attention": "cudnn", "efficient_attention": "efficient", "naive": "naive"}.get(
-            r["sdpa_backend"], r["sdpa_backend"])  # fmt: skip
+            r["sdpa_backend"], r["sdpa_backend"]
+        )
         cell_id = f"cuda-{r['dtype']}-small-n{r['seq_len']}-h{r['heads']}-{r['impl']}-{r['pass']}" + (
-            f"-p{r['dropout']:g}" if r["group"] != "attention" and r["pass"] == "train" else "")  # fmt: skip
+            f"-p{r['dropout']:g}" if r["group"] != "attention" and r["pass"] == "train" else ""
+        )
         samples = [r["median_s"]] * 5
-        extra = {"group": r["group"], "device": "cuda", "dtype": r["dtype"], "shape": "small", "seq_len": r["seq_len"],
-                 "heads": r["heads"], "impl": r["impl"], "pass": r["pass"], "dropout": r["dropout"],
-                 "pos_encoding": "none", "compile": "eager", "repeat": 0, "repeats": 1, "id": cell_id,
-                 "trace_name": f"{r['group']}.{cell_id}".replace("-small", "")
-                 if (H100 / f"{r['group']}.{cell_id}".replace("-small", "")).exists() else None,
-                 "batch": 2, "d_model": 256, "d_ff": 1024, "check_relative_error": 0.0, "check_tolerance": 0.03,
-                 "check_passed": True, "flops_counted": 1e9, "flops_counted_with_added_formulas": [],
-                 "flops_analytic": 1e9, "attention_kernel": label, "attention_ops": [], "attention_device_kernels": [],
-                 "attention_family": "cudnn", "peak_mem_bytes": r["peak_mem_bytes"],
-                 "predicted_mem_bytes": r["peak_mem_bytes"], "host_samples_s": [3 * s for s in samples],
-                 "device_samples_s": samples, "device_time_method": "cuda_events", "peak_flops_per_s": 7.4e14}
+        extra = {
+            "group": r["group"],
+            "device": "cuda",
+            "dtype": r["dtype"],
+            "shape": "small",
+            "seq_len": r["seq_len"],
+            "heads": r["heads"],
+            "impl": r["impl"],
+            "pass": r["pass"],
+            "dropout": r["dropout"],
+            "pos_encoding": "none",
+            "compile": "eager",
+            "repeat": 0,
+            "repeats": 1,
+            "id": cell_id,
+            "trace_name": f"{r['group']}.{cell_id}".replace("-small", "")
+            if (H100 / f"{r['group']}.{cell_id}".replace("-small", "")).exists()
+            else None,
+            "batch": 2,
+            "d_model": 256,
+            "d_ff": 1024,
+            "check_relative_error": 0.0,
+            "check_tolerance": 0.03,
+            "check_passed": True,
+            "flops_counted": 1e9,
+            "flops_counted_with_added_formulas": [],
+            "flops_analytic": 1e9,
+            "attention_kernel": label,
+            "attention_ops": [],
+            "attention_device_kernels": [],
+            "attention_family": "cudnn",
+            "peak_mem_bytes": r["peak_mem_bytes"],
+            "predicted_mem_bytes": r["peak_mem_bytes"],
+            "host_samples_s": [3 * s for s in samples],
+            "device_samples_s": samples,
+            "device_time_method": "cuda_events",
+            "peak_flops_per_s": 7.4e14,
+        }
         benchmarks.append({"name": cell_id, "extra_info": extra})
-    benchmarks.append({"name": "cal", "extra_info": {"group": "calibration", "device": "cuda", "dtype": "bfloat16",
-                       "id": "cuda-bfloat16", "host_samples_s": [1.0], "device_samples_s": [1.0],
-                       "flops_analytic": 7.4e14, "peak_flops_per_s": 7.4e14}})  # fmt: skip
+    benchmarks.append(
+        {
+            "name": "cal",
+            "extra_info": {
+                "group": "calibration",
+                "device": "cuda",
+                "dtype": "bfloat16",
+                "id": "cuda-bfloat16",
+                "host_samples_s": [1.0],
+                "device_samples_s": [1.0],
+                "flops_analytic": 7.4e14,
+                "peak_flops_per_s": 7.4e14,
+            },
+        }
+    )
     run = tmp_path / "cuda-h100"
     run.mkdir()
     (run / "benchmarks.json").write_text(json.dumps({"machine_info": {"attnbench": facts}, "benchmarks": benchmarks}))

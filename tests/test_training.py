@@ -91,8 +91,27 @@ def test_schedule_warms_up_then_decays():
 
 
 def test_cli_trains_and_writes_metrics(tmp_path, capsys):
-    code = train.main(["--task", "copy", "--seq-len", "6", "--steps", "20", "--d-model", "32", "--n-heads", "2",
-                       "--n-layers", "1", "--no-progress", "--out", str(tmp_path), "--eval-lengths", "6"])  # fmt: skip
+    code = train.main(
+        [
+            "--task",
+            "copy",
+            "--seq-len",
+            "6",
+            "--steps",
+            "20",
+            "--d-model",
+            "32",
+            "--n-heads",
+            "2",
+            "--n-layers",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--eval-lengths",
+            "6",
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 20 and len(metrics["losses"]) == 20 and "6" in metrics["eval"]
