@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.sections import grid_cells
 from analysis.stats import ratio_interval
+from infra.registry import yardsticks
 
 if TYPE_CHECKING:
     from analysis.context import ReportContext
@@ -41,7 +41,7 @@ def _against(cells: pd.DataFrame, axis: str, baseline: str, keys: list[str]) -> 
 
 def positional_cost_section(ctx: ReportContext) -> list[str]:
     cells, experiment = ctx.cells, ctx.experiment
-    grid = grid_cells(cells)
+    grid = cells
     grid = grid[(grid["compile"] == "eager") & grid["group"].isin(["layer", "train_step"])]
     if grid["pos_encoding"].nunique() < 2:
         return []
@@ -82,7 +82,7 @@ def positional_cost_section(ctx: ReportContext) -> list[str]:
 
 def compile_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
-    grid = grid_cells(cells)
+    grid = cells
     if grid["compile"].nunique() < 2 and (grid["compile"] == "eager").all():
         return []
     table = _against(grid, "compile", "eager", [*SAME, "pos_encoding", "compile"])
@@ -111,13 +111,12 @@ def compile_section(ctx: ReportContext) -> list[str]:
     ]
 
 
-BUILTINS = {"attention": ("sdpa", "naive"), "layer": ("ours", "ours_naive")}  # what a user's is held against
 KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_encoding", "compile"]
 
 
 def user_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
-    grid = grid_cells(cells)
+    grid = cells
     users = grid[grid["user"].astype(bool)]  # the registry's mark (analysis.load.upgrade marks older runs)
     if users.empty:
         return []
@@ -131,7 +130,7 @@ def user_section(ctx: ReportContext) -> list[str]:
     ]
     for group, data in users.groupby("group"):
         rows = {}
-        for builtin in BUILTINS[group]:
+        for builtin in yardsticks(group):  # the built-ins the registry holds a user's against
             base = grid[(grid["group"] == group) & (grid["impl"] == builtin)]
             for r in data.merge(base, on=KEYS, suffixes=("", "_base")).to_dict("records"):
                 row = rows.setdefault(

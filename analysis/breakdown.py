@@ -20,7 +20,7 @@ AGREEMENT = {"cuda": 0.10, "cpu": 0.25}  # kernel sum vs device time; op self ti
 def crossover_section(ctx: ReportContext) -> list[str]:
     breakdown, cells = ctx.breakdown, ctx.cells
     lines = ["## Where attention overtakes the feed-forward", ""]
-    for shape, row in cells[cells["group"] != "calibration"].groupby("shape")[["d_model", "d_ff"]].first().iterrows():
+    for shape, row in cells.groupby("shape")[["d_model", "d_ff"]].first().iterrows():
         d, f = int(row["d_model"]), int(row["d_ff"])
         one = layer_forward_flops(1, 1, d, f)  # both terms are linear in b; scores grow as n^2, the FFN as n
         lines.append(

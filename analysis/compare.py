@@ -145,8 +145,7 @@ def compare_cells(
     ratios come from per-pair differences; `use_common_mode`: device times are divided round by round by the
     reference matmul timed after each round, where that reference itself did not move between the sides;
     `simultaneous`: 95% intervals for all cells together, else 95% for each cell alone."""
-    base = base[base["group"] != "calibration"].set_index("id")
-    new = new[new["group"] != "calibration"].set_index("id")
+    base, new = base.set_index("id"), new.set_index("id")
     cells = sorted(set(base.index) & set(new.index))
     level = family_confidence(len(cells)) if simultaneous else CONFIDENCE
     whole_run = run_reference_moved(base, new, cells) if paired and use_common_mode else None
@@ -170,7 +169,7 @@ def compare_cells(
             raw = device = with_run_noise(
                 ratio_interval(b["device_passes_s"], a["device_passes_s"], level), run_sd, level
             )
-        flops = _ratio(b, a, "flops_counted") if _has(a, "flops_counted") else _ratio(b, a, "flops_analytic")
+        flops = _ratio(b, a, "flops")  # each side's step FLOPs by the one rule (infra.record.step_flops)
         # mfu ratio = k / device ratio; a pair runs on one machine, whose peak is one: its per-run estimate is noise
         k = flops * (1.0 if paired else _ratio(a, b, "peak_flops_per_s"))
         row = {

@@ -28,6 +28,11 @@ class ReportContext:
     traces_note: str | None = None  # why the traces were not read, where they were not
 
     @property
+    def matmul_peaks(self) -> pd.DataFrame:
+        """The run's matmul peak per device and dtype (per shard, where merged): infra.record.MatmulPeak."""
+        return pd.DataFrame(self.facts.get("matmul_peak", []))
+
+    @property
     def fig_dir(self) -> Path:
         return self.run_dir / "figures"
 

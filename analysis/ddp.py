@@ -14,6 +14,7 @@ from analysis.errors import MissingDependency
 from analysis.markdown import md
 from analysis.stats import ratio_interval
 from analysis.traces import LayerShape, find_traces, trace_breakdown
+from infra.record import pass_trace_name
 
 KEYS = ["impl", "scaling", "seq_len"]
 
@@ -24,7 +25,7 @@ def communication_shares(trace_dir: Path, cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for cell in cells.to_dict("records"):
         for repeat in range(int(cell["passes"])):
-            folder = trace_dir / f"ddp.{cell['id']}-r{repeat}"
+            folder = trace_dir / pass_trace_name(cell["trace_name"], repeat)
             if not folder.is_dir():
                 continue
             ranks = [

@@ -1,9 +1,10 @@
 """Benchmark JSON files -> one tidy DataFrame: a row per measured cell (its interleaved passes pooled),
 a column per parameter or figure (units in the names), and the machine each row came from.
 
-Times: `median_s` is the median device time over every pass's rounds (on CPU the device time is the
-host latency); `host_median_s` the host latency. The per-pass samples stay in `device_passes_s` and
-`host_passes_s` (a list of lists per cell) for the statistics.
+Times: `median_s` is the cell's device time, infra.record.typical_time: the geometric mean of its passes'
+medians, the centre of its interval (on CPU the device time is the host latency); `host_median_s` the host
+latency, the same way. The per-pass samples stay in `device_passes_s` and `host_passes_s` (a list of lists
+per cell) for the statistics. The run's matmul peak per device and dtype is in its facts (`matmul_peak`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from infra.record import HOST_BOUND, PER_PASS, SCHEMA_VERSION, derive
+from infra import registry
+from infra.record import HOST_BOUND, PER_PASS, SCHEMA_VERSION, MatmulPeak, derive, step_flops, typical_time
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
 LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user", "reference", "common_mode_passes_s"})
+OLD_PEAK_GROUP = "calibration"  # the group name runs before schema 3 measured the matmul peak in
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
 
 
@@ -38,25 +41,80 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def _peaks_from_cells(cells: list[dict]) -> list[dict]:
+    """Version 2 and older measured the matmul peak as a group of cells, one per device and dtype (per shard in
+    a merged run), in every pass: those passes pooled as one MatmulPeak each."""
+    by_id: dict[str, list[dict]] = {}
+    for extra in cells:
+        by_id.setdefault(extra["id"], []).append(extra)
+    peaks = []
+    for cell_id, passes in by_id.items():
+        first = passes[0]
+        device = [s for p in passes for s in p["device_samples_s"]]
+        flops = first["flops_analytic"]
+        # the median of the pooled rounds, as the report of that time read it; its interval over the rounds
+        low, high = np.percentile(device, [2.5, 97.5])
+        peaks.append(
+            asdict(
+                MatmulPeak(
+                    device=first["device"],
+                    dtype=first["dtype"],
+                    matmul_size=first["matmul_size"],
+                    flops=flops,
+                    device_samples_s=device,
+                    host_samples_s=[s for p in passes for s in p["host_samples_s"]],
+                    device_time_method=first["device_time_method"],
+                    peak_flops_per_s=first["peak_flops_per_s"],
+                    median_flops_per_s=flops / float(np.median(device)),
+                    low_flops_per_s=flops / float(high),
+                    high_flops_per_s=flops / float(low),
+                    shard=cell_id.partition("@shard")[2] or None,
+                )
+            )
+        )
+    return peaks
+
+
 def upgrade(data: dict) -> dict:
     """A run of any schema version in the current shape, so nothing after loading branches on a run's age.
-    Version 1 (no schema_version) lacks the registry's marks on some cells: its baseline was torch's layer and
-    a user implementation was the one named module:factory, as the analysis of that time read them."""
+    - Version 1 (no schema_version) lacks the registry's marks on some cells: its baseline was torch's layer
+      and a user implementation was the one named module:factory, as the analysis of that time read them; it
+      did not record which layer a cell was checked against.
+    - Versions 1 and 2 measured the matmul peak as cells of a group of their own: they become the run's
+      matmul_peak facts. Their auto cells may lack where the choice came from ("not recorded"); the
+      data-parallel launches named each pass's trace folder in trace_name."""
     facts = data["machine_info"]["attnbench"]
     version = facts.get("schema_version", 1)
     if version > SCHEMA_VERSION:
         raise AnalysisError(
             f"schema_version {version} is newer than this attnbench reads ({SCHEMA_VERSION}); update attnbench"
         )
+    if version < 3:
+        old = [b for b in data["benchmarks"] if b.get("extra_info", {}).get("group") == OLD_PEAK_GROUP]
+        data["benchmarks"] = [b for b in data["benchmarks"] if b not in old]
+        facts["matmul_peak"] = _peaks_from_cells([b["extra_info"] for b in old])
+        data["attnbench_not_run"] = [
+            o for o in data.get("attnbench_not_run", []) if o.get("params", {}).get("group") != OLD_PEAK_GROUP
+        ]
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
-        if extra.get("group") in (None, "calibration", "ddp"):
+        group, impl = extra.get("group"), str(extra.get("impl", ""))
+        if group == "ddp":
+            if version < 3:
+                extra["trace_name"] = str(extra["trace_name"]).rpartition("-r")[0]
             continue
-        impl = str(extra.get("impl", ""))
+        if group is None:
+            continue
+        entry = registry.builtin(group, impl)
         if extra.get("baseline") is None:
-            extra["baseline"] = impl == "torch"
+            extra["baseline"] = group == "layer" and bool(entry and entry.baseline)
         if extra.get("user") is None:
-            extra["user"] = ":" in impl
+            extra["user"] = registry.is_user(impl)
+        if extra.get("reference") is None:
+            extra["reference"] = "not recorded"
+        extra.setdefault("auto_kernel", None)
+        if "auto_source" not in extra:
+            extra["auto_source"] = "not recorded" if registry.running_auto(group, impl) else None
     facts["schema_version"] = SCHEMA_VERSION
     return data
 
@@ -79,14 +137,15 @@ def machine_description(facts: dict) -> str:
 
 
 def _pooled(group: list[dict]) -> dict:
-    """One cell's passes as one row: facts from the first pass, samples kept per pass, stats pooled."""
+    """One cell's passes as one row: facts from the first pass, samples kept per pass, its time the one
+    estimator (infra.record.typical_time, the centre of its interval), the spread of its pooled rounds."""
     passes = sorted(group, key=lambda e: e.get("repeat", 0))
     row = {k: v for k, v in passes[0].items() if k not in PER_PASS}
     device = [list(e["device_samples_s"]) for e in passes]
     host = [list(e["host_samples_s"]) for e in passes]
     pooled = np.concatenate(device)
-    q1, median, q3 = np.percentile(pooled, [25, 50, 75])
-    host_median = float(np.median(np.concatenate(host)))
+    q1, q3 = np.percentile(pooled, [25, 75])
+    median, host_median = typical_time(device), typical_time(host)
     references = [e.get("common_mode_samples_s") for e in passes]
     if all(references):  # the reference matmul timed after each round (python -m bench ab)
         row["common_mode_passes_s"] = [list(r) for r in references]
@@ -95,29 +154,21 @@ def _pooled(group: list[dict]) -> dict:
         host_passes_s=host,
         passes=len(passes),
         rounds=int(pooled.size),
-        median_s=float(median),
+        median_s=median,
         iqr_s=float(q3 - q1),
         min_s=float(pooled.min()),
         max_s=float(pooled.max()),
         host_median_s=host_median,
-        host_over_device=host_median / float(median),
         device_time_method=passes[0].get("device_time_method"),
         device_time_note=passes[0].get("device_time_note"),
     )
-    if row["group"] != "calibration":
-        flops = row["flops_analytic"] if row.get("flops_analytic") is not None else row["flops_counted"]
-        tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
-        # the threshold the run recorded; runs from before it was recorded used today's
-        threshold = passes[0].get("host_bound_threshold", HOST_BOUND)
-        row.update(asdict(derive(flops, float(median), host_median, row.get("peak_flops_per_s"), tokens, threshold)))
-        row.update(
-            {
-                k: passes[0].get(k)
-                for k in ("first_call_s", "compile_s", "graph_breaks", "inductor_cache_hits", "graph_break_reasons")
-            }
-        )
-    else:
-        row["flops_per_s"] = row["flops_analytic"] / median
+    flops = row["flops"] = step_flops(row.get("flops_analytic"), row.get("flops_counted"))
+    tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
+    # the threshold the run recorded; runs from before it was recorded used today's
+    threshold = passes[0].get("host_bound_threshold", HOST_BOUND)
+    row.update(asdict(derive(flops, median, host_median, row.get("peak_flops_per_s"), tokens, threshold)))
+    compiled = ("first_call_s", "compile_s", "graph_breaks", "inductor_cache_hits", "graph_break_reasons")
+    row.update({k: passes[0].get(k) for k in compiled})
     return row
 
 

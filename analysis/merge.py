@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from analysis.errors import AnalysisError
-from analysis.load import machine_label, read_json
+from analysis.load import machine_label, read_json, upgrade
 from infra.files import writable_folder
 from infra.run_lock import LOCK_NAME, folder_lock
 
@@ -50,7 +50,7 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
     check_out(out, shard_dirs)
     shards = []
     for folder in shard_dirs:
-        data = read_json(folder / "benchmarks.json")
+        data = upgrade(read_json(folder / "benchmarks.json"))
         facts = data["machine_info"]["attnbench"]
         if not facts.get("shard"):
             raise AnalysisError(f"{folder}: not a shard (run with --shard K/N)")
@@ -75,11 +75,14 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
         shard_machines={f["shard"]: machine_label(f) for _, _, f in shards},
     )
     merged["benchmarks"], merged["attnbench_not_run"] = [], []
-    for _, data, shard_facts in shards:
+    # every shard measured its own matmul peak (its cells' MFU divides by it): each kept, naming its shard
+    facts["matmul_peak"] = [
+        {**peak, "shard": shard_facts["shard"].split("/")[0]}
+        for _, _, shard_facts in shards
+        for peak in shard_facts.get("matmul_peak", [])
+    ]
+    for _, data, _ in shards:
         for bench in data["benchmarks"]:
-            extra = bench["extra_info"]
-            if extra["group"] == "calibration":  # every shard measures its own peak: keep each, apart
-                extra["id"] = f"{extra['id']}@shard{shard_facts['shard'].split('/')[0]}"
             merged["benchmarks"].append(bench)
         merged["attnbench_not_run"] += data.get("attnbench_not_run", [])
     writable_folder(out.parent, "OUT's folder")

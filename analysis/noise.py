@@ -38,8 +38,7 @@ def first_pass_only(run: Path, into: Path) -> Path:
 def measure_floor(base: Path, new: Path) -> dict:
     a, _, facts = load_run(base / "benchmarks.json")
     b, _, _ = load_run(new / "benchmarks.json")
-    medians = a[a["group"] != "calibration"].set_index("id")["median_s"]
-    other = b[b["group"] != "calibration"].set_index("id")["median_s"]
+    medians, other = a.set_index("id")["median_s"], b.set_index("id")["median_s"]
     common = medians.index.intersection(other.index)
     ratios = np.log(other[common] / medians[common])
     return {
@@ -68,7 +67,7 @@ def write_noise(folder: Path) -> Path:
         raise AnalysisError(f"{folder}: no {', '.join(missing)} run inside (run python -m bench.noise_floor)")
     floor = measure_floor(runs["a1"], runs["a2"])
     atomic_write_text(folder / "noise_floor.json", json.dumps(floor, indent=1) + "\n")
-    calibration = compare_runs(runs["a1"], runs["a2"], GATE, {})
+    first_pair = compare_runs(runs["a1"], runs["a2"], GATE, {})
     held_out = compare_runs(runs["a3"], runs["a4"], GATE, {})
     with_floor = compare_runs(runs["a3"], runs["a4"], GATE, {}, floor)
     ab = compare_runs(runs["a1"], runs["b-threads1"], GATE, {}, floor)
@@ -94,7 +93,7 @@ def write_noise(folder: Path) -> Path:
         f"{floor['cells']} cells gives a per-run standard deviation of **{floor['run_sd']:.3f}** (about "
         f"{100 * floor['run_sd']:.1f}% of a run's time). Written to `noise_floor.json`; "
         "`python -m analysis compare --noise-floor` adds it to every interval between runs. Compared on passes "
-        f"alone, this pair had {false_alarms(calibration)}.",
+        f"alone, this pair had {false_alarms(first_pair)}.",
         "",
         "## A/A held out (a3 against a4)",
         "",

@@ -11,6 +11,7 @@ import pandas as pd
 from analysis.markdown import md
 from analysis.stats import median_interval, ratio_interval
 from analysis.verdicts import is_baseline
+from infra.registry import HF_BERT_EAGER, HF_BERT_SDPA
 from model import cost
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def bert_section(ctx: ReportContext) -> list[str]:
     bert, torch_ = _bert_cells(ctx.cells)
     if bert.empty:
         return []
-    eager, sdpa = "hf_bert_eager", "hf_bert_sdpa"
+    eager, sdpa = HF_BERT_EAGER, HF_BERT_SDPA
     ours = sorted(set(bert["impl"]) - {eager, sdpa})
     impls = [*ours, *[i for i in (eager, sdpa) if i in set(bert["impl"])], *sorted(set(torch_["impl"]))]
     both = pd.concat([bert, torch_])

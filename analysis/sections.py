@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 MEMORY_TOLERANCE = 0.25  # measured peak within ±25% of the model counts as agreeing
 
 
-def grid_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    return cells[cells["group"] != "calibration"]
-
-
 def identity_line(facts: dict) -> str:
     """The CPU's identity, or which of its fields a run from before fingerprints did not record."""
     keys = ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping")
@@ -33,13 +29,13 @@ def identity_line(facts: dict) -> str:
     return ", ".join(str(facts.get(k, "not recorded")) for k in keys)
 
 
-def reduced_precision_line(facts: dict, cells: pd.DataFrame) -> str:
-    """Whether bf16 and fp16 matmuls run in hardware on this CPU, and, where the run calibrated them, how fast
-    its matmul ran against float32's: an emulated dtype's cells measure the emulation."""
+def reduced_precision_line(facts: dict, peaks: pd.DataFrame) -> str:
+    """Whether bf16 and fp16 matmuls run in hardware on this CPU, and, where the run measured their matmul
+    peak, how fast its matmul ran against float32's: an emulated dtype's cells measure the emulation."""
     flags = facts.get("cpu_flags") or []
     native = facts.get("cpu_native_dtypes") or native_dtypes(flags)  # runs before the field: from the flags
-    calibration = cells[(cells["group"] == "calibration") & (cells["device"] == "cpu")]
-    rate = calibration.groupby("dtype")["flops_per_s"].median() if "flops_per_s" in calibration else pd.Series()
+    cpu = peaks[peaks["device"] == "cpu"] if len(peaks) else peaks
+    rate = cpu.groupby("dtype")["median_flops_per_s"].median() if len(cpu) else pd.Series()
     parts = []
     for dtype, needs in NATIVE_NEEDS.items():
         word = f"{dtype} native" if native.get(dtype) else f"{dtype} emulated: no {needs}"
@@ -57,7 +53,7 @@ def machine_section(ctx: ReportContext) -> list[str]:
         ("CPU", facts["cpu_model"]),
         ("CPU vendor, family, model, stepping", identity_line(facts)),
         ("CPU kernel flags", ", ".join(facts["cpu_flags"]) or "none of note"),
-        ("reduced precision on the CPU", reduced_precision_line(facts, cells)),
+        ("reduced precision on the CPU", reduced_precision_line(facts, ctx.matmul_peaks)),
         ("cores", facts["cpu_count"]),
         ("torch threads", facts["torch_threads"]),
         ("GPU", facts.get("gpu_name") or "none"),
@@ -87,7 +83,7 @@ def machine_section(ctx: ReportContext) -> list[str]:
 def timing_section(ctx: ReportContext) -> list[str]:
     """How the times were taken, from the methods the cells record, and which cells are host-bound."""
     cells = ctx.cells
-    grid = grid_cells(cells)
+    grid = cells
     methods = grid["device_time_method"].value_counts()
     explain = {
         "cpu_clock": "the CPU runs ops synchronously, so device time is the host latency of a call",
@@ -140,7 +136,7 @@ def duration_line(facts: dict) -> list[str]:
 
 def coverage_section(ctx: ReportContext) -> list[str]:
     cells, not_run, facts = ctx.cells, ctx.not_run, ctx.facts
-    grid = grid_cells(cells)
+    grid = cells
     lines = [
         "## What ran, and what did not",
         "",
@@ -157,7 +153,7 @@ def coverage_section(ctx: ReportContext) -> list[str]:
 
 def kernels_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
-    grid = grid_cells(cells)
+    grid = cells
     keys = ["group", "impl", "pass", "dropout", "pos_encoding", "compile", "device"]
     table = grid.groupby(keys)["attention_kernel"].agg(lambda s: ", ".join(sorted(s.unique()))).reset_index()
     lines = [
@@ -188,7 +184,7 @@ AUTO_SOURCES = {
 def auto_choice_section(ctx: ReportContext) -> list[str]:
     """Per auto cell, the kernel it was given and where that choice came from."""
     cells = ctx.cells
-    grid = grid_cells(cells)
+    grid = cells
     head = ["## Where the auto kernel's choices came from", ""]
     if "auto_source" not in grid:  # a run from before choices carried their source: auto's built-in names
         legacy = grid["impl"].isin(["auto", "ours_auto"]).any()
@@ -205,7 +201,7 @@ def auto_choice_section(ctx: ReportContext) -> list[str]:
 
 def memory_section(ctx: ReportContext) -> list[str]:
     cells, tolerance = ctx.cells, MEMORY_TOLERANCE
-    errors = memory_model_error(grid_cells(cells))
+    errors = memory_model_error(cells)
     ratios = errors.groupby(["device", "group", "impl", "pass"])["measured_over_predicted"]
     summary = ratios.agg(["median", "min", "max"])
     inside = ((errors["measured_over_predicted"] - 1).abs() <= tolerance).sum()
@@ -222,7 +218,7 @@ def memory_section(ctx: ReportContext) -> list[str]:
 
 def flops_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
-    data = grid_cells(cells).dropna(subset=["flops_analytic"]).copy()
+    data = cells.dropna(subset=["flops_analytic"]).copy()
     data["counted_over_analytic"] = data["flops_counted"] / data["flops_analytic"]
     off = (data["counted_over_analytic"] - 1).abs()
     with_added = int(data["flops_counted_with_added_formulas"].map(bool).sum())
@@ -247,7 +243,7 @@ def mfu_section(ctx: ReportContext) -> list[str]:
         (datasheet_flops(facts.get("gpu_name"), r.dtype, tf32) or np.nan) / 1e12 if r.device == "cuda" else np.nan
         for r in peaks.itertuples()
     ]
-    mfu = grid_cells(cells).groupby(["group", "device", "shape", "dtype"])["mfu"].agg(["median", "max"]).reset_index()
+    mfu = cells.groupby(["group", "device", "shape", "dtype"])["mfu"].agg(["median", "max"]).reset_index()
     if "cuda" in set(peaks["device"]):
         setting = (
             f"float32 was measured with TF32 {'allowed' if tf32 else 'off'} (matmul allow_tf32={tf32}, cuDNN "
@@ -262,7 +258,8 @@ def mfu_section(ctx: ReportContext) -> list[str]:
     return [
         "## Fraction of peak (MFU)",
         "",
-        f"Measured matmul peak of this session (the calibration cells, device time). {setting}",
+        f"Measured matmul peak of this run (per device and dtype, the fastest of its square matmuls, device "
+        f"time; every cell's MFU divides by it). {setting}",
         "",
         md(peaks.drop(columns=["peak_flops_per_s"]), ".4g"),
         "",
@@ -275,7 +272,7 @@ def mfu_section(ctx: ReportContext) -> list[str]:
 
 def noise_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
-    grid = grid_cells(cells)
+    grid = cells
     within = grid["iqr_s"] / grid["median_s"]
     lines = [
         "## Noise",

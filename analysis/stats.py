@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from infra.record import pass_median
+
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -43,7 +45,7 @@ class Interval:
 
 
 def pass_log_medians(passes: list[list[float]]) -> np.ndarray:
-    return np.log([np.median(p) for p in passes])
+    return np.log([pass_median(p) for p in passes])
 
 
 def family_confidence(cells: int, confidence: float = CONFIDENCE) -> float:

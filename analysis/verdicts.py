@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.stats import Interval, ratio_interval, verdict
+from infra.registry import OURS_AUTO_LAYER, OURS_LAYER
 
 PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_encoding", "compile"]
 
@@ -22,13 +23,13 @@ class Target:
     where: str = ""  # pandas query over the pair table (dtype, seq_len, device, shape)
 
 
-# The layer's standing targets (issue 4), the auto kernel's (issue 10) and the GPU goals (issue 10).
+# The layer's standing targets, the auto kernel's and the GPU goals.
 TARGETS = (
-    Target("Training step at least as fast as torch's", "ours", ("train",), "time", 1.0),
-    Target("Training step no more peak memory than torch's", "ours", ("train",), "memory", 1.0),
+    Target("Training step at least as fast as torch's", OURS_LAYER, ("train",), "time", 1.0),
+    Target("Training step no more peak memory than torch's", OURS_LAYER, ("train",), "memory", 1.0),
     Target(
         "Eval: ours (SDPA) at least as fast as torch's fast path from n=1024",
-        "ours",
+        OURS_LAYER,
         ("eval",),
         "time",
         1.0,
@@ -36,7 +37,7 @@ TARGETS = (
     ),
     Target(
         "Eval: ours (SDPA) no more memory than torch's fast path from n=1024",
-        "ours",
+        OURS_LAYER,
         ("eval",),
         "memory",
         1.0,
@@ -44,7 +45,7 @@ TARGETS = (
     ),
     Target(
         "CPU: ours (auto) ≥ 1.0x torch in eval, every length, float32 and bfloat16",
-        "ours_auto",
+        OURS_AUTO_LAYER,
         ("eval",),
         "time",
         1.0,
@@ -52,7 +53,7 @@ TARGETS = (
     ),
     Target(
         "CPU: ours (auto) ≥ 1.1x torch in the training step, every length, float32 and bfloat16",
-        "ours_auto",
+        OURS_AUTO_LAYER,
         ("train",),
         "time",
         1 / 1.1,
@@ -60,7 +61,7 @@ TARGETS = (
     ),
     Target(
         "GPU, b=8 d=1024 bf16, n ≥ 2048: ours eval ≥ 1.0x torch's fast path",
-        "ours",
+        OURS_LAYER,
         ("eval",),
         "time",
         1.0,
@@ -68,7 +69,7 @@ TARGETS = (
     ),
     Target(
         "GPU, b=8 d=1024 bf16, n ≥ 2048: ours training ≥ 1.2x torch",
-        "ours",
+        OURS_LAYER,
         ("train",),
         "time",
         1 / 1.2,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from infra.registry import Entry, lookup
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -33,8 +35,6 @@ class Cell:
     @property
     def id(self) -> str:
         """Unique in a grid, the same in every run of it: compare matches cells by it."""
-        if self.group == "calibration":
-            return f"{self.device}-{self.dtype}"
         parts = [self.device, self.dtype, self.shape, f"n{self.seq_len}", f"h{self.heads}", self.impl, self.pass_]
         if self.pass_ == "train" and self.group != "attention":
             parts.append(f"p{self.dropout:g}")
@@ -43,6 +43,11 @@ class Cell:
         if self.compile != "eager":
             parts.append(self.compile)
         return "-".join(parts)
+
+    @property
+    def entry(self) -> Entry:
+        """Who this cell's implementation is (the shared registry's entry; a user's from its name)."""
+        return lookup(self.group, self.impl)
 
     @property
     def trace_name(self) -> str:

@@ -6,7 +6,6 @@ Nothing is timed before the float32 check passes. In passes after the first, the
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,11 @@ import pytest
 import torch
 
 from bench.benchmark_adapter import record_samples
-from bench.calibration import peak_matmul_flops
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
-from bench.implementations import ImplementationError, auto_lookup, builtin, is_user
+from bench.implementations import ImplementationError, auto_lookup
 from bench.isolation import LIMIT_FACTOR, LIMIT_FLOOR_S, CellTimeLimit, restore, snapshot, stop_is_users, time_limit
+from bench.matmul_peak import peak_matmul_flops
 from bench.memory import cuda_peak_bytes
 from bench.observe import observe
 from bench.profiling import capture_trace
@@ -34,7 +33,7 @@ from bench.timing import (
     time_once,
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
-from infra.record import PassTiming, as_record, derive
+from infra.record import CellFacts, PassTiming, derive, pass_median, record
 from model.kernels import attention_family
 
 
@@ -47,7 +46,7 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
 
-def _facts(cell: Cell, workload: Workload, sync) -> dict:
+def _facts(cell: Cell, workload: Workload, sync, auto: dict) -> CellFacts:
     """The deterministic part of a cell: numerical check, FLOPs, kernels that ran, peak memory."""
     error = workload.check()
     if not error <= TOLERANCE[cell.dtype]:  # also catches NaN
@@ -66,20 +65,22 @@ def _facts(cell: Cell, workload: Workload, sync) -> dict:
     if memory is None:  # on CUDA the caching allocator counts exactly
         memory = cuda_peak_bytes(workload.step, torch.device(cell.device))
     sync()
-    return {
-        "check_relative_error": error,
-        "check_tolerance": TOLERANCE[cell.dtype],
-        "check_passed": True,
-        "flops_counted": counted,
-        "flops_counted_with_added_formulas": added,
-        "flops_analytic": workload.flops(seen.attention_kernel),
-        "attention_kernel": seen.attention_kernel,
-        "attention_ops": seen.attention_ops,
-        "attention_device_kernels": seen.device_kernels,
-        "peak_mem_bytes": memory,
-        "attention_family": attention_family(seen.attention_kernel),
-        "predicted_mem_bytes": workload.predicted_bytes(attention_family(seen.attention_kernel)),
-    }
+    family = attention_family(seen.attention_kernel)
+    return CellFacts(
+        check_relative_error=error,
+        check_tolerance=TOLERANCE[cell.dtype],
+        check_passed=True,
+        flops_counted=counted,
+        flops_counted_with_added_formulas=added,
+        flops_analytic=workload.flops(seen.attention_kernel),
+        attention_kernel=seen.attention_kernel,
+        attention_ops=seen.attention_ops,
+        attention_device_kernels=seen.device_kernels,
+        attention_family=family,
+        peak_mem_bytes=memory,
+        predicted_mem_bytes=workload.predicted_bytes(family),
+        **auto,
+    )
 
 
 def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
@@ -113,15 +114,18 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
     }
 
 
-def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) -> tuple[dict, dict]:
-    """The cell's facts (measured now, or `facts` from its first pass) and this pass's timing."""
+def measure(
+    cell: Cell, grid: Grid, facts: CellFacts | None, trace_dir: Path | None, pass_index: int = 0
+) -> tuple[CellFacts, PassTiming, int]:
+    """The cell's facts (measured now, or `facts` from its first pass), this pass's timing, and the tokens
+    of one step."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing
     sync = device_synchronizer(device)
     workload = WORKLOADS[cell.group](cell, shape, device, dtype)
     auto = _auto_choice(cell, workload, sync) if facts is None else {}
     compiled = _compile(cell, workload, sync) if cell.compile == "inductor" else {}
-    facts = facts or {**_facts(cell, workload, sync), **auto}
+    facts = facts or _facts(cell, workload, sync, auto)
     step, capture_s = workload.step, None
     if cell.compile == "cudagraph":
         start = time.perf_counter()
@@ -140,7 +144,7 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
     else:
         host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
-    if is_user(cell.impl):  # checked again after its timed calls: a module that changes once checked is caught
+    if cell.entry.user:  # checked again after its timed calls: a module that changes once checked is caught
         error = workload.check()
         if not error <= TOLERANCE[cell.dtype]:
             raise ImplementationError(
@@ -150,10 +154,11 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
             )
     if trace_dir is not None:
         capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
-    host_median, device_median = statistics.median(host), statistics.median(dev.samples_s)
+    host_median, device_median = pass_median(host), pass_median(dev.samples_s)
     first_call_s = compiled.pop("first_call_s", None)
     compile_s = capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None)
-    timing = dict(
+    timing = PassTiming(
+        repeat=pass_index,
         device_samples_s=dev.samples_s,
         host_samples_s=host,
         host_median_s=host_median,
@@ -166,7 +171,7 @@ def measure(cell: Cell, grid: Grid, facts: dict | None, trace_dir: Path | None) 
         common_mode_samples_s=references,
         **compiled,
     )
-    return facts, {"timing": timing, "tokens": workload.tokens}
+    return facts, timing, workload.tokens
 
 
 @dataclass(frozen=True)
@@ -181,14 +186,19 @@ class Ended:
 
 
 def _measure_guarded(
-    cell: Cell, grid: Grid, earlier: dict | None, trace_dir: Path | None, time_limit_s: float | None
-) -> tuple[Ended | None, tuple[dict, dict] | None]:
+    cell: Cell,
+    grid: Grid,
+    earlier: CellFacts | None,
+    trace_dir: Path | None,
+    time_limit_s: float | None,
+    pass_index: int,
+) -> tuple[Ended | None, tuple[CellFacts, PassTiming, int] | None]:
     """measure(), with how the cell ended where it did not measure: its own error, out of memory, a user
     cell past its time limit or trying to stop the process."""
-    user = is_user(cell.impl)
+    user = cell.entry.user
     try:
         with time_limit(time_limit_s if user else None):
-            return None, measure(cell, grid, earlier, trace_dir)
+            return None, measure(cell, grid, earlier, trace_dir, pass_index)
     except ImplementationError as err:
         return Ended("failed", str(err)), None
     except CellTimeLimit:
@@ -222,7 +232,7 @@ def run_cell(
     grid: Grid,
     pass_index: int = 0,
     trace_dir: Path | None = None,
-    first_pass: dict[str, dict | Ended] | None = None,
+    first_pass: dict[str, CellFacts | Ended] | None = None,
     time_limit_s: float | None = None,
 ) -> None:
     """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
@@ -236,11 +246,11 @@ def run_cell(
         earlier.again()
     saved = snapshot()
     try:
-        ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s)
+        ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s, pass_index)
     finally:
         changed = restore(saved)  # before anything else runs, whatever happened
     if changed:
-        who = f"{cell.impl}" + (" (a user implementation)" if is_user(cell.impl) else "")
+        who = f"{cell.impl}" + (" (a user implementation)" if cell.entry.user else "")
         ended = Ended(
             "failed",
             f"{who} changed torch's process-wide settings at {cell.id} ({'; '.join(changed)}); "
@@ -249,35 +259,26 @@ def run_cell(
     if ended is not None:
         first_pass[cell.id] = ended
         ended.again()
-    facts, result = measured
+    facts, timing, tokens = measured
     first_pass.setdefault(cell.id, facts)
     if benchmark.disabled:
         return
-    timing = PassTiming(repeat=pass_index, **result["timing"])
     record_samples(benchmark, timing.device_samples_s, timing.device_time_method)
-    shape = grid.shapes[cell.shape]
-    flops = facts["flops_analytic"] if facts["flops_analytic"] is not None else facts["flops_counted"]
+    shape, entry = grid.shapes[cell.shape], cell.entry
     peak = peak_matmul_flops(cell.device, cell.dtype)
-    entry = builtin(cell.group, cell.impl)
-    derived = derive(flops, timing.device_median_s, timing.host_median_s, peak, result["tokens"])
-    benchmark.extra_info.update(
-        as_record(
-            {
-                **cell.params(),
-                "repeats": grid.passes,
-                "id": cell.id,
-                "trace_name": cell.trace_name if trace_dir is not None else None,
-                "batch": shape.batch,
-                "d_model": shape.d_model,
-                "d_ff": shape.d_ff,
-                # from the registry, so analysis never parses names for them
-                "user": is_user(cell.impl),
-                "baseline": bool(entry and entry.baseline),
-                "reference": entry.reference if entry else "torch",  # the layer it was checked against
-                **facts,
-                "peak_flops_per_s": peak,
-            },
-            timing,
-            derived,
-        )
-    )
+    params = {
+        **cell.params(),
+        "repeats": grid.passes,
+        "id": cell.id,
+        "trace_name": cell.trace_name if trace_dir is not None else None,
+        "batch": shape.batch,
+        "d_model": shape.d_model,
+        "d_ff": shape.d_ff,
+        # from the registry, so analysis never parses names for them
+        "user": entry.user,
+        "baseline": entry.baseline,
+        "reference": entry.reference,  # the layer it was checked against
+        "peak_flops_per_s": peak,
+    }
+    derived = derive(facts.flops, timing.device_median_s, timing.host_median_s, peak, tokens)
+    benchmark.extra_info.update(record(params, facts, timing, derived))

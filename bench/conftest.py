@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from bench.benchmark_adapter import empty_json
 from bench.flops import ADDED_FORMULAS
 from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
 from bench.isolation import pass_limit_s
+from bench.matmul_peak import measured_peaks
 from bench.pace import Pace, measure_pace
 from bench.progress import Progress
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
@@ -175,9 +176,7 @@ def plan_run(config: pytest.Config, run: RunState) -> None:
         {
             c.dtype
             for c in runnable
-            if c.device == "cpu"
-            and c.group != "calibration"
-            and (c.dtype != "float16" or fast_fp16(flags) or config.getoption("allow_slow_fp16"))
+            if c.device == "cpu" and (c.dtype != "float16" or fast_fp16(flags) or config.getoption("allow_slow_fp16"))
         }
     )
     run.pace = measure_pace(probe) if probe else None
@@ -339,6 +338,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "repeats": grid.passes,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "flop_formulas_added": list(ADDED_FORMULAS),
+        # the run's matmul peak per device and dtype its cells ran (the denominator of their MFU)
+        "matmul_peak": [asdict(peak) for peak in measured_peaks()],
         # what the run was predicted to take at this CPU's measured pace, and what it took
         "pace_seconds_per_flop": {
             f"{d}/{k}/{'train' if t else 'eval'}": v for (d, k, t), v in (pace.seconds_per_flop.items() if pace else [])

@@ -29,7 +29,7 @@ from bench.run_folder import refused
 from infra.cli import add_renamed
 from infra.files import atomic_write_text
 from infra.machine import machine_facts, machine_slug
-from infra.record import SCHEMA_VERSION
+from infra.record import SCHEMA_VERSION, PassTiming, derive, pass_median, pass_trace_name, record
 from model import cost
 
 SHAPE = {"d_model": 256, "heads": 4, "d_ff": 1024, "layers": 2, "vocab": 256}  # the grid's small shape
@@ -136,7 +136,7 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
         + cost.model_backward_flops(local, n, d, f, layers, None, vocab, recompute_scores=True).total
     )
     identifier = cell_id(config, world)
-    extra = {
+    params = {
         "group": "ddp",
         "device": config["device"],
         "dtype": "float32",
@@ -150,25 +150,35 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
         "compile": "eager",
         "world": world,
         "scaling": config["scaling"],
-        "repeat": pass_index,
         "repeats": passes,
         "id": identifier,
-        "trace_name": f"ddp.{identifier}-r{pass_index}",
+        "trace_name": f"ddp.{identifier}",  # each pass's ranks trace into pass_trace_name(trace_name, pass)
         "batch": local,
         "d_model": d,
         "d_ff": f,
         "global_batch": local * world,
-        "device_samples_s": steps,
-        "host_samples_s": steps,
-        "device_time_method": "cpu_clock" if config["device"] == "cpu" else "cuda_sync",
+        "threads_per_rank": config["threads_per_rank"],
+    }
+    facts = {  # a launch's own facts: every rank's samples and check, the gradients' volume
         "rank_samples_s": [r["step_samples_s"] for r in ranks],
         "check_relative_error": max(r["check_error"] for r in ranks),
         "grad_bytes": ranks[0]["grad_bytes"],
         "allreduce_bytes_analytic": 2 * (world - 1) / world * ranks[0]["grad_bytes"],  # a ring all-reduce
         "flops_analytic": flops * world,
         "flops_counted": None,
-        "threads_per_rank": config["threads_per_rank"],
     }
+    median = pass_median(steps)
+    timing = PassTiming(
+        repeat=pass_index,
+        device_samples_s=steps,
+        host_samples_s=steps,
+        host_median_s=median,
+        device_median_s=median,
+        device_time_method="cpu_clock" if config["device"] == "cpu" else "cuda_sync",
+        rounds=len(steps),
+    )
+    derived = derive(flops * world, median, median, None, local * world * n)
+    extra = record(params, facts, timing, derived)
     stats = {"median": statistics.median(steps), "min": min(steps), "max": max(steps), "rounds": len(steps)}
     return {
         "group": f"ddp {config['scaling']}",
@@ -273,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             out = staging / f"{cell_id(config, world)}-r{pass_index}"
             entries.append(benchmark_entry(launch(config, world, out, args.timeout_s), pass_index, args.passes))
-            shutil.copytree(out / "traces", staging / "traces" / entries[-1]["extra_info"]["trace_name"])
+            shutil.copytree(
+                out / "traces",
+                staging / "traces" / pass_trace_name(entries[-1]["extra_info"]["trace_name"], pass_index),
+            )
     except LaunchError as err:
         print(f"error: {err}; nothing was written to {run_dir}", file=sys.stderr)
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,11 +10,11 @@ from typing import Any
 import tomllib
 
 from bench.cell import Cell, Shape
-from bench.implementations import USER_IMPL, USER_IMPL_GROUPS, builtin_names
+from infra.registry import USER_GROUPS, is_user, names
 from model.config import POS_ENCODINGS
 
 GRIDS_FILE = Path(__file__).with_name("grids.toml")
-GROUPS = ("attention", "layer", "train_step", "calibration")
+GROUPS = ("attention", "layer", "train_step")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
 PASSES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
@@ -74,8 +74,6 @@ class Grid:
 
 def block_cells(block: dict[str, Any]) -> list[Cell]:
     group = block["group"]
-    if group == "calibration":
-        return [Cell(group, dev, dt) for dev, dt in itertools.product(block["device"], block["dtype"])]
     names = SHARED_AXES + BLOCK_AXES
     cells = []
     for values in itertools.product(*(block[name] for name in names)):
@@ -114,7 +112,7 @@ def _allowed(group: str, axis: str, shapes: dict[str, Shape]) -> tuple[str, ...]
         "dtype": DTYPES,
         "device": DEVICES,
         "shape": tuple(shapes),
-        "impl": builtin_names(group),  # the registry's (bench/implementations.py)
+        "impl": names(group),  # the registry's (infra/registry.py)
         "pass": PASSES.get(group, ()),
         "pos_encoding": tuple(FIXED.get(group, {}).get("pos_encoding", POS_ENCODINGS)),
         "compile": COMPILE_MODES,
@@ -123,15 +121,15 @@ def _allowed(group: str, axis: str, shapes: dict[str, Shape]) -> tuple[str, ...]
 
 def check_block(block: dict[str, Any], shapes: dict[str, Shape]) -> None:
     group = block["group"]
-    axes = ("device", "dtype") if group == "calibration" else ("shape", *SHARED_AXES[:-1], *BLOCK_AXES)
+    axes = ("shape", *SHARED_AXES[:-1], *BLOCK_AXES)
     for axis in axes:  # shape first: heads are checked against its d_model
         values, allowed = block[axis], _allowed(group, axis, shapes)
         if not values:
             raise GridError(f"axis {axis!r} of group {group!r} is empty: give at least one value")
         for value in values:
-            user_impl = axis == "impl" and group in USER_IMPL_GROUPS and USER_IMPL.match(str(value))
+            user_impl = axis == "impl" and group in USER_GROUPS and is_user(str(value))
             if allowed is not None and value not in allowed and not user_impl:
-                user_ok = axis == "impl" and group in USER_IMPL_GROUPS
+                user_ok = axis == "impl" and group in USER_GROUPS
                 extra = " or a user implementation module.path:factory" if user_ok else ""
                 raise GridError(f"{group}.{axis}={value!r} is not accepted; choose from {', '.join(allowed)}{extra}")
             if axis == "seq_len" and value <= 0:
@@ -178,8 +176,8 @@ def load_grid(profile: str, overrides: list[str] = (), passes: int | None = None
     blocks = []
     for declared in spec["blocks"]:
         group = declared["group"]
-        if group not in GROUPS[:-1]:
-            raise GridError(f"grid {profile!r} has a block of group {group!r}; choose from {', '.join(GROUPS[:-1])}")
+        if group not in GROUPS:
+            raise GridError(f"grid {profile!r} has a block of group {group!r}; choose from {', '.join(GROUPS)}")
         block = {"group": group, **shared, **BLOCK_DEFAULTS}
         block.update({axis: list(v) for axis, v in declared.items() if axis != "group"})
         block.update(FIXED.get(group, {}))
@@ -187,9 +185,6 @@ def load_grid(profile: str, overrides: list[str] = (), passes: int | None = None
         blocks.append(block)
     for item in overrides:
         _apply_override(blocks, item)
-    devices = list(dict.fromkeys(d for b in blocks for d in b["device"]))
-    dtypes = list(dict.fromkeys(d for b in blocks for d in b["dtype"]))
-    blocks.append({"group": "calibration", "device": devices, "dtype": dtypes})
     for block in blocks:
         check_block(block, shapes)
     passes = spec.get("passes", 1) if passes is None else passes

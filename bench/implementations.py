@@ -1,9 +1,7 @@
-"""One registry of implementations. Each entry declares everything about itself: its group, how to build
-it and load the reference's weights, how it takes positions, the attention kernel it runs, the kernel
-family it is expected to run (for memory budgets before it runs), whether it is the group's baseline and
-whether it is a user's. The grid's allowed names, the skips, the predicted family, the auto cells and the
-baseline the analysis compares against are all derived from it: adding a built-in is one entry.
-User implementations (`module.path:factory`) enter the same way.
+"""How each implementation is built. Who it is (group, kernel, expected family, baseline, reference, how it
+takes positions) is its entry in the shared registry, infra/registry.py, which analysis reads too; this
+module adds how to build it and load the reference's weights. Adding a built-in is one entry there and
+one builder here. User implementations (`module.path:factory`) enter the same way, imported once per run.
 
 A user attention factory is called as factory(d_model, n_heads, dropout), a user layer factory as
 factory(d_model, n_heads, d_ff, dropout). Each returns an nn.Module mapping (batch, seq, d_model) to the
@@ -15,10 +13,10 @@ name. The module may define flops(b, n): its forward's matmul FLOPs.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,15 +27,22 @@ from torch import nn
 
 from bench.hf_reference import hf_bert
 from bench.kernel_table import bench_chooser, with_table
+from infra.registry import (
+    ENTRIES,
+    HF_BERT_EAGER,
+    HF_BERT_SDPA,
+    OURS_AUTO_LAYER,
+    OURS_BERT_LAYER,
+    OURS_LAYER,
+    Entry,
+    is_user,
+    lookup,
+)
 from model.attention import MultiHeadAttention
 from model.layers import BERT_STYLE, TORCH_PARAMETER_NAMES, EncoderLayer
 
 if TYPE_CHECKING:
     from bench.cell import Cell, Shape
-
-# Groups whose impl may also be a user implementation, named `module.path:factory`.
-USER_IMPL_GROUPS = ("attention", "layer")
-USER_IMPL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class ImplementationError(Exception):
@@ -84,28 +89,45 @@ def torch_family(cell: Cell) -> str:
     return sdpa_family(cell)
 
 
+def expected_family(entry: Entry, cell: Cell) -> str:
+    """The attention kernel family an implementation is expected to run in a cell before it runs (for memory
+    budgets), by its entry's rule; the results record the family observed."""
+    if entry.family_rule == "kernel":
+        return kernel_family(entry.kernel or "sdpa", cell)
+    if entry.family_rule == "sdpa":
+        return sdpa_family(cell)
+    if entry.family_rule == "torch_mha":
+        return torch_family(cell)
+    return entry.family_rule
+
+
 @dataclass(frozen=True)
 class Implementation:
-    name: str
-    group: str
+    """An entry of the shared registry (infra/registry.py) with how to build it and load the reference."""
+
+    entry: Entry
     build: Callable[[Shape, int, float], nn.Module] | None  # (shape, heads, dropout) -> module; None: train_step
     load_reference: Callable[[nn.Module, nn.Module], None] | None  # copy the reference's weights in
-    positional: str  # how it takes positions: "ours" (positional=), "torch" (src_mask), "hf" (attention_mask), "none"
-    kernel: str | None = None  # the attention kernel of ours (model.attention's names); None for others'
-    baseline: bool = False  # what the group's other implementations are held against (verdicts)
-    user: bool = False
-    reference: str = "torch"  # the layer it must equal: "torch" (pre-norm, ReLU) or "bert" (model.layers.BERT_STYLE)
-    expected_family: Callable[[Cell], str] | None = None  # for others' modules: the family they should run
-    requires: str | None = None  # an optional package it needs (skipped with how to install it, where missing)
-    title: str = ""  # how skip lines name it (default: its name)
 
-    def family(self, cell: Cell) -> str:
-        """The attention kernel family expected before the cell runs; the results record the one observed."""
-        if self.kernel is not None:
-            return kernel_family(self.kernel, cell)
-        if self.expected_family is not None:
-            return self.expected_family(cell)
-        return torch_family(cell) if not self.user else sdpa_family(cell)
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def kernel(self) -> str | None:
+        return self.entry.kernel
+
+    @property
+    def user(self) -> bool:
+        return self.entry.user
+
+    @property
+    def reference(self) -> str:
+        return self.entry.reference
+
+    @property
+    def positional(self) -> str:
+        return self.entry.positional
 
 
 def _load_same_names(module: nn.Module, reference: nn.Module) -> None:
@@ -165,10 +187,6 @@ def _torch_layer(shape: Shape, heads: int, dropout: float) -> nn.Module:
     return nn.TransformerEncoderLayer(shape.d_model, heads, shape.d_ff, dropout, batch_first=True, norm_first=True)
 
 
-def _ours_attention(name: str, kernel: str) -> Implementation:
-    return Implementation(name, "attention", _attention(kernel), _load_same_names, "ours", kernel)
-
-
 def _torch_mha(shape: Shape, heads: int, dropout: float) -> nn.Module:
     return TorchMHA(shape.d_model, heads, dropout)
 
@@ -180,59 +198,34 @@ def _bert_layer(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
     return build
 
 
-def _hf_bert(mode: str, expected: Callable[[Cell], str]) -> Implementation:
-    """Hugging Face's BertLayer in one attention mode, loaded through its load_reference like any module."""
-    name = f"hf_bert_{mode}"
-    return Implementation(
-        name,
-        "layer",
-        hf_bert(mode, ImplementationError),
-        load_by_hook_or_names(name, "ours"),
-        "hf",
-        reference="bert",
-        expected_family=expected,
-        requires="transformers",
-        title=f"transformers' BertLayer ({mode})",
-    )
+def _hf_loader(name: str) -> Callable[[nn.Module, nn.Module], None]:
+    """Hugging Face's BertLayer is loaded through its load_reference like any module."""
+    return load_by_hook_or_names(name, "ours")
 
 
-REGISTRY = (
-    _ours_attention("naive", "naive"),
-    _ours_attention("sdpa", "sdpa"),
-    _ours_attention("auto", "auto"),
-    _ours_attention("sdpa_math", "math"),
-    Implementation("torch_mha", "attention", _torch_mha, _load_torch_mha, "none", baseline=True),
-    Implementation("ours", "layer", _layer("sdpa"), _load_same_names, "ours", "sdpa"),
-    Implementation("ours_naive", "layer", _layer("naive"), _load_same_names, "ours", "naive"),
-    Implementation("ours_auto", "layer", _layer("auto"), _load_same_names, "ours", "auto"),
-    Implementation(
-        "torch", "layer", _torch_layer, _load_torch_layer, "torch", baseline=True, title="nn.TransformerEncoderLayer"
-    ),
-    # BERT's layer: ours configured as BERT beside Hugging Face's, each checked against ours-as-BERT in float32
-    Implementation("ours_bert", "layer", _bert_layer("sdpa"), _load_same_names, "ours", "sdpa", reference="bert"),
-    _hf_bert("eager", lambda cell: "materialised"),
-    _hf_bert("sdpa", sdpa_family),
-    # the full model's training step: our encoder with the named attention kernel
-    *(Implementation(k, "train_step", None, None, "ours", k) for k in ("naive", "sdpa", "auto")),
-)
-BUILTINS = {(impl.group, impl.name): impl for impl in REGISTRY}
-
-
-def builtin_names(group: str) -> tuple[str, ...]:
-    return tuple(name for g, name in BUILTINS if g == group)
-
-
-def is_user(name: str) -> bool:
-    return bool(USER_IMPL.match(name))
-
-
-def builtin(group: str, name: str) -> Implementation | None:
-    return BUILTINS.get((group, name))
+# How each registry entry is built and takes the reference's weights, by (group, name).
+BUILDERS: dict[tuple[str, str], tuple[Callable | None, Callable | None]] = {
+    **{
+        ("attention", k): (_attention(kernel), _load_same_names)
+        for k, kernel in (("naive", "naive"), ("sdpa", "sdpa"), ("auto", "auto"), ("sdpa_math", "math"))
+    },
+    ("attention", "torch_mha"): (_torch_mha, _load_torch_mha),
+    ("layer", OURS_LAYER): (_layer("sdpa"), _load_same_names),
+    ("layer", "ours_naive"): (_layer("naive"), _load_same_names),
+    ("layer", OURS_AUTO_LAYER): (_layer("auto"), _load_same_names),
+    ("layer", "torch"): (_torch_layer, _load_torch_layer),
+    ("layer", OURS_BERT_LAYER): (_bert_layer("sdpa"), _load_same_names),
+    ("layer", HF_BERT_EAGER): (hf_bert("eager", ImplementationError), _hf_loader(HF_BERT_EAGER)),
+    ("layer", HF_BERT_SDPA): (hf_bert("sdpa", ImplementationError), _hf_loader(HF_BERT_SDPA)),
+    **{("train_step", k): (None, None) for k in ("naive", "sdpa", "auto")},
+}
+REGISTRY = tuple(Implementation(entry, *BUILDERS[(entry.group, entry.name)]) for entry in ENTRIES)
+assert len(BUILDERS) == len(REGISTRY), "every builder belongs to a registry entry"
 
 
 def import_factory(path: str) -> Callable[..., nn.Module]:
     """The callable named by `module.path:factory`, or ImplementationError saying what went wrong."""
-    if not USER_IMPL.match(path):
+    if not is_user(path):
         raise ImplementationError(f"{path!r} is neither a built-in implementation nor module.path:factory")
     module_name, _, attr = path.partition(":")
     if os.getcwd() not in sys.path:  # as `python -m` does: modules beside the working directory import
@@ -265,14 +258,17 @@ def _user(path: str, group: str) -> Implementation:
             raise ImplementationError(f"{path}{args} returned {type(module).__name__}, not an nn.Module")
         return module
 
-    return Implementation(
-        path, group, build, load_by_hook_or_names(path, reference_type), "none", user=True, title=f"user {group} {path}"
-    )
+    return Implementation(lookup(group, path), build, load_by_hook_or_names(path, reference_type))
 
 
+_BUILT = {(i.entry.group, i.entry.name): i for i in REGISTRY}
+
+
+@functools.cache
 def resolve(group: str, name: str) -> Implementation:
-    """The implementation `name` of benchmark group `group`: a registry entry, or a user's module:factory."""
-    return builtin(group, name) or _user(name, group)
+    """The implementation `name` of benchmark group `group`: a registry entry, or a user's module:factory,
+    imported once per run (a failed import is not cached, so each cell says why)."""
+    return _BUILT.get((group, name)) or _user(name, group)
 
 
 def user_flops(module: nn.Module, b: int, n: int, train: bool) -> int | None:

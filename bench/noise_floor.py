@@ -98,7 +98,7 @@ def paired(args: argparse.Namespace) -> int:
             "--set",
             "seq_len=128,256,512",
             "-k",
-            "attention or calibration",
+            "attention",
         ]
         if subprocess.run(command).returncode == 2:
             print(f"error: {name} failed; see above", file=sys.stderr)

@@ -61,8 +61,6 @@ def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
 
 def pass_seconds(cell: Cell, grid: Grid, pass_index: int, pace: Pace | None = None) -> float:
     """Wall time of one pass of a cell: the first pass also checks, counts and observes it (and compiles)."""
-    if cell.group == "calibration":
-        return 1.0 / grid.passes
     step = step_seconds(cell, grid, pace)
     t = grid.timing
     rounds = max(t.min_rounds, min(t.max_rounds, int(t.budget_s / step)))
@@ -93,12 +91,10 @@ def predicted_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float
 
 
 def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int]:
-    """Cell id -> shard number 1..n_shards. Calibration cells are in every shard (each machine needs its
-    own matmul peak), so they are not assigned."""
+    """Cell id -> shard number 1..n_shards (each shard measures its own matmul peak, a fact of its run)."""
     loads = [0.0] * n_shards
     owner: dict[str, int] = {}
-    work = [c for c in cells if c.group != "calibration"]
-    for cell in sorted(work, key=lambda c: (-predicted_seconds(c, grid), c.trace_name)):
+    for cell in sorted(cells, key=lambda c: (-predicted_seconds(c, grid), c.trace_name)):
         k = min(range(n_shards), key=lambda i: (loads[i], i))
         loads[k] += predicted_seconds(cell, grid)
         owner[cell.trace_name] = k + 1
@@ -106,4 +102,4 @@ def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int
 
 
 def in_shard(cell: Cell, owner: dict[str, int], shard: int) -> bool:
-    return cell.group == "calibration" or owner[cell.trace_name] == shard
+    return owner[cell.trace_name] == shard

@@ -9,9 +9,9 @@ import torch
 
 from bench.grid import Cell, Shape
 from bench.hf_reference import INSTALL
-from bench.implementations import builtin
 from bench.workloads import predicted_peak_bytes
 from infra.machine import cpu_model_and_flags, native_dtypes
+from infra.registry import lookup
 
 ROTATING = ("rope",)  # encodings that rotate q and k inside attention: only our layer has the hook
 
@@ -35,15 +35,15 @@ def unsupported(cell: Cell) -> str | None:
         return "unsupported: cudagraph capture needs a CUDA device"
     if cell.compile != "eager" and cell.dropout > 0:
         return "unsupported: compiled cells run with dropout 0 (the check would need a second compilation)"
-    entry = builtin(cell.group, cell.impl)
-    title = (entry.title or entry.name) if entry else f"user {cell.group} {cell.impl}"
+    entry = lookup(cell.group, cell.impl)
+    title = entry.label
     if cell.group == "layer" and cell.pos_encoding != "none":
-        style = entry.positional if entry else "none"
+        style = entry.positional
         if style == "none":
             return f"unsupported: {title} takes no positional encoding ({cell.pos_encoding})"
         if style != "ours" and cell.pos_encoding in ROTATING:
             return f"unsupported: {title} has no hook to rotate q and k ({cell.pos_encoding})"
-    if entry is not None and entry.requires and importlib.util.find_spec(entry.requires) is None:
+    if entry.requires and importlib.util.find_spec(entry.requires) is None:
         return f"needs {entry.requires}: {title} is an optional extra; install it with {INSTALL}"
     return None
 

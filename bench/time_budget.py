@@ -25,7 +25,7 @@ def leave_out(
     its shortest lengths and the costliest work goes first. A dtype's last length is never dropped."""
     cost = {c.trace_name: predicted_seconds(c, grid, pace) for c in cells}
     total = sum(cost.values())
-    remaining = [c for c in cells if c.group != "calibration"]
+    remaining = list(cells)
     left: dict[str, str] = {}
     while total > budget_s:
         by_dtype: dict[tuple[str, str], float] = defaultdict(float)  # (device, dtype) -> predicted seconds

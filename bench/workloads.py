@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.calibration import calibration_size
 from bench.grid import Cell, Shape
-from bench.implementations import Implementation, ImplementationError, builtin, resolve, sdpa_family, user_flops
+from bench.implementations import Implementation, ImplementationError, expected_family, resolve, user_flops
 from bench.kernel_table import with_table
 from bench.observe import recomputes_scores
 from model import Encoder, EncoderConfig, cost
@@ -43,26 +42,22 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 def predicted_family(cell: Cell) -> str:
     """The attention kernel family a cell is expected to run, before it runs (for memory budgets), as its
     registry entry declares it; the results record the family it was observed to run."""
-    entry = builtin(cell.group, cell.impl)
-    return entry.family(cell) if entry else sdpa_family(cell)  # a user's: as SDPA would run it
+    return expected_family(cell.entry, cell)  # a user's: as SDPA would run it
 
 
 def uses_auto(cell: Cell) -> bool:
-    entry = builtin(cell.group, cell.impl)
-    return entry is not None and entry.kernel == "auto"
+    return cell.entry.kernel == "auto"
 
 
 def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) -> int:
     """The cost model's peak for this cell, given the attention kernel family (default: the expected one)."""
     b, n, d, h, p = shape.batch, cell.seq_len, shape.d_model, cell.heads, cost.dtype_bytes(cell.dtype)
-    if cell.group == "calibration":
-        return 3 * calibration_size(cell.device, cell.dtype) ** 2 * p
     family = family or predicted_family(cell)
     m = cost.MemoryShape(b, n, d, h, shape.d_ff, p, "cpu" if cell.device == "cpu" else "cuda")
     train = cell.pass_ == "train"
     extra = cost.positional_extra_bytes(m, cell.pos_encoding, train)
     if cell.group == "attention":
-        wrapper = 2 * m.u if cell.impl == "torch_mha" and train else 0  # nn.MultiheadAttention's own copies
+        wrapper = cell.entry.training_copies * m.u if train else 0  # e.g. nn.MultiheadAttention's own copies
         attention = cost.attention_training_bytes if train else cost.attention_inference_bytes
         return attention(m, family) + wrapper
     if cell.group == "layer":

@@ -1,21 +1,103 @@
 """The declared record of one pass of one cell, as bench writes it into benchmarks.json's `extra_info` and
-analysis reads it back. Writers fill these dataclasses; `analysis/load.py` reads by their fields; the
-derived metrics are defined once, here, for a pass (bench) and for pooled passes (analysis).
+analysis reads it back, and the run's own measured facts. Writers fill these dataclasses through `record()`;
+`analysis/load.py` reads by their fields; each derived figure is defined once, here: a cell's typical time
+(`typical_time`), its FLOPs (`step_flops`), and the metrics of a time (`derive`). docs/RECORD.md is generated
+from these dataclasses (python -m infra.record_doc).
 
-A record is `{**cell params, **CellFacts (first pass), **PassTiming, **Derived}` plus a group's own extras
-(calibration: matmul_size; ddp: world, ranks...). Keys keep the names every committed run has: the pass
-index is stored as `repeat`, the number of passes as `repeats`.
+A record is `{**cell params, **CellFacts, **PassTiming, **Derived}` plus a group's own extras (ddp: world,
+ranks...). The run's matmul peak per device and dtype (`MatmulPeak`) is a fact of the run, in
+machine_info.attnbench.matmul_peak. Keys keep the names every committed run has: the pass index is stored as
+`repeat`, the number of passes as `repeats`.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 HOST_BOUND = 1.5  # host latency over device time above which a cell is marked host-bound
 # The record's version, in every run's machine_info.attnbench. 1: runs from before it was written (no
-# schema_version; some lack the registry's marks); 2: every grid cell carries `baseline` and `user`.
+# schema_version; some lack the registry's marks); 2: every grid cell carries `baseline` and `user`;
+# 3: the matmul peak is a fact of the run (machine_info.attnbench.matmul_peak), not a group of cells, and
+# every cell carries the auto kernel's fields (empty where it ran none).
 # analysis.load.upgrade turns an older run into the current shape.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# How a device time was taken: the only words a record's device_time_method may hold.
+DEVICE_TIME_METHODS = {
+    "cpu_clock": "host clock around each call (on a CPU the device time is the host latency)",
+    "cuda_graph": "CUDA events around a replay of a CUDA graph of the rounds, per round",
+    "cuda_events": "CUDA events around each call",
+    "cuda_sync": "host clock around each call and torch.cuda.synchronize (data-parallel ranks)",
+}
+
+
+def pass_median(samples: Sequence[float]) -> float:
+    """One pass's time: the median of its rounds."""
+    return float(statistics.median(samples))
+
+
+def typical_time(passes: Sequence[Sequence[float]]) -> float:
+    """A cell's time over its passes: the geometric mean of the pass medians (one pass: its median). The
+    centre of its interval (analysis.stats.median_interval) and the figure every table reports."""
+    return math.exp(statistics.fmean(math.log(pass_median(p)) for p in passes))
+
+
+def pass_trace_name(trace_name: str, pass_index: int) -> str:
+    """The trace folder of one pass, where every pass is traced (the data-parallel launches); the grid traces
+    its first pass only, into `trace_name` itself."""
+    return f"{trace_name}-r{pass_index}"
+
+
+def step_flops(flops_analytic: float | None, flops_counted: float | None) -> float | None:
+    """The FLOPs of one step: the cost model's, where it has a formula for the kernel that ran, else what
+    torch's FlopCounterMode counted."""
+    return flops_analytic if flops_analytic is not None else flops_counted
+
+
+@dataclass(frozen=True)
+class CellFacts:
+    """What a cell is, whichever pass: measured in its first pass, before any timing, and kept for the rest."""
+
+    check_relative_error: float  # against the float32 reference
+    check_tolerance: float
+    check_passed: bool
+    flops_counted: int | None  # torch.utils.flop_counter on the eager step
+    flops_counted_with_added_formulas: bool  # whether attnbench's own FLOP formulas were needed
+    flops_analytic: int | None  # model/cost.py's formula for the kernel observed (None: no formula)
+    attention_kernel: str  # observed by the profiler (model/kernels.py's labels)
+    attention_ops: list[str]
+    attention_device_kernels: list[str]  # GPU kernels the attention ops launched
+    attention_family: str  # the memory family of the kernel observed
+    peak_mem_bytes: int
+    predicted_mem_bytes: int | None  # model/cost.py's peak for the family observed (None: a user's module)
+    auto_kernel: str | None = None  # the auto kernel's choice in this cell (None: no auto kernel)
+    auto_source: str | None = None  # where that choice came from: table, cache or fallback
+
+    @property
+    def flops(self) -> float | None:
+        return step_flops(self.flops_analytic, self.flops_counted)
+
+
+@dataclass(frozen=True)
+class MatmulPeak:
+    """The run's achievable matmul rate on one device and dtype: the denominator of every cell's MFU. Measured
+    once per run (per shard), on square matmuls large enough that launch overheads vanish."""
+
+    device: str
+    dtype: str
+    matmul_size: int
+    flops: int  # of one matmul
+    device_samples_s: list[float]
+    host_samples_s: list[float]
+    device_time_method: str
+    peak_flops_per_s: float  # over the fastest matmul: what every cell's mfu divides by
+    median_flops_per_s: float  # over the median matmul
+    low_flops_per_s: float  # the median's 95% interval (order statistics), in FLOP/s
+    high_flops_per_s: float
+    shard: str | None = None  # the shard that measured it, in a merged run
 
 
 @dataclass(frozen=True)
@@ -72,9 +154,14 @@ def derive(
 PER_PASS = frozenset(f.name for f in fields(PassTiming)) | frozenset(f.name for f in fields(Derived))
 
 
-def as_record(*parts: PassTiming | Derived | dict) -> dict:
-    """The parts as one flat `extra_info` dict (dataclasses by their fields)."""
-    out: dict = {}
-    for part in parts:
+def record(params: dict, facts: CellFacts | dict, timing: PassTiming, derived: Derived | dict) -> dict:
+    """One pass of one cell as one flat `extra_info` dict: the one builder every writer uses (the grid's
+    cells, the data-parallel launches). `facts` is a CellFacts, or a group's own facts as a dict."""
+    if timing.device_time_method not in DEVICE_TIME_METHODS:
+        raise ValueError(
+            f"device_time_method {timing.device_time_method!r} is not one of {sorted(DEVICE_TIME_METHODS)}"
+        )
+    out = dict(params)
+    for part in (facts, timing, derived):
         out.update(part if isinstance(part, dict) else asdict(part))
     return out

@@ -15,7 +15,7 @@ from bench.memory import cpu_peak_bytes
 from bench.observe import attention_label, observe, recomputes_scores
 from bench.timing import device_time, host_latency, rounds_for_budget, synchronized
 from bench.workloads import TOLERANCE, WORKLOADS
-from infra.record import PassTiming, derive
+from infra.record import derive
 
 GRID = load_grid("quick")
 SHAPE = GRID.shapes["small"]
@@ -176,13 +176,12 @@ def test_wrong_kernel_fails_the_cell_before_any_timing(monkeypatch):
 
 
 def test_a_pass_records_both_times_and_the_first_pass_facts():
-    facts, result = measure(cell("attention", "sdpa"), GRID, None, None)
-    timing = PassTiming(repeat=0, **result["timing"])
+    facts, timing, tokens = measure(cell("attention", "sdpa"), GRID, None, None)
     assert len(timing.host_samples_s) == timing.rounds == len(timing.device_samples_s)
-    derived = derive(1.0, timing.device_median_s, timing.host_median_s, None, result["tokens"])
+    derived = derive(1.0, timing.device_median_s, timing.host_median_s, None, tokens)
     assert timing.device_time_method == "cpu_clock" and derived.host_over_device == 1.0
-    assert facts["attention_kernel"] == "flash" and facts["peak_mem_bytes"] > 0 and facts["check_passed"]
-    again, _ = measure(cell("attention", "sdpa"), GRID, facts, None)  # a later pass reuses the facts
+    assert facts.attention_kernel == "flash" and facts.peak_mem_bytes > 0 and facts.check_passed
+    again, _, _ = measure(cell("attention", "sdpa"), GRID, facts, None)  # a later pass reuses the facts
     assert again is facts
 
 

@@ -7,11 +7,14 @@ import sys
 
 import pytest
 
+from bench import implementations
 from bench.cell_runner import measure
 from bench.grid import Cell, GridError, load_grid
-from bench.implementations import BUILTINS, Implementation, _attention, _load_same_names, builtin_names, is_user
+from bench.implementations import Implementation, _attention, _load_same_names
 from bench.skips import unsupported
 from bench.workloads import predicted_family, uses_auto
+from infra import registry
+from infra.registry import Entry, is_user, names
 
 GRID = load_grid("quick")
 
@@ -20,32 +23,34 @@ def test_sdpa_math_is_a_built_in_that_runs_the_math_backend():
     grid = load_grid("quick", ["attention.impl=sdpa_math"])
     cell = next(c for c in grid.cells("attention") if c.pass_ == "train")
     assert predicted_family(cell) == "math"
-    facts, _ = measure(Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa_math", "train"), GRID, None, None)
-    assert facts["check_passed"] and facts["attention_kernel"] == "math"
+    facts, _, _ = measure(Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa_math", "train"), GRID, None, None)
+    assert facts.check_passed and facts.attention_kernel == "math"
 
 
 def test_one_entry_is_all_a_new_built_in_needs(monkeypatch):
-    entry = Implementation("blocked_attention", "attention", _attention("blocked"), _load_same_names, "ours", "blocked")
+    entry = Entry("blocked_attention", "attention", "blocked")
     with pytest.raises(GridError, match="'blocked_attention' is not accepted"):
         load_grid("quick", ["attention.impl=blocked_attention"])
-    monkeypatch.setitem(BUILTINS, ("attention", "blocked_attention"), entry)
+    monkeypatch.setitem(registry._BY_KEY, ("attention", "blocked_attention"), entry)
+    built = Implementation(entry, _attention("blocked"), _load_same_names)
+    monkeypatch.setitem(implementations._BUILT, ("attention", "blocked_attention"), built)
     grid = load_grid("quick", ["attention.impl=blocked_attention"])  # the grid accepts it
     cell = grid.cells("attention")[0]
-    assert "blocked_attention" in builtin_names("attention") and not is_user(cell.impl)
+    assert "blocked_attention" in names("attention") and not is_user(cell.impl)
     assert predicted_family(cell) == "blocked" and unsupported(cell) is None and not uses_auto(cell)
-    facts, _ = measure(
+    facts, _, _ = measure(
         Cell("attention", "cpu", "float32", "small", 64, 4, "blocked_attention", "forward"), GRID, None, None
     )
-    assert facts["attention_kernel"] == "blocked"
+    assert facts.attention_kernel == "blocked"
 
 
 def test_auto_and_baselines_come_from_the_entries():
-    assert {name for (group, name), e in BUILTINS.items() if e.kernel == "auto"} == {"auto", "ours_auto"}
-    assert {(group, name) for (group, name), e in BUILTINS.items() if e.baseline} == {
+    assert {e.name for e in registry.ENTRIES if e.kernel == "auto"} == {"auto", "ours_auto"}
+    assert {(e.group, e.name) for e in registry.ENTRIES if e.baseline} == {
         ("attention", "torch_mha"),
         ("layer", "torch"),
     }
-    assert builtin_names("train_step") == ("naive", "sdpa", "auto")
+    assert names("train_step") == ("naive", "sdpa", "auto")
 
 
 @pytest.mark.slow
