@@ -18,11 +18,13 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from infra import registry
+from infra.machine import native_dtypes
 from infra.record import HOST_BOUND, PER_PASS, SCHEMA_VERSION, MatmulPeak, derive, step_flops, typical_time
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
 LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user", "reference", "common_mode_passes_s"})
+UNRECORDED = "not recorded"  # a field a run from before it was recorded fills with this
 OLD_PEAK_GROUP = "calibration"  # the group name runs before schema 3 measured the matmul peak in
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
 
@@ -111,10 +113,12 @@ def upgrade(data: dict) -> dict:
         if extra.get("user") is None:
             extra["user"] = registry.is_user(impl)
         if extra.get("reference") is None:
-            extra["reference"] = "not recorded"
+            extra["reference"] = UNRECORDED
         extra.setdefault("auto_kernel", None)
         if "auto_source" not in extra:
-            extra["auto_source"] = "not recorded" if registry.running_auto(group, impl) else None
+            extra["auto_source"] = UNRECORDED if registry.running_auto(group, impl) else None
+    if not facts.get("cpu_native_dtypes"):  # runs from before the field: from the flags, as it is derived
+        facts["cpu_native_dtypes"] = native_dtypes(facts.get("cpu_flags") or [])
     facts["schema_version"] = SCHEMA_VERSION
     return data
 

@@ -10,9 +10,10 @@ import pandas as pd
 
 from analysis.datasheet import datasheet_flops
 from analysis.fits import memory_model_error
+from analysis.load import UNRECORDED
 from analysis.markdown import md
 from analysis.stats import pass_log_medians
-from infra.machine import NATIVE_NEEDS, native_dtypes
+from infra.machine import NATIVE_NEEDS
 
 if TYPE_CHECKING:
     from analysis.context import ReportContext
@@ -32,8 +33,7 @@ def identity_line(facts: dict) -> str:
 def reduced_precision_line(facts: dict, peaks: pd.DataFrame) -> str:
     """Whether bf16 and fp16 matmuls run in hardware on this CPU, and, where the run measured their matmul
     peak, how fast its matmul ran against float32's: an emulated dtype's cells measure the emulation."""
-    flags = facts.get("cpu_flags") or []
-    native = facts.get("cpu_native_dtypes") or native_dtypes(flags)  # runs before the field: from the flags
+    native = facts["cpu_native_dtypes"]
     cpu = peaks[peaks["device"] == "cpu"] if len(peaks) else peaks
     rate = cpu.groupby("dtype")["median_flops_per_s"].median() if len(cpu) else pd.Series()
     parts = []
@@ -183,15 +183,13 @@ AUTO_SOURCES = {
 
 def auto_choice_section(ctx: ReportContext) -> list[str]:
     """Per auto cell, the kernel it was given and where that choice came from."""
-    cells = ctx.cells
-    grid = cells
+    grid = ctx.cells
     head = ["## Where the auto kernel's choices came from", ""]
-    if "auto_source" not in grid:  # a run from before choices carried their source: auto's built-in names
-        legacy = grid["impl"].isin(["auto", "ours_auto"]).any()
-        return head + ["_Not recorded: this run predates choices that carry their source._", ""] if legacy else []
     auto = grid[grid["auto_source"].notna()]
     if auto.empty:
         return []
+    if (auto["auto_source"] == UNRECORDED).all():  # analysis.load.upgrade's word for runs before the field
+        return head + ["_Not recorded: this run predates choices that carry their source._", ""]
     counts = auto["auto_source"].value_counts()
     lines = head + [f"- {n} cells from {AUTO_SOURCES.get(source, source)}." for source, n in counts.items()]
     columns = ["group", "pass", "dtype", "dropout", "seq_len", "auto_kernel", "attention_kernel", "auto_source"]

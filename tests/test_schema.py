@@ -49,3 +49,32 @@ def test_a_run_of_a_newer_schema_is_refused_in_one_line():
     data["machine_info"]["attnbench"]["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(AnalysisError, match="newer than this attnbench reads"):
         upgrade(data)
+
+
+def test_the_matmul_peak_cells_of_an_older_run_become_the_runs_matmul_peak_fact():
+    data = json.loads(WITH_MARKS.read_text())
+    old = [e for e in (b["extra_info"] for b in data["benchmarks"]) if e["group"] == "calibration"]
+    assert old, "the committed run measured its peak as cells"
+    upgraded = upgrade(copy.deepcopy(data))
+    assert not [b for b in upgraded["benchmarks"] if b["extra_info"]["group"] == "calibration"]
+    peaks = {(p["device"], p["dtype"]): p for p in upgraded["machine_info"]["attnbench"]["matmul_peak"]}
+    assert set(peaks) == {(e["device"], e["dtype"]) for e in old}
+    for extra in old:  # the same peak every cell divided by, and every pass's rounds pooled
+        peak = peaks[(extra["device"], extra["dtype"])]
+        assert peak["peak_flops_per_s"] == extra["peak_flops_per_s"] and peak["matmul_size"] == extra["matmul_size"]
+        passes = [e for e in old if e["id"] == extra["id"]]
+        assert len(peak["device_samples_s"]) == sum(len(e["device_samples_s"]) for e in passes)
+        assert peak["low_flops_per_s"] <= peak["median_flops_per_s"] <= peak["high_flops_per_s"]
+
+
+def test_a_data_parallel_run_names_its_cells_trace_folder_once():
+    data = upgrade(json.loads((ROOT / "results" / "ddp-cpu-amd-epyc-2c" / "benchmarks.json").read_text()))
+    names = {b["extra_info"]["trace_name"] for b in data["benchmarks"]}
+    assert names == {f"ddp.{b['extra_info']['id']}" for b in data["benchmarks"]}
+
+
+def test_older_auto_cells_say_their_choices_source_was_not_recorded():
+    data = upgrade(json.loads(BEFORE_MARKS.read_text()))
+    auto = [e for e in grid_extras(data) if e["impl"] in ("auto", "ours_auto")]
+    assert auto and all(e["auto_source"] in ("not recorded", "table", "cache", "fallback") for e in auto)
+    assert all(e["auto_source"] is None for e in grid_extras(data) if e["impl"] not in ("auto", "ours_auto"))
