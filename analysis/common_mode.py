@@ -13,9 +13,6 @@ from scipy import stats
 
 from analysis.stats import CONFIDENCE, Interval, paired_ratio_interval, pass_log_medians
 
-# Measured (results/noise-paired-*/NOISE.md): dividing each round by a reference matmul timed right after it
-# narrows paired intervals on a noisy VM; where the reference moved between the sides it is never applied.
-COMMON_MODE = True
 # The fewest pairs in which a sign test can reject "no shift" at 95%: 6 of 6 one way is p = 0.031, 5 of 5 0.0625.
 SIGN_TEST_MIN_PAIRS = 6
 REFERENCE_MOVED = 0.025  # the reference's own change (significant and at least this) that stops division by it

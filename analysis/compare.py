@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.common_mode import COMMON_MODE, common_mode, reference_moved, reference_warnings, run_reference_moved
+from analysis.common_mode import common_mode, reference_moved, reference_warnings, run_reference_moved
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label
 from analysis.stats import (
@@ -274,7 +274,7 @@ def compare_runs(
         limits,
         noise_floor["run_sd"] if noise_floor else 0.0,
         paired=paired,
-        use_common_mode=paired and COMMON_MODE,
+        use_common_mode=paired,
     )
     if table.empty:
         raise AnalysisError(f"{base_json} and {new_json} have no cell in common")

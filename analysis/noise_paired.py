@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.common_mode import COMMON_MODE
 from analysis.compare import DEFAULT_MIN_CHANGE, Comparison, compare_cells, compare_runs
 from analysis.compare_report import summary_lines
 from analysis.errors import AnalysisError
@@ -28,15 +27,15 @@ def half_widths(table) -> np.ndarray:
 
 def common_mode_effect(base: pd.DataFrame, new: pd.DataFrame) -> str:
     """The A/A's median half-width with and without dividing by the reference matmul: the measurement
-    behind analysis.common_mode.COMMON_MODE."""
+    behind compare's dividing paired rounds by it."""
     raw = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=False)
     normalised = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=True)
     return (
         f"Dividing each round by the reference matmul timed right after it (common-mode rejection) gives a median "
         f"half-width of {np.median(half_widths(normalised)):.1%} against {np.median(half_widths(raw)):.1%} "
         f"without it, and flags {int(normalised['device_time_flag'].sum())} A/A cells against "
-        f"{int(raw['device_time_flag'].sum())}; compare {'applies' if COMMON_MODE else 'does not apply'} it "
-        "(analysis.common_mode.COMMON_MODE)."
+        f"{int(raw['device_time_flag'].sum())}; compare applies it to paired runs where the "
+        "reference did not move."
     )
 
 
@@ -48,7 +47,7 @@ def unpaired_half_width(base: pd.DataFrame, new: pd.DataFrame) -> float:
 def per_cell_lines(base: pd.DataFrame, new: pd.DataFrame, name: str) -> str:
     """The same comparison with 95% intervals per cell instead of simultaneous ones: narrower, and what they
     would flag; the price of asking 24 questions at once."""
-    alone = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=COMMON_MODE, simultaneous=False)
+    alone = compare_cells(base, new, DEFAULT_MIN_CHANGE, paired=True, use_common_mode=True, simultaneous=False)
     flagged = int(alone["device_time_flag"].sum())
     return (
         f"With 95% intervals per cell instead (not simultaneous) the {name}'s median half-width would be "

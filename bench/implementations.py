@@ -61,7 +61,7 @@ class TorchMHA(nn.Module):
 
 
 def sdpa_family(cell: Cell) -> str:
-    """The family SDPA's dispatcher picks (shared/DESIGN.md's measured facts): on CPU flash, or math with
+    """The family SDPA's dispatcher picks (as the committed runs observed it): on CPU flash, or math with
     dropout (the CPU flash kernel has none); on CUDA efficient for float32, cuDNN for half precision."""
     if cell.device == "cpu":
         return "math" if cell.dropout > 0 else "flash"

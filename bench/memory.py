@@ -1,9 +1,10 @@
 """Peak memory of one step, in bytes above what was allocated when the step began.
 
 CUDA: the caching allocator's own peak counter. CPU: the profiler's allocation events, summed in
-order; exact and repeatable, unlike RSS (see DESIGN.md). The profiler cannot see the free of a block
-allocated before it started (it warns "Memory block of unknown size"), so the step runs twice under
-it and only the second, marked call counts: whatever that call frees, the first call allocated in view.
+order; exact and repeatable, unlike RSS (which counts pages the allocator keeps). The profiler cannot see
+the free of a block allocated before it started (it warns "Memory block of unknown size"), so the step
+runs twice under it and only the second, marked call counts: whatever that call frees, the first call
+allocated in view.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from infra.machine import identity_differences
+from infra.machine import foreign_machine
 
 
 def recorded_machines(folder: Path) -> list[tuple[Path, dict]]:
@@ -23,14 +23,9 @@ def recorded_machines(folder: Path) -> list[tuple[Path, dict]]:
 
 def other_machine(folder: Path, here: dict) -> str | None:
     """Why this machine must not write into `folder`, in one line, or None when it may."""
-    for path, facts in recorded_machines(folder):
-        differences = identity_differences(facts, here)
-        if differences:
-            return (
-                f"{folder} holds a run of another machine ({path.name}: {'; '.join(differences)}); "
-                "this machine's results go in a folder of their own: pass --name NAME, or --results DIR"
-            )
-    return None
+    recorded = [(path.name, facts) for path, facts in recorded_machines(folder)]
+    way_out = "this machine's results go in a folder of their own: pass --name NAME, or --results DIR"
+    return foreign_machine(folder, recorded, here, way_out)
 
 
 def refused(folder: Path, here: dict) -> bool:

@@ -32,14 +32,6 @@ def device_synchronizer(device: str) -> Callable[[], None]:
     return lambda: None  # CPU ops return when done
 
 
-def synchronized(fn: Callable[[], object], sync: Callable[[], None]) -> Callable[[], None]:
-    def call() -> None:
-        fn()
-        sync()
-
-    return call
-
-
 def rounds_for_budget(one_call_s: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
     """How many timed rounds fit the cell's budget, at least min_rounds for a median worth the name."""
     if one_call_s <= 0:

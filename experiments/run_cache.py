@@ -14,15 +14,15 @@ from tqdm.auto import tqdm
 
 from experiments.trainer import TrainConfig
 from infra.files import atomic_write_text
-from infra.machine import identity_differences
+from infra.machine import foreign_machine
 
 
 def other_machine(out: Path, machine: dict) -> str | None:
     """Why this machine must not write into `out`, in one line, or None: its machine.json names another
     machine, whose cached runs and summary must never mix with this one's."""
     recorded = out / "machine.json"
-    differences = identity_differences(json.loads(recorded.read_text()), machine) if recorded.is_file() else []
-    return f"{out} holds another machine's runs ({'; '.join(differences)}); give --out" if differences else None
+    facts = [(recorded.name, json.loads(recorded.read_text()))] if recorded.is_file() else []
+    return foreign_machine(out, facts, machine, "give --out")
 
 
 def is_cached(path: Path, config: TrainConfig) -> bool:

@@ -182,6 +182,16 @@ def identity_differences(recorded: dict, here: dict, fields: tuple[str, ...] = I
     return out
 
 
+def foreign_machine(folder: Path, recorded: list[tuple[str, dict]], here: dict, way_out: str) -> str | None:
+    """Why this machine must not write into `folder`, in one line naming the file and the differing fields,
+    or None: `recorded` holds (file name, machine facts) of what the folder already has."""
+    for name, facts in recorded:
+        differences = identity_differences(facts, here)
+        if differences:
+            return f"{folder} holds another machine's runs ({name}: {'; '.join(differences)}); {way_out}"
+    return None
+
+
 def missing_identity(facts: dict) -> list[str]:
     return [key for key in IDENTITY if key != "gpu_name" and facts.get(key) is None]
 

@@ -114,8 +114,8 @@ def attention_score_bytes(b: int, n: int, h: int, p: int) -> int:
 #   fused_explicit: torch's CPU fast path (bmm + masked softmax in place): one score matrix;
 #   fused_sdpa: torch's CUDA fast path, an SDPA kernel inside.
 # The counts below are the buffers live at each phase's peak, read from the allocation events of real
-# steps (CPU: the profiler, bench/memory.py; CUDA: the allocator, in the H100 run of
-# ../shared/measurements): u is one (b, n, d) activation, F one (b, n, d_ff) hidden, s one score
+# steps (CPU: the profiler, bench/memory.py; CUDA: the allocator, in the H100 run whose cells are
+# tests/fixtures/h100/cells.csv): u is one (b, n, d) activation, F one (b, n, d_ff) hidden, s one score
 # matrix in the compute dtype, s32 one in float32. A step's peak is the largest of its phases.
 @dataclass(frozen=True)
 class MemoryShape:

@@ -13,20 +13,12 @@ from bench.flops import count_flops
 from bench.grid import Cell, load_grid
 from bench.memory import cpu_peak_bytes
 from bench.observe import attention_label, observe, recomputes_scores
-from bench.timing import device_time, host_latency, rounds_for_budget, synchronized
+from bench.timing import device_time, host_latency, rounds_for_budget
 from bench.workloads import TOLERANCE, WORKLOADS
 from infra.record import derive
 
 GRID = load_grid("quick")
 SHAPE = GRID.shapes["small"]
-
-
-def test_synchronized_call_syncs_after_every_call():
-    log = []
-    call = synchronized(lambda: log.append("launch"), lambda: log.append("sync"))
-    call()
-    call()
-    assert log == ["launch", "sync", "launch", "sync"]
 
 
 def test_host_latency_warms_up_then_times_each_round_synchronised():

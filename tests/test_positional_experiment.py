@@ -33,7 +33,7 @@ def test_a_folder_another_machine_wrote_is_refused(tmp_path, capsys):
     theirs = {**machine_facts(), "cpu_model_number": -1}
     (tmp_path / "machine.json").write_text(json.dumps(theirs))
     assert positional_experiment.main([*ARGS, "--out", str(tmp_path)]) == 2
-    assert "holds another machine's runs (cpu_model_number: -1 vs" in capsys.readouterr().err
+    assert "holds another machine's runs (machine.json: cpu_model_number: -1 vs" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["machine.json"]
 
 
