@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import runpy
 import sys
 from typing import Any
 
@@ -33,3 +34,11 @@ def add_renamed(add_option, new: str, old: str, **kwargs: Any) -> None:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )
+
+
+def run_renamed_module(old: str, new: str) -> None:
+    """`python -m OLD` under a module's old name: one line saying the new one, then the new module as __main__
+    (by name, so the old package need not import the new one)."""
+    print(f"attnbench: python -m {old} is deprecated; use python -m {new}", file=sys.stderr)
+    sys.argv[0] = new
+    runpy.run_module(new, run_name="__main__", alter_sys=True)

@@ -62,16 +62,16 @@ class CellFacts:
     """What a cell is, whichever pass: measured in its first pass, before any timing, and kept for the rest."""
 
     check_relative_error: float  # against the float32 reference
-    check_tolerance: float
-    check_passed: bool
+    check_tolerance: float  # the relative error allowed in this dtype
+    check_passed: bool  # always true in a record: a cell that fails its check is not timed
     flops_counted: int | None  # torch.utils.flop_counter on the eager step
     flops_counted_with_added_formulas: bool  # whether attnbench's own FLOP formulas were needed
     flops_analytic: int | None  # model/cost.py's formula for the kernel observed (None: no formula)
     attention_kernel: str  # observed by the profiler (model/kernels.py's labels)
-    attention_ops: list[str]
+    attention_ops: list[str]  # the aten ops the profiler saw the attention run
     attention_device_kernels: list[str]  # GPU kernels the attention ops launched
     attention_family: str  # the memory family of the kernel observed
-    peak_mem_bytes: int
+    peak_mem_bytes: int  # one step's peak above what was allocated when it began (bench/memory.py)
     predicted_mem_bytes: int | None  # model/cost.py's peak for the family observed (None: a user's module)
     auto_kernel: str | None = None  # the auto kernel's choice in this cell (None: no auto kernel)
     auto_source: str | None = None  # where that choice came from: table, cache or fallback
@@ -88,11 +88,11 @@ class MatmulPeak:
 
     device: str
     dtype: str
-    matmul_size: int
+    matmul_size: int  # the square matmul's side: the largest that takes at most 0.5 s here
     flops: int  # of one matmul
-    device_samples_s: list[float]
-    host_samples_s: list[float]
-    device_time_method: str
+    device_samples_s: list[float]  # one per matmul
+    host_samples_s: list[float]  # one per matmul
+    device_time_method: str  # DEVICE_TIME_METHODS
     peak_flops_per_s: float  # over the fastest matmul: what every cell's mfu divides by
     median_flops_per_s: float  # over the median matmul
     low_flops_per_s: float  # the median's 95% interval (order statistics), in FLOP/s
@@ -105,18 +105,18 @@ class PassTiming:
     """What one pass measured; the same cell's other passes differ in these."""
 
     repeat: int  # this pass's index (0 is the first)
-    device_samples_s: list[float]
-    host_samples_s: list[float]
-    host_median_s: float
-    device_median_s: float
-    device_time_method: str
-    device_time_note: str | None = None
-    rounds: int | None = None
+    device_samples_s: list[float]  # one per timed round
+    host_samples_s: list[float]  # one per timed round: the host latency around the call
+    host_median_s: float  # the median of host_samples_s
+    device_median_s: float  # the median of device_samples_s
+    device_time_method: str  # how the device time was taken (DEVICE_TIME_METHODS)
+    device_time_note: str | None = None  # why CUDA graphs were not used, where they were tried
+    rounds: int | None = None  # timed rounds in this pass
     first_call_s: float | None = None  # compiled cells: the first call (compile or cache load)
-    compile_s: float | None = None
-    graph_breaks: int | None = None
-    graph_break_reasons: list[str] | None = None
-    inductor_cache_hits: int | None = None
+    compile_s: float | None = None  # what compilation added over a warm call (cudagraph: the capture time)
+    graph_breaks: int | None = None  # dynamo's graph breaks
+    graph_break_reasons: list[str] | None = None  # the first three
+    inductor_cache_hits: int | None = None  # graphs served from inductor's on-disk cache
     common_mode_samples_s: list[float] | None = None  # the reference matmul after each round (bench ab, CPU)
 
 
@@ -124,12 +124,12 @@ class PassTiming:
 class Derived:
     """Metrics computed from a time: per pass in the record, over pooled passes in analysis."""
 
-    host_over_device: float
-    host_bound: bool
-    host_bound_threshold: float
-    flops_per_s: float
-    mfu: float | None
-    tokens_per_s: float | None
+    host_over_device: float  # host latency over device time
+    host_bound: bool  # host_over_device above host_bound_threshold: launch overhead dominates
+    host_bound_threshold: float  # HOST_BOUND when it was written
+    flops_per_s: float  # step_flops over the device time
+    mfu: float | None  # flops_per_s over the run's matmul peak (None: no peak measured)
+    tokens_per_s: float | None  # batch x seq_len over the device time
 
 
 def derive(

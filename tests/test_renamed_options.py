@@ -46,3 +46,14 @@ def test_pytest_grid_still_takes_the_old_names():
     out = result.stdout + result.stderr
     assert "--grid is deprecated; use --profile" in out and "--repeats is deprecated; use --passes" in out
     assert "-r1]" in result.stdout  # two passes collected
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("model.train", "experiments.train"), ("model.positional_experiment", "experiments.positional_experiment")],
+)
+def test_old_module_names_still_run_and_say_the_new_one(old, new):
+    result = subprocess.run([sys.executable, "-m", old, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(f"python -m {old} is deprecated; use python -m {new}") == 1
+    assert f"python -m {new}" in result.stdout  # the new module's own usage

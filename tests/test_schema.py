@@ -78,3 +78,11 @@ def test_older_auto_cells_say_their_choices_source_was_not_recorded():
     auto = [e for e in grid_extras(data) if e["impl"] in ("auto", "ours_auto")]
     assert auto and all(e["auto_source"] in ("not recorded", "table", "cache", "fallback") for e in auto)
     assert all(e["auto_source"] is None for e in grid_extras(data) if e["impl"] not in ("auto", "ours_auto"))
+
+
+def test_docs_record_is_what_the_dataclasses_say():
+    from infra.record_doc import OUT, render
+
+    assert OUT.read_text() == render(), "docs/RECORD.md is stale: run python -m infra.record_doc"
+    for field in ("check_relative_error", "device_samples_s", "mfu", "peak_flops_per_s", "cuda_sync"):
+        assert f"`{field}`" in OUT.read_text()

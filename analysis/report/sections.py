@@ -16,7 +16,7 @@ from analysis.stats import pass_log_medians
 from infra.machine import NATIVE_NEEDS
 
 if TYPE_CHECKING:
-    from analysis.context import ReportContext
+    from analysis.report.context import ReportContext
 
 
 MEMORY_TOLERANCE = 0.25  # measured peak within ±25% of the model counts as agreeing

@@ -15,7 +15,7 @@ from infra.registry import HF_BERT_EAGER, HF_BERT_SDPA
 from model import cost
 
 if TYPE_CHECKING:
-    from analysis.context import ReportContext
+    from analysis.report.context import ReportContext
 
 KEYS = ["device", "dtype", "shape", "heads", "pass", "seq_len"]
 MIB = 2**20

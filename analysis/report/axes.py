@@ -12,7 +12,7 @@ from analysis.stats import ratio_interval
 from infra.registry import yardsticks
 
 if TYPE_CHECKING:
-    from analysis.context import ReportContext
+    from analysis.report.context import ReportContext
 
 SAME = ["group", "device", "dtype", "shape", "seq_len", "heads", "impl", "pass", "dropout"]
 

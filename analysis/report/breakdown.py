@@ -12,7 +12,7 @@ from analysis.markdown import md
 from model.cost import layer_forward_flops
 
 if TYPE_CHECKING:
-    from analysis.context import ReportContext
+    from analysis.report.context import ReportContext
 
 AGREEMENT = {"cuda": 0.10, "cpu": 0.25}  # kernel sum vs device time; op self time vs host time (profiler overhead)
 

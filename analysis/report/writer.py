@@ -1,0 +1,137 @@
+"""REPORT.md for one results folder: every number in it is computed here from the run's files, and every
+sentence that depends on the device or the data is chosen from them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from analysis.errors import AnalysisError
+from analysis.load import load_runs, machine_description
+from analysis.report.axes import compile_section, positional_cost_section, user_section
+from analysis.report.breakdown import agreement_section, crossover_section
+from analysis.report.context import build_context
+from analysis.report.page import ddp_header, ddp_scaling, figures_section, header, positional_link
+from analysis.report.reference_layers import bert_section
+from analysis.report.scaling import scaling_section
+from analysis.report.sections import (
+    auto_choice_section,
+    coverage_section,
+    do_bench_section,
+    flops_section,
+    kernels_section,
+    machine_section,
+    memory_section,
+    mfu_section,
+    noise_section,
+    timing_section,
+)
+from analysis.report.targets import verdicts_section
+from infra.files import INDEX_HEADER, atomic_write_text, owns_index
+
+# The report, in order: one function per section, each reading the run's context. Adding a section is one
+# function and one line here.
+SECTIONS = (
+    header,
+    machine_section,
+    timing_section,
+    coverage_section,
+    kernels_section,
+    auto_choice_section,
+    scaling_section,
+    crossover_section,
+    verdicts_section,
+    bert_section,
+    positional_cost_section,
+    compile_section,
+    user_section,
+    memory_section,
+    flops_section,
+    mfu_section,
+    noise_section,
+    agreement_section,
+    do_bench_section,
+    positional_link,
+    figures_section,
+)
+DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)
+
+
+def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
+    ctx = build_context(run_dir, positional_dir)
+    if not ctx.is_ddp and ctx.cells.empty:
+        raise AnalysisError(
+            f"{run_dir}: no grid cell was measured; "
+            f"{len(ctx.not_run)} cells did not run, each with its reason in benchmarks.json"
+        )
+    sections = DDP_SECTIONS if ctx.is_ddp else SECTIONS
+    out = run_dir / "REPORT.md"
+    atomic_write_text(out, "\n".join(line for section in sections for line in section(ctx)))
+    return out
+
+
+def check_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise AnalysisError(f"{run_dir}: no such results folder")
+    if not (run_dir / "benchmarks.json").is_file():
+        raise AnalysisError(f"{run_dir}: no benchmarks.json inside (run python -m bench first)")
+
+
+def index_line(run: Path) -> str:
+    """One run's line in the index; a run whose JSON cannot be read is listed as such, naming the file."""
+    try:
+        facts = json.loads((run / "benchmarks.json").read_text())["machine_info"].get("attnbench", {})
+        machine = machine_description(facts)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        print(
+            f"warning: {run / 'benchmarks.json'} cannot be read ({type(err).__name__}); the index lists it as "
+            "unreadable",
+            file=sys.stderr,
+        )
+        return f"- **{run.name}**: unreadable benchmarks.json ({type(err).__name__})"
+    report = next(
+        (f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md") if (run / name).is_file()),
+        "no report yet",
+    )
+    return (
+        f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
+        f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}"
+    )
+
+
+def write_index(results: Path) -> Path:
+    """results/README.md: a line per run folder (its machine and grid) linking its REPORT.md. Only in a
+    results folder attnbench made (infra.files.RESULTS_MARKER), and never over a README it did not write."""
+    if not results.is_dir():
+        raise AnalysisError(f"{results}: no such results folder")
+    reason = owns_index(results)
+    if reason:
+        raise AnalysisError(reason)
+    lines = ["# Results", "", INDEX_HEADER, ""]
+    lines += [index_line(run) for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file())]
+    for extra in sorted(p for p in results.iterdir() if p.is_dir() and not (p / "benchmarks.json").is_file()):
+        for name in ("summary.md", "NOISE.md", "REPORT.md"):
+            if (extra / name).is_file():
+                lines.append(f"- **{extra.name}**: [{extra.name}/{name}]({extra.name}/{name})")
+                break
+    out = results / "README.md"
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
+def update_index(results: Path) -> Path | None:
+    """The index after a report: written where attnbench owns it, else left alone with a note why."""
+    reason = owns_index(results)
+    if reason:
+        print(f"note: no results index written: {reason}", file=sys.stderr)
+        return None
+    return write_index(results)
+
+
+def write_table(run_dirs: list[Path], out: Path) -> Path:
+    """The cells of several runs, machines mixed, as one CSV (a row per cell, `run` and `machine` columns)."""
+    cells, _, _ = load_runs([run / "benchmarks.json" for run in run_dirs])
+    samples = [c for c in cells.columns if c.endswith("_passes_s")] + ["flops_counted_with_added_formulas"]
+    atomic_write_text(out, cells.drop(columns=samples).to_csv(index=False))
+    return out
