@@ -24,8 +24,8 @@ def communication_shares(trace_dir: Path, cells: pd.DataFrame) -> pd.DataFrame:
     from tb-profiler's split of each rank's trace."""
     rows = []
     for cell in cells.to_dict("records"):
-        for repeat in range(int(cell["passes"])):
-            folder = trace_dir / pass_trace_name(cell["trace_name"], repeat)
+        for pass_index in range(int(cell["passes"])):
+            folder = trace_dir / pass_trace_name(cell["trace_name"], pass_index)
             if not folder.is_dir():
                 continue
             ranks = [
@@ -35,12 +35,12 @@ def communication_shares(trace_dir: Path, cells: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "id": cell["id"],
-                    "repeat": repeat,
+                    "pass_index": pass_index,
                     "communication_s": np.mean([r["communication_s"] for r in ranks]),
                     "share": np.mean([r["communication_s"] / r["step_s"] for r in ranks]),
                 }
             )
-    return pd.DataFrame(rows, columns=["id", "repeat", "communication_s", "share"])
+    return pd.DataFrame(rows, columns=["id", "pass_index", "communication_s", "share"])
 
 
 def _t_interval(values: np.ndarray) -> tuple[float, float, float]:

@@ -43,7 +43,7 @@ def time_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
         x="seq_len",
         y="median_s",
         hue="heads",
-        style="pass",
+        style="mode",
         col="impl",
         row="dtype",
         kind="line",
@@ -61,7 +61,7 @@ def time_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
 def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """Measured peak memory (points) and the analytic prediction (dashed) vs length, training passes."""
     data = cells[
-        (cells["pass"] == "train")
+        (cells["mode"] == "train")
         & (cells["group"] == "layer")
         & (cells["pos_encoding"] == "none")
         & (cells["compile"] == "eager")
@@ -100,7 +100,7 @@ def memory_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
 
 def heads_length_heatmap(cells: pd.DataFrame, out: Path) -> Path | None:
     """Attention training step time (ms) over heads x length, one panel per kernel (float32)."""
-    data = cells[(cells["group"] == "attention") & (cells["pass"] == "train") & (cells["shape"] == "small")]
+    data = cells[(cells["group"] == "attention") & (cells["mode"] == "train") & (cells["shape"] == "small")]
     data = data[data["dtype"] == data["dtype"].min()]  # float32 where it ran, else the one dtype there is
     if data.empty:
         return None
@@ -137,13 +137,13 @@ def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     if data.empty:
         return None
     several = data["shape"].nunique() > 1
-    data = data.assign(series=data["impl"] + " " + data["pass"]) if several else data
+    data = data.assign(series=data["impl"] + " " + data["mode"]) if several else data
     g = sns.relplot(
         data=data,
         x="seq_len",
         y="mfu",
         hue="series" if several else "impl",
-        style="shape" if several else "pass",
+        style="shape" if several else "mode",
         col="group",
         row="dtype",
         kind="line",

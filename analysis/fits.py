@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.stats import loglog_slope, quadratic_fit
 
-SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "pass", "dropout", "pos_encoding", "compile", "machine"]
+SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "mode", "dropout", "pos_encoding", "compile", "machine"]
 MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word
 # Words for an exponent, each with the range it stands for; a word is used only when the whole
 # interval lies inside its range.
@@ -93,7 +93,7 @@ def memory_model_error(cells: pd.DataFrame) -> pd.DataFrame:
         "device",
         "shape",
         "impl",
-        "pass",
+        "mode",
         "dropout",
         "pos_encoding",
         "compile",

@@ -77,6 +77,29 @@ def _peaks_from_cells(cells: list[dict]) -> list[dict]:
     return peaks
 
 
+# Version 3's words, and the names older runs stored them under: a cell's mode, the pass's index and count.
+RENAMED = {"pass": "mode", "repeat": "pass_index", "repeats": "passes"}
+
+
+def _renamed(fields: dict) -> dict:
+    return {RENAMED.get(k, k): v for k, v in fields.items()}
+
+
+def _rename_words(data: dict) -> None:
+    """Versions 1 and 2 called a cell's mode `pass` and a pass `repeat`."""
+    facts = data["machine_info"]["attnbench"]
+    data["machine_info"]["attnbench"] = facts = _renamed(facts)
+    if isinstance(facts.get("grid"), dict):
+        facts["grid"] = _renamed(facts["grid"])
+        facts["grid"]["blocks"] = [_renamed(b) for b in facts["grid"].get("blocks", [])]
+    for bench in data["benchmarks"]:
+        bench["extra_info"] = _renamed(bench.get("extra_info", {}))
+        bench["params"] = _renamed(bench.get("params") or {})
+        bench["extra_info"].setdefault("pass_index", 0)
+    for outcome in data.get("attnbench_not_run", []):
+        outcome["params"] = _renamed(outcome.get("params", {}))
+
+
 def upgrade(data: dict) -> dict:
     """A run of any schema version in the current shape, so nothing after loading branches on a run's age.
     - Version 1 (no schema_version) lacks the registry's marks on some cells: its baseline was torch's layer
@@ -84,7 +107,8 @@ def upgrade(data: dict) -> dict:
       did not record which layer a cell was checked against.
     - Versions 1 and 2 measured the matmul peak as cells of a group of their own: they become the run's
       matmul_peak facts. Their auto cells may lack where the choice came from ("not recorded"); the
-      data-parallel launches named each pass's trace folder in trace_name."""
+      data-parallel launches named each pass's trace folder in trace_name. They called a cell's mode `pass`
+      and a pass's index `repeat` (RENAMED)."""
     facts = data["machine_info"]["attnbench"]
     version = facts.get("schema_version", 1)
     if version > SCHEMA_VERSION:
@@ -92,6 +116,8 @@ def upgrade(data: dict) -> dict:
             f"schema_version {version} is newer than this attnbench reads ({SCHEMA_VERSION}); update attnbench"
         )
     if version < 3:
+        _rename_words(data)
+        facts = data["machine_info"]["attnbench"]
         old = [b for b in data["benchmarks"] if b.get("extra_info", {}).get("group") == OLD_PEAK_GROUP]
         data["benchmarks"] = [b for b in data["benchmarks"] if b not in old]
         facts["matmul_peak"] = _peaks_from_cells([b["extra_info"] for b in old])
@@ -143,7 +169,7 @@ def machine_description(facts: dict) -> str:
 def _pooled(group: list[dict]) -> dict:
     """One cell's passes as one row: facts from the first pass, samples kept per pass, its time the one
     estimator (infra.record.typical_time, the centre of its interval), the spread of its pooled rounds."""
-    passes = sorted(group, key=lambda e: e.get("repeat", 0))
+    passes = sorted(group, key=lambda e: e["pass_index"])
     row = {k: v for k, v in passes[0].items() if k not in PER_PASS}
     device = [list(e["device_samples_s"]) for e in passes]
     host = [list(e["host_samples_s"]) for e in passes]

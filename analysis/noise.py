@@ -17,7 +17,7 @@ import numpy as np
 from analysis.compare import Comparison, compare_runs
 from analysis.compare_report import summary_lines, write_compare
 from analysis.errors import AnalysisError
-from analysis.load import load_run, machine_label, read_json
+from analysis.load import load_run, machine_label, read_json, upgrade
 from analysis.stats import run_to_run_sd
 from infra.files import atomic_write_text
 from infra.machine import fingerprint
@@ -28,8 +28,8 @@ RUNS = ("a1", "a2", "a3", "a4", "b-threads1")
 
 def first_pass_only(run: Path, into: Path) -> Path:
     """The run as if it had been made with --passes 1: only each cell's first pass."""
-    data = read_json(run / "benchmarks.json")
-    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"].get("repeat", 0) == 0]
+    data = upgrade(read_json(run / "benchmarks.json"))
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["pass_index"] == 0]
     into.mkdir(parents=True, exist_ok=True)
     (into / "benchmarks.json").write_text(json.dumps(data))
     return into

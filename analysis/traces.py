@@ -277,7 +277,7 @@ def load_breakdowns(folder: Path, shapes: dict[str, LayerShape]) -> tuple[pd.Dat
     return pd.concat(frames, ignore_index=True), pd.DataFrame(facts)
 
 
-PARAMS = ["trace_name", "id", "device", "impl", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "median_s"]
+PARAMS = ["trace_name", "id", "device", "impl", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "median_s"]
 
 
 def traced_breakdown(trace_dir: Path, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,14 +10,14 @@ import pandas as pd
 from analysis.stats import Interval, ratio_interval, verdict
 from infra.registry import OURS_AUTO_LAYER, OURS_LAYER
 
-PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_encoding", "compile"]
+PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "pos_encoding", "compile"]
 
 
 @dataclass(frozen=True)
 class Target:
     label: str
     impl: str  # ours-side implementation
-    passes: tuple[str, ...]  # layer passes it covers
+    modes: tuple[str, ...]  # the layer modes it covers (eval, train)
     metric: str  # "time" (device time) or "memory"
     threshold: float  # ours / torch must be at most this
     where: str = ""  # pandas query over the pair table (dtype, seq_len, device, shape)
@@ -83,10 +83,10 @@ def is_baseline(cells: pd.DataFrame) -> pd.Series:
     return cells["baseline"].astype(bool)
 
 
-def pair_table(cells: pd.DataFrame, impl: str, passes: tuple[str, ...] = ("eval", "train")) -> pd.DataFrame:
+def pair_table(cells: pd.DataFrame, impl: str, modes: tuple[str, ...] = ("eval", "train")) -> pd.DataFrame:
     """One row per layer cell where `impl` and torch ran under the same parameters: device-time ratio
     ours/torch with its interval, memory ratio (exact), and the attention kernel each ran."""
-    layer = cells[(cells["group"] == "layer") & cells["pass"].isin(passes)]
+    layer = cells[(cells["group"] == "layer") & cells["mode"].isin(modes)]
     ours, torch_ = layer[layer["impl"] == impl], layer[is_baseline(layer)]
     merged = ours.merge(torch_, on=PAIR_KEYS, suffixes=("_ours", "_torch"))
     rows = []
@@ -114,12 +114,12 @@ def pair_table(cells: pd.DataFrame, impl: str, passes: tuple[str, ...] = ("eval"
         "kernel_ours",
         "kernel_torch",
     ]
-    return pd.DataFrame(rows, columns=columns).sort_values(["device", "shape", "dtype", "pass", "dropout", "seq_len"])
+    return pd.DataFrame(rows, columns=columns).sort_values(["device", "shape", "dtype", "mode", "dropout", "seq_len"])
 
 
 def judge(pairs: pd.DataFrame, target: Target) -> pd.DataFrame:
     """The target's cells with a verdict each: time by its interval, memory exactly."""
-    scope = pairs[pairs["pass"].isin(target.passes) & (pairs["pos_encoding"] == "none") & (pairs["compile"] == "eager")]
+    scope = pairs[pairs["mode"].isin(target.modes) & (pairs["pos_encoding"] == "none") & (pairs["compile"] == "eager")]
     if target.where:
         scope = scope.query(target.where)
     scope = scope.copy()
@@ -145,7 +145,7 @@ def target_sentence(target: Target, judged: pd.DataFrame) -> str:
     ratio = worst["time_ratio"] if target.metric == "time" else worst["memory_ratio"]
     band = f" [{worst['time_low']:.3f}, {worst['time_high']:.3f}]" if target.metric == "time" else ""
     need = f"at most {target.threshold:.3f}" if target.threshold != 1.0 else "at most 1"
-    dropout = f" p={worst['dropout']:g}" if worst["pass"] == "train" else ""
+    dropout = f" p={worst['dropout']:g}" if worst["mode"] == "train" else ""
     where = f"n={int(worst['seq_len'])} {worst['dtype']}{dropout}"
     short = judged[judged["verdict"] != "met"]
     same = int((short["kernel_ours"] == short["kernel_torch"]).sum())

@@ -113,9 +113,9 @@ def merge_passes(passes: list[dict], side: str, ab: dict) -> dict:
     merged = {**passes[0], "benchmarks": []}
     for index, data in enumerate(passes):
         for bench in data["benchmarks"]:
-            extra = {**bench["extra_info"], "repeat": index, "repeats": len(passes)}
+            extra = {**bench["extra_info"], "pass_index": index, "passes": len(passes)}
             merged["benchmarks"].append({**bench, "name": f"{bench['name']}-r{index}", "extra_info": extra})
-    facts = merged["machine_info"]["attnbench"] = {**passes[0]["machine_info"]["attnbench"], "repeats": len(passes)}
+    facts = merged["machine_info"]["attnbench"] = {**passes[0]["machine_info"]["attnbench"], "passes": len(passes)}
     facts["ab"] = {**ab, "side": side, "revision": ab[side]}
     return merged
 

@@ -27,7 +27,7 @@ class Cell:
     seq_len: int = 0
     heads: int = 0
     impl: str = ""
-    pass_: str = ""
+    mode: str = ""
     dropout: float = 0.0
     pos_encoding: str = "none"
     compile: str = "eager"
@@ -35,8 +35,8 @@ class Cell:
     @property
     def id(self) -> str:
         """Unique in a grid, the same in every run of it: compare matches cells by it."""
-        parts = [self.device, self.dtype, self.shape, f"n{self.seq_len}", f"h{self.heads}", self.impl, self.pass_]
-        if self.pass_ == "train" and self.group != "attention":
+        parts = [self.device, self.dtype, self.shape, f"n{self.seq_len}", f"h{self.heads}", self.impl, self.mode]
+        if self.mode == "train" and self.group != "attention":
             parts.append(f"p{self.dropout:g}")
         if self.pos_encoding != "none":
             parts.append(self.pos_encoding)
@@ -56,6 +56,4 @@ class Cell:
 
     def params(self) -> dict[str, Any]:
         """Plain parameters, as the results JSON and pytest-benchmark's --group-by=param:NAME see them."""
-        params = asdict(self)
-        params["pass"] = params.pop("pass_")
-        return params
+        return asdict(self)

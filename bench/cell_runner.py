@@ -158,7 +158,7 @@ def measure(
     first_call_s = compiled.pop("first_call_s", None)
     compile_s = capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None)
     timing = PassTiming(
-        repeat=pass_index,
+        pass_index=pass_index,
         device_samples_s=dev.samples_s,
         host_samples_s=host,
         host_median_s=host_median,
@@ -240,7 +240,7 @@ def run_cell(
     `time_limit_s`. torch's process-wide settings are restored after the cell; a change fails it."""
     first_pass = {} if first_pass is None else first_pass
     benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
-    benchmark.params = {**cell.params(), "repeat": pass_index}  # plain values: JSON and --group-by=param:NAME
+    benchmark.params = {**cell.params(), "pass_index": pass_index}  # plain values: JSON and --group-by=param:NAME
     earlier = first_pass.get(cell.id)
     if isinstance(earlier, Ended):
         earlier.again()
@@ -268,7 +268,7 @@ def run_cell(
     peak = peak_matmul_flops(cell.device, cell.dtype)
     params = {
         **cell.params(),
-        "repeats": grid.passes,
+        "passes": grid.passes,
         "id": cell.id,
         "trace_name": cell.trace_name if trace_dir is not None else None,
         "batch": shape.batch,

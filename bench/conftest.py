@@ -335,7 +335,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "grid_profile": grid.profile,
         "grid": grid.describe(),
         "grid_overrides": config.getoption("set"),
-        "repeats": grid.passes,
+        "passes": grid.passes,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "flop_formulas_added": list(ADDED_FORMULAS),
         # the run's matmul peak per device and dtype its cells ran (the denominator of their MFU)

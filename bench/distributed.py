@@ -144,13 +144,13 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
         "seq_len": n,
         "heads": SHAPE["heads"],
         "impl": config["strategy"],
-        "pass": "train",
+        "mode": "train",
         "dropout": 0.0,
         "pos_encoding": "none",
         "compile": "eager",
         "world": world,
         "scaling": config["scaling"],
-        "repeats": passes,
+        "passes": passes,
         "id": identifier,
         "trace_name": f"ddp.{identifier}",  # each pass's ranks trace into pass_trace_name(trace_name, pass)
         "batch": local,
@@ -169,7 +169,7 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
     }
     median = pass_median(steps)
     timing = PassTiming(
-        repeat=pass_index,
+        pass_index=pass_index,
         device_samples_s=steps,
         host_samples_s=steps,
         host_median_s=median,
@@ -184,7 +184,7 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
         "group": f"ddp {config['scaling']}",
         "name": f"ddp[{identifier}-r{pass_index}]",
         "fullname": identifier,
-        "params": {k: extra[k] for k in ("world", "scaling", "impl", "seq_len", "repeat")},
+        "params": {**{k: extra[k] for k in ("world", "scaling", "impl", "seq_len")}, "pass_index": pass_index},
         "stats": stats,
         "extra_info": extra,
     }
@@ -292,11 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         return 1
     plan_facts = vars(args) | {"results": str(args.results)}
-    grid = {"shapes": {"small": {"batch": args.batch_per_rank, **SHAPE}}, "repeats": args.passes, "plan": plan_facts}
+    grid = {"shapes": {"small": {"batch": args.batch_per_rank, **SHAPE}}, "passes": args.passes, "plan": plan_facts}
     facts.update(
         grid_profile="ddp",
         grid=grid,
-        repeats=args.passes,
+        passes=args.passes,
         flop_formulas_added=[],
         shard=None,
         schema_version=SCHEMA_VERSION,

@@ -12,6 +12,7 @@ cells come first: on host-bound ones events over eager calls include launch gaps
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -68,20 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         by_id.setdefault(bench["extra_info"]["id"], []).extend(bench["extra_info"]["device_samples_s"])
     rows = []
     for extra in sample([b["extra_info"] for b in data["benchmarks"]], args.sample):
-        fields = (
-            "group",
-            "device",
-            "dtype",
-            "shape",
-            "seq_len",
-            "heads",
-            "impl",
-            "pass",
-            "dropout",
-            "pos_encoding",
-            "compile",
-        )
-        cell = Cell(**{"pass_" if f == "pass" else f: extra[f] for f in fields})  # by name, not position
+        cell = Cell(**{f.name: extra[f.name] for f in dataclasses.fields(Cell)})  # the axes are Cell's fields
         workload = WORKLOADS[cell.group](cell, grid.shapes[cell.shape], cell.device, getattr(torch, cell.dtype))
         theirs = do_bench_seconds(workload.step, extra["device_time_method"])
         ours = statistics.median(by_id[cell.id])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,14 @@ GRIDS_FILE = Path(__file__).with_name("grids.toml")
 GROUPS = ("attention", "layer", "train_step")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
-PASSES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
+MODES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
 COMPILE_MODES = ("eager", "inductor", "cudagraph")
 SHARED_AXES = ("seq_len", "heads", "dtype", "device", "shape")
-BLOCK_AXES = ("impl", "pass", "dropout", "pos_encoding", "compile")
+BLOCK_AXES = ("impl", "mode", "dropout", "pos_encoding", "compile")
 # What a block gets for an axis it does not name.
 BLOCK_DEFAULTS = {"dropout": [0.0], "pos_encoding": ["none"], "compile": ["eager"]}
 # Axes a group cannot vary: its only value.
-FIXED = {"attention": {"dropout": [0.0], "pos_encoding": ["none"]}, "train_step": {"pass": ["train"]}}
+FIXED = {"attention": {"dropout": [0.0], "pos_encoding": ["none"]}, "train_step": {"mode": ["train"]}}
 
 
 class GridError(ValueError):
@@ -61,10 +62,9 @@ class Grid:
 
     def describe(self) -> dict[str, Any]:
         """What the results JSON records of the grid."""
-        # "repeats": the key every committed run has for the passes
         return {
             "profile": self.profile,
-            "repeats": self.passes,
+            "passes": self.passes,
             "timing": asdict(self.timing),
             "time_budget_min": self.time_budget_min,
             "shapes": {name: asdict(s) for name, s in self.shapes.items()},
@@ -78,7 +78,7 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
     cells = []
     for values in itertools.product(*(block[name] for name in names)):
         v = dict(zip(names, values))
-        if v["pass"] in ("eval", "forward") and v["dropout"] != 0.0:
+        if v["mode"] in ("eval", "forward") and v["dropout"] != 0.0:
             continue  # inference ignores dropout: that cell would repeat the dropout-0 one
         cells.append(
             Cell(
@@ -89,7 +89,7 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
                 v["seq_len"],
                 v["heads"],
                 v["impl"],
-                v["pass"],
+                v["mode"],
                 v["dropout"],
                 v["pos_encoding"],
                 v["compile"],
@@ -113,7 +113,7 @@ def _allowed(group: str, axis: str, shapes: dict[str, Shape]) -> tuple[str, ...]
         "device": DEVICES,
         "shape": tuple(shapes),
         "impl": names(group),  # the registry's (infra/registry.py)
-        "pass": PASSES.get(group, ()),
+        "mode": MODES.get(group, ()),
         "pos_encoding": tuple(FIXED.get(group, {}).get("pos_encoding", POS_ENCODINGS)),
         "compile": COMPILE_MODES,
     }.get(axis)
@@ -147,9 +147,15 @@ def check_block(block: dict[str, Any], shapes: dict[str, Shape]) -> None:
                         )
 
 
+RENAMED_AXES = {"pass": "mode"}  # an axis's old name: still accepted, with one line saying the new one
+
+
 def _apply_override(blocks: list[dict[str, Any]], item: str) -> None:
     key, sep, text = item.partition("=")
     group, _, axis = key.rpartition(".")
+    if axis in RENAMED_AXES:
+        print(f"attnbench: the axis {axis!r} is deprecated; use {RENAMED_AXES[axis]!r}", file=sys.stderr)
+        axis = RENAMED_AXES[axis]
     known = SHARED_AXES + BLOCK_AXES
     if not sep or axis not in known or (group and group not in GROUPS) or not text:
         raise GridError(
@@ -181,7 +187,7 @@ def load_grid(profile: str, overrides: list[str] = (), passes: int | None = None
         block = {"group": group, **shared, **BLOCK_DEFAULTS}
         block.update({axis: list(v) for axis, v in declared.items() if axis != "group"})
         block.update(FIXED.get(group, {}))
-        block.setdefault("pass", list(PASSES[group]))
+        block.setdefault("mode", list(MODES[group]))
         blocks.append(block)
     for item in overrides:
         _apply_override(blocks, item)

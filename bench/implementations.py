@@ -70,7 +70,7 @@ def sdpa_family(cell: Cell) -> str:
 
 def auto_lookup(cell: Cell) -> tuple[str, str]:
     """(kernel, where it comes from: table, cache or fallback) of the auto kernel in this cell, without tuning."""
-    return bench_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.pass_ == "train")
+    return bench_chooser().lookup(cell.device, cell.dtype, cell.seq_len, cell.dropout > 0, cell.mode == "train")
 
 
 def kernel_family(kernel: str, cell: Cell) -> str:
@@ -84,7 +84,7 @@ def kernel_family(kernel: str, cell: Cell) -> str:
 
 def torch_family(cell: Cell) -> str:
     """nn.MultiheadAttention takes its fused fast path in inference, with an even head count."""
-    if cell.pass_ in ("eval", "forward") and cell.heads % 2 == 0:
+    if cell.mode in ("eval", "forward") and cell.heads % 2 == 0:
         return "fused_explicit" if cell.device == "cpu" else "fused_sdpa"
     return sdpa_family(cell)
 

@@ -50,7 +50,7 @@ def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
     """One step of the cell: from this CPU's measured pace per kind of work where there is one, else from
     a nominal FLOP rate."""
     device = "cuda" if cell.device.startswith("cuda") else "cpu"
-    flops, train = forward_flops(cell, grid), cell.pass_ == "train"
+    flops, train = forward_flops(cell, grid), cell.mode == "train"
     if pace is None or device == "cuda" or (cell.dtype, "linear", train) not in pace.seconds_per_flop:
         return max(flops.total * (3 if train else 1) / NOMINAL_FLOPS[device][cell.dtype], MIN_STEP_S[device])
     kind = "explicit" if predicted_family(cell) in EXPLICIT_SOFTMAX else "fused"
@@ -78,7 +78,7 @@ def tuning_seconds(cell: Cell, grid: Grid, pace: Pace | None, step: float) -> fl
     if not uses_auto(cell) or auto_lookup(cell)[1] != "fallback":
         return 0.0
     timed = 2 * TUNING_BUDGET_S
-    train, scores = cell.pass_ == "train", forward_flops(cell, grid).attention_scores
+    train, scores = cell.mode == "train", forward_flops(cell, grid).attention_scores
     if pace is None or (cell.dtype, "fused", train) not in pace.seconds_per_flop:
         return len(CANDIDATES["cuda" if cell.device.startswith("cuda") else "cpu"]) * step + timed
     fused, explicit = (pace.seconds(cell.dtype, kind, train, scores) for kind in ("fused", "explicit"))

@@ -54,7 +54,7 @@ def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) ->
     b, n, d, h, p = shape.batch, cell.seq_len, shape.d_model, cell.heads, cost.dtype_bytes(cell.dtype)
     family = family or predicted_family(cell)
     m = cost.MemoryShape(b, n, d, h, shape.d_ff, p, "cpu" if cell.device == "cpu" else "cuda")
-    train = cell.pass_ == "train"
+    train = cell.mode == "train"
     extra = cost.positional_extra_bytes(m, cell.pos_encoding, train)
     if cell.group == "attention":
         wrapper = cell.entry.training_copies * m.u if train else 0  # e.g. nn.MultiheadAttention's own copies
@@ -161,7 +161,7 @@ def _module_workload(
 ) -> Workload:
     """Shared by attention and layer cells: a module mapping (b, n, d) to the same shape."""
     b, n, d = shape.batch, cell.seq_len, shape.d_model
-    train = cell.pass_ == "train"
+    train = cell.mode == "train"
     module = module.to(device, dtype).train(train)
     reference = reference.to(device).train(train)
     x = torch.randn(b, n, d, device=device, dtype=dtype, requires_grad=train)

@@ -6,8 +6,8 @@ from these dataclasses (python -m infra.record_doc).
 
 A record is `{**cell params, **CellFacts, **PassTiming, **Derived}` plus a group's own extras (ddp: world,
 ranks...). The run's matmul peak per device and dtype (`MatmulPeak`) is a fact of the run, in
-machine_info.attnbench.matmul_peak. Keys keep the names every committed run has: the pass index is stored as
-`repeat`, the number of passes as `repeats`.
+machine_info.attnbench.matmul_peak. Words: a cell's `mode` is forward, eval or train; a `pass` is one of the
+interleaved repetitions of the grid (`pass_index`, and `passes` of them).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class MatmulPeak:
 class PassTiming:
     """What one pass measured; the same cell's other passes differ in these."""
 
-    repeat: int  # this pass's index (0 is the first)
+    pass_index: int  # this pass's index (0 is the first)
     device_samples_s: list[float]  # one per timed round
     host_samples_s: list[float]  # one per timed round: the host latency around the call
     host_median_s: float  # the median of host_samples_s

@@ -197,7 +197,7 @@ def test_scaling_words_only_where_the_interval_fits_one():
             "shape": "small",
             "heads": 4,
             "impl": "naive",
-            "pass": "train",
+            "mode": "train",
             "dropout": 0.0,
             "pos_encoding": "none",
             "compile": "eager",

@@ -13,9 +13,9 @@ def test_default_profile_covers_what_the_issues_ask():
     attention = grid.cells("attention")
     assert len({c.seq_len for c in attention}) >= 5 and len({c.heads for c in attention}) >= 3
     assert len({c.dtype for c in attention}) >= 2 and {"naive", "sdpa"} <= {c.impl for c in attention}
-    assert {c.pass_ for c in attention} == {"forward", "train"}
+    assert {c.mode for c in attention} == {"forward", "train"}
     layer = grid.cells("layer")
-    assert {(c.impl, c.pass_, c.dropout) for c in layer} >= {
+    assert {(c.impl, c.mode, c.dropout) for c in layer} >= {
         ("ours", "train", 0.1),
         ("torch", "train", 0.0),
         ("torch", "eval", 0.0),
@@ -43,7 +43,7 @@ def test_full_profile_is_the_cartesian_product():
     grid = load_grid("full")
     block = grid.blocks[0]
     expected = 1
-    for axis in ("seq_len", "heads", "dtype", "device", "impl", "pass"):
+    for axis in ("seq_len", "heads", "dtype", "device", "impl", "mode"):
         expected *= len(block[axis])
     assert len(grid.cells("attention")) == expected
 
@@ -52,7 +52,7 @@ def test_cells_are_unique_and_inference_is_not_repeated_per_dropout():
     grid = load_grid("default")
     cells = grid.cells()
     assert len({c.trace_name for c in cells}) == len(cells)
-    assert not [c for c in cells if c.pass_ in ("eval", "forward") and c.dropout > 0]
+    assert not [c for c in cells if c.mode in ("eval", "forward") and c.dropout > 0]
 
 
 def test_overrides_apply_to_all_groups_or_one():
@@ -144,7 +144,7 @@ def cell(**kw):
             "seq_len": 256,
             "heads": 4,
             "impl": "ours",
-            "pass_": "train",
+            "mode": "train",
             **kw,
         }
     )

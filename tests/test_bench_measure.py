@@ -60,8 +60,8 @@ def test_cpu_peak_memory_sees_the_free_of_a_block_from_before_the_step():
     assert cpu_peak_bytes(step) == 0
 
 
-def cell(group, impl, pass_="train", dtype="float32", dropout=0.0, heads=4, n=64):
-    return Cell(group, "cpu", dtype, "small", n, heads, impl, pass_, dropout)
+def cell(group, impl, mode="train", dtype="float32", dropout=0.0, heads=4, n=64):
+    return Cell(group, "cpu", dtype, "small", n, heads, impl, mode, dropout)
 
 
 def test_labels_are_what_the_profiler_saw():
@@ -81,7 +81,7 @@ def test_labels_are_what_the_profiler_saw():
 
 
 @pytest.mark.parametrize(
-    "impl,pass_,heads,dropout,want",
+    "impl,mode,heads,dropout,want",
     [
         ("torch_mha", "forward", 4, 0.0, "fused:_native_multi_head_attention"),
         ("torch_mha", "forward", 1, 0.0, "flash"),  # odd head count: nn.MultiheadAttention skips its fast path
@@ -89,8 +89,8 @@ def test_labels_are_what_the_profiler_saw():
         ("naive", "forward", 4, 0.0, "naive"),
     ],
 )
-def test_observed_kernel_labels(impl, pass_, heads, dropout, want):
-    workload = WORKLOADS["attention"](cell("attention", impl, pass_, heads=heads), SHAPE, "cpu", torch.float32)
+def test_observed_kernel_labels(impl, mode, heads, dropout, want):
+    workload = WORKLOADS["attention"](cell("attention", impl, mode, heads=heads), SHAPE, "cpu", torch.float32)
     assert observe(workload.step, "cpu").attention_kernel.startswith(want)
 
 
@@ -101,7 +101,7 @@ def test_dropout_pushes_cpu_sdpa_onto_the_math_backend():
 
 
 @pytest.mark.parametrize(
-    "group,impl,pass_",
+    "group,impl,mode",
     [
         ("attention", "sdpa", "train"),
         ("attention", "torch_mha", "forward"),
@@ -111,8 +111,8 @@ def test_dropout_pushes_cpu_sdpa_onto_the_math_backend():
         ("train_step", "sdpa", "train"),
     ],
 )
-def test_counted_flops_match_analytic_with_added_formulas(group, impl, pass_):
-    workload = WORKLOADS[group](cell(group, impl, pass_), SHAPE, "cpu", torch.float32)
+def test_counted_flops_match_analytic_with_added_formulas(group, impl, mode):
+    workload = WORKLOADS[group](cell(group, impl, mode), SHAPE, "cpu", torch.float32)
     counted, _ = count_flops(workload.step)
     assert counted == pytest.approx(workload.flops(observe(workload.step, "cpu").attention_kernel), rel=0.01)
 

@@ -134,7 +134,7 @@ def test_user_implementations_run_beside_the_built_ins_and_wrong_ones_are_never_
     data = json.loads(out.read_text())
     timed = {b["extra_info"]["impl"] for b in data["benchmarks"]}
     assert timed == {"sdpa", "examples.chunked_attention:make"}
-    reasons = {(o["params"]["impl"], o["params"]["pass"]): o["reason"] for o in data["attnbench_not_run"]}
+    reasons = {(o["params"]["impl"], o["params"]["mode"]): o["reason"] for o in data["attnbench_not_run"]}
     assert "numerical check failed" in reasons[("wrongattn:make", "forward")]
     assert "wrongattn:make is off from the float32 reference" in reasons[("wrongattn:make", "train")]
     assert "wrongattn:narrow returned shape (2, 64, 255)" in reasons[("wrongattn:narrow", "forward")]

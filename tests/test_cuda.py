@@ -16,8 +16,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no cuda: 
 GRID = load_grid("cuda")
 
 
-def workload(group, impl, pass_, dtype="bfloat16", n=512):
-    cell = Cell(group, "cuda", dtype, "small", n, 4, impl, pass_)
+def workload(group, impl, mode, dtype="bfloat16", n=512):
+    cell = Cell(group, "cuda", dtype, "small", n, 4, impl, mode)
     return WORKLOADS[group](cell, GRID.shapes["small"], "cuda", getattr(torch, dtype))
 
 

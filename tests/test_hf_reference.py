@@ -132,7 +132,7 @@ def test_hf_cells_are_checked_observed_and_measured(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     cells = {
-        (b["extra_info"]["impl"], b["extra_info"]["pass"]): b["extra_info"]
+        (b["extra_info"]["impl"], b["extra_info"]["mode"]): b["extra_info"]
         for b in data["benchmarks"]
         if b["extra_info"]["group"] == "layer"
     }

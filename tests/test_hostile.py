@@ -363,7 +363,7 @@ def user_grid(tmp_path: Path, impls: str, *args: str, env: dict | None = None) -
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]  # some cells failed, the grid went on
     assert "Traceback" not in result.stdout + result.stderr
     data = json.loads(out.read_text())
-    reasons = {(o["params"]["impl"], o["params"]["pass"]): o["reason"] for o in data["attnbench_not_run"]}
+    reasons = {(o["params"]["impl"], o["params"]["mode"]): o["reason"] for o in data["attnbench_not_run"]}
     assert all("\n" not in reason for reason in reasons.values())
     return data, reasons
 
@@ -386,7 +386,7 @@ def test_a_user_modules_changes_to_torchs_settings_fail_its_cell_and_reach_no_la
         in reasons[("hostile_attention:float64_default", "train")]
     )
     assert "torch.is_grad_enabled(): True -> False" in reasons[("hostile_attention:no_grad_left_on", "train")]
-    timed = {(b["extra_info"]["impl"], b["extra_info"]["pass"]) for b in data["benchmarks"]}
+    timed = {(b["extra_info"]["impl"], b["extra_info"]["mode"]) for b in data["benchmarks"]}
     # the built-in and the correct module after them ran, and ran under the run's own settings
     assert timed == {(i, p) for i in ("naive", "hostile_attention:witness") for p in ("forward", "train")}
     threads = data["machine_info"]["attnbench"]["torch_threads"]

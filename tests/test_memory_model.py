@@ -44,7 +44,7 @@ def test_cuda_memory_model_within_a_quarter_of_the_h100_peaks():
 
 
 @pytest.mark.parametrize(
-    "group,impl,pass_,dropout",
+    "group,impl,mode,dropout",
     [
         ("attention", "sdpa", "train", 0.0),
         ("attention", "naive", "train", 0.0),
@@ -54,8 +54,8 @@ def test_cuda_memory_model_within_a_quarter_of_the_h100_peaks():
         ("train_step", "sdpa", "train", 0.0),
     ],
 )
-def test_cpu_memory_model_within_a_quarter_of_the_measured_peak(group, impl, pass_, dropout):
-    cell = Cell(group, "cpu", "float32", "small", 512, 4, impl, pass_, dropout)
+def test_cpu_memory_model_within_a_quarter_of_the_measured_peak(group, impl, mode, dropout):
+    cell = Cell(group, "cpu", "float32", "small", 512, 4, impl, mode, dropout)
     workload = WORKLOADS[group](cell, SHAPE, "cpu", torch.float32)
     seen = observe(workload.step, "cpu")
     predicted = workload.predicted_bytes(attention_family(seen.attention_kernel))

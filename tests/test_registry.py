@@ -21,7 +21,7 @@ GRID = load_grid("quick")
 
 def test_sdpa_math_is_a_built_in_that_runs_the_math_backend():
     grid = load_grid("quick", ["attention.impl=sdpa_math"])
-    cell = next(c for c in grid.cells("attention") if c.pass_ == "train")
+    cell = next(c for c in grid.cells("attention") if c.mode == "train")
     assert predicted_family(cell) == "math"
     facts, _, _ = measure(Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa_math", "train"), GRID, None, None)
     assert facts.check_passed and facts.attention_kernel == "math"

@@ -46,7 +46,7 @@ def test_the_cost_model_follows_the_measured_pace():
         if c.group == "attention"
         and c.impl == "naive"
         and c.dtype == "bfloat16"
-        and c.pass_ == "forward"
+        and c.mode == "forward"
         and c.seq_len == 1024
     )
     sdpa = next(c for c in cpu_cells(grid) if c.trace_name == naive.trace_name.replace("naive", "sdpa"))
@@ -115,7 +115,7 @@ def test_an_auto_cell_with_nothing_measured_is_predicted_to_tune_first(monkeypat
         if c.impl == "ours_auto"
         and c.dtype == "bfloat16"
         and c.seq_len == 1024
-        and c.pass_ == "train"
+        and c.mode == "train"
         and c.dropout == 0
     )
     ours = next(c for c in cpu_cells(grid) if c.trace_name == auto.trace_name.replace("ours_auto", "ours"))

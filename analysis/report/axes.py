@@ -14,7 +14,7 @@ from infra.registry import yardsticks
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
 
-SAME = ["group", "device", "dtype", "shape", "seq_len", "heads", "impl", "pass", "dropout"]
+SAME = ["group", "device", "dtype", "shape", "seq_len", "heads", "impl", "mode", "dropout"]
 
 
 def _against(cells: pd.DataFrame, axis: str, baseline: str, keys: list[str]) -> pd.DataFrame:
@@ -111,7 +111,7 @@ def compile_section(ctx: ReportContext) -> list[str]:
     ]
 
 
-KEYS = ["device", "dtype", "shape", "seq_len", "heads", "pass", "dropout", "pos_encoding", "compile"]
+KEYS = ["device", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "pos_encoding", "compile"]
 
 
 def user_section(ctx: ReportContext) -> list[str]:
@@ -134,10 +134,10 @@ def user_section(ctx: ReportContext) -> list[str]:
             base = grid[(grid["group"] == group) & (grid["impl"] == builtin)]
             for r in data.merge(base, on=KEYS, suffixes=("", "_base")).to_dict("records"):
                 row = rows.setdefault(
-                    (r["impl"], r["pass"], r["dtype"], r["seq_len"]),
+                    (r["impl"], r["mode"], r["dtype"], r["seq_len"]),
                     {
                         "impl": r["impl"],
-                        "pass": r["pass"],
+                        "mode": r["mode"],
                         "dtype": r["dtype"],
                         "seq_len": r["seq_len"],
                         "check_error": r["check_relative_error"],

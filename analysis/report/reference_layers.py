@@ -17,7 +17,7 @@ from model import cost
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
 
-KEYS = ["device", "dtype", "shape", "heads", "pass", "seq_len"]
+KEYS = ["device", "dtype", "shape", "heads", "mode", "seq_len"]
 MIB = 2**20
 
 
@@ -37,7 +37,7 @@ def _bert_cells(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _time_table(cells: pd.DataFrame, impls: list[str]) -> pd.DataFrame:
     rows = []
     for key, group in cells.groupby(KEYS[:2] + KEYS[4:], sort=True):
-        row = dict(zip(["device", "dtype", "pass", "n"], key))
+        row = dict(zip(["device", "dtype", "mode", "n"], key))
         for impl in impls:
             cell = group[group["impl"] == impl]
             if cell.empty:
@@ -51,7 +51,7 @@ def _time_table(cells: pd.DataFrame, impls: list[str]) -> pd.DataFrame:
 
 def _pivot(cells: pd.DataFrame, column: str, impls: list[str], scale: float = 1.0) -> pd.DataFrame:
     table = cells.assign(value=cells[column] / scale if scale != 1.0 else cells[column], n=cells["seq_len"])
-    wide = table.pivot_table(index=["device", "dtype", "pass", "n"], columns="impl", values="value", aggfunc="first")
+    wide = table.pivot_table(index=["device", "dtype", "mode", "n"], columns="impl", values="value", aggfunc="first")
     return wide.reindex(columns=[i for i in impls if i in wide.columns]).reset_index()
 
 
@@ -78,27 +78,27 @@ def _eager_limit(ctx: ReportContext, bert: pd.DataFrame, eager: str, sdpa: str) 
     refused = ctx.not_run
     if not refused.empty and "impl" in refused:
         refused = refused[(refused["impl"] == eager) & refused["reason"].str.startswith(("would not fit", "oom"))]
-        for r in refused.sort_values("seq_len").groupby(["device", "dtype", "pass"]).head(1).to_dict("records"):
+        for r in refused.sort_values("seq_len").groupby(["device", "dtype", "mode"]).head(1).to_dict("records"):
             lines.append(
-                f"- {r['device']} {r['dtype']} {r['pass']}: {eager} stops fitting at n={r['seq_len']} "
+                f"- {r['device']} {r['dtype']} {r['mode']}: {eager} stops fitting at n={r['seq_len']} "
                 f"({r['reason'].split(':')[0]})."
             )
     ran = bert[bert["impl"] == eager]
     memory = ctx.facts.get("gpu_memory_bytes") or ctx.facts.get("memory_bytes")
-    for (device, dtype, pass_), group in ran.groupby(["device", "dtype", "pass"]):
+    for (device, dtype, mode), group in ran.groupby(["device", "dtype", "mode"]):
         longest = group.loc[group["seq_len"].idxmax()]
         other = bert[
             (bert["impl"] == sdpa)
             & (bert["device"] == device)
             & (bert["dtype"] == dtype)
-            & (bert["pass"] == pass_)
+            & (bert["mode"] == mode)
             & (bert["seq_len"] == longest["seq_len"])
         ]
         versus = (
             f", {longest['peak_mem_bytes'] / other['peak_mem_bytes'].iloc[0]:.2f}x {sdpa}'s" if not other.empty else ""
         )
         line = (
-            f"- {device} {dtype} {pass_}: {eager} ran every length up to n={longest['seq_len']} "
+            f"- {device} {dtype} {mode}: {eager} ran every length up to n={longest['seq_len']} "
             f"(peak {longest['peak_mem_bytes'] / MIB:.3g} MiB{versus})"
         )
         limit = _predicted_limit(longest, memory)
@@ -130,7 +130,7 @@ def _predicted_limit(cell: pd.Series, memory: int | None) -> int | None:
         )
         need = (
             cost.layer_training_bytes(m, "materialised", False)
-            if cell["pass"] == "train"
+            if cell["mode"] == "train"
             else cost.layer_inference_bytes(m, "materialised")
         )
         if need > memory:

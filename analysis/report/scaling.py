@@ -33,11 +33,11 @@ def scaling_section(ctx: ReportContext) -> list[str]:
         "",
     ]
     widest = exps[exps["heads"] == exps["heads"].max()]
-    for r in widest.sort_values(["device", "shape", "impl", "pass", "dtype"]).to_dict("records"):
+    for r in widest.sort_values(["device", "shape", "impl", "mode", "dtype"]).to_dict("records"):
         time = describe_exponent(r["time_exponent"], r["time_low"], r["time_high"])
         memory = describe_exponent(r["memory_exponent"], r["memory_low"], r["memory_high"])
         lines.append(
-            f"- {r['device']} {r['impl']}, {r['pass']}, {r['dtype']}, {r['heads']} heads ({r['shape']}): time "
+            f"- {r['device']} {r['impl']}, {r['mode']}, {r['dtype']}, {r['heads']} heads ({r['shape']}): time "
             f"{time}; memory {memory}; n² share of the time at n={r['seq_len_to']}: "
             f"{r['quadratic_share_at_longest']:.2f}."
         )
@@ -45,7 +45,7 @@ def scaling_section(ctx: ReportContext) -> list[str]:
         "device",
         "shape",
         "impl",
-        "pass",
+        "mode",
         "dtype",
         "heads",
         "points",

@@ -62,7 +62,7 @@ def machine_section(ctx: ReportContext) -> list[str]:
         ("numeric settings", ", ".join(f"{k}={v}" for k, v in numeric.items()) or "not recorded"),
         ("git commit", facts["git_commit"]),
         ("grid profile", facts["grid_profile"]),
-        ("interleaved passes per cell", facts.get("repeats", 1)),
+        ("interleaved passes per cell", facts.get("passes", 1)),
         ("shards merged", ", ".join(facts.get("merged_shards", [])) or "none (one run)"),
         (
             "shapes",
@@ -154,7 +154,7 @@ def coverage_section(ctx: ReportContext) -> list[str]:
 def kernels_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
     grid = cells
-    keys = ["group", "impl", "pass", "dropout", "pos_encoding", "compile", "device"]
+    keys = ["group", "impl", "mode", "dropout", "pos_encoding", "compile", "device"]
     table = grid.groupby(keys)["attention_kernel"].agg(lambda s: ", ".join(sorted(s.unique()))).reset_index()
     lines = [
         "## Which kernels ran",
@@ -167,7 +167,7 @@ def kernels_section(ctx: ReportContext) -> list[str]:
     ]
     gpu = grid[grid["attention_device_kernels"].map(bool)]
     if len(gpu):
-        names = gpu.groupby(["impl", "pass", "dtype"])["attention_device_kernels"].agg(
+        names = gpu.groupby(["impl", "mode", "dtype"])["attention_device_kernels"].agg(
             lambda s: ", ".join(sorted({k[:60] for ks in s for k in ks[:2]}))
         )
         lines += ["", "GPU kernels the attention ops launched:", "", md(names.reset_index())]
@@ -192,7 +192,7 @@ def auto_choice_section(ctx: ReportContext) -> list[str]:
         return head + ["_Not recorded: this run predates choices that carry their source._", ""]
     counts = auto["auto_source"].value_counts()
     lines = head + [f"- {n} cells from {AUTO_SOURCES.get(source, source)}." for source, n in counts.items()]
-    columns = ["group", "pass", "dtype", "dropout", "seq_len", "auto_kernel", "attention_kernel", "auto_source"]
+    columns = ["group", "mode", "dtype", "dropout", "seq_len", "auto_kernel", "attention_kernel", "auto_source"]
     table = auto[columns].sort_values(columns[:5]).rename(columns={"attention_kernel": "observed"})
     return lines + ["", md(table), ""]
 
@@ -200,7 +200,7 @@ def auto_choice_section(ctx: ReportContext) -> list[str]:
 def memory_section(ctx: ReportContext) -> list[str]:
     cells, tolerance = ctx.cells, MEMORY_TOLERANCE
     errors = memory_model_error(cells)
-    ratios = errors.groupby(["device", "group", "impl", "pass"])["measured_over_predicted"]
+    ratios = errors.groupby(["device", "group", "impl", "mode"])["measured_over_predicted"]
     summary = ratios.agg(["median", "min", "max"])
     inside = ((errors["measured_over_predicted"] - 1).abs() <= tolerance).sum()
     return [

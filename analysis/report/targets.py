@@ -35,7 +35,7 @@ def verdicts_section(ctx: ReportContext) -> list[str]:
                 "device",
                 "shape",
                 "dtype",
-                "pass",
+                "mode",
                 "dropout",
                 "seq_len",
                 "time_ratio",
