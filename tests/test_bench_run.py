@@ -2,6 +2,7 @@
 implementations named on the command line, bad options."""
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -38,7 +39,7 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
         "--set",
         "device=cpu,cuda",
         "-k",
-        "calibration",
+        "attention and n128 and sdpa and forward",  # one cheap cell per device and dtype
         f"--benchmark-json={out}",
         cwd=tmp_path,
     )
@@ -58,8 +59,9 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
         "git_commit",
         "grid_profile",
         "grid",
-        "repeats",
+        "passes",
         "shard",
+        "matmul_peak",
         "numeric_settings",
         "flop_formulas_added",
         "memory_bytes",
@@ -71,14 +73,15 @@ def test_json_records_machine_and_every_cell_that_did_not_run(tmp_path):
     # float16 runs on a CPU with fast fp16 kernels (AVX512-FP16, AMX) and is skipped with its reason elsewhere
     fp16_here = fast_fp16(cpu_model_and_flags()[1])
     assert ran == ({("cpu", "float32"), ("cpu", "float16")} if fp16_here else {("cpu", "float32")})
-    reasons = {o["id"]: o["reason"] for o in data["attnbench_not_run"]}
+    reasons = {o["id"].split("-small")[0]: o["reason"] for o in data["attnbench_not_run"]}  # by device-dtype
     assert ("cpu-float16" in reasons) != fp16_here
     if not fp16_here:
         assert reasons["cpu-float16"].startswith("unsupported: float16")
     assert reasons["cuda-float32"].startswith("no cuda") and reasons["cuda-float16"].startswith("no cuda")
     bench = data["benchmarks"][0]
     assert bench["params"]["device"] == "cpu" and "cell" not in bench["params"]  # plain, serialisable parameters
-    assert bench["stats"]["median"] == sorted(bench["extra_info"]["device_samples_s"])[2]  # stats hold device time
+    assert bench["stats"]["median"] == statistics.median(bench["extra_info"]["device_samples_s"])  # device time
+    assert {(p["device"], p["dtype"]) for p in facts["matmul_peak"]} == ran  # the peak of each that ran, once
 
 
 def test_bad_options_stop_at_once_with_what_is_accepted(tmp_path):

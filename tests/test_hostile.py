@@ -218,8 +218,8 @@ def test_a_rerun_keeps_the_earlier_run_unless_told_to_replace_it(tmp_path):
     before = digests(tmp_path / "R" / SLUG)
     one_line_error(bench(*TINY, "--results", "R", cwd=tmp_path), "already holds a run", "--replace")
     assert digests(tmp_path / "R" / SLUG) == before
-    # only the calibration runs: nothing measured, so the earlier run stays, and the reasons are kept apart
-    result = bench("--profile", "quick", "-k", "calibration", "--results", "R", "--replace", cwd=tmp_path)
+    # every cell skipped: nothing measured, so the earlier run stays, and the reasons are kept apart
+    result = bench(*TINY, "--mem-budget-gb", "0.000001", "--results", "R", "--replace", cwd=tmp_path)
     assert result.returncode == 1 and "no cell was measured" in result.stderr and "Traceback" not in result.stderr
     assert digests(tmp_path / "R" / SLUG)["benchmarks.json"] == before["benchmarks.json"]
     # with --replace a measured run replaces it

@@ -39,7 +39,7 @@ def test_pytest_grid_still_takes_the_old_names():
         "--set",
         "seq_len=64",
         "-k",
-        "calibration",
+        "attention and sdpa and forward",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -23,20 +23,15 @@ def test_shards_of_quick_are_disjoint_and_together_the_whole_grid(n_shards):
     grid = load_grid("quick")
     cells = grid.cells()
     owner = assign_shards(cells, grid, n_shards)
-    shards = [
-        {c.trace_name for c in cells if c.group != "calibration" and in_shard(c, owner, k)}
-        for k in range(1, n_shards + 1)
-    ]
+    shards = [{c.trace_name for c in cells if in_shard(c, owner, k)} for k in range(1, n_shards + 1)]
     assert sum(map(len, shards)) == len(set().union(*shards))  # disjoint
-    assert set().union(*shards) == {c.trace_name for c in cells if c.group != "calibration"}
+    assert set().union(*shards) == {c.trace_name for c in cells}
     assert all(shards) and assign_shards(cells, grid, n_shards) == owner  # none empty; deterministic
-    calibration = [c for c in cells if c.group == "calibration"]
-    assert all(in_shard(c, owner, k) for c in calibration for k in range(1, n_shards + 1))  # each shard calibrates
 
 
 def test_shards_are_balanced_by_predicted_cost_not_by_count():
     grid = load_grid("default")
-    cells = [c for c in grid.cells() if c.group != "calibration"]
+    cells = grid.cells()
     owner = assign_shards(cells, grid, 4)
     loads = [sum(predicted_seconds(c, grid) for c in cells if owner[c.trace_name] == k) for k in range(1, 5)]
     assert (max(loads) - min(loads)) / max(loads) < 0.05
@@ -63,7 +58,7 @@ def collected(*args: str) -> set[str]:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return {line for line in result.stdout.splitlines() if "::" in line and "calibration" not in line}
+    return {line for line in result.stdout.splitlines() if "::" in line}
 
 
 def test_pytest_shard_option_selects_the_shard():
@@ -117,8 +112,9 @@ def test_a_report_merged_from_shards_lists_the_cells_of_the_unsharded_run(tmp_pa
     assert report.returncode == 0, report.stderr
     whole, _, _ = load_runs([tmp_path / "whole" / "benchmarks.json"])
     merged, _, facts = load_runs([tmp_path / "merged" / "benchmarks.json"])
-    grid_ids = lambda cells: set(cells[cells["group"] != "calibration"]["id"])  # noqa: E731
-    assert grid_ids(merged) == grid_ids(whole)
+    assert set(merged["id"]) == set(whole["id"])
+    # each shard measured its own matmul peak: the merge keeps each, naming its shard
+    assert sorted(p["shard"] for p in facts["merged"]["matmul_peak"]) == ["1", "2"]
     assert facts["merged"]["merged_shards"] == ["1/2", "2/2"]
     assert re.search(r"shards merged\s*\|\s*1/2, 2/2", (tmp_path / "merged" / "REPORT.md").read_text())
     # shards of another commit are refused, and so is an incomplete set

@@ -68,7 +68,7 @@ def test_emulated_bf16_loses_its_longest_lengths_first_until_the_grid_fits():
     assert sum(predicted_seconds(c, grid, slow) for c in kept) <= budget
     dropped = [c for c in cells if c.trace_name in left]
     assert dropped and {c.dtype for c in dropped} == {"bfloat16"}
-    bf16_lengths = {c.seq_len for c in kept if c.dtype == "bfloat16" and c.group != "calibration"}
+    bf16_lengths = {c.seq_len for c in kept if c.dtype == "bfloat16"}
     assert bf16_lengths and max(bf16_lengths) < min(c.seq_len for c in dropped)  # the longest went first
     assert {c.seq_len for c in kept if c.dtype == "float32"} == {c.seq_len for c in cells if c.dtype == "float32"}
     reason = next(iter(left.values()))
@@ -81,9 +81,9 @@ def test_a_budget_too_small_keeps_each_dtypes_shortest_length():
     grid = load_grid("default")
     cells = cpu_cells(grid)
     left = leave_out(cells, grid, pace(100), 1.0, AVX2)
-    kept = {(c.dtype, c.seq_len) for c in cells if c.trace_name not in left and c.group != "calibration"}
+    kept = {(c.dtype, c.seq_len) for c in cells if c.trace_name not in left}
     assert {dtype for dtype, _ in kept} == {"float32", "bfloat16"}
-    shortest = {d: min(c.seq_len for c in cells if c.dtype == d and c.group != "calibration") for d, _ in kept}
+    shortest = {d: min(c.seq_len for c in cells if c.dtype == d) for d, _ in kept}
     assert all(n == shortest[dtype] for dtype, n in kept)
 
 
