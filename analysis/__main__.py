@@ -1,6 +1,7 @@
 """python -m analysis COMMAND:
   report RESULTS_DIR [--positional DIR]   figures and REPORT.md for one run
-  compare BASE NEW [--fail-on ...]        ratios with intervals between two runs; compare.md; exit 1 on a gate
+  compare BASE NEW [--fail-on ...]        ratios with intervals between two runs; compare.md; exit 1 on a
+                                          regression, 3 where an interval is too wide to decide the gate
   merge OUT SHARD_DIR...                  shards of one grid into one run folder (then: report OUT)
   positional DIR                          summary.md of the positional-encoding experiment
   extrapolation DIR                       summary.md of the language-model extrapolation experiment
@@ -80,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     # heavy imports (pandas, seaborn, torch) after parsing, so --help and usage errors are instant
     if args.command == "compare":
-        from analysis.compare import compare_runs, parse_thresholds, read_noise_floor
+        from analysis.compare import compare_runs, exit_code, parse_thresholds, read_noise_floor
         from analysis.compare_report import summary_lines, write_compare
 
         floor = read_noise_floor(args.noise_floor) if args.noise_floor else None
@@ -99,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(summary_lines(comparison)))
         for failure in comparison.failures:
             print(f"gate: {failure}", file=sys.stderr)
+        for line in comparison.undecided:
+            print(f"gate undecided: {line}", file=sys.stderr)
         print(f"wrote {path}")
-        return 1 if comparison.failures else 0
+        return exit_code(comparison)
     from analysis.report import check_run_dir, update_index, write_index, write_report, write_table
 
     if args.command == "index":

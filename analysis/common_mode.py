@@ -1,7 +1,10 @@
-"""Common-mode rejection for paired runs (`python -m bench ab --common-mode`): each timed round is followed by
-a fixed reference matmul that no code under test runs, so dividing a round by its reference cancels the
-machine's speed at that moment. It is never applied where the reference itself moved between the sides:
-dividing by something the change also slowed would hide the change."""
+"""Common-mode rejection for paired runs (`python -m bench ab`): each timed round is followed by a fixed
+reference matmul that no code under test runs, so dividing a round by its reference cancels the machine's
+speed at that moment. The reference is also a cell of the comparison itself, "the process as a whole": a
+change that slows the whole process (threads, a global torch flag, the allocator, background work) slows it
+too, and alternation cancels the machine's drift, so where it moved the change moved it. A cell's ratio is
+therefore its ratio over the reference times the reference's own ratio (`with_process`), so a slowdown of
+the whole process is never divided away: it shows in every cell and in the process row."""
 
 from __future__ import annotations
 
@@ -9,13 +12,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.stats import CONFIDENCE, Interval, paired_ratio_interval, pass_log_medians
+from infra.stats import median_bounds
 
-# The fewest pairs in which a sign test can reject "no shift" at 95%: 6 of 6 one way is p = 0.031, 5 of 5 0.0625.
-SIGN_TEST_MIN_PAIRS = 6
-REFERENCE_MOVED = 0.025  # the reference's own change (significant and at least this) that stops division by it
+PROCESS_ID = "process (reference matmul)"  # the reference's row in a comparison's table
 
 
 def normalised_passes(row: pd.Series, field: str) -> list[list[float]] | None:
@@ -27,35 +28,34 @@ def normalised_passes(row: pd.Series, field: str) -> list[list[float]] | None:
     return [list(np.asarray(d) / np.asarray(r)) for d, r in zip(row[field], references)]
 
 
-def reference_moved(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE) -> Interval | None:
-    """The reference's own ratio new/base where it moved (significantly at `confidence`, and by REFERENCE_MOVED
-    or more): the change moved it, and dividing by it could hide a real slowdown. None otherwise. Judged at the
-    comparison's simultaneous level: at 95% per cell a slow spell of the VM in a few pairs made 6 of 24 cells
-    of an A/B fall back to raw times, and one of them was flagged (results/noise-paired-*, at 1a33847)."""
-    reference = paired_ratio_interval(b["common_mode_passes_s"], a["common_mode_passes_s"], "reference", confidence)
-    return reference if reference.excludes_one and abs(reference.estimate - 1) >= REFERENCE_MOVED else None
-
-
-def run_reference_moved(base: pd.DataFrame, new: pd.DataFrame, cells: list[str]) -> float | None:
-    """The reference's ratio new/base over the whole run where it moved: per pair, the median over cells of the
-    reference's log ratio; moved where a sign test over the pairs rejects 'no shift' (95%) and the median is at
-    least REFERENCE_MOVED. A change that slows everything, the reference included, slows it in nearly every
-    pair; a slow spell of the VM, however deep, in a few (measured: whole passes 0.9-1.47x in an A/A)."""
+def process_interval(base: pd.DataFrame, new: pd.DataFrame, cells: list[str], confidence: float) -> Interval | None:
+    """The reference matmul's ratio new/base over the whole run: per pair, the median over cells of its log
+    ratio; the median over pairs with its order-statistics interval. Robust: a slow spell of the VM in a few
+    pairs (measured: whole passes 0.9-1.47x in an A/A) moves neither. None where no cell timed a reference."""
     timed = [c for c in cells if all(isinstance(r.loc[c].get("common_mode_passes_s"), list) for r in (base, new))]
-    if not timed:
+    if not timed or len({len(base.loc[c, "common_mode_passes_s"]) for c in timed}) != 1:
         return None
-    logs = np.median(
+    per_pair = np.median(
         [
             pass_log_medians(new.loc[c, "common_mode_passes_s"]) - pass_log_medians(base.loc[c, "common_mode_passes_s"])
             for c in timed
         ],
         axis=0,
     )
-    shifted = logs[logs != 0]
-    if len(shifted) == 0 or stats.binomtest(int((shifted > 0).sum()), len(shifted)).pvalue >= 1 - CONFIDENCE:
-        return None
-    ratio = math.exp(float(np.median(logs)))
-    return ratio if abs(ratio - 1) >= REFERENCE_MOVED else None
+    low, high = median_bounds(per_pair.tolist(), confidence)
+    return Interval(math.exp(float(np.median(per_pair))), math.exp(low), math.exp(high), "reference-median")
+
+
+def with_process(cell: Interval, process: Interval) -> Interval:
+    """A cell's ratio over the reference, times the reference's own ratio: the cell's whole change, the
+    process's share included. Both intervals cover together at the sum of their levels' misses."""
+    return Interval(
+        cell.estimate * process.estimate,
+        cell.low * process.low,
+        cell.high * process.high,
+        f"{cell.method}+process",
+        cell.p_value,
+    )
 
 
 def common_mode(a: pd.Series, b: pd.Series, field: str, confidence: float = CONFIDENCE) -> Interval | None:
@@ -67,22 +67,16 @@ def common_mode(a: pd.Series, b: pd.Series, field: str, confidence: float = CONF
     return paired_ratio_interval(norm_b, norm_a, "pairs-t-common-mode", confidence)
 
 
-def reference_warnings(table: pd.DataFrame, pairs: int | None) -> list[str]:
-    """Cells whose reference matmul itself moved between the sides (the change or the machine moved it):
-    their times are compared raw, not divided by it. And where too few `pairs` leave the whole-run check blind
-    (None: the runs timed no reference)."""
-    out = []
-    if pairs is not None and pairs < SIGN_TEST_MIN_PAIRS:
-        out.append(
-            f"{pairs} pairs are too few to see the reference move over the whole run (a sign test needs "
-            f"{SIGN_TEST_MIN_PAIRS}): a change that slows everything, the reference included, shows only where "
-            "one cell's reference moved beyond its interval; run 20 pairs for a gate"
-        )
-    moved = table["reference_moved"].dropna() if "reference_moved" in table else pd.Series(dtype=float)
-    if moved.empty:
-        return out
-    where = "over the whole run" if len(moved) == len(table) and moved.nunique() == 1 else f"in {len(moved)} cells"
-    return out + [
-        f"the reference matmul moved between the sides {where} (median x{moved.median():.3f}): the change "
-        "or the machine moved it, so those cells are compared raw"
+def process_warnings(table: pd.DataFrame) -> list[str]:
+    """Where the process as a whole moved between the sides: the change's doing, since alternation cancels
+    the machine's drift; it is in every cell's ratio."""
+    process = table[table["id"] == PROCESS_ID]
+    if process.empty or not bool(process["device_time_flag"].iloc[0]):
+        return []
+    r = process.iloc[0]
+    return [
+        f"the process as a whole moved between the sides: the reference matmul, which no code under test runs, "
+        f"took x{r['device_time']:.3f} [{r['device_time_low']:.3f}, {r['device_time_high']:.3f}]; alternation "
+        "cancels the machine's drift, so the change did it (threads, a global setting, the allocator, background "
+        "work), and every cell's ratio includes it"
     ]

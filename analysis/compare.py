@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.common_mode import common_mode, reference_moved, reference_warnings, run_reference_moved
+from analysis.common_mode import PROCESS_ID, common_mode, process_interval, process_warnings, with_process
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label
 from analysis.stats import (
@@ -113,6 +113,7 @@ class Comparison:
     only_new: list[str]
     warnings: list[str]
     failures: list[str]  # gate failures, one line each
+    undecided: list[str] = field(default_factory=list)  # gated intervals too wide for their threshold
 
 
 def _flag(ratio: float, low: float, high: float, metric: str, min_change: float) -> bool:
@@ -132,6 +133,38 @@ def _ratio(new: pd.Series, base: pd.Series, field: str) -> float:
     return new[field] / base[field] if _has(new, field) and _has(base, field) else np.nan
 
 
+def _levels(cells: int, process: bool, simultaneous: bool) -> tuple[float, float]:
+    """(each cell's level, the process row's): simultaneous over every interval of the comparison, the process
+    row and each cell's product with it included (Bonferroni: half the miss to the process, half shared by the
+    cells); or 95% each."""
+    if not simultaneous:
+        return CONFIDENCE, CONFIDENCE
+    if not process:
+        return family_confidence(cells), CONFIDENCE
+    miss = 1 - CONFIDENCE
+    return 1 - miss / 2 / max(cells, 1), 1 - miss / 2
+
+
+def _row(cell_id: str, group: str, passes: str, host: Interval, device: Interval, raw: Interval, level: float) -> dict:
+    return {
+        "id": cell_id,
+        "group": group,
+        "passes": passes,
+        "interval": device.method,
+        "confidence": level,
+        "time": host.estimate,
+        "time_low": host.low,
+        "time_high": host.high,
+        "device_time": device.estimate,
+        "device_time_low": device.low,
+        "device_time_high": device.high,
+        "device_time_p": device.p_value,
+        "device_time_raw": raw.estimate,
+        "device_time_raw_low": raw.low,
+        "device_time_raw_high": raw.high,
+    }
+
+
 def compare_cells(
     base: pd.DataFrame,
     new: pd.DataFrame,
@@ -142,28 +175,27 @@ def compare_cells(
     simultaneous: bool = True,
 ) -> pd.DataFrame:
     """One row per cell in both runs. `paired`: the runs' passes alternated in pairs (python -m bench ab), so
-    ratios come from per-pair differences; `use_common_mode`: device times are divided round by round by the
-    reference matmul timed after each round, where that reference itself did not move between the sides;
-    `simultaneous`: 95% intervals for all cells together, else 95% for each cell alone."""
+    ratios come from per-pair differences; `use_common_mode`: each round is divided by the reference matmul
+    timed after it, and the reference's own ratio (the process as a whole, a row of its own) multiplied back
+    in, so drift cancels and a process-wide slowdown is never divided away; `simultaneous`: 95% for every
+    interval of the comparison together, else 95% for each alone."""
     base, new = base.set_index("id"), new.set_index("id")
     cells = sorted(set(base.index) & set(new.index))
-    level = family_confidence(len(cells)) if simultaneous else CONFIDENCE
-    whole_run = run_reference_moved(base, new, cells) if paired and use_common_mode else None
+    process = None
+    if paired and use_common_mode:
+        _, process_level = _levels(len(cells), True, simultaneous)
+        process = process_interval(base, new, cells, process_level)
+    level, process_level = _levels(len(cells), process is not None, simultaneous)
     rows = []
     for cell_id in cells:
         a, b = base.loc[cell_id], new.loc[cell_id]
-        moved = None  # the reference's ratio where it moved and the cell is therefore compared raw
         if paired:
             raw = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"], confidence=level)
             host = paired_ratio_interval(b["host_passes_s"], a["host_passes_s"], confidence=level)
-            timed_reference = use_common_mode and all(isinstance(r.get("common_mode_passes_s"), list) for r in (a, b))
-            if timed_reference:  # the reference moved over the whole run, or in this cell alone
-                moved = Interval(whole_run, whole_run, whole_run, "run") if whole_run else reference_moved(a, b, level)
-            if timed_reference and moved is None:  # divided by the reference only where the change did not move it
-                device = common_mode(a, b, "device_passes_s", level) or raw
-                host = common_mode(a, b, "host_passes_s", level) or host
-            else:
-                device = raw
+            divided = common_mode(a, b, "device_passes_s", level) if process is not None else None
+            device = with_process(divided, process) if divided is not None else raw
+            divided_host = common_mode(a, b, "host_passes_s", level) if process is not None else None
+            host = with_process(divided_host, process) if divided_host is not None else host
         else:
             host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"], level), run_sd, level)
             raw = device = with_run_noise(
@@ -172,34 +204,34 @@ def compare_cells(
         flops = _ratio(b, a, "flops")  # each side's step FLOPs by the one rule (infra.record.step_flops)
         # mfu ratio = k / device ratio; a pair runs on one machine, whose peak is one: its per-run estimate is noise
         k = flops * (1.0 if paired else _ratio(a, b, "peak_flops_per_s"))
-        row = {
-            "id": cell_id,
-            "group": a["group"],
-            "passes": f"{int(a['passes'])}/{int(b['passes'])}",
-            "interval": device.method,
-            "confidence": level,
-            "reference_moved": moved.estimate if moved is not None else np.nan,
-            "time": host.estimate,
-            "time_low": host.low,
-            "time_high": host.high,
-            "device_time": device.estimate,
-            "device_time_low": device.low,
-            "device_time_high": device.high,
-            "memory": _ratio(b, a, "peak_mem_bytes"),
-            "flops": flops,
-            "mfu": k / device.estimate,
-            "mfu_low": k / device.high,
-            "mfu_high": k / device.low,
-            "device_time_p": device.p_value,
-            "device_time_raw": raw.estimate,
-            "device_time_raw_low": raw.low,
-            "device_time_raw_high": raw.high,
-        }
-        for metric in METRICS:
-            low, high = (row[metric], row[metric]) if metric in EXACT else (row[f"{metric}_low"], row[f"{metric}_high"])
-            row[f"{metric}_flag"] = _flag(row[metric], low, high, metric, min_change[metric])
+        row = _row(cell_id, a["group"], f"{int(a['passes'])}/{int(b['passes'])}", host, device, raw, level)
+        row.update(
+            memory=_ratio(b, a, "peak_mem_bytes"),
+            flops=flops,
+            mfu=k / device.estimate,
+            mfu_low=k / device.high,
+            mfu_high=k / device.low,
+        )
         rows.append(row)
-    return pd.DataFrame(rows)
+    if process is not None:  # the process as a whole: a row of the comparison, gated like any cell
+        n = len(base.loc[cells[0], "common_mode_passes_s"])
+        row = _row(PROCESS_ID, "process", f"{n}/{n}", process, process, process, process_level)
+        row.update(memory=np.nan, flops=np.nan, mfu=np.nan, mfu_low=np.nan, mfu_high=np.nan)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    for metric in METRICS:
+        low = table[metric] if metric in EXACT else table[f"{metric}_low"]
+        high = table[metric] if metric in EXACT else table[f"{metric}_high"]
+        table[f"{metric}_flag"] = [
+            _flag(r, lo, hi, metric, min_change[metric]) for r, lo, hi in zip(table[metric], low, high)
+        ]
+    return table
+
+
+UNDECIDED = 3  # the exit code of a gate whose intervals are too wide for its thresholds
+TIMED = ("time", "device_time", "mfu")  # the metrics an interval decides, not an exact count
 
 
 def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
@@ -211,6 +243,49 @@ def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
         for row in table[worse & flagged].to_dict("records"):
             out.append(f"{row['id']}: {metric} x{row[metric]:.3f} (threshold {threshold:.0%})")
     return out
+
+
+def repeats_to_decide(half_width: float, threshold: float, have: int) -> int:
+    """How many pairs (or passes) would narrow a relative half-width to the threshold: the log half-width
+    shrinks as one over the square root of their number (the t quantile's own shrinking left aside)."""
+    need = math.log1p(half_width) / math.log1p(threshold)
+    return max(have + 1, math.ceil(have * need**2))
+
+
+def undecided(table: pd.DataFrame, fail_on: dict[str, float], failures: list[str]) -> list[str]:
+    """One line per cell and timed metric whose interval is wider than the threshold it is gated on, and that
+    is not already a failure: the gate cannot tell a regression of that size from noise there."""
+    failed = {line.split(": ")[0] + "|" + line.split(": ")[1].split(" ")[0] for line in failures}
+    out = []
+    for metric, threshold in fail_on.items():
+        if metric not in TIMED:
+            continue
+        for row in table.to_dict("records"):
+            if pd.isna(row[metric]) or f"{row['id']}|{metric}" in failed:
+                continue
+            half = math.sqrt(row[f"{metric}_high"] / row[f"{metric}_low"]) - 1
+            if half > threshold:
+                have = int(str(row["passes"]).split("/")[0])
+                more = (
+                    "two unpaired runs this far apart cannot resolve it with more passes: gate it with python -m "
+                    "bench ab"
+                    if str(row["interval"]).endswith("+runs")
+                    else f"about {repeats_to_decide(half, threshold, have)} pairs would decide"
+                )
+                out.append(
+                    f"{row['id']}: {metric} x{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, "
+                    f"{row[f'{metric}_high']:.3f}] is wider than its {threshold:.0%} threshold (half-width "
+                    f"{half:.1%}); {more}"
+                )
+    return out
+
+
+def exit_code(comparison: Comparison) -> int:
+    """The gate's exit code: 1 where a regression beyond its threshold was found, 3 where an interval is too
+    wide to decide its threshold (run more pairs), else 0."""
+    if comparison.failures:
+        return 1
+    return UNDECIDED if comparison.undecided else 0
 
 
 def is_ab_pair(base: dict, new: dict) -> bool:
@@ -268,6 +343,14 @@ def compare_runs(
     for metric, threshold in fail_on.items():  # a gate's threshold is also the smallest change it flags
         limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
     paired = is_ab_pair(base_facts, new_facts)
+    timed_gate = sorted(set(fail_on) & set(TIMED))
+    if timed_gate and not paired and noise_floor is None:
+        raise AnalysisError(
+            f"--fail-on {','.join(timed_gate)} between two unpaired runs: runs on a shared machine drift apart by "
+            "more than their passes show, so such a gate cannot be trusted without this machine's measured noise "
+            "floor (--noise-floor results/noise-<machine>/, from python -m bench.noise_floor); gate a change with "
+            "python -m bench ab --base REV --fail-on ..., which alternates the two sides"
+        )
     table = compare_cells(
         base,
         new,
@@ -282,9 +365,7 @@ def compare_runs(
     if noise_floor and not paired:
         warnings += noise_floor_warnings(noise_floor, new_facts)
     if paired:
-        timed = "common_mode_passes_s" in base and base["common_mode_passes_s"].map(lambda r: isinstance(r, list)).any()
-        pairs = int((base_facts.get("ab") or {}).get("pairs", 0))
-        warnings += reference_warnings(table, pairs if timed else None)
+        warnings += process_warnings(table)
     elif not noise_floor:
         warnings.append(
             "no --noise-floor: intervals see the noise between passes within each run, not the shift "
@@ -296,4 +377,12 @@ def compare_runs(
             "and miss run-to-run noise; run both with --passes 3 for a gate you can trust"
         )
     ids_base, ids_new = set(base["id"]), set(new["id"])
-    return Comparison(table, sorted(ids_base - ids_new), sorted(ids_new - ids_base), warnings, gate(table, fail_on))
+    failures = gate(table, fail_on)
+    return Comparison(
+        table,
+        sorted(ids_base - ids_new),
+        sorted(ids_new - ids_base),
+        warnings,
+        failures,
+        undecided(table, fail_on, failures),
+    )

@@ -50,6 +50,9 @@ METHODS = {
     "rounds-bootstrap": "by a bootstrap over rounds (one pass: within-run noise only)",
     "pairs-t": "by a t interval on per-pair differences (passes alternated base/new, so drift cancels)",
     "pairs-t-common-mode": "by per-pair differences of each round's time over a reference matmul timed right after it",
+    "pairs-t-common-mode+process": "by per-pair differences of each round's time over the reference matmul timed "
+    "right after it, times the reference's own ratio (the process as a whole)",
+    "reference-median": "the reference matmul itself: the median over pairs with its order-statistics interval",
 }
 
 
@@ -106,6 +109,16 @@ def write_compare(c: Comparison, base: Path, new: Path, out_dir: Path) -> Path:
     lines += ["## Summary", "", *summary_lines(c), ""]
     if c.failures:
         lines += ["## Gate: failed", "", *[f"- {f}" for f in c.failures], ""]
+    if c.undecided:
+        lines += [
+            "## Gate: undecided",
+            "",
+            "These intervals are wider than the threshold they are gated on: a regression of that size would "
+            "not show, so the gate does not pass (exit 3).",
+            "",
+            *[f"- {line}" for line in c.undecided],
+            "",
+        ]
     lines += ["## Cells", "", md(cell_table(c.table)), ""]
     for label, ids in (("only in base", c.only_base), ("only in new", c.only_new)):
         if ids:

@@ -48,7 +48,8 @@ def _peaks_from_cells(cells: list[dict]) -> list[dict]:
     a merged run), in every pass: those passes pooled as one MatmulPeak each."""
     by_id: dict[str, list[dict]] = {}
     for extra in cells:
-        by_id.setdefault(extra["id"], []).append(extra)
+        if extra.get("device_samples_s") and extra.get("host_samples_s"):  # a damaged one is left out, not fatal
+            by_id.setdefault(extra["id"], []).append(extra)
     peaks = []
     for cell_id, passes in by_id.items():
         first = passes[0]

@@ -33,6 +33,7 @@ class Interval:
     method: str  # "passes-t" (between-pass, run-to-run noise) or "rounds-bootstrap" (within-run only)
     p_value: float | None = None  # of "no difference", for ratios
     log_se: float | None = None  # standard error of the log estimate, where a t interval gives one
+    df: float | None = None  # the t interval's degrees of freedom (Welch's), where it has them
 
     @property
     def excludes_one(self) -> bool:
@@ -90,7 +91,13 @@ def ratio_interval(new: list[list[float]], base: list[list[float]], confidence: 
         ci = test.confidence_interval(confidence)
         se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))  # Welch's
         return Interval(
-            math.exp(a.mean() - b.mean()), math.exp(ci.low), math.exp(ci.high), "passes-t", float(test.pvalue), se
+            math.exp(a.mean() - b.mean()),
+            math.exp(ci.low),
+            math.exp(ci.high),
+            "passes-t",
+            float(test.pvalue),
+            se,
+            float(test.df),
         )
     x, y = np.concatenate(new).astype(float), np.concatenate(base).astype(float)
     low, high = _bootstrap((x, y), lambda u, v, axis: np.median(u, axis=axis) / np.median(v, axis=axis), confidence)
@@ -124,21 +131,31 @@ def with_run_noise(interval: Interval, run_sd: float, confidence: float = CONFID
     """A ratio between two runs, its interval widened by the run-to-run spread: run_sd is the standard
     deviation of one run's log time about the truth, measured by an A/A experiment (analysis/noise.py).
     Passes inside a run share that run's machine state, so their spread cannot see it; each run adds
-    run_sd^2 to the variance of the log ratio. Normal quantiles: run_sd is pooled over many cells."""
+    run_sd^2 to the variance of the log ratio. The quantile is Welch-Satterthwaite's: the interval's own
+    variance carries its degrees of freedom, run_sd (pooled over many cells) counts as known, so a few passes
+    keep their wide t quantile; and never narrower than the interval it widens. An interval without a standard
+    error (a bootstrap) is read off its width."""
     if run_sd <= 0:
         return interval
-    z = stats.norm.ppf(0.5 + confidence / 2)
     center = math.log(interval.estimate)
-    # the interval's own standard error; a bootstrap has none, so read one off its width
-    within = (
-        interval.log_se
-        if interval.log_se is not None
-        else max(math.log(interval.high) - center, center - math.log(interval.low)) / z
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    own = interval.log_se
+    if own is None:
+        own = max(math.log(interval.high) - center, center - math.log(interval.low)) / z
+    total = own**2 + 2 * run_sd**2
+    df = interval.df * total**2 / own**4 if interval.df and own > 0 else math.inf
+    quantile = stats.t.ppf(0.5 + confidence / 2, df) if math.isfinite(df) else z
+    # Satterthwaite can give a narrower interval than a very-few-pass t interval: never narrower than it
+    half = max(quantile * math.sqrt(total), math.log(interval.high) - center, center - math.log(interval.low))
+    p = float(
+        2
+        * (
+            stats.t.sf(abs(center) / math.sqrt(total), df)
+            if math.isfinite(df)
+            else stats.norm.sf(abs(center) / math.sqrt(total))
+        )
     )
-    se = math.sqrt(within**2 + 2 * run_sd**2)
-    p = float(2 * stats.norm.sf(abs(center) / se))
-    low, high = math.exp(center - z * se), math.exp(center + z * se)
-    return Interval(interval.estimate, low, high, interval.method + "+runs", p)
+    return Interval(interval.estimate, math.exp(center - half), math.exp(center + half), interval.method + "+runs", p)
 
 
 def run_to_run_sd(log_ratios: np.ndarray) -> float:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from functools import cache
 
 import torch
-from scipy import stats
 
 from bench.timing import device_synchronizer, device_time, time_once
 from infra.record import MatmulPeak, pass_median
+from infra.stats import median_bounds
 
 # Large enough that launch and synchronisation overheads vanish against the matmul itself.
 CALIBRATION_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -46,15 +46,6 @@ def matmul_seconds(device: str, dtype_name: str, rounds: int) -> tuple[list[floa
     host = [time_once(lambda: a @ b, sync) for _ in range(rounds)]
     dev = device_time(lambda: a @ b, device, rounds, 1, host, try_graph=False)
     return host, dev.samples_s, dev.method
-
-
-def median_bounds(samples: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """The distribution-free interval of the median from order statistics: the k-th smallest and largest
-    samples, k the largest such that the binomial tails leave at least `confidence` between them."""
-    ordered, n = sorted(samples), len(samples)
-    k = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))  # P(X < k) <= (1 - confidence) / 2
-    k = max(min(k, (n - 1) // 2), 0)
-    return ordered[k], ordered[n - 1 - k]
 
 
 _measured: dict[tuple[str, str], MatmulPeak] = {}

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from analysis.stats import Interval, loglog_slope, median_interval, quadratic_fit, ratio_interval, verdict
 
@@ -104,8 +105,12 @@ def test_simultaneous_intervals_are_wider_and_the_floor_adds_to_their_own_standa
     alone, together = ratio_interval(a, b), ratio_interval(a, b, family_confidence(24))
     assert family_confidence(24) == pytest.approx(1 - 0.05 / 24) and family_confidence(1) == 0.95
     assert together.low < alone.low and together.high > alone.high and together.estimate == alone.estimate
-    # the floor combines with the interval's standard error, whatever the interval's level
+    # the floor combines with the interval's standard error, whatever the interval's level, at the
+    # Welch-Satterthwaite degrees of freedom: never narrower than the interval it widens
     widened = with_run_noise(together, 0.05, family_confidence(24))
-    z = 3.0781  # normal quantile at 1 - 0.025 / 24
-    expected = z * math.sqrt(together.log_se**2 + 2 * 0.05**2)
+    total = together.log_se**2 + 2 * 0.05**2
+    df = together.df * total**2 / together.log_se**4
+    own = max(math.log(together.high / together.estimate), math.log(together.estimate / together.low))
+    expected = max(stats.t.ppf(1 - 0.025 / 24, df) * math.sqrt(total), own)
     assert math.log(widened.high / widened.estimate) == pytest.approx(expected, rel=1e-3)
+    assert widened.low <= together.low and widened.high >= together.high
