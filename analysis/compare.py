@@ -145,8 +145,26 @@ def _levels(cells: int, process: bool, simultaneous: bool) -> tuple[float, float
     return 1 - miss / 2 / max(cells, 1), 1 - miss / 2
 
 
-def _row(cell_id: str, group: str, passes: str, host: Interval, device: Interval, raw: Interval, level: float) -> dict:
+def _row(
+    cell_id: str,
+    group: str,
+    passes: str,
+    host: Interval,
+    device: Interval,
+    raw: Interval,
+    level: float,
+    own: tuple[Interval, Interval] | None = None,
+) -> dict:
+    """A row of the table. `own`: (host, device) over the reference, where the whole change is that times the
+    process's; elsewhere the cell's own change is its whole change."""
+    own_host, own_device = own or (host, device)
     return {
+        "time_vs_process": own_host.estimate,
+        "time_vs_process_low": own_host.low,
+        "time_vs_process_high": own_host.high,
+        "device_time_vs_process": own_device.estimate,
+        "device_time_vs_process_low": own_device.low,
+        "device_time_vs_process_high": own_device.high,
         "id": cell_id,
         "group": group,
         "passes": passes,
@@ -189,12 +207,14 @@ def compare_cells(
     rows = []
     for cell_id in cells:
         a, b = base.loc[cell_id], new.loc[cell_id]
+        own = None  # the cell's change over the process as a whole, where the reference was timed
         if paired:
             raw = paired_ratio_interval(b["device_passes_s"], a["device_passes_s"], confidence=level)
             host = paired_ratio_interval(b["host_passes_s"], a["host_passes_s"], confidence=level)
             divided = common_mode(a, b, "device_passes_s", level) if process is not None else None
-            device = with_process(divided, process) if divided is not None else raw
             divided_host = common_mode(a, b, "host_passes_s", level) if process is not None else None
+            own = (divided_host or host, divided) if divided is not None else None
+            device = with_process(divided, process) if divided is not None else raw
             host = with_process(divided_host, process) if divided_host is not None else host
         else:
             host = with_run_noise(ratio_interval(b["host_passes_s"], a["host_passes_s"], level), run_sd, level)
@@ -204,7 +224,8 @@ def compare_cells(
         flops = _ratio(b, a, "flops")  # each side's step FLOPs by the one rule (infra.record.step_flops)
         # mfu ratio = k / device ratio; a pair runs on one machine, whose peak is one: its per-run estimate is noise
         k = flops * (1.0 if paired else _ratio(a, b, "peak_flops_per_s"))
-        row = _row(cell_id, a["group"], f"{int(a['passes'])}/{int(b['passes'])}", host, device, raw, level)
+        row = _row(cell_id, a["group"], f"{int(a['passes'])}/{int(b['passes'])}", host, device, raw, level, own)
+        row["impl"] = a.get("impl")
         row.update(
             memory=_ratio(b, a, "peak_mem_bytes"),
             flops=flops,
@@ -227,21 +248,36 @@ def compare_cells(
         table[f"{metric}_flag"] = [
             _flag(r, lo, hi, metric, min_change[metric]) for r, lo, hi in zip(table[metric], low, high)
         ]
+    for metric in ("time", "device_time"):  # a cell's own change, beside the process's, is a change too
+        own = f"{metric}_vs_process"
+        table[f"{own}_flag"] = [
+            _flag(r, lo, hi, metric, min_change[metric])
+            for r, lo, hi in zip(table[own], table[f"{own}_low"], table[f"{own}_high"])
+        ]
+        table[f"{metric}_flag"] = table[f"{metric}_flag"] | table[f"{own}_flag"]
     return table
 
 
 UNDECIDED = 3  # the exit code of a gate whose intervals are too wide for its thresholds
+GATE_WORDS = {0: "passed, exit 0", 1: "failed, exit 1", UNDECIDED: "undecided, exit 3"}
 TIMED = ("time", "device_time", "mfu")  # the metrics an interval decides, not an exact count
 
 
 def gate(table: pd.DataFrame, fail_on: dict[str, float]) -> list[str]:
-    """One line per cell and metric whose flagged change is a regression beyond its threshold."""
+    """One line per cell and metric whose flagged change is a regression beyond its threshold: its whole
+    change, or (paired) its change over the process as a whole, which drift cannot blur."""
     out = []
     for metric, threshold in fail_on.items():
-        worse = table[metric] < 1 - threshold if metric == "mfu" else table[metric] > 1 + threshold
-        flagged = table[f"{metric}_flag"] if metric not in EXACT else True
-        for row in table[worse & flagged].to_dict("records"):
-            out.append(f"{row['id']}: {metric} x{row[metric]:.3f} (threshold {threshold:.0%})")
+        columns = [metric, f"{metric}_vs_process"] if f"{metric}_vs_process" in table else [metric]
+        for row in table.to_dict("records"):
+            for column in columns:
+                value = row[column]
+                worse = value < 1 - threshold if metric == "mfu" else value > 1 + threshold
+                own_flag = row[f"{column}_flag"] if column != metric else row[f"{metric}_flag"]
+                if worse and (metric in EXACT or own_flag):
+                    what = metric if column == metric else f"{metric} over the process"
+                    out.append(f"{row['id']}: {what} x{value:.3f} (threshold {threshold:.0%})")
+                    break
     return out
 
 
@@ -255,15 +291,17 @@ def repeats_to_decide(half_width: float, threshold: float, have: int) -> int:
 def undecided(table: pd.DataFrame, fail_on: dict[str, float], failures: list[str]) -> list[str]:
     """One line per cell and timed metric whose interval is wider than the threshold it is gated on, and that
     is not already a failure: the gate cannot tell a regression of that size from noise there."""
-    failed = {line.split(": ")[0] + "|" + line.split(": ")[1].split(" ")[0] for line in failures}
+    failed = {line.split(": ")[0] for line in failures}
     out = []
     for metric, threshold in fail_on.items():
         if metric not in TIMED:
             continue
+        own = f"{metric}_vs_process" if f"{metric}_vs_process" in table else metric
         for row in table.to_dict("records"):
-            if pd.isna(row[metric]) or f"{row['id']}|{metric}" in failed:
+            if pd.isna(row[metric]) or row["id"] in failed:
                 continue
-            half = math.sqrt(row[f"{metric}_high"] / row[f"{metric}_low"]) - 1
+            # a cell's own change decides it (the process's share is the process row's to decide)
+            half = math.sqrt(row[f"{own}_high"] / row[f"{own}_low"]) - 1
             if half > threshold:
                 have = int(str(row["passes"]).split("/")[0])
                 more = (
@@ -273,8 +311,8 @@ def undecided(table: pd.DataFrame, fail_on: dict[str, float], failures: list[str
                     else f"about {repeats_to_decide(half, threshold, have)} pairs would decide"
                 )
                 out.append(
-                    f"{row['id']}: {metric} x{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, "
-                    f"{row[f'{metric}_high']:.3f}] is wider than its {threshold:.0%} threshold (half-width "
+                    f"{row['id']}: {metric} x{row[own]:.3f} [{row[f'{own}_low']:.3f}, "
+                    f"{row[f'{own}_high']:.3f}] is wider than its {threshold:.0%} threshold (half-width "
                     f"{half:.1%}); {more}"
                 )
     return out
@@ -334,6 +372,7 @@ def compare_runs(
     fail_on: dict[str, float],
     min_change: dict[str, float],
     noise_floor: dict | None = None,
+    measure_passes_only: bool = False,
 ) -> Comparison:
     base_json, new_json = resolve(base_path), resolve(new_path)
     base, _, base_facts = load_run(base_json)
@@ -344,7 +383,8 @@ def compare_runs(
         limits[metric] = min(limits[metric], threshold) if metric in min_change else threshold
     paired = is_ab_pair(base_facts, new_facts)
     timed_gate = sorted(set(fail_on) & set(TIMED))
-    if timed_gate and not paired and noise_floor is None:
+    # the noise experiments measure exactly that untrustworthy gate (measure_passes_only); a user is refused it
+    if timed_gate and not paired and noise_floor is None and not measure_passes_only:
         raise AnalysisError(
             f"--fail-on {','.join(timed_gate)} between two unpaired runs: runs on a shared machine drift apart by "
             "more than their passes show, so such a gate cannot be trusted without this machine's measured noise "

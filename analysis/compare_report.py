@@ -16,18 +16,29 @@ from infra.files import atomic_write_text
 
 
 def summary_lines(c: Comparison) -> list[str]:
-    t = c.table
+    process = c.table[c.table["group"] == "process"]
+    t = c.table[c.table["group"] != "process"]
     flagged = {m: int(t[f"{m}_flag"].sum()) for m in METRICS}
     any_flag = int(t[[f"{m}_flag" for m in METRICS]].any(axis=1).sum())
     q = t["device_time"].quantile([0, 0.25, 0.5, 0.75, 1]).to_numpy()
-    half = np.sqrt(t["device_time_high"] / t["device_time_low"]) - 1
-    return [
+    half = np.sqrt(t["device_time_vs_process_high"] / t["device_time_vs_process_low"]) - 1
+    whole = np.sqrt(t["device_time_high"] / t["device_time_low"]) - 1
+    lines = []
+    if not process.empty:
+        r = process.iloc[0]
+        lines = [
+            f"- The process as a whole (the reference matmul): x{r['device_time']:.3f} [{r['device_time_low']:.3f}, "
+            f"{r['device_time_high']:.3f}]{' **!**' if r['device_time_flag'] else ''}; each cell's whole change is "
+            f"its change over the process times this (median half-width {whole.median():.1%}).",
+        ]
+    return lines + [
         f"- Cells compared: {len(t)}; flagged (significant and at least the minimum change): {any_flag} "
         f"({any_flag / len(t):.1%}). By metric: " + ", ".join(f"{m} {n}" for m, n in flagged.items()) + ".",
         f"- Device-time ratios new/base: min {q[0]:.3f}, quartiles {q[1]:.3f} / {q[2]:.3f} / {q[3]:.3f}, "
         f"max {q[4]:.3f}.",
-        f"- Smallest change the intervals resolve (median relative half-width of the device-time interval): "
-        f"{half.median():.1%} (90th percentile {half.quantile(0.9):.1%}).",
+        "- Smallest change the intervals resolve (median relative half-width of the device-time interval"
+        + (", over the process as a whole" if not process.empty else "")
+        + f"): {half.median():.1%} (90th percentile {half.quantile(0.9):.1%}).",
         "- Intervals: "
         + ", ".join(f"{n} cells {METHODS.get(m, m)}" for m, n in t["interval"].value_counts().items())
         + f"; {level_words(t)}.",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.compare import Comparison, compare_runs
+from analysis.compare import GATE_WORDS, Comparison, compare_runs, exit_code
 from analysis.compare_report import summary_lines, write_compare
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_label, read_json, upgrade
@@ -67,12 +67,14 @@ def write_noise(folder: Path) -> Path:
         raise AnalysisError(f"{folder}: no {', '.join(missing)} run inside (run python -m bench.noise_floor)")
     floor = measure_floor(runs["a1"], runs["a2"])
     atomic_write_text(folder / "noise_floor.json", json.dumps(floor, indent=1) + "\n")
-    first_pair = compare_runs(runs["a1"], runs["a2"], GATE, {})
-    held_out = compare_runs(runs["a3"], runs["a4"], GATE, {})
+    first_pair = compare_runs(runs["a1"], runs["a2"], GATE, {}, measure_passes_only=True)
+    held_out = compare_runs(runs["a3"], runs["a4"], GATE, {}, measure_passes_only=True)
     with_floor = compare_runs(runs["a3"], runs["a4"], GATE, {}, floor)
     ab = compare_runs(runs["a1"], runs["b-threads1"], GATE, {}, floor)
     with tempfile.TemporaryDirectory() as tmp:
-        single = compare_runs(*(first_pass_only(runs[n], Path(tmp) / n) for n in ("a3", "a4")), GATE, {})
+        single = compare_runs(
+            *(first_pass_only(runs[n], Path(tmp) / n) for n in ("a3", "a4")), GATE, {}, measure_passes_only=True
+        )
     write_compare(with_floor, runs["a3"], runs["a4"], folder / "aa")
     write_compare(ab, runs["a1"], runs["b-threads1"], folder / "ab-threads")
     passes = int(held_out.table["passes"].iloc[0].split("/")[0])
@@ -97,8 +99,8 @@ def write_noise(folder: Path) -> Path:
         "",
         "## A/A held out (a3 against a4)",
         "",
-        f"- Passes only (no floor): {false_alarms(held_out)}; gate exit {1 if held_out.failures else 0}.",
-        f"- With the floor from a1/a2: {false_alarms(with_floor)}; gate exit {1 if with_floor.failures else 0}. "
+        f"- Passes only (no floor): {false_alarms(held_out)}; gate {GATE_WORDS[exit_code(held_out)]}.",
+        f"- With the floor from a1/a2: {false_alarms(with_floor)}; gate {GATE_WORDS[exit_code(with_floor)]}. "
         "[aa/compare.md](aa/compare.md)",
         f"- One pass per cell (a bootstrap over one pass's rounds): {false_alarms(single)}.",
         "",
@@ -111,7 +113,7 @@ def write_noise(folder: Path) -> Path:
         *summary_lines(ab),
         f"- Slower and flagged: {len(slower)} of {len(ab.table)} cells; intervals wholly above 1: "
         f"{int((ab.table['device_time_low'] > 1).sum())}. The gate "
-        f"{'failed, exit 1' if ab.failures else 'passed, exit 0'}. "
+        f"{GATE_WORDS[exit_code(ab)]}. "
         "[ab-threads/compare.md](ab-threads/compare.md)",
         "",
     ]

@@ -100,3 +100,22 @@ def test_drift_that_hits_both_cells_of_a_pair_is_not_a_change():
 def test_a_slowdown_of_one_cell_flags_that_cell_alone():
     table, code = judged(pairs=60, seed=5, slowdown={"cell3": 1.10})
     assert flagged(table) == {"cell3"} and code == 1
+
+
+def test_the_validation_relabels_pairs_and_injects_known_slowdowns():
+    from analysis.gate_validation import slowed, swapped, validate
+
+    rng = np.random.default_rng(7)
+    base, new = side(100, rng, {}, 1.0, {}), side(100, rng, {}, 1.0, {})
+    base["impl"], new["impl"] = ["a", "b"] * (CELLS // 2), ["a", "b"] * (CELLS // 2)
+    swap = rng.random(100) < 0.5
+    a, b = swapped(base, new, swap)
+    back, _ = swapped(a, b, swap)  # swapping the same pairs again gives the run back
+    assert back["device_passes_s"].tolist() == base["device_passes_s"].tolist()
+    assert a.loc[0, "device_passes_s"][int(np.argmax(swap))] == new.loc[0, "device_passes_s"][int(np.argmax(swap))]
+    hit = pd.Series([True] + [False] * (CELLS - 1))
+    assert slowed(new, 2.0, hit, False).loc[0, "device_passes_s"][0][0] == 2 * new.loc[0, "device_passes_s"][0][0]
+    outcomes = {o.name.split(" ")[0]: o for o in validate(base, new, "b", replicates=8)}
+    assert outcomes["A/A"].exits.get(1, 0) == 0  # no false alarm
+    assert outcomes["every"].exits == {1: 8} and outcomes["one"].exits == {1: 8} and outcomes["one"].caught > 0.8
+    assert outcomes["the"].exits.get(0, 0) == 0  # a slowdown of the whole process is never passed
