@@ -173,6 +173,46 @@ def verdict(interval: Interval, target: float, lower_is_better: bool = True) -> 
     return "met" if good else "missed" if bad else "inconclusive"
 
 
+MARGIN = 0.05  # the change a time comparison is asked to resolve: faster, equivalent or slower by more than it
+
+
+def decide(interval: Interval, margin: float = MARGIN) -> str:
+    """A time ratio new/base in one of three words with a margin, or 'inconclusive' where its interval is too
+    wide for the margin: 'faster' (the whole interval below 1/(1+margin)), 'slower' (above 1+margin),
+    'equivalent' (inside both: two one-sided tests at the interval's level)."""
+    low, high = 1 / (1 + margin), 1 + margin
+    if interval.high < low:
+        return "faster"
+    if interval.low > high:
+        return "slower"
+    if interval.low >= low and interval.high <= high:
+        return "equivalent"
+    return "inconclusive"
+
+
+def repetitions_to_decide(
+    interval: Interval, have: int, confidence: float = CONFIDENCE, margin: float = MARGIN
+) -> int | None:
+    """Roughly how many passes (or pairs) per side would decide an inconclusive interval at the same estimate:
+    its standard error shrinks as one over their square root and its t quantile with the degrees of freedom
+    they add. None where the estimate sits on the margin itself (no number decides it) or past 100,000."""
+    centre = math.log(interval.estimate)
+    half = max(math.log(interval.high) - centre, centre - math.log(interval.low))
+    edge = math.log1p(margin)
+    room = edge - abs(centre) if abs(centre) < edge else abs(centre) - edge  # to equivalence, or past the margin
+    if room <= 1e-3 or half <= 0 or have < 1:
+        return None
+    df = interval.df if interval.df else max(have - 1, 1)
+    quantile = lambda d: stats.t.ppf(0.5 + confidence / 2, d)  # noqa: E731
+    se = half / quantile(df)
+    n = have + 1
+    while n <= 100_000:
+        if quantile(df * n / have) * se * math.sqrt(have / n) <= room:
+            return n
+        n = math.ceil(n * 1.1)
+    return None
+
+
 @dataclass(frozen=True)
 class Slope:
     value: float

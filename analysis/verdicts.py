@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.stats import Interval, ratio_interval, verdict
+from analysis.stats import CONFIDENCE, MARGIN, Interval, decide, ratio_interval, repetitions_to_decide
 from infra.registry import OURS_AUTO_LAYER, OURS_LAYER
 
 PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "pos_encoding", "compile"]
@@ -83,15 +83,17 @@ def is_baseline(cells: pd.DataFrame) -> pd.Series:
     return cells["baseline"].astype(bool)
 
 
-def pair_table(cells: pd.DataFrame, impl: str, modes: tuple[str, ...] = ("eval", "train")) -> pd.DataFrame:
+def pair_table(
+    cells: pd.DataFrame, impl: str, modes: tuple[str, ...] = ("eval", "train"), confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """One row per layer cell where `impl` and torch ran under the same parameters: device-time ratio
-    ours/torch with its interval, memory ratio (exact), and the attention kernel each ran."""
+    ours/torch with its interval (at `confidence`), memory ratio (exact), and the attention kernel each ran."""
     layer = cells[(cells["group"] == "layer") & cells["mode"].isin(modes)]
     ours, torch_ = layer[layer["impl"] == impl], layer[is_baseline(layer)]
     merged = ours.merge(torch_, on=PAIR_KEYS, suffixes=("_ours", "_torch"))
     rows = []
     for r in merged.to_dict("records"):
-        interval = ratio_interval(r["device_passes_s_ours"], r["device_passes_s_torch"])
+        interval = ratio_interval(r["device_passes_s_ours"], r["device_passes_s_torch"], confidence)
         rows.append(
             {
                 **{k: r[k] for k in PAIR_KEYS},
@@ -99,6 +101,8 @@ def pair_table(cells: pd.DataFrame, impl: str, modes: tuple[str, ...] = ("eval",
                 "time_low": interval.low,
                 "time_high": interval.high,
                 "interval": interval.method,
+                "passes": int(min(r["passes_ours"], r["passes_torch"])),
+                "df": interval.df,
                 "memory_ratio": r["peak_mem_bytes_ours"] / r["peak_mem_bytes_torch"],
                 "kernel_ours": r["attention_kernel_ours"],
                 "kernel_torch": r["attention_kernel_torch"],
@@ -110,6 +114,8 @@ def pair_table(cells: pd.DataFrame, impl: str, modes: tuple[str, ...] = ("eval",
         "time_low",
         "time_high",
         "interval",
+        "passes",
+        "df",
         "memory_ratio",
         "kernel_ours",
         "kernel_torch",
@@ -117,16 +123,21 @@ def pair_table(cells: pd.DataFrame, impl: str, modes: tuple[str, ...] = ("eval",
     return pd.DataFrame(rows, columns=columns).sort_values(["device", "shape", "dtype", "mode", "dropout", "seq_len"])
 
 
-def judge(pairs: pd.DataFrame, target: Target) -> pd.DataFrame:
+def judge(pairs: pd.DataFrame, target: Target, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """The target's cells with a verdict each: time by its interval, memory exactly."""
     scope = pairs[pairs["mode"].isin(target.modes) & (pairs["pos_encoding"] == "none") & (pairs["compile"] == "eager")]
     if target.where:
         scope = scope.query(target.where)
     scope = scope.copy()
-    if target.metric == "time":
-        scope["verdict"] = [
-            verdict(Interval(r["time_ratio"], r["time_low"], r["time_high"], r["interval"]), target.threshold)
-            for r in scope.to_dict("records")
+    if target.metric == "time":  # ours/torch over the target, in three words with the margin
+        relative = [
+            Interval(r["time_ratio"] / t, r["time_low"] / t, r["time_high"] / t, r["interval"], df=r["df"])
+            for r, t in zip(scope.to_dict("records"), [target.threshold] * len(scope))
+        ]
+        scope["verdict"] = [decide(i) for i in relative]
+        scope["passes_to_decide"] = [
+            repetitions_to_decide(i, int(p), confidence) if word == "inconclusive" else None
+            for i, p, word in zip(relative, scope["passes"], scope["verdict"])
         ]
         scope["margin"] = target.threshold / scope["time_ratio"] - 1
     else:
@@ -135,28 +146,56 @@ def judge(pairs: pd.DataFrame, target: Target) -> pd.DataFrame:
     return scope
 
 
+TIME_WORDS = {
+    "faster": "faster than the target by more than {m}",
+    "equivalent": "within ±{m} of it",
+    "slower": "slower by more than {m} (missed)",
+    "inconclusive": "inconclusive",
+}
+
+
+def verdict_counts(judged: pd.DataFrame, metric: str) -> str:
+    """'met in 8 (faster ... in 2, within ±5% in 6), slower ... in 1, inconclusive in 1 (about 9 passes
+    would decide)' for time; 'met in 8, missed in 2' for memory."""
+    counts = judged["verdict"].value_counts()
+    if metric != "time":
+        return ", ".join(f"{w} in {counts[w]}" for w in ("met", "missed") if counts.get(w, 0))
+    m = f"{MARGIN:.0%}"
+    met = int(counts.get("faster", 0) + counts.get("equivalent", 0))
+    inner = ", ".join(
+        f"{TIME_WORDS[w].format(m=m)} in {counts[w]}" for w in ("faster", "equivalent") if counts.get(w, 0)
+    )
+    parts = [f"met in {met}" + (f" ({inner})" if inner else "")] if met else []
+    if counts.get("slower", 0):
+        parts.append(f"{TIME_WORDS['slower'].format(m=m)} in {counts['slower']}")
+    if counts.get("inconclusive", 0):
+        need = judged.loc[judged["verdict"] == "inconclusive", "passes_to_decide"].dropna()
+        more = f" (about {int(need.median())} passes would decide the median one)" if len(need) else ""
+        parts.append(f"inconclusive in {counts['inconclusive']}{more}")
+    return ", ".join(parts)
+
+
 def target_sentence(target: Target, judged: pd.DataFrame) -> str:
-    """'met in 8, missed in 1, inconclusive in 1 of 10 cells; worst: ...' with the margin stated."""
+    """The target's verdict counts with the margin stated, and its worst cell."""
     if judged.empty:
         return f"- {target.label}: no cells in this run."
-    counts = judged["verdict"].value_counts()
-    parts = [f"{word} in {counts.get(word, 0)}" for word in ("met", "missed", "inconclusive") if counts.get(word, 0)]
+    parts = [verdict_counts(judged, target.metric)]
     worst = judged.loc[judged["margin"].idxmin()]
     ratio = worst["time_ratio"] if target.metric == "time" else worst["memory_ratio"]
     band = f" [{worst['time_low']:.3f}, {worst['time_high']:.3f}]" if target.metric == "time" else ""
     need = f"at most {target.threshold:.3f}" if target.threshold != 1.0 else "at most 1"
     dropout = f" p={worst['dropout']:g}" if worst["mode"] == "train" else ""
     where = f"n={int(worst['seq_len'])} {worst['dtype']}{dropout}"
-    short = judged[judged["verdict"] != "met"]
-    same = int((short["kernel_ours"] == short["kernel_torch"]).sum())
+    missed = judged[judged["verdict"].isin(["slower", "missed"])]  # decided short of it, not merely unresolved
+    same = int((missed["kernel_ours"] == missed["kernel_torch"]).sum())
     why = (
-        f" In {same} of the {len(short)} cells short of it both ran the same attention kernel, so only the code "
-        "around the kernel (projections, reshapes, norms, dropout) differs there."
+        f" In {same} of the {len(missed)} cells decided short of it both ran the same attention kernel, so only "
+        "the code around the kernel (projections, reshapes, norms, dropout) differs there."
         if same
         else ""
     )
     return (
         f"- {target.label} (ours/torch {target.metric} {need}): {', '.join(parts)} of {len(judged)} cells. "
-        f"Tightest: {where}, ratio {ratio:.3f}{band}, margin {100 * worst['margin']:+.1f}% "
+        f"Worst cell: {where}, ratio {ratio:.3f}{band}, margin {100 * worst['margin']:+.1f}% "
         f"({worst['verdict']}; ours ran {worst['kernel_ours']}, torch ran {worst['kernel_torch']}).{why}"
     )

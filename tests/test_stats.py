@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -114,3 +115,57 @@ def test_simultaneous_intervals_are_wider_and_the_floor_adds_to_their_own_standa
     expected = max(stats.t.ppf(1 - 0.025 / 24, df) * math.sqrt(total), own)
     assert math.log(widened.high / widened.estimate) == pytest.approx(expected, rel=1e-3)
     assert widened.low <= together.low and widened.high >= together.high
+
+
+def test_a_time_comparison_decides_in_three_words_with_its_margin():
+    from analysis.stats import decide, repetitions_to_decide
+
+    assert decide(Interval(0.80, 0.75, 0.85, "passes-t")) == "faster"  # all below 1/1.05
+    assert decide(Interval(1.20, 1.10, 1.30, "passes-t")) == "slower"  # all above 1.05
+    assert decide(Interval(1.00, 0.97, 1.03, "passes-t")) == "equivalent"  # inside ±5% both ways
+    assert decide(Interval(0.97, 0.93, 1.01, "passes-t")) == "inconclusive"  # below 1, but not by 5%
+    assert decide(Interval(1.00, 0.90, 1.10, "passes-t")) == "inconclusive"
+    wide = Interval(1.00, 0.90, 1.11, "passes-t", df=4.0)
+    need = repetitions_to_decide(wide, 3)
+    assert need is not None and need > 3  # more passes would show it equivalent
+    # at the estimate's side of the margin: equivalence needs half-width under log(1.05) - |log 1.03|
+    assert repetitions_to_decide(Interval(1.03, 0.93, 1.14, "passes-t", df=4.0), 3) > need
+    assert repetitions_to_decide(Interval(1.05, 1.0, 1.1, "passes-t", df=4.0), 3) is None  # on the margin itself
+
+
+def test_target_verdicts_on_synthetic_runs_with_known_answers():
+    """ours/torch 20% faster, the same, 20% slower, and the same but noisy, each over 6 passes: the words
+    follow, and the inconclusive one says how many passes would decide it."""
+    from analysis.verdicts import Target, judge
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for n, (factor, noise) in enumerate([(0.8, 0.01), (1.0, 0.005), (1.2, 0.01), (1.0, 0.15)]):
+        for impl, scale in (("ours", factor), ("torch", 1.0)):
+            passes = [list(1e-3 * scale * np.exp(rng.normal(0, noise) + rng.normal(0, 0.01, 30))) for _ in range(6)]
+            rows.append(
+                {
+                    "device": "cpu",
+                    "dtype": "float32",
+                    "shape": "small",
+                    "seq_len": 128 * (n + 1),
+                    "heads": 4,
+                    "mode": "train",
+                    "dropout": 0.0,
+                    "pos_encoding": "none",
+                    "compile": "eager",
+                    "passes": 6,
+                    "group": "layer",
+                    "impl": impl,
+                    "baseline": impl == "torch",
+                    "device_passes_s": passes,
+                    "peak_mem_bytes": 100,
+                    "attention_kernel": "flash",
+                }
+            )
+    from analysis.verdicts import pair_table
+
+    judged = judge(pair_table(pd.DataFrame(rows), "ours"), Target("t", "ours", ("train",), "time", 1.0))
+    words = judged.sort_values("seq_len")["verdict"].tolist()
+    assert words == ["faster", "equivalent", "slower", "inconclusive"]
+    assert judged.sort_values("seq_len")["passes_to_decide"].iloc[-1] > 6

@@ -283,7 +283,7 @@ def noise_section(ctx: ReportContext) -> list[str]:
         return lines + [
             "",
             "This run has one pass per cell, so its intervals (bootstrap over rounds) see only "
-            "within-run noise; run with --passes 3 for intervals that include run-to-run noise.",
+            "within-pass noise; run with --passes 3 for intervals that include the drift between passes.",
             "",
         ]
     cv = repeated["device_passes_s"].map(lambda p: float(np.std(pass_log_medians(p), ddof=1)))
@@ -293,8 +293,10 @@ def noise_section(ctx: ReportContext) -> list[str]:
         f"Between the {int(repeated['passes'].max())} interleaved passes, the spread of a cell's pass medians "
         f"(standard deviation of their logs, about a CV): median {cv.median():.3f}, 90th percentile "
         f"{cv.quantile(0.9):.3f}. "
-        "Intervals in this report are t intervals over the passes, so they include that run-to-run noise. "
-        "Noisiest cells:",
+        "Intervals in this report are t intervals over the passes, so they include that drift between passes; "
+        "the passes share one process, so they cannot see a shift of the whole run (the noise floor of "
+        "`python -m bench.noise_floor` measures that, and `python -m analysis compare --noise-floor` adds it "
+        "between runs). Noisiest cells:",
         "",
         md(noisy, ".4g"),
         "",

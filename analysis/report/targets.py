@@ -5,27 +5,42 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analysis.markdown import md
+from analysis.stats import MARGIN, family_confidence
 from analysis.verdicts import TARGETS, judge, pair_table, target_sentence
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
 
 
+def time_comparisons(cells) -> int:  # noqa: ANN001 - the run's cells
+    """How many time verdicts the targets ask for: their intervals are simultaneous over all of them."""
+    pairs = {impl: pair_table(cells, impl) for impl in {t.impl for t in TARGETS}}
+    return sum(len(judge(pairs[t.impl], t)) for t in TARGETS if t.metric == "time")
+
+
 def verdicts_section(ctx: ReportContext) -> list[str]:
     """Every target whose cells this run has, each verdict with its interval and margin."""
     cells = ctx.cells
+    asked = time_comparisons(cells)
+    level = family_confidence(asked)
     lines = [
         "## Our encoder layer vs nn.TransformerEncoderLayer",
         "",
-        "Ratios ours / torch of device time (95% interval over passes) and of peak memory (exact), cell by cell. "
-        "A target is met where the whole interval is on the right side, missed where it is all on the wrong "
-        "side, inconclusive where it straddles.",
+        f"Ratios ours / torch of device time and of peak memory (exact), cell by cell. Each time ratio over its "
+        f"target answers in one of three words with a {MARGIN:.0%} margin: faster than the target by more than "
+        f"it, equivalent within ±{MARGIN:.0%} of it (two one-sided tests), or slower by more than it; an interval "
+        f"too wide for the margin is inconclusive, with about how many passes would decide it. The {asked} time "
+        f"intervals are simultaneous at 95% (each at {level:.2%}, Bonferroni), so all of them hold together. "
+        + (
+            "This run's comparisons were not paired inside the run: each side's passes are compared as two "
+            "samples (Welch's t over the pass medians)."
+        ),
         "",
     ]
     tables = {}
     for target in TARGETS:
-        pairs = tables.setdefault(target.impl, pair_table(cells, target.impl))
-        judged = judge(pairs, target)
+        pairs = tables.setdefault(target.impl, pair_table(cells, target.impl, confidence=level))
+        judged = judge(pairs, target, level)
         if not judged.empty:
             lines.append(target_sentence(target, judged))
     for impl, pairs in tables.items():
