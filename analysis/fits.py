@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.stats import loglog_slope, quadratic_fit
+from analysis.stats import loglog_slope, quadratic_fit, ratio_interval
 
 SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "mode", "dropout", "pos_encoding", "compile", "machine"]
 MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word
@@ -67,6 +67,32 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
                 "quadratic_share_at_longest": quad.quadratic_share if quad else np.nan,
             }
         )
+    return pd.DataFrame(rows)
+
+
+def local_exponents(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per series and consecutive pair of lengths n1 < n2: the local exponent log(t2 / t1) / log(n2 / n1) with
+    its interval from the time ratio's over passes, and memory's (exact). At the longest lengths the leading
+    term dominates, so that is where a growth word is taken; a straight line through every length measures
+    the curvature of a + b·n + c·n² as much as the noise."""
+    rows = []
+    keys = [k for k in SERIES if k in cells]
+    for key, series in cells.groupby(keys, dropna=False):
+        series = series.sort_values("seq_len")
+        for (_, a), (_, b) in zip(series.iterrows(), series.iloc[1:].iterrows()):
+            span = math.log(b["seq_len"] / a["seq_len"])
+            ratio = ratio_interval(b["device_passes_s"], a["device_passes_s"], confidence)
+            rows.append(
+                {
+                    **dict(zip(keys, key)),
+                    "seq_len_from": int(a["seq_len"]),
+                    "seq_len_to": int(b["seq_len"]),
+                    "time_exponent": math.log(ratio.estimate) / span,
+                    "time_low": math.log(ratio.low) / span,
+                    "time_high": math.log(ratio.high) / span,
+                    "memory_exponent": math.log(b["peak_mem_bytes"] / a["peak_mem_bytes"]) / span,
+                }
+            )
     return pd.DataFrame(rows)
 
 

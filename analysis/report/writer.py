@@ -12,6 +12,8 @@ from analysis.load import load_runs, machine_description
 from analysis.report.axes import compile_section, positional_cost_section, user_section
 from analysis.report.breakdown import agreement_section, crossover_section
 from analysis.report.context import build_context
+from analysis.report.findings import findings_section
+from analysis.report.heads import heads_section
 from analysis.report.page import ddp_header, ddp_scaling, figures_section, header, positional_link
 from analysis.report.reference_layers import bert_section
 from analysis.report.scaling import scaling_section
@@ -34,12 +36,14 @@ from infra.files import INDEX_HEADER, atomic_write_text, owns_index
 # function and one line here.
 SECTIONS = (
     header,
+    findings_section,
     machine_section,
     timing_section,
     coverage_section,
     kernels_section,
     auto_choice_section,
     scaling_section,
+    heads_section,
     crossover_section,
     verdicts_section,
     bert_section,

@@ -1,0 +1,118 @@
+"""The report's section on head count: at a fixed d_model, what h heads cost against one, per kernel and mode,
+beside the physics the cost model states. Splitting d_model into h heads leaves the FLOPs where they are
+(each head's matmuls shrink with d_head = d_model / h), so any change of time is how well the kernels run
+smaller matmuls; an explicit softmax holds h·n² scores, so its memory grows with h; flash attention's does not."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from analysis.markdown import md
+from analysis.stats import MARGIN, Interval, decide, family_confidence, ratio_interval
+
+if TYPE_CHECKING:
+    from analysis.report.context import ReportContext
+
+KEYS = ["device", "dtype", "shape", "seq_len", "impl", "mode"]
+MEMORY_AGREES = 0.25  # measured over predicted memory ratio within ±25% agrees with the physics
+
+
+def head_ratios(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every attention cell with h > 1 heads beside its one-head cell: time ratio with its interval
+    (simultaneous over the rows) and word, memory ratio measured and predicted, FLOPs ratio."""
+    attention = cells[(cells["group"] == "attention") & (cells["compile"] == "eager")]
+    one, many = attention[attention["heads"] == 1], attention[attention["heads"] > 1]
+    merged = many.merge(one, on=KEYS, suffixes=("", "_one"))
+    if merged.empty:
+        return pd.DataFrame()
+    level = family_confidence(len(merged))
+    rows = []
+    for r in merged.to_dict("records"):
+        interval = ratio_interval(r["device_passes_s"], r["device_passes_s_one"], level)
+        predicted = (
+            r["predicted_mem_bytes"] / r["predicted_mem_bytes_one"]
+            if r.get("predicted_mem_bytes") and r.get("predicted_mem_bytes_one")
+            else float("nan")
+        )
+        rows.append(
+            {
+                **{k: r[k] for k in KEYS},
+                "heads": int(r["heads"]),
+                "d_head": int(r["d_model"]) // int(r["heads"]),
+                "time_vs_1_head": interval.estimate,
+                "low": interval.low,
+                "high": interval.high,
+                "word": decide(Interval(interval.estimate, interval.low, interval.high, interval.method)),
+                "flops_vs_1_head": r["flops"] / r["flops_one"] if r.get("flops_one") else float("nan"),
+                "memory_vs_1_head": r["peak_mem_bytes"] / r["peak_mem_bytes_one"],
+                "memory_predicted": predicted,
+                "kernel": r["attention_kernel"],
+            }
+        )
+    return pd.DataFrame(rows).sort_values([*KEYS, "heads"])
+
+
+def heads_section(ctx: ReportContext) -> list[str]:
+    table = head_ratios(ctx.cells)
+    if table.empty:
+        return []
+    longest = table[table["seq_len"] == table.groupby(["device", "dtype", "impl", "mode"])["seq_len"].transform("max")]
+    widest = longest[longest["heads"] == longest["heads"].max()]
+    words = table["word"].value_counts()
+    lines = [
+        "## What head count does",
+        "",
+        f"At a fixed d_model, h heads against one, per kernel and mode: device time (simultaneous 95% intervals "
+        f"over the {len(table)} comparisons, in three words with a {MARGIN:.0%} margin: "
+        + ", ".join(f"{w} {words.get(w, 0)}" for w in ("faster", "equivalent", "slower", "inconclusive"))
+        + "), peak memory measured beside the cost model's prediction, and FLOPs. The physics: the FLOPs do not "
+        "depend on h (each head's matmuls shrink with d_head); an explicit softmax holds h·n² scores, so its "
+        "memory grows with h; flash attention's does not.",
+        "",
+    ]
+    flops_off = table[(table["flops_vs_1_head"] - 1).abs() > 1e-9]
+    lines.append(
+        f"- FLOPs: the same at every head count in {len(table) - len(flops_off)} of {len(table)} comparisons"
+        + (
+            f"; they differ in {len(flops_off)} ({', '.join(sorted(set(flops_off['impl'])))})."
+            if len(flops_off)
+            else "."
+        )
+    )
+    reading = {
+        "slower": "slower at the same FLOPs: the kernel runs the smaller per-head matmuls worse, a departure from "
+        "the physics",
+        "faster": "faster at the same FLOPs: a departure from the physics that is the kernel's own",
+        "equivalent": "the same time at the same FLOPs, as the physics says",
+        "inconclusive": "not resolved against one head",
+    }
+    for r in widest.sort_values(["device", "dtype", "impl", "mode"]).to_dict("records"):
+        predicted = r["memory_predicted"]
+        if predicted == predicted:  # not NaN: the cost model has this implementation
+            agrees = abs(r["memory_vs_1_head"] / predicted - 1) <= MEMORY_AGREES
+            physics = f"the cost model predicts x{predicted:.2f}, " + (
+                "which the measurement agrees with" if agrees else "from which the measurement departs"
+            )
+        else:
+            physics = "no prediction for this implementation"
+        lines.append(
+            f"- {r['device']} {r['dtype']} {r['impl']} {r['mode']}, n={r['seq_len']}: {r['heads']} heads "
+            f"(d_head {r['d_head']}) take x{r['time_vs_1_head']:.2f} [{r['low']:.2f}, {r['high']:.2f}] the time of "
+            f"one, {reading[r['word']]}; memory x{r['memory_vs_1_head']:.2f} ({physics}); kernel {r['kernel']}."
+        )
+    columns = [
+        *KEYS,
+        "heads",
+        "d_head",
+        "time_vs_1_head",
+        "low",
+        "high",
+        "word",
+        "memory_vs_1_head",
+        "memory_predicted",
+        "flops_vs_1_head",
+    ]
+    details = ["<details><summary>Every comparison</summary>", "", md(table[columns], ".3f"), "", "</details>"]
+    return lines + ["", *details, ""]
