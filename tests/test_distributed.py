@@ -52,7 +52,7 @@ def test_ddp_gradients_equal_one_process_and_the_run_is_one_report(tmp_path):
             str(tmp_path / "run"),
             str(tmp_path / "run"),
             "--fail-on",
-            "time:5%,memory:1%",
+            "memory:1%,flops:0%",  # a time gate between unpaired runs is refused without a noise floor
         ],
         capture_output=True,
         text=True,
