@@ -62,11 +62,12 @@ def _peaks_from_cells(cells: list[dict]) -> list[dict]:
                 MatmulPeak(
                     device=first["device"],
                     dtype=first["dtype"],
-                    matmul_size=first["matmul_size"],
+                    # the square matmul's side, from its FLOPs where a run did not record it
+                    matmul_size=int(first.get("matmul_size") or round((flops / 2) ** (1 / 3))),
                     flops=flops,
                     device_samples_s=device,
                     host_samples_s=[s for p in passes for s in p["host_samples_s"]],
-                    device_time_method=first["device_time_method"],
+                    device_time_method=first.get("device_time_method", "not recorded"),
                     peak_flops_per_s=first["peak_flops_per_s"],
                     median_flops_per_s=flops / float(np.median(device)),
                     low_flops_per_s=flops / float(high),
