@@ -24,6 +24,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$part" in 1|2) ;; *) echo "error: --part '$part' is not accepted; choose 1 or 2" >&2; exit 2 ;; esac
+if ! python3 -c "import torch, psutil, pytest_benchmark" 2>/dev/null; then
+  echo "error: this python3 lacks torch or attnbench's dependencies; run the script where they are installed (pip install -e .)" >&2
+  exit 2
+fi
+if [ "$device" = cuda ] && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "error: no CUDA device here: scripts/cuda_run.sh runs the GPU grid (--cpu-dry-run tries its plumbing on a CPU)" >&2
+  exit 2
+fi
 
 OUT=${OUT:-$PWD/cuda-run-out}
 mkdir -p "$OUT/logs"

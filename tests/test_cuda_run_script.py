@@ -4,10 +4,12 @@ report where the grid was interrupted) is tested on every commit, not first on a
 import os
 import re
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from infra.machine import machine_slug
 
@@ -69,3 +71,11 @@ def test_an_interrupted_grid_leaves_its_partial_json_and_a_report_of_it(tmp_path
 def test_bad_arguments_are_one_line():
     result = subprocess.run(["bash", "scripts/cuda_run.sh", "--part", "3"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip() == "error: --part '3' is not accepted; choose 1 or 2"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_without_cuda_the_gpu_run_is_refused_in_one_line(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "scripts/cuda_run.sh"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "no CUDA device here" in result.stderr and "--cpu-dry-run" in result.stderr
