@@ -59,7 +59,7 @@ def heads(ctx: ReportContext) -> list[str]:
         return []
     top = table[table["heads"] == table["heads"].max()]
     top = top[top["seq_len"] == top.groupby(["device", "impl", "mode", "dtype"])["seq_len"].transform("max")]
-    top = top[top["dtype"] == top["dtype"].min()]  # one dtype keeps the bullet short
+    top = top[top["dtype"] == top.groupby("dtype")["seq_len"].max().idxmax()]  # the dtype that ran longest
     parts = [
         f"{r['impl']} {r['mode']} time x{r['time_vs_1_head']:.2f} [{r['low']:.2f}, {r['high']:.2f}] ({r['word']}), "
         f"memory x{r['memory_vs_1_head']:.2f}"
@@ -110,15 +110,14 @@ def winners(ctx: ReportContext) -> list[str]:
         first, second = longest.iloc[0], longest.iloc[1]
         ratio = ratio_interval(first["device_passes_s"], second["device_passes_s"], level)
         parts.append(
-            f"{mode} {dtype}: {first['impl']} (x{ratio.estimate:.2f} [{ratio.low:.2f}, {ratio.high:.2f}] "
-            f"{second['impl']}'s time, {decide(ratio)})"
+            f"{mode} {dtype} n={int(first['seq_len'])}: {first['impl']} (x{ratio.estimate:.2f} "
+            f"[{ratio.low:.2f}, {ratio.high:.2f}] {second['impl']}'s time, {decide(ratio)})"
         )
     if not parts:
         return []
-    n = int(attention["seq_len"].max())
     return [
         _link(
-            f"The fastest attention kernel at the longest length (n={n}, {int(attention['heads'].max())} heads): "
+            f"The fastest attention kernel at each longest length ({int(attention['heads'].max())} heads): "
             + "; ".join(parts)
             + ".",
             "Which kernels ran",
