@@ -17,7 +17,16 @@ from bench.benchmark_adapter import record_samples
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
 from bench.implementations import ImplementationError, auto_lookup
-from bench.isolation import LIMIT_FACTOR, LIMIT_FLOOR_S, CellTimeLimit, restore, snapshot, stop_is_users, time_limit
+from bench.isolation import (
+    LIMIT_FACTOR,
+    LIMIT_FLOOR_S,
+    CellTimeLimit,
+    clear_instrumentation,
+    restore,
+    snapshot,
+    stop_is_users,
+    time_limit,
+)
 from bench.matmul_peak import peak_matmul_flops
 from bench.memory import cuda_peak_bytes
 from bench.observe import observe
@@ -249,6 +258,12 @@ def run_cell(
         ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s, pass_index)
     finally:
         changed = restore(saved)  # before anything else runs, whatever happened
+        left_running = clear_instrumentation()
+    if left_running and ended is None:  # measured, yet left a mode or the profiler on: its numbers are suspect
+        ended = Ended(
+            "failed",
+            f"{cell.impl} left {', '.join(left_running)} running at {cell.id}; stopped, and the cell is not counted",
+        )
     if changed:
         who = f"{cell.impl}" + (" (a user implementation)" if cell.entry.user else "")
         ended = Ended(

@@ -86,6 +86,23 @@ def restore(saved: dict[str, object]) -> list[str]:
     return changed
 
 
+def clear_instrumentation() -> list[str]:
+    """What an interrupted measurement left running, stopped: a torch dispatch or function mode (the FLOP
+    counter) or the profiler. A time limit can land inside our own instrumentation around user code, and
+    what it leaves on would change every later cell."""
+    from torch.utils._python_dispatch import _pop_mode
+
+    left = []
+    while torch._C._len_torch_dispatch_stack():
+        left.append(f"dispatch mode {type(_pop_mode()).__name__}")
+    while torch._C._len_torch_function_stack():
+        left.append(f"function mode {type(torch._C._pop_torch_function_stack()).__name__}")
+    if torch.autograd._profiler_enabled():
+        torch.autograd._disable_profiler()
+        left.append("the profiler")
+    return left
+
+
 class CellTimeLimit(BaseException):
     """A pass of a cell ran past its limit. A BaseException, so user code's `except Exception` cannot hide it."""
 

@@ -365,6 +365,7 @@ def user_grid(tmp_path: Path, impls: str, *args: str, env: dict | None = None) -
     data = json.loads(out.read_text())
     reasons = {(o["params"]["impl"], o["params"]["mode"]): o["reason"] for o in data["attnbench_not_run"]}
     assert all("\n" not in reason for reason in reasons.values())
+    data["output_tail"] = result.stdout[-4000:] + result.stderr[-2000:]  # what a failed assertion below shows
     return data, reasons
 
 
@@ -396,7 +397,7 @@ def test_a_user_modules_changes_to_torchs_settings_fail_its_cell_and_reach_no_la
 
 def test_a_module_that_goes_wrong_after_its_check_is_never_reported_as_valid(tmp_path):
     data, reasons = user_grid(tmp_path, "sdpa,hostile_attention:goes_wrong")
-    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}
+    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}, (reasons, data["output_tail"])
     for p in ("forward", "train"):
         assert "output changed after its check" in reasons[("hostile_attention:goes_wrong", p)]
 
@@ -409,14 +410,14 @@ def test_slow_and_hanging_modules_fail_their_cells_at_the_time_limit_and_the_gri
     assert time.perf_counter() - started < 120  # four limited cells, not an endless run
     for impl in ("hostile_attention:sleeper", "hostile_attention:hangs"):
         assert "ran past its time limit of 4 s" in reasons[(impl, "forward")]
-    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}
+    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}, (reasons, data["output_tail"])
 
 
 def test_user_code_that_tries_to_stop_the_process_fails_only_its_cell(tmp_path):
     data, reasons = user_grid(tmp_path, "hostile_attention:exits,hostile_attention:interrupts,sdpa")
     assert "raised SystemExit(3)" in reasons[("hostile_attention:exits", "forward")]
     assert "raised KeyboardInterrupt" in reasons[("hostile_attention:interrupts", "train")]
-    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}
+    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}, (reasons, data["output_tail"])
 
 
 # --- damaged input ---------------------------------------------------------------------------------------
