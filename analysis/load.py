@@ -20,10 +20,22 @@ from analysis.errors import AnalysisError
 from infra import registry
 from infra.machine import native_dtypes
 from infra.record import HOST_BOUND, PER_PASS, SCHEMA_VERSION, MatmulPeak, derive, step_flops, typical_time
+from infra.stats import block_log_ratios
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
 # empty for their cells); any other difference of fields is refused.
-LATER_FIELDS = frozenset({"auto_kernel", "auto_source", "baseline", "user", "reference", "common_mode_passes_s"})
+LATER_FIELDS = frozenset(
+    {
+        "auto_kernel",
+        "auto_source",
+        "baseline",
+        "user",
+        "reference",
+        "common_mode_passes_s",
+        "partner_id",
+        "pair_log_ratios",
+    }
+)
 UNRECORDED = "not recorded"  # a field a run from before it was recorded fills with this
 OLD_PEAK_GROUP = "calibration"  # the group name runs before schema 3 measured the matmul peak in
 REQUIRED_EXTRA = ("group", "device", "dtype", "id", "device_samples_s", "host_samples_s")
@@ -110,7 +122,8 @@ def upgrade(data: dict) -> dict:
     - Versions 1 and 2 measured the matmul peak as cells of a group of their own: they become the run's
       matmul_peak facts. Their auto cells may lack where the choice came from ("not recorded"); the
       data-parallel launches named each pass's trace folder in trace_name. They called a cell's mode `pass`
-      and a pass's index `repeat` (RENAMED)."""
+      and a pass's index `repeat` (RENAMED).
+    - Versions before 4 timed every cell alone: none has a partner, so their comparisons are unpaired."""
     facts = data["machine_info"]["attnbench"]
     version = facts.get("schema_version", 1)
     if version > SCHEMA_VERSION:
@@ -143,6 +156,7 @@ def upgrade(data: dict) -> dict:
         if extra.get("reference") is None:
             extra["reference"] = UNRECORDED
         extra.setdefault("auto_kernel", None)
+        extra.setdefault("partner_id", None)
         if "auto_source" not in extra:
             extra["auto_source"] = UNRECORDED if registry.running_auto(group, impl) else None
     if not facts.get("cpu_native_dtypes"):  # runs from before the field: from the flags, as it is derived
@@ -181,6 +195,12 @@ def _pooled(group: list[dict]) -> dict:
     references = [e.get("common_mode_samples_s") for e in passes]
     if all(references):  # the reference matmul timed after each round (python -m bench ab)
         row["common_mode_passes_s"] = [list(r) for r in references]
+    partners = {e.get("partner_id") for e in passes}
+    paired = len(partners) == 1 and None not in partners and all(e.get("partner_samples_s") for e in passes)
+    row["partner_id"] = partners.pop() if paired else None  # timed in ABBA blocks beside it (bench/pairs.py)
+    row["pair_log_ratios"] = (
+        [x for e in passes for x in block_log_ratios(e["host_samples_s"], e["partner_samples_s"])] if paired else None
+    )
     row.update(
         device_passes_s=device,
         host_passes_s=host,

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from infra.record import pass_median
+from infra.stats import median_bounds
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -34,6 +35,7 @@ class Interval:
     p_value: float | None = None  # of "no difference", for ratios
     log_se: float | None = None  # standard error of the log estimate, where a t interval gives one
     df: float | None = None  # the t interval's degrees of freedom (Welch's), where it has them
+    blocks: int | None = None  # in-run pairs: the ABBA blocks it rests on (over all passes)
 
     @property
     def excludes_one(self) -> bool:
@@ -114,6 +116,45 @@ def paired_ratio_interval(
     if len(new) != len(base) or len(new) < 2:
         return ratio_interval(new, base, confidence)
     return log_mean_interval(pass_log_medians(new) - pass_log_medians(base), method, confidence)
+
+
+IN_RUN = "in-run pairs"  # the method of an interval from ABBA blocks timed inside one run (bench/pairs.py)
+
+
+def in_run_interval(log_ratios: list[float], confidence: float = CONFIDENCE) -> Interval:
+    """A ratio from a pair timed in ABBA blocks inside one run: the median of the blocks' log ratios with its
+    distribution-free (order-statistics) interval, and the sign test's p-value of 'no change'. Blocks, not
+    passes, are the unit: alternation cancels the drift that makes passes differ."""
+    d = np.asarray(log_ratios, float)
+    low, high = median_bounds(d, confidence)
+    above, below = int((d > 0).sum()), int((d < 0).sum())
+    p = float(stats.binomtest(above, above + below).pvalue) if above + below else 1.0
+    return Interval(math.exp(float(np.median(d))), math.exp(low), math.exp(high), IN_RUN, p, blocks=int(d.size))
+
+
+def _paired_in_run(r, new: str, base: str) -> bool:
+    pairs = r.get(f"pair_log_ratios{new}")
+    return r.get(f"partner_id{new}") == r.get(f"id{base}") and isinstance(pairs, (list, np.ndarray)) and len(pairs) > 0
+
+
+def cell_ratio(r, new: str = "", base: str = "_base", confidence: float = CONFIDENCE) -> Interval:
+    """new / base for a merged row of two cells (their columns suffixed `new` and `base`): from their in-run
+    pairs where the run timed them as a pair (either way round), else from their passes, unpaired."""
+    if _paired_in_run(r, new, base):
+        return in_run_interval(r[f"pair_log_ratios{new}"], confidence)
+    if _paired_in_run(r, base, new):
+        i = in_run_interval(r[f"pair_log_ratios{base}"], confidence)
+        return Interval(1 / i.estimate, 1 / i.high, 1 / i.low, i.method, i.p_value, blocks=i.blocks)
+    return ratio_interval(r[f"device_passes_s{new}"], r[f"device_passes_s{base}"], confidence)
+
+
+def passes_to_decide(interval: Interval, passes: int, confidence: float = CONFIDENCE) -> int | None:
+    """About how many passes would decide an inconclusive ratio: for in-run pairs from the blocks it would
+    need at this many blocks per pass, else from the passes themselves."""
+    if interval.blocks:
+        need = repetitions_to_decide(interval, interval.blocks, confidence)
+        return None if need is None else max(passes + 1, math.ceil(need * passes / interval.blocks))
+    return repetitions_to_decide(interval, passes, confidence)
 
 
 def log_mean_interval(d: np.ndarray, method: str, confidence: float = CONFIDENCE) -> Interval:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.stats import CONFIDENCE, MARGIN, Interval, decide, ratio_interval, repetitions_to_decide
+from analysis.stats import CONFIDENCE, MARGIN, Interval, cell_ratio, decide, passes_to_decide
 from infra.registry import OURS_AUTO_LAYER, OURS_LAYER
 
 PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "pos_encoding", "compile"]
@@ -93,7 +93,7 @@ def pair_table(
     merged = ours.merge(torch_, on=PAIR_KEYS, suffixes=("_ours", "_torch"))
     rows = []
     for r in merged.to_dict("records"):
-        interval = ratio_interval(r["device_passes_s_ours"], r["device_passes_s_torch"], confidence)
+        interval = cell_ratio(r, "_ours", "_torch", confidence)
         rows.append(
             {
                 **{k: r[k] for k in PAIR_KEYS},
@@ -103,6 +103,7 @@ def pair_table(
                 "interval": interval.method,
                 "passes": int(min(r["passes_ours"], r["passes_torch"])),
                 "df": interval.df,
+                "blocks": interval.blocks,
                 "memory_ratio": r["peak_mem_bytes_ours"] / r["peak_mem_bytes_torch"],
                 "kernel_ours": r["attention_kernel_ours"],
                 "kernel_torch": r["attention_kernel_torch"],
@@ -116,6 +117,7 @@ def pair_table(
         "interval",
         "passes",
         "df",
+        "blocks",
         "memory_ratio",
         "kernel_ours",
         "kernel_torch",
@@ -131,12 +133,19 @@ def judge(pairs: pd.DataFrame, target: Target, confidence: float = CONFIDENCE) -
     scope = scope.copy()
     if target.metric == "time":  # ours/torch over the target, in three words with the margin
         relative = [
-            Interval(r["time_ratio"] / t, r["time_low"] / t, r["time_high"] / t, r["interval"], df=r["df"])
+            Interval(
+                r["time_ratio"] / t,
+                r["time_low"] / t,
+                r["time_high"] / t,
+                r["interval"],
+                df=r["df"],
+                blocks=int(r["blocks"]) if pd.notna(r["blocks"]) else None,
+            )
             for r, t in zip(scope.to_dict("records"), [target.threshold] * len(scope))
         ]
         scope["verdict"] = [decide(i) for i in relative]
         scope["passes_to_decide"] = [
-            repetitions_to_decide(i, int(p), confidence) if word == "inconclusive" else None
+            passes_to_decide(i, int(p), confidence) if word == "inconclusive" else None
             for i, p, word in zip(relative, scope["passes"], scope["verdict"])
         ]
         scope["margin"] = target.threshold / scope["time_ratio"] - 1

@@ -32,11 +32,13 @@ from bench.memory import cuda_peak_bytes
 from bench.observe import observe
 from bench.profiling import capture_trace
 from bench.timing import (
+    blocks_for_budget,
     capture_cuda_graph,
     device_synchronizer,
     device_time,
     host_latency,
     host_latency_with_reference,
+    paired_host_latency,
     reference_workload,
     rounds_for_budget,
     time_once,
@@ -124,10 +126,15 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
 
 
 def measure(
-    cell: Cell, grid: Grid, facts: CellFacts | None, trace_dir: Path | None, pass_index: int = 0
+    cell: Cell,
+    grid: Grid,
+    facts: CellFacts | None,
+    trace_dir: Path | None,
+    pass_index: int = 0,
+    partner: Cell | None = None,
 ) -> tuple[CellFacts, PassTiming, int]:
-    """The cell's facts (measured now, or `facts` from its first pass), this pass's timing, and the tokens
-    of one step."""
+    """The cell's facts (measured now, or `facts` from its first pass), this pass's timing (beside its
+    `partner`'s, where it has one), and the tokens of one step."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing
     sync = device_synchronizer(device)
@@ -146,12 +153,20 @@ def measure(
             "graph_break_reasons": [],
             "inductor_cache_hits": 0,
         }
-    rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
-    references = None
-    if t.common_mode and device == "cpu":  # the machine's own drift, round by round, for a paired comparison
-        host, references = host_latency_with_reference(step, sync, rounds, t.warmup_rounds, reference_workload())
+    references = partner_samples = None
+    if partner is not None:  # the declared comparison, timed in ABBA blocks with its partner (bench/pairs.py)
+        other = WORKLOADS[partner.group](partner, shape, device, dtype).step
+        blocks = blocks_for_budget(
+            time_once(step, sync) + time_once(other, sync), t.budget_s, t.min_rounds, t.max_rounds
+        )
+        host, partner_samples = paired_host_latency(step, other, sync, blocks, t.warmup_rounds)
+        rounds = len(host)
     else:
-        host = host_latency(step, sync, rounds, t.warmup_rounds)
+        rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
+        if t.common_mode and device == "cpu":  # the machine's own drift, round by round, for bench ab
+            host, references = host_latency_with_reference(step, sync, rounds, t.warmup_rounds, reference_workload())
+        else:
+            host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
     if cell.entry.user:  # checked again after its timed calls: a module that changes once checked is caught
         error = workload.check()
@@ -178,6 +193,8 @@ def measure(
         first_call_s=first_call_s,
         compile_s=compile_s,
         common_mode_samples_s=references,
+        partner_id=partner.id if partner is not None else None,
+        partner_samples_s=partner_samples,
         **compiled,
     )
     return facts, timing, workload.tokens
@@ -201,13 +218,14 @@ def _measure_guarded(
     trace_dir: Path | None,
     time_limit_s: float | None,
     pass_index: int,
+    partner: Cell | None = None,
 ) -> tuple[Ended | None, tuple[CellFacts, PassTiming, int] | None]:
     """measure(), with how the cell ended where it did not measure: its own error, out of memory, a user
     cell past its time limit or trying to stop the process."""
     user = cell.entry.user
     try:
         with time_limit(time_limit_s if user else None):
-            return None, measure(cell, grid, earlier, trace_dir, pass_index)
+            return None, measure(cell, grid, earlier, trace_dir, pass_index, partner)
     except ImplementationError as err:
         return Ended("failed", str(err)), None
     except CellTimeLimit:
@@ -243,6 +261,7 @@ def run_cell(
     trace_dir: Path | None = None,
     first_pass: dict[str, CellFacts | Ended] | None = None,
     time_limit_s: float | None = None,
+    partner: Cell | None = None,
 ) -> None:
     """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
     pass found: its facts, or how it Ended (failed or skipped, with the reason). A user cell's pass stops at
@@ -255,7 +274,7 @@ def run_cell(
         earlier.again()
     saved = snapshot()
     try:
-        ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s, pass_index)
+        ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s, pass_index, partner)
     finally:
         changed = restore(saved)  # before anything else runs, whatever happened
         left_running = clear_instrumentation()

@@ -16,6 +16,7 @@ from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
 from bench.isolation import pass_limit_s
 from bench.matmul_peak import measured_peaks
 from bench.pace import Pace, measure_pace
+from bench.pairs import declared_partners
 from bench.progress import Progress
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
 from bench.skips import fast_fp16, memory_budget, skip_reason
@@ -41,6 +42,7 @@ class RunState:
     time_budget_min: float | None = None
     predicted_s: float | None = None
     predicted_pass_s: dict[tuple[str, int], float] = field(default_factory=dict)  # (cell id, pass) -> seconds
+    partners: dict[str, Cell] = field(default_factory=dict)  # cell id -> the cell timed beside it (bench/pairs.py)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -184,6 +186,7 @@ def plan_run(config: pytest.Config, run: RunState) -> None:
     minutes = run.grid.time_budget_min if minutes is None else minutes
     if minutes:
         run.left_out = leave_out(runnable, run.grid, run.pace, minutes * 60, flags)
+    run.partners = declared_partners([c for c in runnable if c.trace_name not in run.left_out])
     run.time_budget_min = minutes or None
     run.started = time.perf_counter()
 
@@ -315,6 +318,12 @@ def time_limit_s(request: pytest.FixtureRequest, cell: Cell, pass_index: int) ->
     """How long one pass of a user implementation's cell may take (None: no limit)."""
     run = request.config.stash[RUN]
     return pass_limit_s(run.predicted_pass_s.get((cell.id, pass_index)), request.config.getoption("cell_time_limit_s"))
+
+
+@pytest.fixture
+def partner(request: pytest.FixtureRequest, cell: Cell) -> Cell | None:
+    """The cell timed beside this one in ABBA blocks, where the run declares the pair and both run."""
+    return request.config.stash[RUN].partners.get(cell.id)
 
 
 @pytest.fixture

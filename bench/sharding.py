@@ -8,6 +8,8 @@ import re
 from bench.grid import Cell, Grid, GridError
 from bench.implementations import auto_lookup
 from bench.pace import Pace
+from bench.pairs import partner
+from bench.timing import blocks_for_budget, rounds_for_budget
 from bench.workloads import predicted_family, uses_auto
 from model import cost
 from model.kernel_tuning import BUDGET_S as TUNING_BUDGET_S
@@ -63,9 +65,15 @@ def pass_seconds(cell: Cell, grid: Grid, pass_index: int, pace: Pace | None = No
     """Wall time of one pass of a cell: the first pass also checks, counts and observes it (and compiles)."""
     step = step_seconds(cell, grid, pace)
     t = grid.timing
-    rounds = max(t.min_rounds, min(t.max_rounds, int(t.budget_s / step)))
-    timed = rounds * (2 if cell.device.startswith("cuda") else 1)  # on CPU the device time is the host time
-    seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
+    other = partner(cell)
+    if other is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
+        both = step + step_seconds(other, grid, pace)
+        blocks = blocks_for_budget(both, t.budget_s, t.min_rounds, t.max_rounds)
+        seconds = OVERHEAD_S + both * (2 * blocks + t.warmup_rounds + 2)
+    else:
+        rounds = rounds_for_budget(step, t.budget_s, t.min_rounds, t.max_rounds)
+        timed = rounds * (2 if cell.device.startswith("cuda") else 1)  # on CPU the device time is the host time
+        seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
     if pass_index == 0:  # later passes load a compiled graph from inductor's cache and reuse the first pass's facts
         seconds += step * SETUP_STEPS + (COMPILE_S if cell.compile == "inductor" else 0.0)
         seconds += tuning_seconds(cell, grid, pace, step)

@@ -5,5 +5,5 @@ from bench.cell_runner import run_cell
 GROUP = "train_step"
 
 
-def test_train_step(benchmark, cell, grid, pass_index, trace_dir, first_pass, time_limit_s):
-    run_cell(benchmark, cell, grid, pass_index, trace_dir, first_pass, time_limit_s)
+def test_train_step(benchmark, cell, grid, pass_index, trace_dir, first_pass, time_limit_s, partner):
+    run_cell(benchmark, cell, grid, pass_index, trace_dir, first_pass, time_limit_s, partner)

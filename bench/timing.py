@@ -55,6 +55,40 @@ def host_latency(step: Callable[[], object], sync: Callable[[], None], rounds: i
     return [time_once(step, sync) for _ in range(rounds)]
 
 
+def paired_host_latency(
+    step: Callable[[], object], partner: Callable[[], object], sync: Callable[[], None], blocks: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Two steps timed in ABBA blocks (step, partner, partner, step), after `warmup` untimed calls of each:
+    (step's samples, partner's), two per block each, in order. A drift that is linear over a block cancels in
+    the block's ratio (infra.stats.block_log_ratios)."""
+    for _ in range(warmup):
+        time_once(step, sync)
+        time_once(partner, sync)
+    mine: list[float] = []
+    theirs: list[float] = []
+    for _ in range(blocks):
+        a1 = time_once(step, sync)
+        b1 = time_once(partner, sync)
+        b2 = time_once(partner, sync)
+        a2 = time_once(step, sync)
+        mine += [a1, a2]
+        theirs += [b1, b2]
+    return mine, theirs
+
+
+# A pair's ratio is the median of its blocks over all passes, at the report's simultaneous level (about
+# 99.9% over a run's comparisons): its order-statistics interval needs at least 11 blocks to exist at all,
+# and about twice that to be narrow. 8 a pass gives 24 at the default 3 passes.
+MIN_BLOCKS = 8
+
+
+def blocks_for_budget(one_pair_s: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
+    """ABBA blocks that fit the cell's budget (both sides share it): at least MIN_BLOCKS (and min_rounds
+    samples a side), at most max_rounds samples a side."""
+    most = max(1, max_rounds // 2)
+    return rounds_for_budget(2 * one_pair_s, budget_s, min(most, max(MIN_BLOCKS, -(-min_rounds // 2))), most)
+
+
 REFERENCE_SIZE = 384  # a float32 matmul of about a millisecond on a laptop core
 
 

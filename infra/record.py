@@ -21,9 +21,10 @@ HOST_BOUND = 1.5  # host latency over device time above which a cell is marked h
 # The record's version, in every run's machine_info.attnbench. 1: runs from before it was written (no
 # schema_version; some lack the registry's marks); 2: every grid cell carries `baseline` and `user`;
 # 3: the matmul peak is a fact of the run (machine_info.attnbench.matmul_peak), not a group of cells, and
-# every cell carries the auto kernel's fields (empty where it ran none).
+# every cell carries the auto kernel's fields (empty where it ran none); 4: a cell of a declared comparison
+# is timed in ABBA blocks beside its partner (partner_id, partner_samples_s; bench/pairs.py).
 # analysis.load.upgrade turns an older run into the current shape.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # How a device time was taken: the only words a record's device_time_method may hold.
 DEVICE_TIME_METHODS = {
@@ -118,6 +119,8 @@ class PassTiming:
     graph_break_reasons: list[str] | None = None  # the first three
     inductor_cache_hits: int | None = None  # graphs served from inductor's on-disk cache
     common_mode_samples_s: list[float] | None = None  # the reference matmul after each round (bench ab, CPU)
+    partner_id: str | None = None  # the cell timed beside this one in ABBA blocks (bench/pairs.py), if any
+    partner_samples_s: list[float] | None = None  # the partner's samples, aligned with host_samples_s
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from scipy import stats
@@ -19,3 +20,14 @@ def median_bounds(samples: Sequence[float], confidence: float = 0.95) -> tuple[f
         k -= 1
     k = max(min(k, (n - 1) // 2), 0)
     return ordered[k], ordered[n - 1 - k]
+
+
+def block_log_ratios(mine: Sequence[float], theirs: Sequence[float]) -> list[float]:
+    """One log ratio per ABBA block of a pair's samples (bench.timing.paired_host_latency: two of each side
+    per block, in order): the mean log of this side's two minus the partner's two."""
+    if len(mine) != len(theirs) or len(mine) % 2:
+        raise ValueError(f"paired samples come two per block on each side: got {len(mine)} and {len(theirs)}")
+    return [
+        (math.log(mine[i]) + math.log(mine[i + 1]) - math.log(theirs[i]) - math.log(theirs[i + 1])) / 2
+        for i in range(0, len(mine), 2)
+    ]

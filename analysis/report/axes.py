@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import ratio_interval
+from analysis.stats import cell_ratio
 from infra.registry import yardsticks
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def _against(cells: pd.DataFrame, axis: str, baseline: str, keys: list[str]) -> 
     merged = other.merge(base, on=[k for k in keys if k != axis], suffixes=("", "_base"))
     rows = []
     for r in merged.to_dict("records"):
-        interval = ratio_interval(r["device_passes_s"], r["device_passes_s_base"])
+        interval = cell_ratio(r)
         rows.append(
             {
                 **{k: r[k] for k in keys},
@@ -98,7 +98,9 @@ def compile_section(ctx: ReportContext) -> list[str]:
     return [
         "## What compilation buys",
         "",
-        "Warm device time of each compiled cell over the same cell run eagerly (95% interval over passes). "
+        "Warm device time of each compiled cell over the same cell run eagerly (95% interval: "
+        "from its in-run pairs where the "
+        "run timed it beside its eager self, else over passes). "
         "Compiled "
         "cells run after every eager one, so compilation cannot disturb an eager timing. first_call_s is the first "
         "call's latency (compilation included), compile_s what it added over a warm call (for cudagraph: the "
@@ -125,7 +127,7 @@ def user_section(ctx: ReportContext) -> list[str]:
         "",
         "Named on the command line as module:factory, checked against the float32 reference before any "
         "timing, and timed like the built-ins. Device time and peak memory against each built-in of the "
-        "run (95% interval over passes):",
+        "run (95% interval: from the in-run pairs against the first built-in, else over passes):",
         "",
     ]
     for group, data in users.groupby("group"):
@@ -146,7 +148,7 @@ def user_section(ctx: ReportContext) -> list[str]:
                         "flops_counted": r["flops_counted"],
                     },
                 )
-                interval = ratio_interval(r["device_passes_s"], r["device_passes_s_base"])
+                interval = cell_ratio(r)
                 row[f"time_vs_{builtin}"] = f"{interval.estimate:.2f} [{interval.low:.2f}, {interval.high:.2f}]"
                 row[f"memory_vs_{builtin}"] = r["peak_mem_bytes"] / r["peak_mem_bytes_base"]
         lines += [f"{group}:", "", md(pd.DataFrame(rows.values()), ".3g"), ""]

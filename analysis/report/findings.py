@@ -12,7 +12,7 @@ from analysis.fits import describe_exponent
 from analysis.report.heads import head_ratios
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
-from analysis.stats import MARGIN, decide, family_confidence, ratio_interval
+from analysis.stats import MARGIN, cell_ratio, decide, family_confidence, ratio_interval
 from analysis.verdicts import TARGETS, judge, pair_table, verdict_counts
 from model.cost import layer_forward_flops
 
@@ -150,7 +150,7 @@ def axis_cost(ctx: ReportContext, axis: str, base: str, heading: str, what: str)
         return []
     parts = []
     for value, group in merged.groupby(axis):
-        ratios = [ratio_interval(r["device_passes_s"], r["device_passes_s_base"]) for r in group.to_dict("records")]
+        ratios = [cell_ratio(r) for r in group.to_dict("records")]
         words = pd.Series([decide(i) for i in ratios]).value_counts()
         median = pd.Series([i.estimate for i in ratios]).median()
         parts.append(

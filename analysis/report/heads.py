@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import MARGIN, Interval, decide, family_confidence, ratio_interval
+from analysis.stats import MARGIN, Interval, cell_ratio, decide, family_confidence
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
@@ -30,7 +30,7 @@ def head_ratios(cells: pd.DataFrame) -> pd.DataFrame:
     level = family_confidence(len(merged))
     rows = []
     for r in merged.to_dict("records"):
-        interval = ratio_interval(r["device_passes_s"], r["device_passes_s_one"], level)
+        interval = cell_ratio(r, "", "_one", level)
         predicted = (
             r["predicted_mem_bytes"] / r["predicted_mem_bytes_one"]
             if r.get("predicted_mem_bytes") and r.get("predicted_mem_bytes_one")

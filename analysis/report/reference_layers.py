@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import median_interval, ratio_interval
+from analysis.stats import cell_ratio, median_interval
 from analysis.verdicts import is_baseline
 from infra.registry import HF_BERT_EAGER, HF_BERT_SDPA
 from model import cost
@@ -58,7 +58,7 @@ def _pivot(cells: pd.DataFrame, column: str, impls: list[str], scale: float = 1.
 def _against_ours(cells: pd.DataFrame, ours: str, other: str) -> str:
     """How `other` compares with ours-as-BERT over the cells both ran: resolved faster, slower, inconclusive."""
     pairs = cells[cells["impl"] == other].merge(cells[cells["impl"] == ours], on=KEYS, suffixes=("", "_ours"))
-    intervals = [ratio_interval(r["device_passes_s"], r["device_passes_s_ours"]) for r in pairs.to_dict("records")]
+    intervals = [cell_ratio(r, "", "_ours") for r in pairs.to_dict("records")]
     if not intervals:
         return f"- {other}: no cell where it and {ours} both ran."
     slower = sum(i.low > 1 for i in intervals)

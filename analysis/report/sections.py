@@ -80,6 +80,25 @@ def machine_section(ctx: ReportContext) -> list[str]:
     return ["## Machine and grid", "", md(pd.DataFrame(rows, columns=["fact", "value"])), ""]
 
 
+def pairing_line(cells) -> str:
+    """Whether the run's comparisons were timed as pairs, counted from what its cells recorded."""
+    paired = cells["partner_id"].notna() if "partner_id" in cells else cells["id"].isna()
+    if not paired.any():
+        return (
+            "No comparison in this run was timed as a pair: every cell was timed alone (runs before schema 4 "
+            "did), so each ratio's interval comes from the two cells' passes, unpaired, and carries the "
+            "drift between them."
+        )
+    blocks = cells.loc[paired, "pair_log_ratios"].map(len)
+    return (
+        f"{int(paired.sum())} of {len(cells)} cells were timed as a declared pair (bench/pairs.py): each of "
+        "their rounds is an ABBA block with the cell they are compared against (this cell, the partner, the "
+        "partner, this cell), so the machine's drift over a block cancels in its ratio. Their ratios' "
+        f"intervals come from the blocks (median {int(blocks.median())} per cell over all passes; the "
+        "order-statistics interval of their median log ratio); the other comparisons are unpaired, from passes."
+    )
+
+
 def timing_section(ctx: ReportContext) -> list[str]:
     """How the times were taken, from the methods the cells record, and which cells are host-bound."""
     cells = ctx.cells
@@ -98,6 +117,7 @@ def timing_section(ctx: ReportContext) -> list[str]:
         "",
     ]
     lines += [f"- {count} cells: {explain.get(method, method)}." for method, count in methods.items()]
+    lines += ["", pairing_line(grid)]
     bound = grid[grid["host_bound"].astype(bool)]
     threshold = f"{grid['host_bound_threshold'].max():g}x"  # as the run recorded it
     if "cuda" not in set(grid["device"]):

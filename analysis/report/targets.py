@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from analysis.markdown import md
-from analysis.stats import MARGIN, family_confidence
+from analysis.stats import IN_RUN, MARGIN, family_confidence
 from analysis.verdicts import TARGETS, judge, pair_table, target_sentence
 
 if TYPE_CHECKING:
@@ -16,6 +18,26 @@ def time_comparisons(cells) -> int:  # noqa: ANN001 - the run's cells
     """How many time verdicts the targets ask for: their intervals are simultaneous over all of them."""
     pairs = {impl: pair_table(cells, impl) for impl in {t.impl for t in TARGETS}}
     return sum(len(judge(pairs[t.impl], t)) for t in TARGETS if t.metric == "time")
+
+
+def method_sentence(tables: list) -> str:
+    """How the ratios' intervals were made, from the methods the pair tables used."""
+    methods = pd.concat([t["interval"] for t in tables]) if tables else pd.Series(dtype=str)
+    paired = int((methods == IN_RUN).sum())
+    if not paired:
+        return (
+            "This run's comparisons were not paired inside the run: each side's passes are compared as two "
+            "samples (Welch's t over the pass medians)."
+        )
+    return (
+        f"{paired} of the {len(methods)} ratios come from in-run pairs (ours timed in ABBA blocks beside "
+        "torch's layer, the median block log ratio with its order-statistics interval)"
+        + (
+            f"; the other {len(methods) - paired} from the two cells' passes, unpaired."
+            if paired < len(methods)
+            else "."
+        )
+    )
 
 
 def verdicts_section(ctx: ReportContext) -> list[str]:
@@ -31,10 +53,7 @@ def verdicts_section(ctx: ReportContext) -> list[str]:
         f"it, equivalent within ±{MARGIN:.0%} of it (two one-sided tests), or slower by more than it; an interval "
         f"too wide for the margin is inconclusive, with about how many passes would decide it. The {asked} time "
         f"intervals are simultaneous at 95% (each at {level:.2%}, Bonferroni), so all of them hold together. "
-        + (
-            "This run's comparisons were not paired inside the run: each side's passes are compared as two "
-            "samples (Welch's t over the pass medians)."
-        ),
+        + method_sentence([pair_table(cells, impl) for impl in {t.impl for t in TARGETS}]),
         "",
     ]
     tables = {}
