@@ -70,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
     extrapolation.add_argument("folder", type=Path, metavar="DIR")
     noise = sub.add_parser("noise", help="write DIR/NOISE.md: compare's false-alarm rate (A/A) and an A/B")
     noise.add_argument("folder", type=Path, metavar="DIR")
+    pairs = sub.add_parser("pairs", help="write RESULTS_DIR/PAIRS.md: the in-run pairs' A/A and known slowdown")
+    pairs.add_argument("run_dir", type=Path, metavar="RESULTS_DIR")
+    pairs.add_argument(
+        "--under-load", action="store_true", help="the run had another process keeping a core busy (its bar: 5%%)"
+    )
     table = sub.add_parser("table", help="one tidy CSV of the cells of several runs (e.g. CPU and CUDA)")
     table.add_argument("run_dirs", type=Path, nargs="+", metavar="RESULTS_DIR")
     table.add_argument("--out", type=Path, required=True, help="CSV to write")
@@ -123,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
         from analysis.noise import write_noise
 
         out = write_noise(args.folder)
+    elif args.command == "pairs":
+        from analysis.pairs_validation import write_pairs_validation
+
+        check_run_dir(args.run_dir)
+        out = write_pairs_validation(args.run_dir, args.under_load)
     elif args.command == "merge":
         from analysis.merge import merge_shards
 

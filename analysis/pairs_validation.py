@@ -1,0 +1,123 @@
+"""PAIRS.md: whether the in-run pairs decide, on a run of `--profile pairs` (scripts/pairs_validation.sh).
+
+Two user modules are timed in ABBA blocks beside sdpa in every cell: `same`, which is sdpa (an A/A: the
+right word is "equivalent"), and `nine_percent_slower`, which busy-waits SLOWDOWN of its own time (the right
+word is "slower"). Each is judged by the rule the report uses, fixed before these runs: the median block
+log ratio with its order-statistics interval, simultaneous over the run's comparisons, in three words with
+the 5% margin (analysis.stats.decide). Nothing here is tuned on the page's own data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.load import load_run, machine_description
+from analysis.stats import MARGIN, decide, family_confidence, in_run_interval
+from infra.files import atomic_write_text
+
+SAME = "examples.slowed_attention:same"
+SLOWED = "examples.slowed_attention:nine_percent_slower"
+SLOWDOWN = 0.09  # examples/slowed_attention.py's SLOWDOWN (a test keeps the two equal)
+AA_EQUIVALENT = 0.95  # the issue's bars: the A/A equivalent in at least 95% of its cells,
+SLOWED_CAUGHT = 0.80  # the slowdown slower in at least 80%,
+LOADED_FALSE_CALLS = 0.05  # and under load the A/A faster or slower in at most 5%
+
+
+def judged(cells: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Each user cell paired with its yardstick (estimate, interval, half-width, word), and the level,
+    simultaneous over all of them, each interval was taken at."""
+    paired = cells[cells["impl"].isin([SAME, SLOWED]) & cells["partner_id"].notna()]
+    if paired.empty:
+        raise AnalysisError(f"no cell of {SAME} or {SLOWED} was timed as a pair: is this a --profile pairs run?")
+    level = family_confidence(len(paired))
+    rows = []
+    for r in paired.to_dict("records"):
+        i = in_run_interval(r["pair_log_ratios"], level)
+        rows.append(
+            {
+                "impl": r["impl"].rpartition(":")[2],
+                "mode": r["mode"],
+                "seq_len": int(r["seq_len"]),
+                "heads": int(r["heads"]),
+                "blocks": i.blocks,
+                "ratio": i.estimate,
+                "low": i.low,
+                "high": i.high,
+                "half_width": i.half_width,
+                "word": decide(i),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["impl", "mode", "seq_len", "heads"]), level
+
+
+def counts(words: pd.Series) -> str:
+    c = words.value_counts()
+    return ", ".join(f"{w} {int(c[w])}" for w in ("faster", "equivalent", "slower", "inconclusive") if c.get(w))
+
+
+def bar(share: float, need: float, at_least: bool = True) -> str:
+    return "met" if (share >= need if at_least else share <= need) else "missed"
+
+
+def summary(table: pd.DataFrame, under_load: bool) -> list[str]:
+    same, slowed = table[table["impl"] == SAME.rpartition(":")[2]], table[table["impl"] == SLOWED.rpartition(":")[2]]
+    lines = []
+    if len(same):
+        equivalent = (same["word"] == "equivalent").mean()
+        false = same["word"].isin(["faster", "slower"]).mean()
+        lines.append(
+            f"- A/A (`same`, which is sdpa), {len(same)} cells: {counts(same['word'])}. Equivalent in "
+            f"{equivalent:.0%} (bar {AA_EQUIVALENT:.0%}: {bar(equivalent, AA_EQUIVALENT)}); judged faster or "
+            f"slower, falsely, in {false:.0%}"
+            + (
+                f" (bar under load {LOADED_FALSE_CALLS:.0%}: {bar(false, LOADED_FALSE_CALLS, False)})"
+                if under_load
+                else ""
+            )
+            + f". Median ratio {same['ratio'].median():.4f}, median half-width {same['half_width'].median():.2%}."
+        )
+    if len(slowed):
+        caught = (slowed["word"] == "slower").mean()
+        lines.append(
+            f"- A/B (`nine_percent_slower`, sdpa busy-waiting {SLOWDOWN:.0%} of its own time), {len(slowed)} "
+            f"cells: {counts(slowed['word'])}. Slower in {caught:.0%} (bar {SLOWED_CAUGHT:.0%}: "
+            f"{bar(caught, SLOWED_CAUGHT)}). Its measured slowdown: median x{slowed['ratio'].median():.3f} "
+            f"(from x{slowed['ratio'].min():.3f} to x{slowed['ratio'].max():.3f} over its cells), median "
+            f"half-width {slowed['half_width'].median():.2%}."
+        )
+    return lines
+
+
+def write_pairs_validation(run_dir: Path, under_load: bool = False) -> Path:
+    cells, _, facts = load_run(run_dir / "benchmarks.json")
+    table, level = judged(cells)
+    load = (
+        "with another process keeping one core busy the whole run (scripts/pairs_validation.sh --under-load), "
+        "as on a laptop"
+        if under_load
+        else "on an otherwise idle machine"
+    )
+    lines = [
+        f"# In-run pairs: A/A and a known slowdown ({run_dir.name})",
+        "",
+        f"Machine: {machine_description(facts)}; torch {facts.get('torch_version')}; commit "
+        f"{str(facts.get('git_commit'))[:12]}. Run {load}.",
+        "",
+        __doc__.split("\n\n", 1)[1].strip(),
+        "",
+        f"The {len(table)} intervals are simultaneous at 95% (each at {level:.3%}); margin {MARGIN:.0%}; "
+        f"median {int(table['blocks'].median())} ABBA blocks a cell over {int(cells['passes'].max())} passes.",
+        "",
+        *summary(table, under_load),
+        "",
+        "Every cell:",
+        "",
+        table.to_markdown(index=False, floatfmt=".4f"),
+        "",
+    ]
+    out = run_dir / "PAIRS.md"
+    atomic_write_text(out, "\n".join(lines))
+    return out

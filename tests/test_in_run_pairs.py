@@ -1,0 +1,132 @@
+"""In-run pairs: the cells a run times side by side, the ABBA order, and the verdicts their blocks give on
+synthetic samples with known answers and noise of the size measured on this machine kind."""
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis.stats import IN_RUN, MARGIN, cell_ratio, decide, family_confidence, in_run_interval
+from bench.cell import Cell
+from bench.grid import load_grid
+from bench.pairs import declared_partners, partner
+from bench.timing import MIN_BLOCKS, blocks_for_budget, paired_host_latency
+from infra.stats import block_log_ratios
+
+# The A/A of --profile pairs on the 2-core AVX2 EPYC (838 blocks of `same` against sdpa): block log ratios
+# with a robust sd (1.4826 MAD) of 0.011, but heavy tails (sd 0.065, 99th percentile of |r| 0.18). A call's
+# noise here is a lognormal core and 2.5% of calls hit by a burst of up to +100% (another tenant): block
+# ratios with MAD-sd 0.012, sd 0.072 and 99th percentile 0.32, at least as noisy as measured on all three.
+CALL_SD = 0.011
+BURST_SHARE, BURST_MAX = 0.025, 1.0
+BLOCKS = 3 * MIN_BLOCKS  # the fewest a pair gets at the default 3 passes
+LEVEL = family_confidence(48)  # the pairs profile's 48 comparisons, simultaneous
+REPLICATES = 200
+
+
+def abba(rng, blocks: int, ratio: float, drift: float = 0.0, jump: float = 0.0) -> tuple[list, list]:
+    """Samples of a pair timed in ABBA blocks: the first side `ratio` times the second. `drift` (a rise of the
+    machine's pace over the run, as a fraction) and `jump` (a step half-way) hit both sides alike."""
+    calls = 4 * blocks
+    t = np.arange(calls) / calls
+    pace = (1 + drift * t) * (1 + jump * (t >= 0.5))
+    noise = np.exp(rng.normal(0, CALL_SD, calls)) * (
+        1 + (rng.random(calls) < BURST_SHARE) * rng.uniform(0, BURST_MAX, calls)
+    )
+    times = 1e-3 * pace * noise
+    first = np.tile([True, False, False, True], blocks)  # A B B A
+    return list(times[first] * ratio), list(times[~first])
+
+
+def words(ratio: float, **kw) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    judged = [
+        decide(in_run_interval(block_log_ratios(*abba(rng, BLOCKS, ratio, **kw)), LEVEL)) for _ in range(REPLICATES)
+    ]
+    return {w: judged.count(w) / REPLICATES for w in ("faster", "equivalent", "slower", "inconclusive")}
+
+
+def test_a_paired_aa_is_judged_equivalent_and_never_faster_or_slower():
+    w = words(1.0)
+    assert w["equivalent"] >= 0.9, w  # the real A/A's bar is 95%: this noise is heavier than measured
+    assert w["faster"] + w["slower"] <= 0.01, w
+
+
+def test_a_uniform_slowdown_of_nine_percent_is_judged_slower():
+    w = words(1.09)
+    assert w["slower"] >= 0.9, w
+    assert w["faster"] == w["equivalent"] == 0, w
+
+
+def test_a_change_inside_the_margin_is_never_called_slower():
+    w = words(1.02)
+    assert w["slower"] == 0 and w["equivalent"] >= 0.8, w
+
+
+def test_drift_that_hits_both_cells_cancels_in_the_blocks():
+    # the machine 30% slower by the run's end and a 10% jump half-way: the pairs still say equivalent
+    w = words(1.0, drift=0.3, jump=0.1)
+    assert w["equivalent"] >= 0.9 and w["faster"] + w["slower"] <= 0.01, w
+
+
+def test_abba_order_and_the_block_ratios():
+    calls = []
+    a, b = paired_host_latency(lambda: calls.append("A"), lambda: calls.append("B"), lambda: None, 2, 1)
+    assert "".join(calls) == "AB" + "ABBA" * 2  # one warm-up call of each, then the blocks
+    assert len(a) == len(b) == 4
+    assert block_log_ratios([2.0, 2.0, 4.0, 4.0], [1.0, 1.0, 4.0, 4.0]) == pytest.approx([math.log(2), 0.0])
+    with pytest.raises(ValueError, match="two per block"):
+        block_log_ratios([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+
+
+def test_a_pair_gets_at_least_min_blocks_and_shares_the_budget():
+    assert blocks_for_budget(1.0, 0.25, 5, 40) == MIN_BLOCKS  # a slow step: the floor
+    assert blocks_for_budget(1e-4, 0.25, 5, 40) == 20  # a fast one: max_rounds samples a side
+    assert MIN_BLOCKS <= blocks_for_budget(1e-3, 0.25, 5, 40) <= 20
+
+
+def test_the_default_run_pairs_the_comparisons_its_report_makes():
+    cells = [c for c in load_grid("default").cells() if c.device == "cpu"]
+    pairs = declared_partners(cells)
+    by_impl = {(c.impl, c.pos_encoding, c.compile): pairs.get(c.id) for c in cells if c.group == "layer"}
+    assert by_impl[("ours", "none", "eager")].impl == "torch"
+    assert by_impl[("ours_auto", "none", "eager")].impl == "torch"
+    assert by_impl[("ours_bert", "none", "eager")].impl == "hf_bert_sdpa"
+    assert by_impl[("ours", "rope", "eager")].pos_encoding == "none"
+    assert by_impl[("torch", "none", "eager")] is None  # the baseline is judged against nothing
+    compiled = [c for c in cells if c.compile == "inductor"]
+    assert compiled and all(pairs[c.id].compile == "eager" for c in compiled)
+    assert all(p.id in {c.id for c in cells} for p in pairs.values())  # only partners that run
+    user = Cell("attention", "cpu", "float32", seq_len=128, heads=4, impl="my.mod:make", mode="forward")
+    assert partner(user).impl == "sdpa"
+    assert partner(Cell("layer", "cuda", "bfloat16", seq_len=128, heads=4, impl="ours", mode="eval")) is None
+
+
+def test_a_ratio_comes_from_the_pairs_either_way_round_and_from_passes_otherwise():
+    rng = np.random.default_rng(2)
+    a, b = abba(rng, BLOCKS, 1.2)
+    logs = block_log_ratios(a, b)
+    row = {
+        "id": "x",
+        "partner_id": "y",
+        "pair_log_ratios": logs,
+        "device_passes_s": [a],
+        "id_base": "y",
+        "partner_id_base": None,
+        "pair_log_ratios_base": None,
+        "device_passes_s_base": [b],
+    }
+    forward = cell_ratio(row)
+    assert forward.method == IN_RUN and forward.blocks == BLOCKS and decide(forward, MARGIN) == "slower"
+    flipped = {k.removesuffix("_base") + ("" if k.endswith("_base") else "_base"): v for k, v in row.items()}
+    backward = cell_ratio(flipped)
+    assert backward.method == IN_RUN and backward.estimate == pytest.approx(1 / forward.estimate)
+    unpaired = cell_ratio({**row, "partner_id": None})
+    assert unpaired.method != IN_RUN
+
+
+def test_the_validation_page_names_the_slowdown_the_example_injects():
+    from analysis.pairs_validation import SLOWDOWN
+    from examples.slowed_attention import SLOWDOWN as injected
+
+    assert SLOWDOWN == injected
