@@ -72,9 +72,6 @@ def parser() -> argparse.ArgumentParser:
     noise.add_argument("folder", type=Path, metavar="DIR")
     pairs = sub.add_parser("pairs", help="write RESULTS_DIR/PAIRS.md: the in-run pairs' A/A and known slowdown")
     pairs.add_argument("run_dir", type=Path, metavar="RESULTS_DIR")
-    pairs.add_argument(
-        "--under-load", action="store_true", help="the run had another process keeping a core busy (its bar: 5%%)"
-    )
     table = sub.add_parser("table", help="one tidy CSV of the cells of several runs (e.g. CPU and CUDA)")
     table.add_argument("run_dirs", type=Path, nargs="+", metavar="RESULTS_DIR")
     table.add_argument("--out", type=Path, required=True, help="CSV to write")
@@ -132,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         from analysis.pairs_validation import write_pairs_validation
 
         check_run_dir(args.run_dir)
-        out = write_pairs_validation(args.run_dir, args.under_load)
+        out = write_pairs_validation(args.run_dir)
     elif args.command == "merge":
         from analysis.merge import merge_shards
 

@@ -91,7 +91,13 @@ def summary(table: pd.DataFrame, under_load: bool) -> list[str]:
     return lines
 
 
-def write_pairs_validation(run_dir: Path, under_load: bool = False) -> Path:
+UNDER_LOAD = "-under-load"  # how scripts/pairs_validation.sh --under-load names its run folder
+
+
+def pairs_page(run_dir: Path) -> str:
+    """PAIRS.md's text for a --profile pairs run (one scripts/pairs_validation.sh made: its folder's name says
+    whether another process kept a core busy)."""
+    under_load = run_dir.name.endswith(UNDER_LOAD)
     cells, _, facts = load_run(run_dir / "benchmarks.json")
     table, level = judged(cells)
     load = (
@@ -118,6 +124,10 @@ def write_pairs_validation(run_dir: Path, under_load: bool = False) -> Path:
         table.to_markdown(index=False, floatfmt=".4f"),
         "",
     ]
+    return "\n".join(lines)
+
+
+def write_pairs_validation(run_dir: Path) -> Path:
     out = run_dir / "PAIRS.md"
-    atomic_write_text(out, "\n".join(lines))
+    atomic_write_text(out, pairs_page(run_dir))
     return out

@@ -185,7 +185,8 @@ def plan_run(config: pytest.Config, run: RunState) -> None:
     minutes = config.getoption("time_budget_min")
     minutes = run.grid.time_budget_min if minutes is None else minutes
     if minutes:
-        run.left_out = leave_out(runnable, run.grid, run.pace, minutes * 60, flags)
+        # a cell and its partner share a dtype and a length, so they are left out together
+        run.left_out = leave_out(runnable, run.grid, run.pace, minutes * 60, flags, declared_partners(runnable))
     run.partners = declared_partners([c for c in runnable if c.trace_name not in run.left_out])
     run.time_budget_min = minutes or None
     run.started = time.perf_counter()
@@ -235,7 +236,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         cell = cell_of(item)
         if cell is not None and not item.get_closest_marker("skip"):
-            predicted[item.nodeid] = pass_seconds(cell, grid, item.callspec.params["pass_index"], pace)
+            pass_index = item.callspec.params["pass_index"]
+            predicted[item.nodeid] = pass_seconds(cell, grid, pass_index, pace, run.partners.get(cell.id))
             run.predicted_pass_s[(cell.id, item.callspec.params["pass_index"])] = predicted[item.nodeid]
     config.pluginmanager.register(Progress(config, predicted), "attnbench-progress")
     run.predicted_s = sum(predicted.values())

@@ -8,7 +8,7 @@ import re
 from bench.grid import Cell, Grid, GridError
 from bench.implementations import auto_lookup
 from bench.pace import Pace
-from bench.pairs import partner
+from bench.pairs import declared_partners
 from bench.timing import blocks_for_budget, rounds_for_budget
 from bench.workloads import predicted_family, uses_auto
 from model import cost
@@ -61,11 +61,14 @@ def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
     return max(step, MIN_STEP_S[device])
 
 
-def pass_seconds(cell: Cell, grid: Grid, pass_index: int, pace: Pace | None = None) -> float:
-    """Wall time of one pass of a cell: the first pass also checks, counts and observes it (and compiles)."""
+def pass_seconds(
+    cell: Cell, grid: Grid, pass_index: int, pace: Pace | None = None, partner: Cell | None = None
+) -> float:
+    """Wall time of one pass of a cell (timed beside `partner`, where it has one in the run): the first pass
+    also checks, counts and observes it (and compiles)."""
     step = step_seconds(cell, grid, pace)
     t = grid.timing
-    other = partner(cell)
+    other = partner
     if other is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
         both = step + step_seconds(other, grid, pace)
         blocks = blocks_for_budget(both, t.budget_s, t.min_rounds, t.max_rounds)
@@ -93,18 +96,23 @@ def tuning_seconds(cell: Cell, grid: Grid, pace: Pace | None, step: float) -> fl
     return fused + 3 * explicit + timed  # on a CPU: flash, then math, blocked and naive (explicit softmaxes)
 
 
-def predicted_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
-    """Wall time of a cell over all its passes, as the timing budget will spend it."""
-    return sum(pass_seconds(cell, grid, r, pace) for r in range(grid.passes))
+def predicted_seconds(
+    cell: Cell, grid: Grid, pace: Pace | None = None, partners: dict[str, Cell] | None = None
+) -> float:
+    """Wall time of a cell over all its passes, as the timing budget will spend it (`partners`: the run's
+    pairs, bench.pairs.declared_partners)."""
+    other = (partners or {}).get(cell.id)
+    return sum(pass_seconds(cell, grid, r, pace, other) for r in range(grid.passes))
 
 
 def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int]:
     """Cell id -> shard number 1..n_shards (each shard measures its own matmul peak, a fact of its run)."""
     loads = [0.0] * n_shards
     owner: dict[str, int] = {}
-    for cell in sorted(cells, key=lambda c: (-predicted_seconds(c, grid), c.trace_name)):
+    pairs = declared_partners(cells)
+    for cell in sorted(cells, key=lambda c: (-predicted_seconds(c, grid, None, pairs), c.trace_name)):
         k = min(range(n_shards), key=lambda i: (loads[i], i))
-        loads[k] += predicted_seconds(cell, grid)
+        loads[k] += predicted_seconds(cell, grid, None, pairs)
         owner[cell.trace_name] = k + 1
     return owner
 

@@ -18,12 +18,17 @@ def emulation_note(dtype: str, cpu_flags: list[str]) -> str:
 
 
 def leave_out(
-    cells: list[Cell], grid: Grid, pace: Pace | None, budget_s: float, cpu_flags: list[str]
+    cells: list[Cell],
+    grid: Grid,
+    pace: Pace | None,
+    budget_s: float,
+    cpu_flags: list[str],
+    partners: dict[str, Cell] | None = None,
 ) -> dict[str, str]:
     """trace_name -> reason, for the cells left out so that the predicted time fits `budget_s`. While it does
     not fit, the dtype whose cells cost most loses its longest length (in every group), so each dtype keeps
     its shortest lengths and the costliest work goes first. A dtype's last length is never dropped."""
-    cost = {c.trace_name: predicted_seconds(c, grid, pace) for c in cells}
+    cost = {c.trace_name: predicted_seconds(c, grid, pace, partners) for c in cells}
     total = sum(cost.values())
     remaining = list(cells)
     left: dict[str, str] = {}

@@ -90,13 +90,14 @@ def isa_tag(flags: tuple[str, ...] | list[str]) -> str:
 
 
 def git_commit(path: Path | None = None) -> str | None:
-    """HEAD of the checkout, with '-dirty' when tracked files differ from it."""
+    """HEAD of the checkout, with '-dirty' when tracked files outside results/ differ from it (a run updates
+    results/README.md, the index, itself: the code is what a commit names)."""
     cwd = path or Path(__file__).parent
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
         )
-        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"]
         dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

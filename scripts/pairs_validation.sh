@@ -13,4 +13,4 @@ if [[ "${1:-}" == "--under-load" ]]; then
     trap 'kill $load' EXIT
 fi
 python -m bench --device cpu --profile pairs --name "$name" --no-traces --replace
-python -m analysis pairs "results/$name" ${1:+--under-load}
+python -m analysis pairs "results/$name"  # a name ending -under-load says so on its page

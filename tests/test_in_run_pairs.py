@@ -2,10 +2,12 @@
 synthetic samples with known answers and noise of the size measured on this machine kind."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from analysis.pairs_validation import pairs_page
 from analysis.stats import IN_RUN, MARGIN, cell_ratio, decide, family_confidence, in_run_interval
 from bench.cell import Cell
 from bench.grid import load_grid
@@ -130,3 +132,8 @@ def test_the_validation_page_names_the_slowdown_the_example_injects():
     from examples.slowed_attention import SLOWDOWN as injected
 
     assert SLOWDOWN == injected
+
+
+@pytest.mark.parametrize("run", sorted(Path(__file__).parents[1].glob("results/pairs-*")), ids=lambda p: p.name)
+def test_each_committed_pairs_page_is_what_the_committed_code_writes(run):
+    assert (run / "PAIRS.md").read_text() == pairs_page(run)

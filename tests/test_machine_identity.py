@@ -176,3 +176,21 @@ def test_runs_from_before_the_new_fields_mix_with_newer_ones(tmp_path):
     assert cells["auto_source"].notna().sum() == len(cells) // 2  # the older run's cells: empty, not refused
     with pytest.raises(AnalysisError, match="different schemas"):
         load_runs([legacy / "benchmarks.json", tmp_path / "odd" / "benchmarks.json"])
+
+
+def test_a_run_updating_the_results_index_leaves_the_commit_clean_and_a_code_change_does_not(tmp_path):
+    import subprocess
+
+    from infra.machine import git_commit
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "README.md").write_text("index\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    (tmp_path / "results" / "README.md").write_text("index with a new run\n")
+    assert not git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path).endswith("-dirty")
