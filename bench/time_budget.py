@@ -17,6 +17,10 @@ def emulation_note(dtype: str, cpu_flags: list[str]) -> str:
     return ""
 
 
+def emulated(device: str, dtype: str, cpu_flags: list[str]) -> bool:
+    return device == "cpu" and dtype in ("bfloat16", "float16") and not native_dtypes(cpu_flags)[dtype]
+
+
 def leave_out(
     cells: list[Cell],
     grid: Grid,
@@ -26,8 +30,10 @@ def leave_out(
     partners: dict[str, Cell] | None = None,
 ) -> dict[str, str]:
     """trace_name -> reason, for the cells left out so that the predicted time fits `budget_s`. While it does
-    not fit, the dtype whose cells cost most loses its longest length (in every group), so each dtype keeps
-    its shortest lengths and the costliest work goes first. A dtype's last length is never dropped."""
+    not fit, a dtype the CPU emulates, else the dtype whose cells cost most, loses its longest length (in
+    every group), so each native dtype keeps its shortest lengths and the costliest work goes first. A
+    dtype's last length is dropped only where the CPU emulates it: its numbers say least, and at one length
+    it can cost more than the whole float32 grid."""
     cost = {c.trace_name: predicted_seconds(c, grid, pace, partners) for c in cells}
     total = sum(cost.values())
     remaining = list(cells)
@@ -38,10 +44,11 @@ def leave_out(
         for c in remaining:
             by_dtype[(c.device, c.dtype)] += cost[c.trace_name]
             lengths[(c.device, c.dtype)].add(c.seq_len)
-        droppable = [key for key in by_dtype if len(lengths[key]) > 1]
+        droppable = [key for key in by_dtype if len(lengths[key]) > 1 or emulated(*key, cpu_flags)]
         if not droppable:
             break
-        device, dtype = max(droppable, key=by_dtype.get)
+        # an emulated dtype's lengths go first, then the costliest dtype's
+        device, dtype = max(droppable, key=lambda key: (emulated(*key, cpu_flags), by_dtype[key]))
         n = max(lengths[(device, dtype)])
         dropped = [c for c in remaining if (c.device, c.dtype, c.seq_len) == (device, dtype, n)]
         seconds = sum(cost[c.trace_name] for c in dropped)

@@ -82,14 +82,28 @@ def test_emulated_bf16_loses_its_longest_lengths_first_until_the_grid_fits():
     assert "emulated" not in next(iter(leave_out(cells, grid, slow, budget, NATIVE).values()))
 
 
-def test_a_budget_too_small_keeps_each_dtypes_shortest_length():
+def test_a_budget_too_small_keeps_each_native_dtypes_shortest_length():
     grid = load_grid("default")
     cells = cpu_cells(grid)
-    left = leave_out(cells, grid, pace(100), 1.0, AVX2)
+    left = leave_out(cells, grid, pace(100), 1.0, NATIVE)
     kept = {(c.dtype, c.seq_len) for c in cells if c.trace_name not in left}
     assert {dtype for dtype, _ in kept} == {"float32", "bfloat16"}
     shortest = {d: min(c.seq_len for c in cells if c.dtype == d) for d, _ in kept}
     assert all(n == shortest[dtype] for dtype, n in kept)
+
+
+def test_an_emulated_dtype_goes_entirely_before_float32_loses_a_length():
+    grid = load_grid("default")
+    cells = cpu_cells(grid)
+    bf16_shortest = sum(
+        predicted_seconds(c, grid, pace(30)) for c in cells if c.dtype == "bfloat16" and c.seq_len == 128
+    )
+    fp32 = sum(predicted_seconds(c, grid, pace(30)) for c in cells if c.dtype == "float32")
+    left = leave_out(cells, grid, pace(30), fp32 + 0.5 * bf16_shortest, AVX2)
+    kept = {(c.dtype, c.seq_len) for c in cells if c.trace_name not in left}
+    assert {d for d, _ in kept} == {"float32"}  # bfloat16 emulated (AVX2): gone, with its reason
+    assert {n for _, n in kept} == {c.seq_len for c in cells if c.dtype == "float32"}
+    assert any("bfloat16 cells at n=128" in r and "emulated" in r for r in left.values())
 
 
 class FakeConfig:
