@@ -8,7 +8,6 @@ import re
 from bench.grid import Cell, Grid, GridError
 from bench.implementations import auto_lookup
 from bench.pace import Pace
-from bench.pairs import declared_partners
 from bench.timing import blocks_for_budget, rounds_for_budget
 from bench.workloads import predicted_family, uses_auto
 from model import cost
@@ -109,10 +108,10 @@ def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int
     """Cell id -> shard number 1..n_shards (each shard measures its own matmul peak, a fact of its run)."""
     loads = [0.0] * n_shards
     owner: dict[str, int] = {}
-    pairs = declared_partners(cells)
-    for cell in sorted(cells, key=lambda c: (-predicted_seconds(c, grid, None, pairs), c.trace_name)):
+    # priced unpaired: which cells pair depends on the shards (a pair needs both cells in one)
+    for cell in sorted(cells, key=lambda c: (-predicted_seconds(c, grid), c.trace_name)):
         k = min(range(n_shards), key=lambda i: (loads[i], i))
-        loads[k] += predicted_seconds(cell, grid, None, pairs)
+        loads[k] += predicted_seconds(cell, grid)
         owner[cell.trace_name] = k + 1
     return owner
 
