@@ -67,9 +67,8 @@ def pass_seconds(
     also checks, counts and observes it (and compiles)."""
     step = step_seconds(cell, grid, pace)
     t = grid.timing
-    other = partner
-    if other is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
-        both = step + step_seconds(other, grid, pace)
+    if partner is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
+        both = step + step_seconds(partner, grid, pace)
         blocks = blocks_for_budget(both, t.budget_s, t.min_rounds, t.max_rounds)
         seconds = OVERHEAD_S + both * (2 * blocks + t.warmup_rounds + 2)
     else:

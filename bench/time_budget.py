@@ -11,14 +11,12 @@ from bench.sharding import predicted_seconds
 from infra.machine import NATIVE_NEEDS, native_dtypes
 
 
-def emulation_note(dtype: str, cpu_flags: list[str]) -> str:
-    if dtype in ("bfloat16", "float16") and not native_dtypes(cpu_flags)[dtype]:
-        return f" ({dtype} emulated here: no {NATIVE_NEEDS[dtype]})"
-    return ""
-
-
 def emulated(device: str, dtype: str, cpu_flags: list[str]) -> bool:
     return device == "cpu" and dtype in ("bfloat16", "float16") and not native_dtypes(cpu_flags)[dtype]
+
+
+def emulation_note(dtype: str, cpu_flags: list[str]) -> str:
+    return f" ({dtype} emulated here: no {NATIVE_NEEDS[dtype]})" if emulated("cpu", dtype, cpu_flags) else ""
 
 
 def leave_out(

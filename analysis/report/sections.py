@@ -82,7 +82,7 @@ def machine_section(ctx: ReportContext) -> list[str]:
 
 def pairing_line(cells) -> str:
     """Whether the run's comparisons were timed as pairs, counted from what its cells recorded."""
-    paired = cells["partner_id"].notna() if "partner_id" in cells else cells["id"].isna()
+    paired = cells["partner_id"].notna()  # analysis.load fills it for every run, older ones with None
     if not paired.any():
         return (
             "No comparison in this run was timed as a pair: every cell was timed alone (runs before schema 4 "

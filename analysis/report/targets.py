@@ -45,6 +45,10 @@ def verdicts_section(ctx: ReportContext) -> list[str]:
     cells = ctx.cells
     asked = time_comparisons(cells)
     level = family_confidence(asked)
+    tables = {}  # by impl, in the targets' order, each built once
+    for target in TARGETS:
+        if target.impl not in tables:
+            tables[target.impl] = pair_table(cells, target.impl, confidence=level)
     lines = [
         "## Our encoder layer vs nn.TransformerEncoderLayer",
         "",
@@ -53,13 +57,11 @@ def verdicts_section(ctx: ReportContext) -> list[str]:
         f"it, equivalent within ±{MARGIN:.0%} of it (two one-sided tests), or slower by more than it; an interval "
         f"too wide for the margin is inconclusive, with about how many passes would decide it. The {asked} time "
         f"intervals are simultaneous at 95% (each at {level:.2%}, Bonferroni), so all of them hold together. "
-        + method_sentence([pair_table(cells, impl) for impl in {t.impl for t in TARGETS}]),
+        + method_sentence(list(tables.values())),
         "",
     ]
-    tables = {}
     for target in TARGETS:
-        pairs = tables.setdefault(target.impl, pair_table(cells, target.impl, confidence=level))
-        judged = judge(pairs, target, level)
+        judged = judge(tables[target.impl], target, level)
         if not judged.empty:
             lines.append(target_sentence(target, judged))
     for impl, pairs in tables.items():
