@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.stats import loglog_slope, quadratic_fit, ratio_interval
+from analysis.stats import IN_RUN, cell_ratio, loglog_slope, quadratic_fit, quadratic_share_interval
 
 SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "mode", "dropout", "pos_encoding", "compile", "machine"]
 MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word
@@ -72,16 +72,17 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
 
 def local_exponents(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per series and consecutive pair of lengths n1 < n2: the local exponent log(t2 / t1) / log(n2 / n1) with
-    its interval from the time ratio's over passes, and memory's (exact). At the longest lengths the leading
-    term dominates, so that is where a growth word is taken; a straight line through every length measures
-    the curvature of a + b·n + c·n² as much as the noise."""
+    its interval from the time ratio's (from the in-run pairs where the run timed n2 against n1, else over
+    passes), and memory's (exact). At the longest lengths the leading term dominates, so that is where a growth
+    word is taken; a straight line through every length measures the curvature of a + b·n + c·n² as much as
+    the noise."""
     rows = []
     keys = [k for k in SERIES if k in cells]
     for key, series in cells.groupby(keys, dropna=False):
         series = series.sort_values("seq_len")
-        for (_, a), (_, b) in zip(series.iterrows(), series.iloc[1:].iterrows()):
+        for a, b in zip(series.to_dict("records"), series.iloc[1:].to_dict("records")):
             span = math.log(b["seq_len"] / a["seq_len"])
-            ratio = ratio_interval(b["device_passes_s"], a["device_passes_s"], confidence)
+            ratio = cell_ratio({**b, **{f"{k}_base": v for k, v in a.items()}}, "", "_base", confidence)
             rows.append(
                 {
                     **dict(zip(keys, key)),
@@ -90,7 +91,29 @@ def local_exponents(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
                     "time_exponent": math.log(ratio.estimate) / span,
                     "time_low": math.log(ratio.low) / span,
                     "time_high": math.log(ratio.high) / span,
+                    "paired": ratio.method == IN_RUN,
                     "memory_exponent": math.log(b["peak_mem_bytes"] / a["peak_mem_bytes"]) / span,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def quadratic_shares(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per series with at least 4 lengths: a + b·n + c·n² fitted to the time, the n² term's share at the longest
+    length with its bootstrap interval over passes (analysis.stats.quadratic_share_interval)."""
+    rows = []
+    keys = [k for k in SERIES if k in cells]
+    for key, series in cells.groupby(keys, dropna=False):
+        series = series.sort_values("seq_len")
+        share = quadratic_share_interval(series["seq_len"].tolist(), series["device_passes_s"].tolist())
+        if share is not None:
+            rows.append(
+                {
+                    **dict(zip(keys, key)),
+                    "seq_len_to": int(series["seq_len"].max()),
+                    "share": share.estimate,
+                    "share_low": share.low,
+                    "share_high": share.high,
                 }
             )
     return pd.DataFrame(rows)

@@ -285,13 +285,46 @@ class Quadratic:
     quadratic_share: float  # c*n^2 / (a + b*n + c*n^2) at the longest n, in [0, 1]
 
 
-def quadratic_fit(n: np.ndarray, y: np.ndarray) -> Quadratic | None:
+def quadratic_fit(n: np.ndarray, y: np.ndarray, min_points: int = 5) -> Quadratic | None:
     """Non-negative least squares on relative errors (every length weighs alike); at least 5 lengths."""
     n, y = np.asarray(n, float), np.asarray(y, float)
-    if len(n) < 5:
+    if len(n) < min_points:
         return None
     basis = np.stack([np.ones_like(n), n, n**2], axis=1) / y[:, None]
     (a, b, c), _ = optimize.nnls(basis, np.ones_like(y))
     top = n.max()
     total = a + b * top + c * top**2
     return Quadratic(float(a), float(b), float(c), float(c * top**2 / total) if total else math.nan)
+
+
+QUADRATIC_MIN_LENGTHS = 4  # three non-negative terms need one length more to be a fit rather than a solve
+
+
+def quadratic_share_interval(
+    lengths: list[int], passes: list[list[list[float]]], confidence: float = CONFIDENCE
+) -> Interval | None:
+    """The n² term's share of the time at the longest length, from a + b·n + c·n² fitted to each length's
+    geometric mean of pass medians, with a percentile bootstrap over each length's passes (scipy.stats.bootstrap,
+    the lengths resampled independently: they are separate cells). None below 4 lengths or 2 passes a length."""
+    if len(lengths) < QUADRATIC_MIN_LENGTHS or min(len(p) for p in passes) < 2:
+        return None
+    n = np.asarray(lengths, float)
+    logs = [pass_log_medians(p) for p in passes]
+
+    def share(*samples: np.ndarray) -> float:
+        fit = quadratic_fit(n, np.exp([s.mean() for s in samples]), QUADRATIC_MIN_LENGTHS)
+        return fit.quadratic_share
+
+    point = share(*logs)
+    boot = stats.bootstrap(
+        logs,
+        share,
+        vectorized=False,
+        paired=False,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    )
+    ci = boot.confidence_interval
+    return Interval(point, float(min(ci.low, point)), float(max(ci.high, point)), "passes-bootstrap")

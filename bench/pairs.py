@@ -20,7 +20,9 @@ def partner(cell: Cell) -> Cell | None:
     """The cell this one is judged against, by the report's declared comparisons (None: judged alone):
     a user implementation against its group's first yardstick (attention: sdpa; layer: ours); our layer
     against the group's baseline (torch), ours as BERT against Hugging Face's SDPA layer; a positional
-    encoding against none, and a compiled cell against its eager self."""
+    encoding against none, and a compiled cell against its eager self. A built-in attention kernel's plain
+    cell is paired along the axes the report reads it on: h heads against one head of the same length, and
+    one head at n against one head at n/2 (the scaling's local exponent, on the grid's doubling lengths)."""
     if cell.device not in PAIRED_DEVICES:
         return None
     entry = cell.entry
@@ -30,6 +32,10 @@ def partner(cell: Cell) -> Cell | None:
         return replace(cell, pos_encoding="none")
     if entry.user:
         return replace(cell, impl=yardsticks(cell.group)[0])
+    if cell.group == "attention":
+        if cell.heads > 1:
+            return replace(cell, heads=1)
+        return replace(cell, seq_len=cell.seq_len // 2) if cell.seq_len > 1 else None
     if cell.group != "layer" or entry.baseline:
         return None
     if cell.impl == OURS_BERT_LAYER:

@@ -2,11 +2,14 @@
 synthetic samples with known answers and noise of the size measured on this machine kind."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from analysis.fits import growth_word, local_exponents
 from analysis.pairs_validation import pairs_page
 from analysis.stats import IN_RUN, MARGIN, cell_ratio, decide, family_confidence, in_run_interval
 from bench.cell import Cell
@@ -101,6 +104,12 @@ def test_the_default_run_pairs_the_comparisons_its_report_makes():
     assert all(p.id in {c.id for c in cells} for p in pairs.values())  # only partners that run
     user = Cell("attention", "cpu", "float32", seq_len=128, heads=4, impl="my.mod:make", mode="forward")
     assert partner(user).impl == "sdpa"
+    # the attention kernels: h heads against one at the same n, one head at n against one at n/2
+    attention = [c for c in cells if c.group == "attention" and c.compile == "eager" and not c.entry.user]
+    assert attention and all(pairs[c.id] == replace(c, heads=1) for c in attention if c.heads > 1 and c.id in pairs)
+    single = [c for c in attention if c.heads == 1 and c.seq_len > min(a.seq_len for a in attention)]
+    assert single and all(pairs[c.id] == replace(c, seq_len=c.seq_len // 2) for c in single)
+    assert sum(c.heads > 1 for c in attention) == sum(c.heads > 1 and c.id in pairs for c in attention)
     assert partner(Cell("layer", "cuda", "bfloat16", seq_len=128, heads=4, impl="ours", mode="eval")) is None
 
 
@@ -142,3 +151,38 @@ def test_the_validation_page_names_the_slowdown_the_example_injects():
 @pytest.mark.parametrize("run", sorted(Path(__file__).parents[1].glob("results/pairs-*")), ids=lambda p: p.name)
 def test_each_committed_pairs_page_is_what_the_committed_code_writes(run):
     assert (run / "PAIRS.md").read_text() == pairs_page(run)
+
+
+def test_a_local_exponent_from_a_paired_doubling_resolves_where_the_passes_do_not():
+    """One head at n=1024 timed against n=512 in ABBA blocks, 3.8x slower (n^1.93), with the measured noise and
+    a between-pass shift of 6% (as measured across passes here): the pairs give 'quadratic', the passes none."""
+    rng = np.random.default_rng(5)
+    a, b = abba(rng, BLOCKS, 3.8)
+    shift = np.exp(rng.normal(0, 0.06, (2, 3)))  # each pass of each cell moved by the machine
+    base = {"group": "attention", "device": "cpu", "dtype": "float32", "shape": "small", "heads": 1}
+    base |= {"impl": "sdpa", "mode": "forward", "pos_encoding": "none", "compile": "eager", "machine": "m"}
+    rows = [
+        {
+            **base,
+            "id": "short",
+            "seq_len": 512,
+            "partner_id": None,
+            "pair_log_ratios": None,
+            "device_passes_s": [list(np.array(b) * s) for s in shift[0]],
+            "peak_mem_bytes": 512,
+        },
+        {
+            **base,
+            "id": "long",
+            "seq_len": 1024,
+            "partner_id": "short",
+            "pair_log_ratios": block_log_ratios(a, b),
+            "device_passes_s": [list(np.array(a) * s) for s in shift[1]],
+            "peak_mem_bytes": 1024,
+        },
+    ]
+    paired = local_exponents(pd.DataFrame(rows)).iloc[0]
+    assert paired["paired"] and growth_word(paired["time_low"], paired["time_high"]) == "quadratic"
+    unpaired = local_exponents(pd.DataFrame([{**r, "partner_id": None} for r in rows])).iloc[0]
+    assert not unpaired["paired"] and growth_word(unpaired["time_low"], unpaired["time_high"]) is None
+    assert paired["memory_exponent"] == pytest.approx(1.0)

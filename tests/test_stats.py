@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.stats import Interval, loglog_slope, median_interval, quadratic_fit, ratio_interval, verdict
+from analysis.stats import (
+    Interval,
+    loglog_slope,
+    median_interval,
+    quadratic_fit,
+    quadratic_share_interval,
+    ratio_interval,
+    verdict,
+)
 
 
 def passes(center: float, spread: float, seed: int, n_passes: int = 3, rounds: int = 30, drift: float = 0.0):
@@ -169,3 +177,19 @@ def test_target_verdicts_on_synthetic_runs_with_known_answers():
     words = judged.sort_values("seq_len")["verdict"].tolist()
     assert words == ["faster", "equivalent", "slower", "inconclusive"]
     assert judged.sort_values("seq_len")["passes_to_decide"].iloc[-1] > 6
+
+
+def test_the_quadratic_share_has_a_bootstrap_interval_over_passes_that_covers_its_truth():
+    rng = np.random.default_rng(3)
+    n = [128, 256, 512, 1024]
+
+    def passes(t: float) -> list[list[float]]:  # 3 passes, each moved by 6% (between-pass noise measured here)
+        return [list(t * math.exp(rng.normal(0, 0.06)) * np.exp(rng.normal(0, 0.01, 20))) for _ in range(3)]
+
+    quadratic = [1e-3 + 1e-5 * x + 3e-8 * x**2 for x in n]
+    truth = 3e-8 * 1024**2 / quadratic[-1]
+    share = quadratic_share_interval(n, [passes(t) for t in quadratic])
+    assert share.low <= truth <= share.high and share.high - share.low < 0.5
+    linear = quadratic_share_interval(n, [passes(1e-3 + 1e-5 * x) for x in n])
+    assert linear.low < 0.2 and linear.high < truth  # no n² term: the interval stays far from the quadratic's
+    assert quadratic_share_interval(n[:3], [passes(t) for t in quadratic[:3]]) is None

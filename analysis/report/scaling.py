@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from analysis.fits import describe_exponent, local_exponents, scaling_exponents
+from analysis.fits import describe_exponent, local_exponents, quadratic_shares, scaling_exponents
 from analysis.markdown import md
 
 if TYPE_CHECKING:
@@ -15,12 +15,20 @@ if TYPE_CHECKING:
 
 
 def longest_exponents(attention: pd.DataFrame) -> pd.DataFrame:
-    """The local exponents between the two longest lengths of each series, at the widest head count."""
-    local = local_exponents(attention[attention["heads"] == attention["heads"].max()])
+    """The local exponents between the two longest lengths of each series, at one head count per kernel: the
+    one whose lengths the run timed as pairs (bench/pairs.py pairs one head at n with n/2), else the widest."""
+    local = local_exponents(attention)
     if local.empty:
         return local
-    last = local.groupby(["device", "shape", "impl", "mode", "dtype"])["seq_len_to"].transform("max")
-    return local[local["seq_len_to"] == last]
+    series = ["device", "shape", "impl", "mode", "dtype"]
+    last = local.groupby(series + ["heads"])["seq_len_to"].transform("max")
+    local = local[local["seq_len_to"] == last]
+    paired = local.groupby(series)["paired"].transform("any")
+    widest = local.groupby(series)["heads"].transform("max")
+    chosen = (local["paired"] & paired) | (~paired & (local["heads"] == widest))
+    # one row per kernel: where several head counts paired, the fewest heads (the run pairs one head)
+    local = local[chosen].sort_values("heads")
+    return local.drop_duplicates(series)
 
 
 def scaling_section(ctx: ReportContext) -> list[str]:
@@ -28,18 +36,17 @@ def scaling_section(ctx: ReportContext) -> list[str]:
     head = ["## How attention scales with sequence length", ""]
     if attention.empty:
         return head + ["_No attention cells in this run._", ""]
-    exps = scaling_exponents(attention)
-    if exps.empty:
-        return head + [
-            f"_Fewer than 5 lengths per series ({sorted(attention['seq_len'].unique().tolist())}): a "
-            "slope from so few points has no interval worth printing._",
-            "",
-        ]
     local = longest_exponents(attention)
+    if local.empty:
+        return head + ["_One length per series: nothing to scale against._", ""]
+    paired = int(local["paired"].sum())
     lines = head + [
         "At the longest lengths, where the leading term dominates: the local exponent of device time between "
-        "the two longest lengths (from their time ratio's 95% interval over passes), and of peak memory "
-        "(exact). The growth word is taken here.",
+        "the two longest lengths, and of peak memory (exact). The growth word is taken here. "
+        f"{paired} of {len(local)} series timed their two longest lengths as in-run pairs (bench/pairs.py; "
+        "95% interval from the blocks); "
+        + ("the others'" if paired else "their")
+        + " 95% intervals are from the time ratio over passes, at the widest head count.",
         "",
     ]
     for r in local.sort_values(["device", "shape", "impl", "mode", "dtype"]).to_dict("records"):
@@ -49,6 +56,30 @@ def scaling_section(ctx: ReportContext) -> list[str]:
             f"{describe_exponent(r['time_exponent'], r['time_low'], r['time_high'])}; memory "
             f"n^{r['memory_exponent']:.2f}."
         )
+    keys = ["device", "shape", "impl", "mode", "dtype", "heads"]
+    shares = quadratic_shares(attention)
+    if not shares.empty:
+        shares = shares.merge(local[keys], on=keys)
+    if not shares.empty:
+        lines += [
+            "",
+            "a + b·n + c·n² with non-negative terms fitted to the same series' time over every length: the share "
+            "of the n² term at the longest length, with its 95% percentile bootstrap interval over passes.",
+            "",
+        ]
+        for r in shares.sort_values(keys).to_dict("records"):
+            lines.append(
+                f"- {r['device']} {r['impl']}, {r['mode']}, {r['dtype']}, {r['heads']} heads: n² share at "
+                f"n={r['seq_len_to']} {r['share']:.2f} [{r['share_low']:.2f}, {r['share_high']:.2f}]."
+            )
+    exps = scaling_exponents(attention)
+    if exps.empty:
+        return lines + [
+            "",
+            f"_Fewer than 5 lengths per series ({sorted(attention['seq_len'].unique().tolist())}): no log-log "
+            "slope over every length (its interval would span every word)._",
+            "",
+        ]
     lines += [
         "",
         "Over every measured length, for comparison: the log-log slope of device time and of peak memory, "
