@@ -1,7 +1,8 @@
 """Multi-head self-attention with a fused QKV projection and interchangeable kernels: naive (explicit
 softmax), blocked (the same, a block of queries at a time), sdpa (F.scaled_dot_product_attention), a
 forced SDPA backend, or auto (the measured fastest); bidirectional, or causal (each position sees itself
-and the positions before it) with every kernel."""
+and the positions before it) with every kernel; grouped-query (fewer key/value heads than query heads, each
+shared by a group of query heads) and a sliding window of keys, with every kernel too."""
 
 from __future__ import annotations
 
@@ -52,11 +53,29 @@ def causal_mask(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tenso
     return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(later, float("-inf"))
 
 
+def window_mask(n: int, window: int, causal: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(n, n) additive mask of a sliding window: query i sees key j where |i - j| < window (causal: only
+    0 <= i - j < window, the window of keys ending at the query, as Mistral's). -inf elsewhere."""
+    offset = torch.arange(n, device=device)[:, None] - torch.arange(n, device=device)[None, :]  # query - key
+    outside = (offset < 0) | (offset >= window) if causal else offset.abs() >= window
+    return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(outside, float("-inf"))
+
+
+def repeat_kv(k: torch.Tensor, v: torch.Tensor, query_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k and v of h_kv heads repeated to the query's h heads (head i of the query reads key/value head
+    i // (h / h_kv)): what a kernel without grouped-query support computes."""
+    groups = query_heads // k.shape[1]
+    if groups == 1:
+        return k, v
+    return k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+
+
 def naive_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(QK^T / sqrt(d) + mask) V, materialising the (B, nh, n, n) probabilities. The scale is
     applied to Q (n*d work) rather than to the scores (n*n work), as fused kernels do."""
+    k, v = repeat_kv(k, v, q.shape[1])
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, nh, n, n)
     if mask is not None:
         scores = scores + mask
@@ -70,6 +89,7 @@ def blocked_attention(
     """naive_attention a block of BLOCK queries at a time: the same arithmetic row for row, but each
     block's scores are used while they are still in cache."""
     n = q.shape[-2]
+    k, v = repeat_kv(k, v, q.shape[1])  # once, not once a block
     with record_function(BLOCKED_SCOPE):
         blocks = []
         for start in range(0, n, BLOCK):
@@ -92,8 +112,11 @@ def sdpa(
     kernel: str = "sdpa",
     is_causal: bool = False,
 ) -> torch.Tensor:
-    """F.scaled_dot_product_attention, on the backend `kernel` names (sdpa: the dispatcher's choice)."""
+    """F.scaled_dot_product_attention, on the backend `kernel` names (sdpa: the dispatcher's choice); with
+    fewer key/value heads than query heads, SDPA's own grouped-query path (enable_gqa)."""
     causal = {"is_causal": True} if is_causal else {}  # the bidirectional call stays exactly as it was
+    if k.shape[1] != q.shape[1]:
+        causal["enable_gqa"] = True
     if kernel == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, **causal)
     with sdpa_kernel([FORCED_BACKENDS[kernel], SDPBackend.MATH]):
@@ -122,12 +145,19 @@ def attention_kernel(
     return sdpa(q, k, v, mask, dropout_p, kernel)
 
 
-def tuner(q: torch.Tensor, mask: torch.Tensor | None, dropout_p: float, train: bool, is_causal: bool = False):
+def tuner(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+    train: bool,
+    is_causal: bool = False,
+):
     """Times every candidate kernel on fresh inputs of the call's shapes (never the call's own tensors, so
     the model's autograd graph is untouched): forward, and backward too when training."""
 
     def tune() -> dict[str, float]:
-        inputs = [torch.randn_like(q, requires_grad=train) for _ in range(3)]
+        inputs = [torch.randn_like(t, requires_grad=train) for t in (q, k, k)]
         grad = torch.randn_like(q)
 
         def run(kernel: str) -> None:
@@ -152,12 +182,22 @@ class MultiHeadAttention(nn.Module):
         kernel: str = "sdpa",
         chooser: KernelChooser | None = None,
         causal: bool = False,
+        kv_heads: int | None = None,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         if kernel not in ("auto", *KERNELS):
             raise ValueError(f"attention kernel {kernel!r} is not supported; choose one of auto, {', '.join(KERNELS)}")
+        kv_heads = n_heads if kv_heads is None else kv_heads
+        if kv_heads < 1 or n_heads % kv_heads:
+            divisors = [h for h in range(1, n_heads + 1) if n_heads % h == 0]
+            raise ValueError(f"kv_heads={kv_heads} must divide n_heads={n_heads}: one of {divisors}")
+        if window is not None and window < 1:
+            raise ValueError(f"window={window} must be a positive number of keys, or None for no window")
         self.n_heads, self.dropout, self.kernel, self.causal = n_heads, dropout, kernel, causal
-        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.kv_heads, self.window = kv_heads, window
+        # q, then k and v of kv_heads heads each: nn.MultiheadAttention's (3 * d_model) layout when kv_heads = h
+        self.in_proj = nn.Linear(d_model, d_model + 2 * kv_heads * (d_model // n_heads))
         self.out_proj = nn.Linear(d_model, d_model)
         # The auto kernel's measured choices are handed in (default: this machine's cache, tuned on first use).
         self.chooser = (chooser or default_chooser()) if kernel == "auto" else None
@@ -171,16 +211,24 @@ class MultiHeadAttention(nn.Module):
         positional: PositionalEncoding = NO_POSITIONS,
     ) -> torch.Tensor:
         B, n, d = x.shape
-        q, k, v = (
-            self.in_proj(x).view(B, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        )  # (B, nh, n, hs)
+        hs = d // self.n_heads
+        if self.kv_heads == self.n_heads:
+            q, k, v = self.in_proj(x).view(B, n, 3, self.n_heads, hs).permute(2, 0, 3, 1, 4)  # (B, nh, n, hs)
+        else:
+            q, kv = self.in_proj(x).split([d, 2 * self.kv_heads * hs], dim=-1)
+            q = q.view(B, n, self.n_heads, hs).transpose(1, 2)  # (B, nh, n, hs)
+            k, v = kv.view(B, n, 2, self.kv_heads, hs).permute(2, 0, 3, 1, 4)  # (B, h_kv, n, hs)
         q, k = positional.rotate(q, k)
         bias = positional.attention_bias(n, x.device, x.dtype)
         mask = additive_mask(B, n, key_padding_mask, bias, x.dtype)
-        # causal alone: the kernel's own causal path; with a bias or padding: folded into the one mask
-        is_causal = self.causal and mask is None
-        if self.causal and mask is not None:
-            mask = mask + causal_mask(n, x.device, x.dtype)
+        if self.window is not None:  # the window's mask holds the causal half as well
+            band = window_mask(n, self.window, self.causal, x.device, x.dtype)
+            mask, is_causal = (band if mask is None else mask + band), False
+        else:
+            # causal alone: the kernel's own causal path; with a bias or padding: folded into the one mask
+            is_causal = self.causal and mask is None
+            if self.causal and mask is not None:
+                mask = mask + causal_mask(n, x.device, x.dtype)
         dropout_p = self.dropout if self.training else 0.0
         kernel = self.kernel
         if kernel == "auto":
@@ -192,7 +240,7 @@ class MultiHeadAttention(nn.Module):
                 n,
                 dropout_p > 0,
                 self.training,
-                tuner(q, mask, dropout_p, self.training, is_causal),
+                tuner(q, k, mask, dropout_p, self.training, is_causal),
             )
         if self.keep_weights:
             y, weights = naive_attention(q, k, v, causal_mask(n, x.device, x.dtype) if is_causal else mask, dropout_p)

@@ -38,6 +38,8 @@ class EncoderConfig:
     output_size: int | None = None  # head width; None means no head (return hidden states)
     layer_norm_eps: float = 1e-5
     causal: bool = False  # each position attends only to itself and earlier ones (a language model)
+    kv_heads: int | None = None  # key/value heads, each shared by n_heads / kv_heads query heads (None: n_heads)
+    window: int | None = None  # each query sees the keys within this distance (causal: the ones before it)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "d_ff", "n_layers", "max_len"):
@@ -46,6 +48,14 @@ class EncoderConfig:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
                 f"n_heads must be one of {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}"
+            )
+        for name in ("kv_heads", "window"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        if self.kv_heads is not None and self.n_heads % self.kv_heads:
+            raise ValueError(
+                f"kv_heads={self.kv_heads} must divide n_heads={self.n_heads}: one of "
+                f"{[h for h in range(1, self.n_heads + 1) if self.n_heads % h == 0]}"
             )
         if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2:
             raise ValueError(f"rope needs an even head size, got d_model/n_heads={self.d_model // self.n_heads}")

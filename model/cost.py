@@ -48,6 +48,28 @@ def attention_forward_flops(b: int, n: int, d: int) -> Flops:
     return Flops(attention_score_flops(b, n, d), 2 * b * n * 4 * d * d)
 
 
+def visible_pairs(n: int, causal: bool = False, window: int | None = None) -> int:
+    """How many (query, key) pairs a mask leaves: n² dense, n(n+1)/2 causal; a window w of keys either side
+    (|i - j| < w) leaves n(2w - 1) - w(w - 1), a causal one (0 <= i - j < w) wn - w(w - 1)/2."""
+    w = n if window is None else min(window, n)
+    if causal:
+        return w * n - w * (w - 1) // 2
+    return n * (2 * w - 1) - w * (w - 1)
+
+
+def effective_score_flops(b: int, n: int, d: int, causal: bool = False, window: int | None = None) -> int:
+    """The score matmuls' FLOPs over the pairs a mask leaves: what a kernel that skips masked blocks can
+    approach. The dense figure (attention_score_flops) is what a kernel that masks after computing does."""
+    return 4 * b * d * visible_pairs(n, causal, window)
+
+
+def grouped_attention_forward_flops(b: int, n: int, d: int, h: int, h_kv: int) -> Flops:
+    """attention_forward_flops with h_kv key/value heads for h query heads: the k and v projections shrink by
+    h / h_kv (d -> d * h_kv / h each); the scores do not (every query head still sees n keys)."""
+    kv = d * h_kv // h
+    return Flops(attention_score_flops(b, n, d), 2 * b * n * (2 * d * d + 2 * d * kv))
+
+
 def layer_forward_flops(b: int, n: int, d: int, f: int) -> Flops:
     """One encoder layer: fused QKV (d -> 3d), output projection (d -> d), feed-forward d -> f -> d:
     2*b*n*(3d^2 + d^2 + 2*d*f) = 2*b*n*(4d^2 + 2df)."""

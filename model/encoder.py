@@ -31,6 +31,8 @@ class Encoder(nn.Module):
                 config.attention,
                 config.layer_norm_eps,
                 causal=config.causal,
+                kv_heads=config.kv_heads,
+                window=config.window,
             )
             for _ in range(config.n_layers)
         )

@@ -62,10 +62,14 @@ class EncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         ff_dropout: bool = True,
         causal: bool = False,
+        kv_heads: int | None = None,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         self.d_model, self.norm_first = d_model, norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, attention, causal=causal)
+        self.self_attn = MultiHeadAttention(
+            d_model, n_heads, dropout, attention, causal=causal, kv_heads=kv_heads, window=window
+        )
         self.ff = FeedForward(d_model, d_ff, dropout, activation, inner_dropout=ff_dropout)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
