@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from torch.profiler import ProfilerActivity
 
 from bench.memory import MEASURED, cpu_peak_from_events, flatten, run_twice_profiled
-from model.kernels import BLOCKED_SCOPE, FUSED_OPS, RECOMPUTING, SDPA_OPS, SOFTMAX_OPS, attention_family
+from model.kernels import (
+    BLOCKED_SCOPE,
+    FLEX_SCOPE,
+    FLEX_UNFUSED,
+    FUSED_OPS,
+    RECOMPUTING,
+    SDPA_OPS,
+    SOFTMAX_OPS,
+    attention_family,
+)
+
+COMPILED_GRAPH = "## Call CompiledFxGraph"  # the profiler's event around a graph inductor compiled
 
 
 @dataclass
@@ -34,9 +45,11 @@ def attention_label(op_names: list[str]) -> str:
         return inner
     if BLOCKED_SCOPE in op_names:
         return "blocked"
+    if FLEX_SCOPE in op_names:  # compiled, the kernel runs inside a compiled graph; eager, flex's unfused reference
+        return "flex" if any(n.startswith(COMPILED_GRAPH) for n in op_names) else FLEX_UNFUSED
     if softmax:
         return "naive"
-    if "aten::bmm" in op_names and any(n.startswith("## Call CompiledFxGraph") for n in op_names):
+    if "aten::bmm" in op_names and any(n.startswith(COMPILED_GRAPH) for n in op_names):
         return "inductor:bmm+generated softmax"  # scores by an aten bmm, softmax in inductor's own kernel
     return "none observed"
 

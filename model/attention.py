@@ -14,6 +14,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from model.flex import block_mask, flex
 from model.kernel_choice import KernelChooser, default_chooser
 from model.kernel_tuning import time_candidates
 from model.kernels import BLOCK, BLOCKED_SCOPE, FORCED_BACKENDS, KERNELS
@@ -36,11 +37,7 @@ def additive_mask(
     # A 4-D mask keeps the CPU flash kernel eligible; a 3-D one sends SDPA to the math backend.
     mask = bias.reshape(-1, *bias.shape[-3:]) if bias is not None else torch.zeros((), dtype=dtype)
     if key_padding_mask is not None:
-        if key_padding_mask.shape != (batch, n) or key_padding_mask.dtype != torch.bool:
-            raise ValueError(
-                f"key_padding_mask must be a bool tensor of shape ({batch}, {n}), "
-                f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
-            )
+        check_padding(key_padding_mask, batch, n)
         padding = torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device)
         padding = padding.masked_fill(key_padding_mask, float("-inf"))[:, None, None, :]  # (B,1,1,n)
         mask = mask.to(padding.device) + padding
@@ -56,9 +53,9 @@ def causal_mask(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tenso
 def window_mask(n: int, window: int, causal: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(n, n) additive mask of a sliding window: query i sees key j where |i - j| < window (causal: only
     0 <= i - j < window, the window of keys ending at the query, as Mistral's). -inf elsewhere."""
-    offset = torch.arange(n, device=device)[:, None] - torch.arange(n, device=device)[None, :]  # query - key
-    outside = (offset < 0) | (offset >= window) if causal else offset.abs() >= window
-    return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(outside, float("-inf"))
+    # a band of ones from diagonal -(w - 1) to 0 (causal) or to w - 1: bools, not an (n, n) index difference
+    band = torch.ones(n, n, dtype=torch.bool, device=device).tril(0 if causal else window - 1).triu(1 - window)
+    return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(~band, float("-inf"))
 
 
 def repeat_kv(k: torch.Tensor, v: torch.Tensor, query_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,6 +216,9 @@ class MultiHeadAttention(nn.Module):
             q = q.view(B, n, self.n_heads, hs).transpose(1, 2)  # (B, nh, n, hs)
             k, v = kv.view(B, n, 2, self.kv_heads, hs).permute(2, 0, 3, 1, 4)  # (B, h_kv, n, hs)
         q, k = positional.rotate(q, k)
+        if self.kernel == "flex" and not self.keep_weights:  # masks as block masks, ALiBi inside the kernel
+            y = self._flex(q, k, v, key_padding_mask, positional)
+            return self.out_proj(y.transpose(1, 2).reshape(B, n, d))
         bias = positional.attention_bias(n, x.device, x.dtype)
         mask = additive_mask(B, n, key_padding_mask, bias, x.dtype)
         if self.window is not None:  # the window's mask holds the causal half as well
@@ -248,6 +248,31 @@ class MultiHeadAttention(nn.Module):
         else:
             y = attention_kernel(q, k, v, mask, dropout_p, kernel, is_causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, n, d))  # (B, n, d)
+
+    def _flex(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        positional: PositionalEncoding,
+    ) -> torch.Tensor:
+        """The flex kernel: causal, window and padding as one block mask, ALiBi as a score_mod."""
+        if self.training and self.dropout > 0:
+            raise ValueError(f"the flex kernel has no attention dropout; got dropout={self.dropout}: use 0, or sdpa")
+        B, _, n, _ = q.shape
+        if key_padding_mask is not None:
+            check_padding(key_padding_mask, B, n)
+        blocks = block_mask(n, self.causal, self.window, key_padding_mask, q.device)
+        return flex(q, k, v, blocks, positional.score_mod())
+
+
+def check_padding(key_padding_mask: torch.Tensor, batch: int, n: int) -> None:
+    if key_padding_mask.shape != (batch, n) or key_padding_mask.dtype != torch.bool:
+        raise ValueError(
+            f"key_padding_mask must be a bool tensor of shape ({batch}, {n}), "
+            f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
+        )
 
 
 def hand_chooser(module: nn.Module, chooser: KernelChooser) -> nn.Module:

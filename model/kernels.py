@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from torch.nn.attention import SDPBackend
 
-# The kernels of model.attention.MultiHeadAttention; "auto" picks one of them per call.
-KERNELS = ("naive", "blocked", "sdpa", "flash", "efficient", "cudnn", "math")
+# The kernels of model.attention.MultiHeadAttention; "auto" picks one of them per call (never flex: model/flex.py).
+KERNELS = ("naive", "blocked", "sdpa", "flash", "efficient", "cudnn", "math", "flex")
 # The SDPA backend each forced kernel name stands for.
 FORCED_BACKENDS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -48,11 +48,15 @@ SCORE_OPS = ("aten::bmm", "aten::baddbmm")  # only attention multiplies batched 
 MATERIALISING = ("materialised", "math")
 EXPLICIT = (*MATERIALISING, "blocked")  # every probability is kept for backward
 EXPLICIT_SOFTMAX = (*EXPLICIT, "fused_explicit")  # the scores go through an explicit softmax
-RECOMPUTING = ("flash", "efficient", "cudnn")  # no score matrix kept: QK^T again in backward
+RECOMPUTING = ("flash", "efficient", "cudnn", "flex")  # no score matrix kept: QK^T again in backward
+FLEX_SCOPE = "attnbench::flex_attention"  # the flex kernel's profiler scope, so it is observed (model/flex.py)
+FLEX_UNFUSED = "flex:eager (unfused)"  # the label of flex_attention run without its compiled kernel
 
 
 def attention_family(label: str) -> str:
     """The family of an observed attention-kernel label (bench/observe.py writes the labels)."""
+    if label.startswith("flex"):
+        return "flex" if label != FLEX_UNFUSED else "materialised"  # unfused flex holds the n x n scores
     if label.startswith("fused:"):
         return "fused_sdpa" if any(k in label for k in RECOMPUTING) else "fused_explicit"
     for family in ("cudnn", "efficient", "flash"):

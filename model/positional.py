@@ -3,12 +3,14 @@
 Each encoding may act in three places; the defaults do nothing:
 - ``embed(x)``: absolute encodings add a (n, d) table to the token embeddings;
 - ``rotate(q, k)``: RoPE rotates queries and keys by position;
-- ``attention_bias(n, ...)``: ALiBi (symmetric or directional) adds a (h, n, n) distance penalty to the scores.
+- ``attention_bias(n, ...)``: ALiBi (symmetric or directional) adds a (h, n, n) distance penalty to the scores;
+  ``score_mod()`` is the same penalty as a FlexAttention score_mod, computed inside the kernel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -24,6 +26,11 @@ class PositionalEncoding(nn.Module):
         return q, k
 
     def attention_bias(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        return None
+
+    def score_mod(self) -> Callable | None:
+        """The bias as a FlexAttention score_mod(score, b, h, q, kv), computed inside the kernel: no (h, n, n)
+        tensor. None where the encoding adds no bias."""
         return None
 
 
@@ -130,6 +137,14 @@ class ALiBiPositionalEncoding(PositionalEncoding):
         distance = (pos[None, :] - pos[:, None]).abs().float()  # (n, n)
         return (-self.slopes.to(device)[:, None, None] * distance).to(dtype)  # (nh, n, n)
 
+    def score_mod(self) -> Callable:
+        slopes = self.slopes
+
+        def alibi(score, b, h, q, kv):
+            return score - slopes[h] * (q - kv).abs()
+
+        return alibi
+
 
 class DirectionalALiBiPositionalEncoding(PositionalEncoding):
     """ALiBi with separate slopes for keys before and after the query, so a bidirectional encoder can
@@ -149,6 +164,15 @@ class DirectionalALiBiPositionalEncoding(PositionalEncoding):
         left, right = (-offset).clamp_min(0), offset.clamp_min(0)
         before, after = self.before.to(device)[:, None, None], self.after.to(device)[:, None, None]
         return (-(before * left + after * right)).to(dtype)  # (nh, n, n)
+
+    def score_mod(self) -> Callable:
+        before, after = self.before, self.after
+
+        def directional_alibi(score, b, h, q, kv):
+            offset = kv - q  # key minus query
+            return score - torch.where(offset < 0, before[h] * -offset, after[h] * offset)
+
+        return directional_alibi
 
 
 def positional_encoding(name: str, d_model: int, n_heads: int, max_len: int) -> PositionalEncoding:

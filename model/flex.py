@@ -1,0 +1,95 @@
+"""FlexAttention as a kernel of our attention: torch.compile(flex_attention) with the masks as block masks
+(causal, a window of keys, key padding) and ALiBi as a score_mod computed inside the kernel.
+
+Two ways it goes wrong silently, both guarded here:
+- called without torch.compile, flex_attention runs an unfused reference that holds the n x n scores;
+- once dynamo reaches its recompile limit it falls back to that same eager path without a word. attention-gym
+  and tritonbench raise the limit; so does this module, and it counts the compilations so a caller can tell.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch.nn.attention.flex_attention import BlockMask, and_masks, create_block_mask, flex_attention
+
+from model.kernels import FLEX_SCOPE
+
+RECOMPILE_LIMIT = 1000  # each new shape or mask function recompiles; dynamo's default (8) is reached in one grid
+ScoreMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+_frames_compiled = [0]  # how many times the compiled flex has been (re)compiled in this process
+
+
+def _count_compile(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+    _frames_compiled[0] += 1
+    from torch._inductor.compile_fx import compile_fx  # inductor, as torch.compile's default backend
+
+    return compile_fx(gm, example_inputs)
+
+
+def compilations() -> int:
+    """Times the flex kernel was compiled in this process: one per shape and mask, more means recompiles."""
+    return _frames_compiled[0]
+
+
+@functools.cache
+def compiled_flex() -> Callable:
+    """flex_attention under torch.compile, once per process, with dynamo's recompile limit raised."""
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the limit's name in newer and older torch
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    return torch.compile(flex_attention, backend=_count_compile, dynamic=False)
+
+
+def _causal(b, h, q, kv):
+    return q >= kv
+
+
+def _window(window: int, causal: bool) -> Callable:
+    def inside(b, h, q, kv):
+        offset = q - kv
+        return ((offset >= 0) & (offset < window)) if causal else (offset.abs() < window)
+
+    return inside
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_block_mask(n: int, causal: bool, window: int | None, device: str) -> BlockMask | None:
+    """A mask every sequence and head shares (causal, a window), built once per length on the cell's device
+    (create_block_mask's default device is CUDA)."""
+    if window is not None:
+        return create_block_mask(_window(window, causal), None, None, n, n, device=device)
+    if causal:
+        return create_block_mask(_causal, None, None, n, n, device=device)
+    return None
+
+
+def block_mask(
+    n: int, causal: bool, window: int | None, key_padding_mask: torch.Tensor | None, device: torch.device
+) -> BlockMask | None:
+    """The block mask of a call: None where every query sees every key (flex then skips no block)."""
+    if key_padding_mask is None:
+        return _shared_block_mask(n, causal, window, str(device))
+    keep = ~key_padding_mask  # (B, n): True = a real key
+
+    def real_key(b, h, q, kv):
+        return keep[b, kv]
+
+    parts = [real_key] + ([_window(window, causal)] if window is not None else [_causal] if causal else [])
+    return create_block_mask(and_masks(*parts), key_padding_mask.shape[0], None, n, n, device=str(device))
+
+
+def flex(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: BlockMask | None,
+    score_mod: ScoreMod | None,
+) -> torch.Tensor:
+    """Compiled flex_attention; with fewer key/value heads than query heads, its own grouped-query path."""
+    with torch.profiler.record_function(FLEX_SCOPE):
+        return compiled_flex()(q, k, v, score_mod=score_mod, block_mask=mask, enable_gqa=k.shape[1] != q.shape[1])
