@@ -10,7 +10,21 @@ import pandas as pd
 
 from analysis.stats import IN_RUN, cell_ratio, loglog_slope, quadratic_fit, quadratic_share_interval
 
-SERIES = ["group", "device", "dtype", "shape", "heads", "impl", "mode", "dropout", "pos_encoding", "compile", "machine"]
+SERIES = [
+    "group",
+    "device",
+    "dtype",
+    "shape",
+    "heads",
+    "impl",
+    "mode",
+    "dropout",
+    "pos_encoding",
+    "compile",
+    "kv_heads",
+    "window",
+    "machine",
+]
 MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word
 # Words for an exponent, each with the range it stands for; a word is used only when the whole
 # interval lies inside its range.
@@ -44,7 +58,8 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
     """Per series with at least `min_points` lengths: slopes of device time and of peak memory against
     sequence length (95% t intervals), and a + b*n + c*n^2 fitted to the time."""
     rows = []
-    for key, group in cells.groupby(SERIES, dropna=False):
+    keys = [k for k in SERIES if k in cells]
+    for key, group in cells.groupby(keys, dropna=False):
         group = group.sort_values("seq_len")
         if group["seq_len"].nunique() < min_points:
             continue
@@ -54,7 +69,7 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
         quad = quadratic_fit(group["seq_len"], group["median_s"])
         rows.append(
             {
-                **dict(zip(SERIES, key)),
+                **dict(zip(keys, key)),
                 "points": len(group),
                 "seq_len_from": group["seq_len"].min(),
                 "seq_len_to": group["seq_len"].max(),

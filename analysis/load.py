@@ -156,6 +156,8 @@ def upgrade(data: dict) -> dict:
         if extra.get("reference") is None:
             extra["reference"] = UNRECORDED
         extra.setdefault("auto_kernel", None)
+        extra.setdefault("kv_heads", 0)  # runs before the attention variants: every key/value head, every key
+        extra.setdefault("window", 0)
         extra.setdefault("partner_id", None)
         if "auto_source" not in extra:
             extra["auto_source"] = UNRECORDED if registry.running_auto(group, impl) else None
@@ -241,7 +243,7 @@ def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     frame = pd.DataFrame([_pooled(group) for group in by_id.values()])
     not_run = pd.DataFrame(
         [
-            {**o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
+            {"kv_heads": 0, "window": 0, **o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
             for o in data.get("attnbench_not_run", [])
         ]
     )

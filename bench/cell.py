@@ -31,6 +31,8 @@ class Cell:
     dropout: float = 0.0
     pos_encoding: str = "none"
     compile: str = "eager"
+    kv_heads: int = 0  # key/value heads, each shared by heads / kv_heads query heads (0: as many as heads)
+    window: int = 0  # each query sees the keys within this distance (0: every key)
 
     @property
     def id(self) -> str:
@@ -42,7 +44,17 @@ class Cell:
             parts.append(self.pos_encoding)
         if self.compile != "eager":
             parts.append(self.compile)
+        if self.kv_heads:
+            parts.append(f"kv{self.kv_heads}")
+        if self.window:
+            parts.append(f"w{self.window}")
         return "-".join(parts)
+
+    @property
+    def variant(self) -> dict[str, int]:
+        """The attention variant as MultiHeadAttention takes it: {} for every key and as many key/value heads
+        as query heads, the cells every run before the variants had."""
+        return {k: v for k, v in (("kv_heads", self.kv_heads), ("window", self.window)) if v}
 
     @property
     def entry(self) -> Entry:

@@ -45,7 +45,7 @@ from bench.timing import (
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
 from infra.record import CellFacts, PassTiming, derive, pass_median, record
-from model.kernels import attention_family
+from model.kernels import FLEX_UNFUSED, attention_family
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -76,6 +76,11 @@ def _facts(cell: Cell, workload: Workload, sync, auto: dict) -> CellFacts:
     if memory is None:  # on CUDA the caching allocator counts exactly
         memory = cuda_peak_bytes(workload.step, torch.device(cell.device))
     sync()
+    if seen.attention_kernel == FLEX_UNFUSED:  # never timed as the kernel it names
+        raise ImplementationError(
+            f"flex ran its unfused eager path at {cell.id} (no compiled graph around it: dynamo's recompile "
+            "limit, or a graph break), so it is not measured"
+        )
     family = attention_family(seen.attention_kernel)
     return CellFacts(
         check_relative_error=error,

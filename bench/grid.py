@@ -21,11 +21,18 @@ DEVICES = ("cpu", "cuda")
 MODES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
 COMPILE_MODES = ("eager", "inductor", "cudagraph")
 SHARED_AXES = ("seq_len", "heads", "dtype", "device", "shape")
-BLOCK_AXES = ("impl", "mode", "dropout", "pos_encoding", "compile")
-# What a block gets for an axis it does not name.
-BLOCK_DEFAULTS = {"dropout": [0.0], "pos_encoding": ["none"], "compile": ["eager"]}
-# Axes a group cannot vary: its only value.
-FIXED = {"attention": {"dropout": [0.0], "pos_encoding": ["none"]}, "train_step": {"mode": ["train"]}}
+BLOCK_AXES = ("impl", "mode", "dropout", "pos_encoding", "compile", "kv_heads", "window")
+# What a block gets for an axis it does not name (kv_heads 0: as many as heads; window 0: every key).
+BLOCK_DEFAULTS = {"dropout": [0.0], "pos_encoding": ["none"], "compile": ["eager"], "kv_heads": [0], "window": [0]}
+# Axes a group cannot vary: its only value. The attention variants (grouped key/value heads, a window of keys)
+# are cells of the attention group alone so far.
+DENSE = {"kv_heads": [0], "window": [0]}
+FIXED = {
+    "attention": {"dropout": [0.0], "pos_encoding": ["none"]},
+    "layer": DENSE,
+    "train_step": {"mode": ["train"], **DENSE},
+}
+INTEGER_AXES = ("seq_len", "heads", "kv_heads", "window")
 
 
 class GridError(ValueError):
@@ -80,6 +87,8 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
         v = dict(zip(names, values))
         if v["mode"] in ("eval", "forward") and v["dropout"] != 0.0:
             continue  # inference ignores dropout: that cell would repeat the dropout-0 one
+        if v["kv_heads"] == v["heads"]:
+            continue  # as many key/value heads as query heads: the kv_heads=0 cell again
         cells.append(
             Cell(
                 group,
@@ -93,6 +102,8 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
                 v["dropout"],
                 v["pos_encoding"],
                 v["compile"],
+                kv_heads=v["kv_heads"],
+                window=v["window"],
             )
         )
     return cells
@@ -100,7 +111,7 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
 
 def _parse_value(axis: str, text: str) -> Any:
     try:
-        return {"seq_len": int, "heads": int, "dropout": float}.get(axis, str)(text)
+        return {**dict.fromkeys(INTEGER_AXES, int), "dropout": float}.get(axis, str)(text)
     except ValueError:
         raise GridError(
             f"axis {axis!r}: {text!r} is not a {'number' if axis == 'dropout' else 'whole number'}"
@@ -136,6 +147,8 @@ def check_block(block: dict[str, Any], shapes: dict[str, Shape]) -> None:
                 raise GridError(f"seq_len={value} must be a positive whole number")
             if axis == "dropout" and not 0.0 <= value < 1.0:
                 raise GridError(f"dropout={value} must be in [0, 1)")
+            if axis in ("kv_heads", "window") and value < 0:
+                raise GridError(f"{axis}={value} must be 0 (off) or a positive whole number")
         if axis == "heads":
             for name in block["shape"]:
                 d_model = shapes[name].d_model
@@ -145,6 +158,12 @@ def check_block(block: dict[str, Any], shapes: dict[str, Shape]) -> None:
                         raise GridError(
                             f"heads={value} must divide d_model={d_model} of shape {name!r}; choose from {ok}"
                         )
+        if axis == "kv_heads":
+            for heads in block["heads"]:
+                for value in values:
+                    if value and heads % value:
+                        ok = [k for k in range(1, heads + 1) if heads % k == 0]
+                        raise GridError(f"kv_heads={value} must divide heads={heads}; choose 0 (all) or one of {ok}")
 
 
 RENAMED_AXES = {"pass": "mode"}  # an axis's old name: still accepted, with one line saying the new one

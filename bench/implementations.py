@@ -172,8 +172,13 @@ def _load_torch_layer(module: nn.Module, reference: nn.Module) -> None:
             theirs[TORCH_PARAMETER_NAMES[ours_name]].copy_(value)
 
 
-def _attention(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
-    return lambda shape, heads, dropout: with_table(MultiHeadAttention(shape.d_model, heads, dropout, kernel))
+def _attention(kernel: str) -> Callable[..., nn.Module]:
+    """Ours with `kernel`; a cell's attention variant (kv_heads, window) passed through as keywords."""
+
+    def build(shape: Shape, heads: int, dropout: float, **variant: int) -> nn.Module:
+        return with_table(MultiHeadAttention(shape.d_model, heads, dropout, kernel, **variant))
+
+    return build
 
 
 def _layer(kernel: str) -> Callable[[Shape, int, float], nn.Module]:
@@ -207,12 +212,19 @@ def _hf_loader(name: str) -> Callable[[nn.Module, nn.Module], None]:
 BUILDERS: dict[tuple[str, str], tuple[Callable | None, Callable | None]] = {
     **{
         ("attention", k): (_attention(kernel), _load_same_names)
-        for k, kernel in (("naive", "naive"), ("sdpa", "sdpa"), ("auto", "auto"), ("sdpa_math", "math"))
+        for k, kernel in (
+            ("naive", "naive"),
+            ("sdpa", "sdpa"),
+            ("auto", "auto"),
+            ("sdpa_math", "math"),
+            ("flex", "flex"),
+        )
     },
     ("attention", "torch_mha"): (_torch_mha, _load_torch_mha),
     ("layer", OURS_LAYER): (_layer("sdpa"), _load_same_names),
     ("layer", "ours_naive"): (_layer("naive"), _load_same_names),
     ("layer", OURS_AUTO_LAYER): (_layer("auto"), _load_same_names),
+    ("layer", "ours_flex"): (_layer("flex"), _load_same_names),
     ("layer", "torch"): (_torch_layer, _load_torch_layer),
     ("layer", OURS_BERT_LAYER): (_bert_layer("sdpa"), _load_same_names),
     ("layer", HF_BERT_EAGER): (hf_bert("eager", ImplementationError), _hf_loader(HF_BERT_EAGER)),

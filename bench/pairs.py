@@ -22,7 +22,9 @@ def partner(cell: Cell) -> Cell | None:
     against the group's baseline (torch), ours as BERT against Hugging Face's SDPA layer; a positional
     encoding against none, and a compiled cell against its eager self. A built-in attention kernel's plain
     cell is paired along the axes the report reads it on: h heads against one head of the same length, and
-    one head at n against one head at n/2 (the scaling's local exponent, on the grid's doubling lengths)."""
+    one head at n against one head at n/2 (the scaling's local exponent, on the grid's doubling lengths).
+    The attention variants: a window at n against the same window at n/2 (its growth), grouped key/value heads
+    against the cell with every head's own."""
     if cell.device not in PAIRED_DEVICES:
         return None
     entry = cell.entry
@@ -32,6 +34,10 @@ def partner(cell: Cell) -> Cell | None:
         return replace(cell, pos_encoding="none")
     if entry.user:
         return replace(cell, impl=yardsticks(cell.group)[0])
+    if cell.window:  # a window's physics is its growth: n against n/2 at the same window
+        return replace(cell, seq_len=cell.seq_len // 2) if cell.seq_len > 1 else None
+    if cell.kv_heads:  # grouped key/value heads against every head's own
+        return replace(cell, kv_heads=0)
     if cell.group == "attention":
         if cell.heads > 1:
             return replace(cell, heads=1)
@@ -51,6 +57,8 @@ def declared_partners(cells: list[Cell]) -> dict[str, Cell]:
     out = {}
     for cell in cells:
         other = partner(cell)
+        if other is not None and other.id not in present and cell.window:
+            other = replace(cell, window=0)  # the window's shortest length: against the same cell without it
         if other is not None and other.id in present:
             out[cell.id] = other
     return out

@@ -43,6 +43,15 @@ def unsupported(cell: Cell) -> str | None:
             return f"unsupported: {title} takes no positional encoding ({cell.pos_encoding})"
         if style != "ours" and cell.pos_encoding in ROTATING:
             return f"unsupported: {title} has no hook to rotate q and k ({cell.pos_encoding})"
+    if cell.variant and entry.kernel is None:
+        return (
+            f"unsupported: {title} takes no grouped key/value heads or window of keys "
+            f"({', '.join(f'{k}={v}' for k, v in cell.variant.items())}): only our attention does"
+        )
+    if entry.kernel == "flex" and cell.mode == "train" and cell.device == "cpu":
+        return "unsupported: FlexAttention has no backward on the CPU (torch raises NotImplementedError)"
+    if entry.kernel == "flex" and cell.dropout > 0:
+        return "unsupported: FlexAttention has no attention dropout"
     if entry.requires and importlib.util.find_spec(entry.requires) is None:
         return f"needs {entry.requires}: {title} is an optional extra; install it with {INSTALL}"
     return None

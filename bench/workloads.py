@@ -59,7 +59,8 @@ def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) ->
     if cell.group == "attention":
         wrapper = cell.entry.training_copies * m.u if train else 0  # e.g. nn.MultiheadAttention's own copies
         attention = cost.attention_training_bytes if train else cost.attention_inference_bytes
-        return attention(m, family) + wrapper
+        variant = cost.attention_variant_bytes(m, family, cell.kv_heads or h, cell.window or None, train)
+        return attention(m, family) + wrapper + variant
     if cell.group == "layer":
         return extra + (
             cost.layer_training_bytes(m, family, cell.dropout > 0) if train else cost.layer_inference_bytes(m, family)
@@ -193,13 +194,14 @@ def _module_workload(
 def attention_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype) -> Workload:
     impl = resolve("attention", cell.impl)
     torch.manual_seed(0)
-    reference = MultiHeadAttention(shape.d_model, cell.heads, 0.0, "naive")
-    module = impl.build(shape, cell.heads, cell.dropout)
+    variant = cell.variant  # only ours takes one (bench/skips.py): the reference is ours, explicit softmax
+    reference = MultiHeadAttention(shape.d_model, cell.heads, 0.0, "naive", **variant)
+    module = impl.build(shape, cell.heads, cell.dropout, **variant)
     impl.load_reference(module, reference)
     b, n, d = shape.batch, cell.seq_len, shape.d_model
 
-    def forward_flops(label: str) -> int:
-        return cost.attention_forward_flops(b, n, d).total
+    def forward_flops(label: str) -> int:  # every kernel computes the masked scores too: the dense figure
+        return cost.grouped_attention_forward_flops(b, n, d, cell.heads, cell.kv_heads or cell.heads).total
 
     return _module_workload(cell, impl, module, reference, shape, device, dtype, forward_flops)
 

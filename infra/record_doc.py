@@ -51,7 +51,8 @@ def render() -> str:
         "",
         "Each pytest-benchmark entry of `benchmarks.json` is one pass of one cell. Its `extra_info` is the cell's "
         "parameters (`bench/cell.py`'s `Cell`: group, device, dtype, shape, seq_len, heads, impl, mode, dropout, "
-        "pos_encoding, compile; `passes`, `id`, `trace_name`, the shape's batch, d_model and d_ff; the registry's "
+        "pos_encoding, compile, kv_heads and window (0: every key and value head, every key; runs before them lack "
+        "both and load as 0); `passes`, `id`, `trace_name`, the shape's batch, d_model and d_ff; the registry's "
         "`user`, `baseline` and `reference`; the run's `peak_flops_per_s`), then the fields below. A "
         "data-parallel launch (group `ddp`) carries its own facts (world, scaling, every rank's samples) in place "
         "of CellFacts.",

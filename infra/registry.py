@@ -48,11 +48,13 @@ ENTRIES = (
     Entry("sdpa", "attention", "sdpa"),
     Entry("auto", "attention", "auto"),
     Entry("sdpa_math", "attention", "math"),
+    Entry("flex", "attention", "flex", title="flex (torch.compile(flex_attention))"),
     # nn.MultiheadAttention keeps its own copies of q, k and v's projections in training
     Entry("torch_mha", "attention", family_rule="torch_mha", baseline=True, positional="none", training_copies=2),
     Entry(OURS_LAYER, "layer", "sdpa"),
     Entry("ours_naive", "layer", "naive"),
     Entry(OURS_AUTO_LAYER, "layer", "auto"),
+    Entry("ours_flex", "layer", "flex", title="ours with flex attention"),
     Entry(
         "torch", "layer", family_rule="torch_mha", baseline=True, positional="torch", title="nn.TransformerEncoderLayer"
     ),

@@ -200,6 +200,21 @@ def attention_training_bytes(m: MemoryShape, family: str) -> int:
     return 8 * m.u + kernel_workspace_bytes(m, family)
 
 
+def attention_variant_bytes(m: MemoryShape, family: str, kv_heads: int, window: int | None, train: bool) -> int:
+    """What grouped key/value heads and a window change in attention's peak, against the dense cell's:
+    - kv_heads < h: the projection's k and v (and in training their gradients) shrink by h / kv_heads; a kernel
+      in an explicit family (ours, SDPA's math) repeats them back to h heads first, and keeps the copies (and
+      their gradients) as the dense cell keeps its k and v; the CPU flash kernel reads the grouped heads as
+      they are.
+    - a window: its (n, n) additive mask in the compute dtype, held through the kernel (no kernel here skips
+      the masked blocks, so the scores are as large as the dense cell's)."""
+    r = kv_heads / m.h
+    shrink = -(4 if train else 2) * int(m.u * (1 - r))
+    repeat = (4 if train else 2) * m.u if family in EXPLICIT and kv_heads < m.h else 0
+    mask = m.n * m.n * m.p if window else 0
+    return shrink + repeat + mask
+
+
 def layer_inference_bytes(m: MemoryShape, family: str) -> int:
     """Pre-norm layer, eval: the larger of the attention phase and the feed-forward phase."""
     if family == "fused_explicit":

@@ -84,7 +84,7 @@ def test_a_user_implementation_is_accepted_by_name():
         (
             "quick",
             ["layer.impl=flash"],
-            r"layer.impl='flash' is not accepted; choose from ours, ours_naive, ours_auto, "
+            r"layer.impl='flash' is not accepted; choose from ours, ours_naive, ours_auto, ours_flex, "
             r"torch, ours_bert, hf_bert_eager, hf_bert_sdpa or a user implementation "
             r"module.path:factory",
         ),

@@ -4,7 +4,7 @@ the traces' breakdown, the positional experiment and the folders. A section is `
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +12,7 @@ import pandas as pd
 from analysis.errors import MissingDependency
 from analysis.load import load_runs
 from analysis.positional_summary import load_positional, positional_folder
+from analysis.report.variants import is_variant
 from analysis.traces import traced_breakdown
 
 
@@ -26,6 +27,9 @@ class ReportContext:
     step_facts: pd.DataFrame | None = None  # per traced cell: tb-profiler's step split
     experiment: pd.DataFrame | None = None  # the positional experiment's runs, where there is one
     traces_note: str | None = None  # why the traces were not read, where they were not
+    # the attention variants' cells (grouped key/value heads, windows: analysis/report/variants.py), kept out of
+    # `cells` so that every other section reads the dense cells it always read
+    variants: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def matmul_peaks(self) -> pd.DataFrame:
@@ -45,7 +49,8 @@ def build_context(run_dir: Path, positional_dir: Path | None = None) -> ReportCo
     cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
     facts = next(iter(machines.values()))
     positional_dir = positional_dir or positional_folder(run_dir.parent, facts.get("machine_slug"))
-    ctx = ReportContext(run_dir, cells, not_run, facts, positional_dir)
+    variant = is_variant(cells) if "kv_heads" in cells else pd.Series(False, index=cells.index)
+    ctx = ReportContext(run_dir, cells[~variant], not_run, facts, positional_dir, variants=cells[variant])
     if ctx.is_ddp:
         return ctx
     if (positional_dir / "runs.csv").is_file():

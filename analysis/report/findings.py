@@ -3,15 +3,16 @@ interval, linking to the section it comes from. The details follow in the sectio
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis.fits import describe_exponent
+from analysis.markdown import link
 from analysis.report.heads import head_ratios
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
+from analysis.report.variants import variant_findings
 from analysis.stats import MARGIN, cell_ratio, decide, family_confidence, ratio_interval
 from analysis.verdicts import TARGETS, judge, pair_table, verdict_counts
 from model.cost import layer_forward_flops
@@ -20,15 +21,6 @@ if TYPE_CHECKING:
     from analysis.report.context import ReportContext
 
 MAX_FINDINGS = 12
-
-
-def anchor(heading: str) -> str:
-    """GitHub's anchor of a Markdown heading."""
-    return "#" + re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
-
-
-def _link(text: str, heading: str) -> str:
-    return f"{text} ([more]({anchor(heading)}))"
 
 
 def growth(ctx: ReportContext) -> list[str]:
@@ -45,7 +37,7 @@ def growth(ctx: ReportContext) -> list[str]:
         ]
         span = f"n={group['seq_len_from'].max()}→{group['seq_len_to'].max()}"
         out.append(
-            _link(
+            link(
                 f"Attention {mode} on {device} at the longest lengths ({span}): " + "; ".join(parts) + ".",
                 "How attention scales with sequence length",
             )
@@ -67,7 +59,7 @@ def heads(ctx: ReportContext) -> list[str]:
     ]
     h, dtype, n = int(top["heads"].iloc[0]), top["dtype"].iloc[0], int(top["seq_len"].max())
     return [
-        _link(
+        link(
             f"{h} heads against one at the same d_model and FLOPs ({dtype}, longest n up to {n}): "
             + "; ".join(parts)
             + ". The explicit softmax holds h·n² scores; flash attention's memory does not grow with h.",
@@ -84,7 +76,7 @@ def crossover(ctx: ReportContext) -> list[str]:
         one = layer_forward_flops(1, 1, d, f)
         parts.append(f"{shape} at n = {1 / (one.attention_scores / (one.linear - 8 * d * d)):.0f}")
     return [
-        _link(
+        link(
             "By FLOPs, the attention scores pass the feed-forward where n reaches d_ff: "
             + ", ".join(parts)
             + "; the traced crossover, where there are traces, is measured in its section.",
@@ -116,7 +108,7 @@ def winners(ctx: ReportContext) -> list[str]:
     if not parts:
         return []
     return [
-        _link(
+        link(
             f"The fastest attention kernel at each longest length ({int(attention['heads'].max())} heads): "
             + "; ".join(parts)
             + ".",
@@ -157,7 +149,7 @@ def axis_cost(ctx: ReportContext, axis: str, base: str, heading: str, what: str)
             f"{value} x{median:.2f} (median of {len(ratios)}; " + ", ".join(f"{w} {n}" for w, n in words.items()) + ")"
         )
     n = int(merged["seq_len"].max())
-    return [_link(f"{what} at n={n}, device time against {base}: " + "; ".join(parts) + ".", heading)]
+    return [link(f"{what} at n={n}, device time against {base}: " + "; ".join(parts) + ".", heading)]
 
 
 def references(ctx: ReportContext) -> list[str]:
@@ -177,7 +169,7 @@ def references(ctx: ReportContext) -> list[str]:
         + ", ".join(f"{w} {counts.get(w, 0)}" for w in ("faster", "equivalent", "slower", "inconclusive"))
         + "). "
     )
-    return [_link(head + "; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]
+    return [link(head + "; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]
 
 
 def findings_section(ctx: ReportContext) -> list[str]:
@@ -188,6 +180,7 @@ def findings_section(ctx: ReportContext) -> list[str]:
         *winners(ctx),
         *axis_cost(ctx, "pos_encoding", "none", "What each positional encoding costs", "Each positional encoding"),
         *axis_cost(ctx, "compile", "eager", "What compilation buys", "Compilation"),
+        *variant_findings(ctx),
         *references(ctx),
     ][:MAX_FINDINGS]
     if not bullets:

@@ -30,6 +30,7 @@ from analysis.report.sections import (
     timing_section,
 )
 from analysis.report.targets import verdicts_section
+from analysis.report.variants import variants_section
 from infra.files import INDEX_HEADER, atomic_write_text, owns_index
 
 # The report, in order: one function per section, each reading the run's context. Adding a section is one
@@ -50,6 +51,7 @@ SECTIONS = (
     positional_cost_section,
     compile_section,
     user_section,
+    variants_section,
     memory_section,
     flops_section,
     mfu_section,
