@@ -95,7 +95,7 @@ def pairing_line(cells) -> str:
         "their rounds is an ABBA block with the cell they are compared against (this cell, the partner, the "
         "partner, this cell), so the machine's drift over a block cancels in its ratio. Their ratios' "
         f"intervals come from the blocks (median {int(blocks.median())} per cell over all passes; the "
-        "order-statistics interval of their median log ratio); the other comparisons are unpaired, from passes."
+        "20% trimmed mean of their log ratios with its t interval); the other comparisons are unpaired, from passes."
     )
 
 

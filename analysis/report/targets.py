@@ -31,7 +31,7 @@ def method_sentence(tables: list) -> str:
         )
     return (
         f"{paired} of the {len(methods)} ratios come from in-run pairs (ours timed in ABBA blocks beside "
-        "torch's layer, the median block log ratio with its order-statistics interval)"
+        "torch's layer, the 20% trimmed mean of the block log ratios with its t interval)"
         + (
             f"; the other {len(methods) - paired} from the two cells' passes, unpaired."
             if paired < len(methods)
