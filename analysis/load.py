@@ -19,7 +19,16 @@ import pandas as pd
 from analysis.errors import AnalysisError
 from infra import registry
 from infra.machine import native_dtypes
-from infra.record import HOST_BOUND, PER_PASS, SCHEMA_VERSION, MatmulPeak, derive, step_flops, typical_time
+from infra.record import (
+    HOST_BOUND,
+    PER_PASS,
+    SCHEMA_VERSION,
+    SCHEMA_WITH_FACTS_PASS,
+    MatmulPeak,
+    derive,
+    step_flops,
+    typical_time,
+)
 from infra.stats import block_log_ratios
 
 # Fields that runs from before they were recorded lack: such runs still mix with newer ones (the field is
@@ -123,7 +132,10 @@ def upgrade(data: dict) -> dict:
       matmul_peak facts. Their auto cells may lack where the choice came from ("not recorded"); the
       data-parallel launches named each pass's trace folder in trace_name. They called a cell's mode `pass`
       and a pass's index `repeat` (RENAMED).
-    - Versions before 4 timed every cell alone: none has a partner, so their comparisons are unpaired."""
+    - Versions before 4 timed every cell alone: none has a partner, so their comparisons are unpaired.
+    - Versions before 5 measured a cell's facts (check, FLOPs, kernels, memory, compilation, traces) in its first
+      timed pass, before its timing: `untimed_facts_pass` says which a run did, so the report can say whether
+      its passes are alike."""
     facts = data["machine_info"]["attnbench"]
     version = facts.get("schema_version", 1)
     if version > SCHEMA_VERSION:
@@ -163,6 +175,7 @@ def upgrade(data: dict) -> dict:
             extra["auto_source"] = UNRECORDED if registry.running_auto(group, impl) else None
     if not facts.get("cpu_native_dtypes"):  # runs from before the field: from the flags, as it is derived
         facts["cpu_native_dtypes"] = native_dtypes(facts.get("cpu_flags") or [])
+    facts.setdefault("untimed_facts_pass", version >= SCHEMA_WITH_FACTS_PASS)
     facts["schema_version"] = SCHEMA_VERSION
     return data
 
@@ -221,8 +234,6 @@ def _pooled(group: list[dict]) -> dict:
     # the threshold the run recorded; runs from before it was recorded used today's
     threshold = passes[0].get("host_bound_threshold", HOST_BOUND)
     row.update(asdict(derive(flops, median, host_median, row.get("peak_flops_per_s"), tokens, threshold)))
-    compiled = ("first_call_s", "compile_s", "graph_breaks", "inductor_cache_hits", "graph_break_reasons")
-    row.update({k: passes[0].get(k) for k in compiled})
     return row
 
 

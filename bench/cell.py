@@ -7,6 +7,10 @@ from typing import Any
 
 from infra.registry import Entry, lookup
 
+# The pass_index of a cell's untimed pass: its check, FLOPs, observed kernels, memory, compilation and trace,
+# before its timed passes 0 .. passes-1, so that every timed pass does the same work.
+FACTS_PASS = -1
+
 
 @dataclass(frozen=True)
 class Shape:

@@ -1,19 +1,23 @@
-"""Runs one grid cell in one pass: check it, observe it (kernels, FLOPs, memory), then time it.
+"""Runs one grid cell in one pass. Its untimed pass (FACTS_PASS) checks it, counts its FLOPs, observes its
+kernels and memory, compiles it and traces it; each timed pass only times it, so the timed passes are alike
+(before schema 5, the first timed pass did all of that before its timing and ran slower).
 
-Nothing is timed before the float32 check passes. In passes after the first, the deterministic facts
-(check, FLOPs, memory, kernels) are taken from the first pass and only the timing runs again.
+Nothing is timed before the float32 check passes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
 
-from bench.benchmark_adapter import record_samples
+from bench.benchmark_adapter import mark_untimed, record_samples
+from bench.cell import FACTS_PASS
 from bench.flops import count_flops
 from bench.grid import Cell, Grid
 from bench.implementations import ImplementationError, auto_lookup
@@ -47,6 +51,8 @@ from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
 from infra.record import CellFacts, PassTiming, derive, pass_median, record
 from model.kernels import FLEX_UNFUSED, attention_family
 
+T = TypeVar("T")
+
 
 def is_out_of_memory(err: BaseException) -> bool:
     text = str(err)
@@ -57,8 +63,9 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
 
-def _facts(cell: Cell, workload: Workload, sync, auto: dict) -> CellFacts:
-    """The deterministic part of a cell: numerical check, FLOPs, kernels that ran, peak memory."""
+def _facts(cell: Cell, workload: Workload, sync, known: dict) -> CellFacts:
+    """The deterministic part of a cell: numerical check, FLOPs, kernels that ran, peak memory (and `known`: the
+    auto kernel's choice, the compilation)."""
     error = workload.check()
     if not error <= TOLERANCE[cell.dtype]:  # also catches NaN
         raise ImplementationError(
@@ -95,7 +102,7 @@ def _facts(cell: Cell, workload: Workload, sync, auto: dict) -> CellFacts:
         attention_family=family,
         peak_mem_bytes=memory,
         predicted_mem_bytes=workload.predicted_bytes(family),
-        **auto,
+        **known,
     )
 
 
@@ -110,8 +117,12 @@ def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
     return {"auto_kernel": kernel, "auto_source": source}
 
 
+WARM_CALLS = 3  # after a compile, the warm calls whose fastest is what the first call is compared with
+
+
 def _compile(cell: Cell, workload: Workload, sync) -> dict:
-    """Compile the step by calling it once: its latency, and the graph breaks dynamo recorded."""
+    """Compile the step by calling it once: its latency, what it added over a warm call, and the graph breaks
+    dynamo recorded."""
     from torch._dynamo.utils import counters
 
     counters.clear()
@@ -120,8 +131,10 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
     except Exception as err:  # noqa: BLE001 - a compile failure is this cell's outcome, the grid goes on
         raise ImplementationError(f"compile failed ({cell.compile}) at {cell.id}: {_one_line(err)}") from None
     breaks = counters["graph_break"]
+    warm = min(time_once(workload.step, sync) for _ in range(WARM_CALLS))
     return {
         "first_call_s": first_call_s,
+        "compile_s": first_call_s - warm,
         "graph_breaks": sum(breaks.values()),
         "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]],
         # inductor serves a graph it compiled before (this run or an earlier one) from its on-disk
@@ -130,34 +143,48 @@ def _compile(cell: Cell, workload: Workload, sync) -> dict:
     }
 
 
-def measure(
-    cell: Cell,
-    grid: Grid,
-    facts: CellFacts | None,
-    trace_dir: Path | None,
-    pass_index: int = 0,
-    partner: Cell | None = None,
-) -> tuple[CellFacts, PassTiming, int]:
-    """The cell's facts (measured now, or `facts` from its first pass), this pass's timing (beside its
-    `partner`'s, where it has one), and the tokens of one step."""
+def _capture(cell: Cell, workload: Workload, sync) -> tuple[Callable[[], object], dict]:
+    """The step as a CUDA graph's replay, and what capturing it took."""
+    start = time.perf_counter()
+    replay = capture_cuda_graph(workload.step, torch.device(cell.device)).replay
+    capture_s = time.perf_counter() - start
+    first_call_s = time_once(replay, sync)
+    return replay, {
+        "first_call_s": first_call_s,
+        "compile_s": capture_s,
+        "graph_breaks": 0,
+        "graph_break_reasons": [],
+        "inductor_cache_hits": 0,
+    }
+
+
+def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
+    """The cell's untimed pass: the auto kernel's choice, its compilation, its facts, and its trace."""
+    device, dtype = cell.device, getattr(torch, cell.dtype)
+    sync = device_synchronizer(device)
+    workload = WORKLOADS[cell.group](cell, grid.shapes[cell.shape], device, dtype)
+    known = _auto_choice(cell, workload, sync)
+    if cell.compile == "inductor":
+        known |= _compile(cell, workload, sync)
+    elif cell.compile == "cudagraph":
+        known |= _capture(cell, workload, sync)[1]
+    facts = _facts(cell, workload, sync, known)
+    if trace_dir is not None:
+        capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
+    return facts
+
+
+def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None) -> tuple[PassTiming, int]:
+    """One timed pass of the cell (beside its `partner`'s, where it has one), and the tokens of one step."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing
     sync = device_synchronizer(device)
     workload = WORKLOADS[cell.group](cell, shape, device, dtype)
-    auto = _auto_choice(cell, workload, sync) if facts is None else {}
-    compiled = _compile(cell, workload, sync) if cell.compile == "inductor" else {}
-    facts = facts or _facts(cell, workload, sync, auto)
-    step, capture_s = workload.step, None
+    step = workload.step
     if cell.compile == "cudagraph":
-        start = time.perf_counter()
-        step = capture_cuda_graph(workload.step, torch.device(device)).replay
-        capture_s = time.perf_counter() - start
-        compiled = {
-            "first_call_s": time_once(step, sync),
-            "graph_breaks": 0,
-            "graph_break_reasons": [],
-            "inductor_cache_hits": 0,
-        }
+        step = _capture(cell, workload, sync)[0]
+    elif cell.compile == "inductor":  # this pass's module compiles again (from inductor's cache): not timed
+        _compile(cell, workload, sync)
     references = partner_samples = None
     if partner is not None:  # the declared comparison, timed in ABBA blocks with its partner (bench/pairs.py)
         other = WORKLOADS[partner.group](partner, shape, device, dtype).step
@@ -181,33 +208,25 @@ def measure(
                 f"calls it is off from the float32 reference by relative error {error:.3g} "
                 f"(allowed {TOLERANCE[cell.dtype]:g}), so its times are not counted"
             )
-    if trace_dir is not None:
-        capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
-    host_median, device_median = pass_median(host), pass_median(dev.samples_s)
-    first_call_s = compiled.pop("first_call_s", None)
-    compile_s = capture_s if capture_s is not None else (first_call_s - host_median if first_call_s else None)
     timing = PassTiming(
         pass_index=pass_index,
         device_samples_s=dev.samples_s,
         host_samples_s=host,
-        host_median_s=host_median,
-        device_median_s=device_median,
+        host_median_s=pass_median(host),
+        device_median_s=pass_median(dev.samples_s),
         device_time_method=dev.method,
         device_time_note=dev.note,
         rounds=rounds,
-        first_call_s=first_call_s,
-        compile_s=compile_s,
         common_mode_samples_s=references,
         partner_id=partner.id if partner is not None else None,
         partner_samples_s=partner_samples,
-        **compiled,
     )
-    return facts, timing, workload.tokens
+    return timing, workload.tokens
 
 
 @dataclass(frozen=True)
 class Ended:
-    """How a cell's first pass ended without measuring: its later passes end the same way."""
+    """How a cell ended without measuring (in its facts pass, or a timed one): its later passes end the same way."""
 
     outcome: str  # "failed" or "skipped"
     reason: str
@@ -216,21 +235,13 @@ class Ended:
         pytest.skip(self.reason) if self.outcome == "skipped" else pytest.fail(self.reason, pytrace=False)
 
 
-def _measure_guarded(
-    cell: Cell,
-    grid: Grid,
-    earlier: CellFacts | None,
-    trace_dir: Path | None,
-    time_limit_s: float | None,
-    pass_index: int,
-    partner: Cell | None = None,
-) -> tuple[Ended | None, tuple[CellFacts, PassTiming, int] | None]:
-    """measure(), with how the cell ended where it did not measure: its own error, out of memory, a user
-    cell past its time limit or trying to stop the process."""
+def _guarded(cell: Cell, time_limit_s: float | None, work: Callable[[], T]) -> tuple[Ended | None, T | None]:
+    """`work` (one pass of the cell), with how the cell ended where it did not measure: its own error, out of
+    memory, a user cell past its time limit or trying to stop the process."""
     user = cell.entry.user
     try:
         with time_limit(time_limit_s if user else None):
-            return None, measure(cell, grid, earlier, trace_dir, pass_index, partner)
+            return None, work()
     except ImplementationError as err:
         return Ended("failed", str(err)), None
     except CellTimeLimit:
@@ -258,28 +269,12 @@ def _measure_guarded(
         raise
 
 
-def run_cell(
-    benchmark,
-    cell: Cell,
-    grid: Grid,
-    pass_index: int = 0,
-    trace_dir: Path | None = None,
-    first_pass: dict[str, CellFacts | Ended] | None = None,
-    time_limit_s: float | None = None,
-    partner: Cell | None = None,
-) -> None:
-    """One pass of one cell into the benchmark fixture. `first_pass` holds, by cell id, what the first
-    pass found: its facts, or how it Ended (failed or skipped, with the reason). A user cell's pass stops at
-    `time_limit_s`. torch's process-wide settings are restored after the cell; a change fails it."""
-    first_pass = {} if first_pass is None else first_pass
-    benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
-    benchmark.params = {**cell.params(), "pass_index": pass_index}  # plain values: JSON and --group-by=param:NAME
-    earlier = first_pass.get(cell.id)
-    if isinstance(earlier, Ended):
-        earlier.again()
+def _isolated(cell: Cell, time_limit_s: float | None, work: Callable[[], T]) -> T:
+    """`work` guarded, with torch's process-wide settings restored after it and any instrumentation it left on
+    stopped; how the cell ended, where it did not measure, is raised as its pytest outcome."""
     saved = snapshot()
     try:
-        ended, measured = _measure_guarded(cell, grid, earlier, trace_dir, time_limit_s, pass_index, partner)
+        ended, measured = _guarded(cell, time_limit_s, work)
     finally:
         changed = restore(saved)  # before anything else runs, whatever happened
         left_running = clear_instrumentation()
@@ -296,10 +291,48 @@ def run_cell(
             "they were restored, and the cell is not counted",
         )
     if ended is not None:
-        first_pass[cell.id] = ended
-        ended.again()
-    facts, timing, tokens = measured
-    first_pass.setdefault(cell.id, facts)
+        raise _EndedError(ended)
+    return measured
+
+
+class _EndedError(Exception):
+    def __init__(self, ended: Ended) -> None:
+        super().__init__(ended.reason)
+        self.ended = ended
+
+
+def run_cell(
+    benchmark,
+    cell: Cell,
+    grid: Grid,
+    pass_index: int = 0,
+    trace_dir: Path | None = None,
+    first_pass: dict[str, CellFacts | Ended] | None = None,
+    time_limit_s: float | None = None,
+    partner: Cell | None = None,
+) -> None:
+    """One pass of one cell: its untimed pass of facts (pass_index FACTS_PASS) or a timed pass into the
+    benchmark fixture. `first_pass` holds, by cell id, what its facts pass found: its facts, or how it Ended
+    (failed or skipped, with the reason); a timed pass whose facts pass did not run (deselected) measures them
+    first. A user cell's pass stops at `time_limit_s`. torch's process-wide settings are restored after each;
+    a change fails the cell."""
+    first_pass = {} if first_pass is None else first_pass
+    benchmark.group = f"{cell.group} {cell.device} {cell.dtype} {cell.shape} n={cell.seq_len}"
+    benchmark.params = {**cell.params(), "pass_index": pass_index}  # plain values: JSON and --group-by=param:NAME
+    if pass_index == FACTS_PASS:
+        mark_untimed(benchmark)  # no entry in the JSON: every record is a timed pass
+    facts = first_pass.get(cell.id)
+    try:
+        if facts is None:
+            facts = first_pass[cell.id] = _isolated(cell, time_limit_s, lambda: measure_facts(cell, grid, trace_dir))
+        if isinstance(facts, Ended):
+            facts.again()
+        if pass_index == FACTS_PASS:
+            return
+        timing, tokens = _isolated(cell, time_limit_s, lambda: measure(cell, grid, pass_index, partner))
+    except _EndedError as err:
+        first_pass[cell.id] = err.ended
+        err.ended.again()
     if benchmark.disabled:
         return
     record_samples(benchmark, timing.device_samples_s, timing.device_time_method)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench.benchmark_adapter import empty_json
+from bench.cell import FACTS_PASS
 from bench.flops import ADDED_FORMULAS
-from bench.grid import DEVICES, Cell, Grid, GridError, load_grid
+from bench.grid import DEVICES, MODES, Cell, Grid, GridError, load_grid
 from bench.isolation import pass_limit_s
 from bench.matmul_peak import measured_peaks
 from bench.pace import Pace, measure_pace
@@ -204,6 +205,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         reason = skip_or_leave_out(config, run, cell)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(cell, FACTS_PASS, id=f"{cell.id}-facts", marks=marks))  # untimed
         for r in range(grid.passes):
             test_id = cell.id if grid.passes == 1 else f"{cell.id}-r{r}"
             params.append(pytest.param(cell, r, id=test_id, marks=marks))
@@ -217,13 +219,15 @@ def cell_of(item: pytest.Item) -> Cell | None:
     return cell if isinstance(cell, Cell) else None
 
 
-def pass_order(item: pytest.Item) -> tuple[int, int]:
-    """Eager cells pass by pass (A B A B, so drift shows as spread between passes), then compiled ones:
-    compilation changes the process (caches, threads, memory), so nothing eager is timed after it."""
+def pass_order(item: pytest.Item) -> tuple[int, int, int, int]:
+    """Eager cells pass by pass (A B A B, so drift shows as spread between passes), each group's untimed pass
+    of facts just before its first timed pass, then compiled ones: compilation changes the process (caches,
+    threads, memory), so nothing eager is timed after it."""
     cell = cell_of(item)
     if cell is None:
-        return (0, 0)
-    return (int(cell.compile != "eager"), item.callspec.params["pass_index"])
+        return (0, 0, 0, 0)
+    index = item.callspec.params["pass_index"]
+    return (int(cell.compile != "eager"), max(index, 0), list(MODES).index(cell.group), index)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -332,7 +336,7 @@ def partner(request: pytest.FixtureRequest, cell: Cell) -> Cell | None:
 def trace_dir(request: pytest.FixtureRequest, cell: Cell, pass_index: int) -> Path | None:
     out = request.config.getoption("trace_dir")
     selected = re.search(request.config.getoption("trace_match"), f"{cell.group}:{cell.id}")
-    if out is None or pass_index > 0 or not selected:
+    if out is None or not selected:  # traced in the facts pass; the timed passes record where
         return None
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from bench.cell import FACTS_PASS
 from bench.grid import Cell, Grid, GridError
 from bench.implementations import auto_lookup
 from bench.pace import Pace
@@ -63,10 +64,13 @@ def step_seconds(cell: Cell, grid: Grid, pace: Pace | None = None) -> float:
 def pass_seconds(
     cell: Cell, grid: Grid, pass_index: int, pace: Pace | None = None, partner: Cell | None = None
 ) -> float:
-    """Wall time of one pass of a cell (timed beside `partner`, where it has one in the run): the first pass
-    also checks, counts and observes it (and compiles)."""
+    """Wall time of one pass of a cell: its untimed pass (FACTS_PASS) checks, counts, observes and compiles it;
+    a timed pass times it (beside `partner`, where it has one in the run)."""
     step = step_seconds(cell, grid, pace)
     t = grid.timing
+    if pass_index == FACTS_PASS:
+        compile_s = COMPILE_S if cell.compile == "inductor" else 0.0
+        return OVERHEAD_S + step * SETUP_STEPS + compile_s + tuning_seconds(cell, grid, pace, step)
     if partner is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
         both = step + step_seconds(partner, grid, pace)
         blocks = blocks_for_budget(both, t.budget_s, t.min_rounds, t.max_rounds)
@@ -75,9 +79,6 @@ def pass_seconds(
         rounds = rounds_for_budget(step, t.budget_s, t.min_rounds, t.max_rounds)
         timed = rounds * (2 if cell.device.startswith("cuda") else 1)  # on CPU the device time is the host time
         seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
-    if pass_index == 0:  # later passes load a compiled graph from inductor's cache and reuse the first pass's facts
-        seconds += step * SETUP_STEPS + (COMPILE_S if cell.compile == "inductor" else 0.0)
-        seconds += tuning_seconds(cell, grid, pace, step)
     return seconds
 
 
@@ -100,7 +101,7 @@ def predicted_seconds(
     """Wall time of a cell over all its passes, as the timing budget will spend it (`partners`: the run's
     pairs, bench.pairs.declared_partners)."""
     other = (partners or {}).get(cell.id)
-    return sum(pass_seconds(cell, grid, r, pace, other) for r in range(grid.passes))
+    return sum(pass_seconds(cell, grid, r, pace, other) for r in (FACTS_PASS, *range(grid.passes)))
 
 
 def assign_shards(cells: list[Cell], grid: Grid, n_shards: int) -> dict[str, int]:

@@ -22,9 +22,12 @@ HOST_BOUND = 1.5  # host latency over device time above which a cell is marked h
 # schema_version; some lack the registry's marks); 2: every grid cell carries `baseline` and `user`;
 # 3: the matmul peak is a fact of the run (machine_info.attnbench.matmul_peak), not a group of cells, and
 # every cell carries the auto kernel's fields (empty where it ran none); 4: a cell of a declared comparison
-# is timed in ABBA blocks beside its partner (partner_id, partner_samples_s; bench/pairs.py).
+# is timed in ABBA blocks beside its partner (partner_id, partner_samples_s; bench/pairs.py); 5: the facts
+# (check, FLOPs, kernels, memory, compilation, traces) are measured in an untimed pass of their own before the
+# timed passes, so every timed pass is alike (the compilation fields, the same keys as before, are facts now).
 # analysis.load.upgrade turns an older run into the current shape.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+SCHEMA_WITH_FACTS_PASS = 5  # the first schema whose timed passes follow an untimed pass of facts
 
 # How a device time was taken: the only words a record's device_time_method may hold.
 DEVICE_TIME_METHODS = {
@@ -60,7 +63,8 @@ def step_flops(flops_analytic: float | None, flops_counted: float | None) -> flo
 
 @dataclass(frozen=True)
 class CellFacts:
-    """What a cell is, whichever pass: measured in its first pass, before any timing, and kept for the rest."""
+    """What a cell is, whichever pass: measured in an untimed pass before the timed ones (before schema 5: in the
+    first timed pass, before its timing), and kept in every pass's record."""
 
     check_relative_error: float  # against the float32 reference
     check_tolerance: float  # the relative error allowed in this dtype
@@ -76,6 +80,11 @@ class CellFacts:
     predicted_mem_bytes: int | None  # model/cost.py's peak for the family observed (None: a user's module)
     auto_kernel: str | None = None  # the auto kernel's choice in this cell (None: no auto kernel)
     auto_source: str | None = None  # where that choice came from: table, cache or fallback
+    first_call_s: float | None = None  # compiled cells: the first call (compile or cache load)
+    compile_s: float | None = None  # what compilation added over a warm call (cudagraph: the capture time)
+    graph_breaks: int | None = None  # dynamo's graph breaks
+    graph_break_reasons: list[str] | None = None  # the first three
+    inductor_cache_hits: int | None = None  # graphs served from inductor's on-disk cache
 
     @property
     def flops(self) -> float | None:
@@ -105,7 +114,7 @@ class MatmulPeak:
 class PassTiming:
     """What one pass measured; the same cell's other passes differ in these."""
 
-    pass_index: int  # this pass's index (0 is the first)
+    pass_index: int  # this timed pass's index (0 is the first)
     device_samples_s: list[float]  # one per timed round
     host_samples_s: list[float]  # one per timed round: the host latency around the call
     host_median_s: float  # the median of host_samples_s
@@ -113,11 +122,6 @@ class PassTiming:
     device_time_method: str  # how the device time was taken (DEVICE_TIME_METHODS)
     device_time_note: str | None = None  # why CUDA graphs were not used, where they were tried
     rounds: int | None = None  # timed rounds in this pass
-    first_call_s: float | None = None  # compiled cells: the first call (compile or cache load)
-    compile_s: float | None = None  # what compilation added over a warm call (cudagraph: the capture time)
-    graph_breaks: int | None = None  # dynamo's graph breaks
-    graph_break_reasons: list[str] | None = None  # the first three
-    inductor_cache_hits: int | None = None  # graphs served from inductor's on-disk cache
     common_mode_samples_s: list[float] | None = None  # the reference matmul after each round (bench ab, CPU)
     partner_id: str | None = None  # the cell timed beside this one in ABBA blocks (bench/pairs.py), if any
     partner_samples_s: list[float] | None = None  # the partner's samples, aligned with host_samples_s

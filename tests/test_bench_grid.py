@@ -2,6 +2,7 @@
 
 import pytest
 
+from bench.cell import FACTS_PASS
 from bench.conftest import pass_order
 from bench.grid import GROUPS, Cell, GridError, load_grid
 from bench.skips import skip_reason
@@ -115,21 +116,31 @@ class Item:
         self.callspec = type("CallSpec", (), {"params": {"cell": cell, "pass_index": repeat}})()
 
 
-def test_passes_interleave_and_compiled_cells_come_last():
+def test_passes_interleave_each_groups_facts_come_first_and_compiled_cells_come_last():
     a, b = (
         Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train"),
         Cell("layer", "cpu", "float32", "small", 64, 4, "torch", "train"),
     )
+    s = Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa", "train")
     c = Cell("layer", "cpu", "float32", "small", 64, 4, "ours", "train", compile="inductor")
-    items = [Item(c, 0), Item(a, 0), Item(a, 1), Item(b, 0), Item(b, 1), Item(c, 1)]  # collection: cell-major
+    f = FACTS_PASS
+    # collection: cell-major, each cell's untimed facts pass before its timed ones
+    items = [Item(c, f), Item(c, 0), Item(s, f), Item(s, 0), Item(s, 1), Item(a, f), Item(a, 0), Item(a, 1)]
+    items += [Item(b, f), Item(b, 0), Item(b, 1), Item(c, 1)]
     ordered = sorted(items, key=pass_order)
     params = [i.callspec.params for i in ordered]
     order = [(p["cell"].impl, p["cell"].compile, p["pass_index"]) for p in params]
     assert order == [
+        ("sdpa", "eager", f),  # the attention group's facts, then its first timed pass
+        ("sdpa", "eager", 0),
+        ("ours", "eager", f),  # the layer group's facts after the attention group's first timed pass
+        ("torch", "eager", f),
         ("ours", "eager", 0),
         ("torch", "eager", 0),
+        ("sdpa", "eager", 1),
         ("ours", "eager", 1),
         ("torch", "eager", 1),
+        ("ours", "inductor", f),
         ("ours", "inductor", 0),
         ("ours", "inductor", 1),
     ]

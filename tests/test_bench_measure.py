@@ -8,7 +8,8 @@ from torch import nn
 
 import bench.cell_runner
 import model.attention
-from bench.cell_runner import measure, run_cell
+from bench.cell import FACTS_PASS
+from bench.cell_runner import measure, measure_facts, run_cell
 from bench.flops import count_flops
 from bench.grid import Cell, load_grid
 from bench.memory import cpu_peak_bytes
@@ -167,14 +168,37 @@ def test_wrong_kernel_fails_the_cell_before_any_timing(monkeypatch):
         run_cell(SimpleNamespace(), cell("layer", "ours"), GRID)
 
 
-def test_a_pass_records_both_times_and_the_first_pass_facts():
-    facts, timing, tokens = measure(cell("attention", "sdpa"), GRID, None, None)
+def test_a_pass_records_both_times_and_the_facts_pass_its_facts():
+    facts = measure_facts(cell("attention", "sdpa"), GRID, None)
+    assert facts.attention_kernel == "flash" and facts.peak_mem_bytes > 0 and facts.check_passed
+    timing, tokens = measure(cell("attention", "sdpa"), GRID, 0)
     assert len(timing.host_samples_s) == timing.rounds == len(timing.device_samples_s)
     derived = derive(1.0, timing.device_median_s, timing.host_median_s, None, tokens)
     assert timing.device_time_method == "cpu_clock" and derived.host_over_device == 1.0
-    assert facts.attention_kernel == "flash" and facts.peak_mem_bytes > 0 and facts.check_passed
-    again, _, _ = measure(cell("attention", "sdpa"), GRID, facts, None)  # a later pass reuses the facts
-    assert again is facts
+
+
+def test_the_facts_pass_times_nothing_and_every_timed_pass_reuses_its_facts(monkeypatch):
+    """Pass FACTS_PASS checks, counts, observes and measures memory, and times nothing; the timed passes do none of
+    those (so they are alike) and each records the facts pass's facts."""
+    calls = {"observe": 0, "count_flops": 0, "host_latency": 0}
+    for name in calls:
+        real = getattr(bench.cell_runner, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(bench.cell_runner, name, counted)
+    first_pass, sdpa = {}, cell("attention", "sdpa")
+    untimed = SimpleNamespace(_mode=None)
+    run_cell(untimed, sdpa, GRID, pass_index=FACTS_PASS, first_pass=first_pass)
+    assert calls == {"observe": 1, "count_flops": 1, "host_latency": 0} and untimed._mode  # marked used, no stats
+    facts = first_pass[sdpa.id]
+    for index in (0, 1):
+        timed = SimpleNamespace(disabled=True)
+        run_cell(timed, sdpa, GRID, pass_index=index, first_pass=first_pass)
+        assert first_pass[sdpa.id] is facts
+    assert calls == {"observe": 1, "count_flops": 1, "host_latency": 2}
 
 
 def test_a_compile_failure_fails_its_cell_with_the_reason(monkeypatch):

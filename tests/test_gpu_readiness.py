@@ -15,7 +15,7 @@ import bench.timing
 from analysis.datasheet import datasheet_flops, model_of
 from analysis.report import write_report
 from bench.autotune import runnable_steps
-from bench.cell_runner import measure
+from bench.cell_runner import measure_facts
 from bench.distributed import default_world_sizes
 from bench.grid import Cell, load_grid
 from bench.implementations import ImplementationError
@@ -86,7 +86,7 @@ def test_a_profiler_that_saw_no_gpu_kernel_fails_the_cell(monkeypatch):
     monkeypatch.setattr(bench.cell_runner, "observe", lambda step, device: blind)
     cell = Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa", "forward")
     with pytest.raises(ImplementationError, match="saw no GPU kernel"):
-        measure(cell, load_grid("quick"), None, None)
+        measure_facts(cell, load_grid("quick"), None)
     assert observe(lambda: torch.ones(2) @ torch.ones(2), "cpu").device_kernel_count is None  # not counted on CPU
 
 

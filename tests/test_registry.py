@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench import implementations
-from bench.cell_runner import measure
+from bench.cell_runner import measure_facts
 from bench.grid import Cell, GridError, load_grid
 from bench.implementations import Implementation, _attention, _load_same_names
 from bench.skips import unsupported
@@ -23,7 +23,7 @@ def test_sdpa_math_is_a_built_in_that_runs_the_math_backend():
     grid = load_grid("quick", ["attention.impl=sdpa_math"])
     cell = next(c for c in grid.cells("attention") if c.mode == "train")
     assert predicted_family(cell) == "math"
-    facts, _, _ = measure(Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa_math", "train"), GRID, None, None)
+    facts = measure_facts(Cell("attention", "cpu", "float32", "small", 64, 4, "sdpa_math", "train"), GRID, None)
     assert facts.check_passed and facts.attention_kernel == "math"
 
 
@@ -38,8 +38,8 @@ def test_one_entry_is_all_a_new_built_in_needs(monkeypatch):
     cell = grid.cells("attention")[0]
     assert "blocked_attention" in names("attention") and not is_user(cell.impl)
     assert predicted_family(cell) == "blocked" and unsupported(cell) is None and not uses_auto(cell)
-    facts, _, _ = measure(
-        Cell("attention", "cpu", "float32", "small", 64, 4, "blocked_attention", "forward"), GRID, None, None
+    facts = measure_facts(
+        Cell("attention", "cpu", "float32", "small", 64, 4, "blocked_attention", "forward"), GRID, None
     )
     assert facts.attention_kernel == "blocked"
 

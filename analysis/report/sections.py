@@ -99,6 +99,21 @@ def pairing_line(cells) -> str:
     )
 
 
+def facts_pass_line(facts: dict) -> str:
+    """Whether the timed passes were alike: from schema 5 a cell's check, FLOP count, profiler and memory run
+    in an untimed pass of their own; before, in the first timed pass, just before its timing."""
+    if facts.get("untimed_facts_pass"):
+        return (
+            "Each cell's check, FLOP count, observed kernels, memory, compilation and trace were measured in an "
+            "untimed pass of their own before the timed passes, so every timed pass does the same work."
+        )
+    return (
+        "This run measured each cell's check, FLOP count, observed kernels, memory and trace in its first timed "
+        "pass, just before that pass's timing (runs before schema 5 did): its first pass is not quite like the "
+        "others."
+    )
+
+
 def timing_section(ctx: ReportContext) -> list[str]:
     """How the times were taken, from the methods the cells record, and which cells are host-bound."""
     cells = ctx.cells
@@ -117,7 +132,7 @@ def timing_section(ctx: ReportContext) -> list[str]:
         "",
     ]
     lines += [f"- {count} cells: {explain.get(method, method)}." for method, count in methods.items()]
-    lines += ["", pairing_line(grid)]
+    lines += ["", pairing_line(grid), "", facts_pass_line(ctx.facts)]
     bound = grid[grid["host_bound"].astype(bool)]
     threshold = f"{grid['host_bound_threshold'].max():g}x"  # as the run recorded it
     if "cuda" not in set(grid["device"]):
