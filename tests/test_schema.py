@@ -14,7 +14,7 @@ from infra.record import SCHEMA_VERSION
 
 ROOT = Path(__file__).parents[1]
 BEFORE_MARKS = ROOT / "results" / "cpu-amd-epyc-2c" / "benchmarks.json"  # no baseline/user marks
-WITH_MARKS = ROOT / "results" / "cpu-amd-epyc-avx512bf16-2c" / "benchmarks.json"  # marks, no schema_version
+WITH_MARKS = ROOT / "tests" / "fixtures" / "schema-marks" / "benchmarks.json"  # marks, no schema_version
 
 
 def grid_extras(data: dict) -> list[dict]:
