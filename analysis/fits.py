@@ -23,6 +23,7 @@ SERIES = [
     "compile",
     "kv_heads",
     "window",
+    "varlen",
     "machine",
 ]
 MIN_POINTS = 5  # fewer lengths give slopes whose interval spans every word

@@ -170,7 +170,11 @@ def upgrade(data: dict) -> dict:
         extra.setdefault("auto_kernel", None)
         extra.setdefault("kv_heads", 0)  # runs before the attention variants: every key/value head, every key
         extra.setdefault("window", 0)
+        extra.setdefault("varlen", "none")  # runs before variable-length batches: every sequence seq_len long
+        extra.setdefault("sequence_lengths", None)
         extra.setdefault("partner_id", None)
+        extra.setdefault("kernel_compilations", None)  # runs before the flex kernel: no kernel compiled itself
+        extra.setdefault("kernel_recompilations", None)
         if "auto_source" not in extra:
             extra["auto_source"] = UNRECORDED if registry.running_auto(group, impl) else None
     if not facts.get("cpu_native_dtypes"):  # runs from before the field: from the flags, as it is derived
@@ -207,6 +211,8 @@ def _pooled(group: list[dict]) -> dict:
     pooled = np.concatenate(device)
     q1, q3 = np.percentile(pooled, [25, 75])
     median, host_median = typical_time(device), typical_time(host)
+    recompiled = [e.get("kernel_recompilations") for e in passes]  # a kernel the model compiles itself (flex)
+    row["kernel_recompilations"] = None if None in recompiled else int(sum(recompiled))
     references = [e.get("common_mode_samples_s") for e in passes]
     if all(references):  # the reference matmul timed after each round (python -m bench ab)
         row["common_mode_passes_s"] = [list(r) for r in references]
@@ -254,7 +260,15 @@ def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     frame = pd.DataFrame([_pooled(group) for group in by_id.values()])
     not_run = pd.DataFrame(
         [
-            {"kv_heads": 0, "window": 0, **o["params"], "id": o["id"], "outcome": o["outcome"], "reason": o["reason"]}
+            {
+                "kv_heads": 0,
+                "window": 0,
+                "varlen": "none",
+                **o["params"],
+                "id": o["id"],
+                "outcome": o["outcome"],
+                "reason": o["reason"],
+            }
             for o in data.get("attnbench_not_run", [])
         ]
     )

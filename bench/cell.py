@@ -37,6 +37,8 @@ class Cell:
     compile: str = "eager"
     kv_heads: int = 0  # key/value heads, each shared by heads / kv_heads query heads (0: as many as heads)
     window: int = 0  # each query sees the keys within this distance (0: every key)
+    # a variable-length batch (bench/varlen.py) in one layout: padded, nested or packed (none: every sequence n)
+    varlen: str = "none"
 
     @property
     def id(self) -> str:
@@ -52,6 +54,8 @@ class Cell:
             parts.append(f"kv{self.kv_heads}")
         if self.window:
             parts.append(f"w{self.window}")
+        if self.varlen != "none":
+            parts.append(self.varlen)
         return "-".join(parts)
 
     @property

@@ -47,8 +47,9 @@ from bench.timing import (
     rounds_for_budget,
     time_once,
 )
-from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto
+from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto, uses_flex
 from infra.record import CellFacts, PassTiming, derive, pass_median, record
+from model import flex
 from model.kernels import FLEX_UNFUSED, attention_family
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ def _facts(cell: Cell, workload: Workload, sync, known: dict) -> CellFacts:
             f"numerical check failed at {cell.id}: {cell.impl} is off from the float32 "
             f"reference by relative error {error:.3g} (allowed {TOLERANCE[cell.dtype]:g})"
         )
-    counted, added = count_flops(workload.eager_step)
+    counted, added = count_flops(workload.eager_step) if workload.countable else (None, [])
     seen = observe(workload.step, cell.device)
     if seen.device_kernel_count == 0:  # seen after CUDA-graph captures on some CUDA/CUPTI versions
         raise ImplementationError(
@@ -102,6 +103,7 @@ def _facts(cell: Cell, workload: Workload, sync, known: dict) -> CellFacts:
         attention_family=family,
         peak_mem_bytes=memory,
         predicted_mem_bytes=workload.predicted_bytes(family),
+        sequence_lengths=workload.lengths,
         **known,
     )
 
@@ -158,12 +160,24 @@ def _capture(cell: Cell, workload: Workload, sync) -> tuple[Callable[[], object]
     }
 
 
+def _kernel_compile(workload: Workload, sync) -> dict:
+    """A kernel the model compiles itself (flex): its first call's latency, what it added over a warm call, and
+    how many compilations it took (the recompile limit is raised, so more than one is dynamo recompiling)."""
+    before = flex.compilations()
+    first_call_s = time_once(workload.step, sync)
+    compiled = flex.compilations() - before
+    warm = min(time_once(workload.step, sync) for _ in range(WARM_CALLS))
+    return {"first_call_s": first_call_s, "compile_s": first_call_s - warm, "kernel_compilations": compiled}
+
+
 def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
     """The cell's untimed pass: the auto kernel's choice, its compilation, its facts, and its trace."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     sync = device_synchronizer(device)
     workload = WORKLOADS[cell.group](cell, grid.shapes[cell.shape], device, dtype)
     known = _auto_choice(cell, workload, sync)
+    if uses_flex(cell):
+        known |= _kernel_compile(workload, sync)
     if cell.compile == "inductor":
         known |= _compile(cell, workload, sync)
     elif cell.compile == "cudagraph":
@@ -179,6 +193,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing
     sync = device_synchronizer(device)
+    compilations = flex.compilations()
     workload = WORKLOADS[cell.group](cell, shape, device, dtype)
     step = workload.step
     if cell.compile == "cudagraph":
@@ -217,6 +232,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
         device_time_method=dev.method,
         device_time_note=dev.note,
         rounds=rounds,
+        kernel_recompilations=flex.compilations() - compilations if uses_flex(cell) else None,
         common_mode_samples_s=references,
         partner_id=partner.id if partner is not None else None,
         partner_samples_s=partner_samples,

@@ -22,6 +22,7 @@ from bench.progress import Progress
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
 from bench.skips import fast_fp16, memory_budget, skip_reason
 from bench.time_budget import leave_out
+from bench.varlen import DISTRIBUTION
 from infra import signals
 from infra.cli import add_renamed
 from infra.machine import machine_facts
@@ -353,6 +354,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "passes": grid.passes,
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "flop_formulas_added": list(ADDED_FORMULAS),
+        "varlen_distribution": DISTRIBUTION,  # how a variable-length batch's lengths are drawn
         # the run's matmul peak per device and dtype its cells ran (the denominator of their MFU)
         "matmul_peak": [asdict(peak) for peak in measured_peaks()],
         # what the run was predicted to take at this CPU's measured pace, and what it took

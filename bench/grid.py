@@ -21,12 +21,22 @@ DEVICES = ("cpu", "cuda")
 MODES = {"attention": ("forward", "train"), "layer": ("eval", "train"), "train_step": ("train",)}
 COMPILE_MODES = ("eager", "inductor", "cudagraph")
 SHARED_AXES = ("seq_len", "heads", "dtype", "device", "shape")
-BLOCK_AXES = ("impl", "mode", "dropout", "pos_encoding", "compile", "kv_heads", "window")
+BLOCK_AXES = ("impl", "mode", "dropout", "pos_encoding", "compile", "kv_heads", "window", "varlen")
 # What a block gets for an axis it does not name (kv_heads 0: as many as heads; window 0: every key).
-BLOCK_DEFAULTS = {"dropout": [0.0], "pos_encoding": ["none"], "compile": ["eager"], "kv_heads": [0], "window": [0]}
+BLOCK_DEFAULTS = {
+    "dropout": [0.0],
+    "pos_encoding": ["none"],
+    "compile": ["eager"],
+    "kv_heads": [0],
+    "window": [0],
+    "varlen": ["none"],
+}
 # Axes a group cannot vary: its only value. The attention variants (grouped key/value heads, a window of keys)
 # are cells of the attention group alone so far.
-DENSE = {"kv_heads": [0], "window": [0]}
+DENSE = {"kv_heads": [0], "window": [0], "varlen": ["none"]}
+# A variable-length batch's layouts (bench/varlen.py): padded to n with a key-padding mask, a nested (jagged)
+# tensor through SDPA, or packed into one sequence with a document mask; none: every sequence n tokens long.
+VARLEN = ("none", "padded", "nested", "packed")
 FIXED = {
     "attention": {"dropout": [0.0], "pos_encoding": ["none"]},
     "layer": DENSE,
@@ -104,6 +114,7 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
                 v["compile"],
                 kv_heads=v["kv_heads"],
                 window=v["window"],
+                varlen=v["varlen"],
             )
         )
     return cells
@@ -127,6 +138,7 @@ def _allowed(group: str, axis: str, shapes: dict[str, Shape]) -> tuple[str, ...]
         "mode": MODES.get(group, ()),
         "pos_encoding": tuple(FIXED.get(group, {}).get("pos_encoding", POS_ENCODINGS)),
         "compile": COMPILE_MODES,
+        "varlen": tuple(FIXED.get(group, {}).get("varlen", VARLEN)),
     }.get(axis)
 
 

@@ -24,7 +24,8 @@ def partner(cell: Cell) -> Cell | None:
     cell is paired along the axes the report reads it on: h heads against one head of the same length, and
     one head at n against one head at n/2 (the scaling's local exponent, on the grid's doubling lengths).
     The attention variants: a window at n against the same window at n/2 (its growth), grouped key/value heads
-    against the cell with every head's own."""
+    against the cell with every head's own, a variable-length batch nested or packed against the same tokens
+    padded."""
     if cell.device not in PAIRED_DEVICES:
         return None
     entry = cell.entry
@@ -34,6 +35,8 @@ def partner(cell: Cell) -> Cell | None:
         return replace(cell, pos_encoding="none")
     if entry.user:
         return replace(cell, impl=yardsticks(cell.group)[0])
+    if cell.varlen != "none":  # the same tokens without the padding's work, against them padded
+        return replace(cell, varlen="padded") if cell.varlen != "padded" else None
     if cell.window:  # a window's physics is its growth: n against n/2 at the same window
         return replace(cell, seq_len=cell.seq_len // 2) if cell.seq_len > 1 else None
     if cell.kv_heads:  # grouped key/value heads against every head's own

@@ -10,7 +10,7 @@ from bench.grid import Cell, Grid, GridError
 from bench.implementations import auto_lookup
 from bench.pace import Pace
 from bench.timing import blocks_for_budget, rounds_for_budget
-from bench.workloads import predicted_family, uses_auto
+from bench.workloads import predicted_family, uses_auto, uses_flex
 from model import cost
 from model.kernel_tuning import BUDGET_S as TUNING_BUDGET_S
 from model.kernels import CANDIDATES, EXPLICIT_SOFTMAX
@@ -26,6 +26,8 @@ MIN_STEP_S = {"cpu": 2e-4, "cuda": 1e-4}  # launch and dispatch overhead of a st
 # torch.compile of a layer on a 2-core CPU, averaged over a run's compiled cells: the first in a process loads
 # the toolchain, later ones reuse it (measured with AVX2 forced on the AVX-512 EPYC: 22.7, 6.4, 6.9, 7.1 s)
 COMPILE_S = 12.0
+# the flex kernel compiled for a new shape and mask on the 2-core AVX-512 EPYC: 3.3-4.1 s, the process's first 11-21 s
+FLEX_COMPILE_S = 5.0
 SETUP_STEPS = 8  # check, FLOP count, observed step, memory, warm-up
 OVERHEAD_S = 0.1  # building a cell's workload and its bookkeeping, per pass (the first H100 run: ~0.1 s)
 
@@ -69,7 +71,7 @@ def pass_seconds(
     step = step_seconds(cell, grid, pace)
     t = grid.timing
     if pass_index == FACTS_PASS:
-        compile_s = COMPILE_S if cell.compile == "inductor" else 0.0
+        compile_s = (COMPILE_S if cell.compile == "inductor" else 0.0) + (FLEX_COMPILE_S if uses_flex(cell) else 0.0)
         return OVERHEAD_S + step * SETUP_STEPS + compile_s + tuning_seconds(cell, grid, pace, step)
     if partner is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
         both = step + step_seconds(partner, grid, pace)

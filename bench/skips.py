@@ -48,6 +48,13 @@ def unsupported(cell: Cell) -> str | None:
             f"unsupported: {title} takes no grouped key/value heads or window of keys "
             f"({', '.join(f'{k}={v}' for k, v in cell.variant.items())}): only our attention does"
         )
+    if cell.varlen != "none" and entry.kernel is None:
+        return f"unsupported: {title} takes no variable-length batch ({cell.varlen}): only our attention does"
+    if cell.varlen == "nested" and (entry.kernel not in ("sdpa", "math") or cell.variant):
+        return (
+            f"unsupported: a nested tensor runs through SDPA's kernels with every key and head only "
+            f"({title}{''.join(f', {k}={v}' for k, v in cell.variant.items())})"
+        )
     if entry.kernel == "flex" and cell.mode == "train" and cell.device == "cpu":
         return "unsupported: FlexAttention has no backward on the CPU (torch raises NotImplementedError)"
     if entry.kernel == "flex" and cell.dropout > 0:

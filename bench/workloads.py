@@ -32,7 +32,11 @@ class Workload:
     check: Callable[[], float]  # relative error against the float32 reference
     flops: Callable[[str], int | None]  # analytic matmul FLOPs of one step, given the attention kernel observed
     predicted_bytes: Callable[[str], int | None]  # analytic peak memory, given the attention kernel family observed
-    tokens: int
+    tokens: int  # the real tokens of one step (a variable-length batch: without its padding)
+    lengths: list[int] | None = None  # a variable-length batch's sequence lengths (bench/varlen.py)
+    # whether FlopCounterMode can run the step: it dispatches neither flex_attention (compiled or not) nor a nested
+    # tensor's ops; where it cannot, the cell's FLOPs are the cost model's alone
+    countable: bool = True
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -49,13 +53,18 @@ def uses_auto(cell: Cell) -> bool:
     return cell.entry.kernel == "auto"
 
 
+def uses_flex(cell: Cell) -> bool:
+    """The cell's attention compiles its own kernel (model/flex.py) on its first call of each shape and mask."""
+    return cell.entry.kernel == "flex"
+
+
 def predicted_peak_bytes(cell: Cell, shape: Shape, family: str | None = None) -> int:
     """The cost model's peak for this cell, given the attention kernel family (default: the expected one)."""
     b, n, d, h, p = shape.batch, cell.seq_len, shape.d_model, cell.heads, cost.dtype_bytes(cell.dtype)
     family = family or predicted_family(cell)
     m = cost.MemoryShape(b, n, d, h, shape.d_ff, p, "cpu" if cell.device == "cpu" else "cuda")
     train = cell.mode == "train"
-    extra = cost.positional_extra_bytes(m, cell.pos_encoding, train)
+    extra = cost.positional_extra_bytes(m, cell.pos_encoding, train, family)
     if cell.group == "attention":
         wrapper = cell.entry.training_copies * m.u if train else 0  # e.g. nn.MultiheadAttention's own copies
         attention = cost.attention_training_bytes if train else cost.attention_inference_bytes
@@ -188,6 +197,7 @@ def _module_workload(
         flops,
         memory,
         b * n,
+        countable=not uses_flex(cell),
     )
 
 
@@ -198,6 +208,10 @@ def attention_workload(cell: Cell, shape: Shape, device: str, dtype: torch.dtype
     reference = MultiHeadAttention(shape.d_model, cell.heads, 0.0, "naive", **variant)
     module = impl.build(shape, cell.heads, cell.dropout, **variant)
     impl.load_reference(module, reference)
+    if cell.varlen != "none":
+        from bench.varlen import varlen_workload  # imported here: bench.varlen builds on this module
+
+        return varlen_workload(cell, impl, module, reference, shape, device, dtype)
     b, n, d = shape.batch, cell.seq_len, shape.d_model
 
     def forward_flops(label: str) -> int:  # every kernel computes the masked scores too: the dense figure

@@ -85,6 +85,10 @@ class CellFacts:
     graph_breaks: int | None = None  # dynamo's graph breaks
     graph_break_reasons: list[str] | None = None  # the first three
     inductor_cache_hits: int | None = None  # graphs served from inductor's on-disk cache
+    # a kernel the model compiles itself (flex): its compilations during the facts pass's first call, whose
+    # latency is first_call_s (0: a cell of the same shape and mask compiled it before); None for other kernels
+    kernel_compilations: int | None = None
+    sequence_lengths: list[int] | None = None  # a variable-length batch's lengths (None: every sequence seq_len)
 
     @property
     def flops(self) -> float | None:
@@ -122,6 +126,9 @@ class PassTiming:
     device_time_method: str  # how the device time was taken (DEVICE_TIME_METHODS)
     device_time_note: str | None = None  # why CUDA graphs were not used, where they were tried
     rounds: int | None = None  # timed rounds in this pass
+    # a kernel the model compiles itself (flex): its compilations during this pass, where dynamo's guards failed
+    # and it compiled again (0 expected); None for other kernels
+    kernel_recompilations: int | None = None
     common_mode_samples_s: list[float] | None = None  # the reference matmul after each round (bench ab, CPU)
     partner_id: str | None = None  # the cell timed beside this one in ABBA blocks (bench/pairs.py), if any
     partner_samples_s: list[float] | None = None  # the partner's samples, aligned with host_samples_s

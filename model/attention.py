@@ -58,6 +58,13 @@ def window_mask(n: int, window: int, causal: bool, device: torch.device, dtype: 
     return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(~band, float("-inf"))
 
 
+def document_mask(documents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n, n) additive mask of packed sequences: `documents` (n,) gives each token's sequence, and a query sees
+    only the keys of its own (-inf elsewhere): several sequences in one row, none reading another."""
+    other = documents[:, None] != documents[None, :]
+    return torch.zeros(other.shape, dtype=dtype, device=documents.device).masked_fill(other, float("-inf"))
+
+
 def repeat_kv(k: torch.Tensor, v: torch.Tensor, query_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     """k and v of h_kv heads repeated to the query's h heads (head i of the query reads key/value head
     i // (h / h_kv)): what a kernel without grouped-query support computes."""
@@ -206,7 +213,13 @@ class MultiHeadAttention(nn.Module):
         x: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         positional: PositionalEncoding = NO_POSITIONS,
+        documents: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """x (B, n, d), or a nested jagged tensor of B sequences of their own lengths (SDPA's kernels only).
+        `key_padding_mask` (B, n): True = a key to ignore. `documents` (n,): packed sequences, each token's
+        sequence index; a query sees only its own sequence's keys."""
+        if x.is_nested:
+            return self._nested(x, key_padding_mask, positional, documents)
         B, n, d = x.shape
         hs = d // self.n_heads
         if self.kv_heads == self.n_heads:
@@ -217,10 +230,14 @@ class MultiHeadAttention(nn.Module):
             k, v = kv.view(B, n, 2, self.kv_heads, hs).permute(2, 0, 3, 1, 4)  # (B, h_kv, n, hs)
         q, k = positional.rotate(q, k)
         if self.kernel == "flex" and not self.keep_weights:  # masks as block masks, ALiBi inside the kernel
-            y = self._flex(q, k, v, key_padding_mask, positional)
+            y = self._flex(q, k, v, key_padding_mask, positional, documents)
             return self.out_proj(y.transpose(1, 2).reshape(B, n, d))
         bias = positional.attention_bias(n, x.device, x.dtype)
         mask = additive_mask(B, n, key_padding_mask, bias, x.dtype)
+        if documents is not None:
+            check_documents(documents, n)
+            packed = document_mask(documents, x.dtype)
+            mask = packed if mask is None else mask + packed
         if self.window is not None:  # the window's mask holds the causal half as well
             band = window_mask(n, self.window, self.causal, x.device, x.dtype)
             mask, is_causal = (band if mask is None else mask + band), False
@@ -256,15 +273,42 @@ class MultiHeadAttention(nn.Module):
         v: torch.Tensor,
         key_padding_mask: torch.Tensor | None,
         positional: PositionalEncoding,
+        documents: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The flex kernel: causal, window and padding as one block mask, ALiBi as a score_mod."""
+        """The flex kernel: causal, window, padding and packed sequences as one block mask, ALiBi as a score_mod."""
         if self.training and self.dropout > 0:
             raise ValueError(f"the flex kernel has no attention dropout; got dropout={self.dropout}: use 0, or sdpa")
         B, _, n, _ = q.shape
         if key_padding_mask is not None:
             check_padding(key_padding_mask, B, n)
-        blocks = block_mask(n, self.causal, self.window, key_padding_mask, q.device)
+        if documents is not None:
+            check_documents(documents, n)
+        blocks = block_mask(n, self.causal, self.window, key_padding_mask, q.device, documents)
         return flex(q, k, v, blocks, positional.score_mod())
+
+    def _nested(
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        positional: PositionalEncoding,
+        documents: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """A nested jagged batch (B, j, d), each sequence its own length, through SDPA (as torch's nested-tensor
+        tutorial writes it): no padding is computed, so there is none to mask."""
+        plain = self.kv_heads == self.n_heads and self.window is None and not self.causal
+        if self.kernel not in ("sdpa", *FORCED_BACKENDS) or not plain or self.keep_weights:
+            raise ValueError(
+                f"a nested tensor runs through SDPA's kernels with every key and head only; got kernel "
+                f"{self.kernel!r}, kv_heads={self.kv_heads}, window={self.window}, causal={self.causal}"
+            )
+        if key_padding_mask is not None or documents is not None or not isinstance(positional, NoPositionalEncoding):
+            raise ValueError("a nested tensor takes no key_padding_mask, documents or positional encoding")
+        hs = x.size(-1) // self.n_heads
+        q, k, v = (
+            t.contiguous().unflatten(-1, [self.n_heads, hs]).transpose(1, 2) for t in self.in_proj(x).chunk(3, dim=-1)
+        )  # (B, nh, j, hs); SDPA takes a nested tensor only contiguous before the transpose
+        y = sdpa(q, k, v, None, self.dropout if self.training else 0.0, self.kernel)
+        return self.out_proj(y.transpose(1, 2).flatten(-2))  # (B, j, d)
 
 
 def check_padding(key_padding_mask: torch.Tensor, batch: int, n: int) -> None:
@@ -272,6 +316,14 @@ def check_padding(key_padding_mask: torch.Tensor, batch: int, n: int) -> None:
         raise ValueError(
             f"key_padding_mask must be a bool tensor of shape ({batch}, {n}), "
             f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
+        )
+
+
+def check_documents(documents: torch.Tensor, n: int) -> None:
+    if documents.shape != (n,) or documents.dtype.is_floating_point or documents.dtype == torch.bool:
+        raise ValueError(
+            f"documents must be an integer tensor of shape ({n},), each token's sequence; "
+            f"got {documents.dtype} {tuple(documents.shape)}"
         )
 
 

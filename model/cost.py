@@ -70,6 +70,13 @@ def grouped_attention_forward_flops(b: int, n: int, d: int, h: int, h_kv: int) -
     return Flops(attention_score_flops(b, n, d), 2 * b * n * (2 * d * d + 2 * d * kv))
 
 
+def varlen_attention_forward_flops(lengths: list[int], d: int, h: int, h_kv: int) -> Flops:
+    """A variable-length batch's attention over its real tokens only: each sequence's own projections and
+    scores (a padded batch of b sequences of n computes grouped_attention_forward_flops(b, n, ...) instead)."""
+    parts = [grouped_attention_forward_flops(1, n, d, h, h_kv) for n in lengths]
+    return Flops(sum(p.attention_scores for p in parts), sum(p.linear for p in parts))
+
+
 def layer_forward_flops(b: int, n: int, d: int, f: int) -> Flops:
     """One encoder layer: fused QKV (d -> 3d), output projection (d -> d), feed-forward d -> f -> d:
     2*b*n*(3d^2 + d^2 + 2*d*f) = 2*b*n*(4d^2 + 2df)."""
@@ -251,11 +258,13 @@ def train_step_bytes(m: MemoryShape, family: str, dropout: bool, n_layers: int, 
     return max(saved + layer_training_bytes(m, family, dropout) + logits - params * m.p, 0)
 
 
-def positional_extra_bytes(m: MemoryShape, encoding: str, train: bool) -> int:
+def positional_extra_bytes(m: MemoryShape, encoding: str, train: bool, family: str | None = None) -> int:
     """What an encoding adds to a layer's step: ALiBi's (h, n, n) bias (float distance, scaled bias and
-    its expansion to a 4-D mask), RoPE's rotated q and k with their rotate-half copies, an absolute
-    table's sum with the input."""
+    its expansion to a 4-D mask; none in the flex family, where it is a score_mod computed inside the kernel),
+    RoPE's rotated q and k with their rotate-half copies, an absolute table's sum with the input."""
     if encoding in ("alibi", "alibi_directional"):
+        if family == "flex":
+            return 0
         per_matrix = m.h * m.n**2 * 4
         return per_matrix * (4 if encoding == "alibi_directional" else 3)
     if encoding == "rope":

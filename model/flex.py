@@ -69,18 +69,34 @@ def _shared_block_mask(n: int, causal: bool, window: int | None, device: str) ->
 
 
 def block_mask(
-    n: int, causal: bool, window: int | None, key_padding_mask: torch.Tensor | None, device: torch.device
+    n: int,
+    causal: bool,
+    window: int | None,
+    key_padding_mask: torch.Tensor | None,
+    device: torch.device,
+    documents: torch.Tensor | None = None,
 ) -> BlockMask | None:
-    """The block mask of a call: None where every query sees every key (flex then skips no block)."""
-    if key_padding_mask is None:
+    """The block mask of a call: None where every query sees every key (flex then skips no block). `documents`
+    (n,): packed sequences, a query seeing only its own sequence's keys (flex skips the blocks between them)."""
+    if key_padding_mask is None and documents is None:
         return _shared_block_mask(n, causal, window, str(device))
-    keep = ~key_padding_mask  # (B, n): True = a real key
+    parts = [_window(window, causal)] if window is not None else [_causal] if causal else []
+    batch = None
+    if key_padding_mask is not None:
+        keep = ~key_padding_mask  # (B, n): True = a real key
 
-    def real_key(b, h, q, kv):
-        return keep[b, kv]
+        def real_key(b, h, q, kv):
+            return keep[b, kv]
 
-    parts = [real_key] + ([_window(window, causal)] if window is not None else [_causal] if causal else [])
-    return create_block_mask(and_masks(*parts), key_padding_mask.shape[0], None, n, n, device=str(device))
+        parts.append(real_key)
+        batch = key_padding_mask.shape[0]
+    if documents is not None:
+
+        def same_document(b, h, q, kv):
+            return documents[q] == documents[kv]
+
+        parts.append(same_document)
+    return create_block_mask(and_masks(*parts), batch, None, n, n, device=str(device))
 
 
 def flex(

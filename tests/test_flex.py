@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bench.observe import attention_label
+from model import cost
 from model import flex as flex_module
 from model.attention import MultiHeadAttention
 from model.kernels import FLEX_SCOPE, FLEX_UNFUSED, attention_family
@@ -78,3 +79,34 @@ def test_flex_refuses_dropout_in_training_with_one_line():
     module = MultiHeadAttention(D, H, 0.1, "flex").train()
     with pytest.raises(ValueError, match="the flex kernel has no attention dropout; got dropout=0.1"):
         module(torch.randn(B, N, D))
+
+
+def test_packed_sequences_as_a_flex_document_mask_are_each_sequence_alone():
+    explicit, flexed = pair()
+    lengths = [40, 56]  # one row of 96 tokens, two sequences
+    documents = torch.repeat_interleave(torch.arange(2), torch.tensor(lengths))
+    x = torch.randn(1, N, D)
+    with torch.no_grad():
+        got = flexed(x, documents=documents)[0]
+        want = torch.cat([explicit(part)[0] for part in x.split(lengths, dim=1)])
+    assert (got - want).abs().max().item() < 1e-5
+
+
+def test_a_flex_cell_records_its_first_call_compile_and_counts_its_flops():
+    from bench.cell import Cell
+    from bench.cell_runner import measure, measure_facts
+    from bench.grid import load_grid
+
+    grid = load_grid("variants")
+    cell = Cell("attention", "cpu", "float32", "small", 80, 8, "flex", "forward", window=16)
+    before = flex_module.compilations()
+    facts = measure_facts(cell, grid, None)
+    assert facts.attention_kernel == "flex" and facts.attention_family == "flex"
+    assert facts.kernel_compilations == flex_module.compilations() - before >= 1  # a new shape and mask compiles
+    assert facts.first_call_s > facts.compile_s > 0
+    # FlopCounterMode dispatches no flex_attention (compiled or not): the cost model's dense figure alone
+    assert facts.flops_counted is None and facts.flops == cost.grouped_attention_forward_flops(2, 80, 256, 8, 8).total
+    timing, _ = measure(cell, grid, 0)
+    assert timing.kernel_recompilations == 0  # the compiled kernel served the new pass's module
+    again = measure_facts(cell, grid, None)
+    assert again.kernel_compilations == 0  # the same shape and mask: nothing to compile

@@ -33,7 +33,11 @@ def test_the_variants_profile_has_grouped_and_windowed_cells_and_dense_ids_are_u
     assert "cpu-float32-small-n1024-h8-sdpa-forward" in ids  # kv_heads 0: every head its own, the id of old
     assert not any(c.kv_heads == c.heads for c in grid.cells())  # kv_heads = heads would repeat the dense cell
     default = load_grid("default").cells()
-    assert all(c.kv_heads == 0 and c.window == 0 and "kv" not in c.id for c in default)
+    dense = [c for c in default if c.kv_heads == 0 and c.window == 0]
+    assert all("-kv" not in c.id and "-w" not in c.id for c in dense)  # every earlier cell keeps its id
+    # the default run's small block of variants: flex with and without a window, SDPA with it, one key/value head
+    variants = {(c.impl, c.kv_heads, c.window) for c in default if c.kv_heads or c.window or c.impl == "flex"}
+    assert variants == {("flex", 0, 0), ("flex", 0, 128), ("sdpa", 0, 128), ("sdpa", 1, 0)}
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def build_context(run_dir: Path, positional_dir: Path | None = None) -> ReportCo
     cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
     facts = next(iter(machines.values()))
     positional_dir = positional_dir or positional_folder(run_dir.parent, facts.get("machine_slug"))
-    variant = is_variant(cells) if "kv_heads" in cells else pd.Series(False, index=cells.index)
+    variant = is_variant(cells) if "varlen" in cells else pd.Series(False, index=cells.index)
     ctx = ReportContext(run_dir, cells[~variant], not_run, facts, positional_dir, variants=cells[variant])
     if ctx.is_ddp:
         return ctx

@@ -3,7 +3,9 @@
   scores do not (every query head still sees every key), so memory and the projection's FLOPs fall, and a kernel
   that repeats k and v to h heads gives part of the memory back;
 - a sliding window of w keys: the pairs a query sees grow linearly in n at a fixed w, so a kernel that skips the
-  masked blocks grows linearly; one that computes every score and masks after grows as the dense cell does.
+  masked blocks grows linearly; one that computes every score and masks after grows as the dense cell does;
+- ALiBi inside flex's kernel (a score_mod): no (h, n, n) bias is held, so a layer's memory grows about linearly in
+  n, where ALiBi passed to SDPA as a bias tensor grows it about quadratically.
 Each comparison is a declared pair of the run (bench/pairs.py): a grouped cell beside the same cell with every
 head's own, a window at n beside the window at n/2."""
 
@@ -14,22 +16,28 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from analysis.fits import describe_exponent, local_exponents
+from analysis.fits import describe_exponent, growth_word, local_exponents
 from analysis.markdown import link, md
 from analysis.stats import IN_RUN, MARGIN, cell_ratio, decide, family_confidence
-from model.cost import attention_score_flops, effective_score_flops
+from model.cost import (
+    attention_score_flops,
+    effective_score_flops,
+    grouped_attention_forward_flops,
+    varlen_attention_forward_flops,
+)
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
 
-HEADING = "Attention variants: grouped-query heads and sliding windows"
+HEADING = "Attention variants: grouped-query heads, sliding windows, ALiBi inside the kernel"
 KEYS = ["device", "dtype", "shape", "seq_len", "heads", "impl", "mode"]
 MEMORY_AGREES = 0.25  # measured over predicted memory ratio within ±25% agrees with the model
 
 
 def is_variant(cells: pd.DataFrame) -> pd.Series:
-    """The cells of an attention variant: fewer key/value heads than query heads, or a window of keys."""
-    return (cells["kv_heads"] > 0) | (cells["window"] > 0)
+    """The cells of an attention variant: fewer key/value heads than query heads, a window of keys, or a
+    variable-length batch."""
+    return (cells["kv_heads"] > 0) | (cells["window"] > 0) | (cells["varlen"] != "none")
 
 
 def effective_flops(r: dict) -> float:
@@ -51,8 +59,9 @@ def _memory_word(measured: float, predicted: float) -> str:
 def grouped_table(variants: pd.DataFrame, dense: pd.DataFrame) -> pd.DataFrame:
     """Every grouped-query cell beside its cell with every head's own: time ratio with its interval (simultaneous
     over the rows) and word, memory ratio measured and predicted, FLOPs ratio, the kernels observed."""
-    grouped = variants[(variants["kv_heads"] > 0) & (variants["window"] == 0)]
-    merged = grouped.merge(dense[dense["window"] == 0], on=KEYS, suffixes=("", "_dense"))
+    grouped = variants[(variants["kv_heads"] > 0) & (variants["window"] == 0) & (variants["varlen"] == "none")]
+    dense = dense[(dense["window"] == 0) & (dense["kv_heads"] == 0) & (dense["varlen"] == "none")]
+    merged = grouped.merge(dense, on=KEYS, suffixes=("", "_dense"))
     if merged.empty:
         return pd.DataFrame()
     level = family_confidence(len(merged))
@@ -92,7 +101,7 @@ def window_table(variants: pd.DataFrame) -> pd.DataFrame:
     """Per window series, between its two longest lengths: the local exponent of time (interval from the in-run
     pairs of n against n/2) beside the exponents of the dense and the effective FLOPs, and memory's (exact)
     beside the model's; the verdict says which the time follows."""
-    windows = variants[variants["window"] > 0]
+    windows = variants[(variants["window"] > 0) & (variants["varlen"] == "none")]
     if windows.empty:
         return pd.DataFrame()
     local = local_exponents(windows)
@@ -144,6 +153,131 @@ def window_table(variants: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(series)
 
 
+ALIBI = ("alibi", "alibi_directional")
+
+
+def alibi_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every layer series with ALiBi, where a run has one whose kernel computes it inside (flex), between its two
+    longest lengths: memory's local exponent (exact) against the physics (linear inside the kernel, quadratic
+    with an (h, n, n) bias), and time's with its 95% interval."""
+    alibi = cells[(cells["group"] == "layer") & cells["pos_encoding"].isin(ALIBI)]
+    if alibi.empty or not (alibi["attention_family"] == "flex").any():
+        return pd.DataFrame()
+    local = local_exponents(alibi)
+    series = ["device", "dtype", "shape", "heads", "impl", "mode", "pos_encoding"]
+    local = local[local["seq_len_to"] == local.groupby(series)["seq_len_to"].transform("max")]
+    family = {tuple(c[k] for k in series): c["attention_family"] for c in alibi.to_dict("records")}
+    rows = []
+    for r in local.to_dict("records"):
+        inside = family[tuple(r[k] for k in series)] == "flex"
+        expected = "linear" if inside else "quadratic"
+        measured = growth_word(r["memory_exponent"], r["memory_exponent"])
+        rows.append(
+            {
+                **{k: r[k] for k in series},
+                "bias": "inside the kernel (score_mod)" if inside else "an (h, n, n) tensor",
+                "seq_len_from": r["seq_len_from"],
+                "seq_len_to": r["seq_len_to"],
+                "memory_exponent": r["memory_exponent"],
+                "physics": expected,
+                "memory_word": "met" if measured == expected else "missed",
+                "time_exponent": r["time_exponent"],
+                "time_low": r["time_low"],
+                "time_high": r["time_high"],
+            }
+        )
+    return pd.DataFrame(rows).sort_values(series)
+
+
+def alibi_lines(table: pd.DataFrame) -> list[str]:
+    return [
+        f"- {r['device']} {r['dtype']} {r['impl']} {r['mode']}, {r['pos_encoding']} {r['bias']}, "
+        f"n={r['seq_len_from']}→{r['seq_len_to']}: memory n^{r['memory_exponent']:.2f} (physics: "
+        f"{r['physics']}; {r['memory_word']}); time "
+        + describe_exponent(r["time_exponent"], r["time_low"], r["time_high"])
+        + "."
+        for r in table.to_dict("records")
+    ]
+
+
+VARLEN_KEYS = [*KEYS, "kv_heads", "window"]
+
+
+def padding_waste(r: dict) -> float:
+    """The share of a padded batch's attention FLOPs spent on padding: 1 - real tokens' FLOPs / padded FLOPs."""
+    d, h = int(r["d_model"]), int(r["heads"])
+    kv = int(r["kv_heads"]) or h
+    real = varlen_attention_forward_flops(list(r["sequence_lengths"]), d, h, kv).total
+    return 1 - real / grouped_attention_forward_flops(int(r["batch"]), int(r["seq_len"]), d, h, kv).total
+
+
+def varlen_table(variants: pd.DataFrame) -> pd.DataFrame:
+    """Every variable-length cell: its real tokens per second and the padding's share of the padded FLOPs; nested
+    or packed, its time against the same tokens padded (an in-run pair where the run timed one; interval
+    simultaneous over the rows) beside the ratio of the FLOPs each computes: the physics says a layout that skips
+    the padding saves about its share."""
+    cells = variants[variants["varlen"] != "none"]
+    if cells.empty:
+        return pd.DataFrame()
+    padded = cells[cells["varlen"] == "padded"]
+    merged = cells.merge(padded, on=VARLEN_KEYS, how="left", suffixes=("", "_padded"))
+    level = family_confidence(max(int((merged["varlen"] != "padded").sum()), 1))
+    rows = []
+    for r in merged.to_dict("records"):
+        row = {
+            **{k: r[k] for k in VARLEN_KEYS},
+            "varlen": r["varlen"],
+            "real_tokens": int(sum(r["sequence_lengths"])),
+            "padding_flops_share": padding_waste(r),
+            "tokens_per_s": r["tokens_per_s"],
+            "kernel": r["attention_kernel"],
+        }
+        if r["varlen"] != "padded" and isinstance(r.get("id_padded"), str):
+            interval = cell_ratio(r, "", "_padded", level)
+            flops_ratio = r["flops"] / r["flops_padded"]
+            row.update(
+                time_vs_padded=interval.estimate,
+                low=interval.low,
+                high=interval.high,
+                word=decide(interval),
+                paired=interval.method == IN_RUN,
+                flops_vs_padded=flops_ratio,
+                follows="the FLOPs" if interval.low <= flops_ratio <= interval.high else "not the FLOPs",
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values([*VARLEN_KEYS, "varlen"])
+
+
+def compared_layouts(table: pd.DataFrame) -> pd.DataFrame:
+    """The nested and packed rows that were compared with the same tokens padded."""
+    if "time_vs_padded" not in table:
+        return pd.DataFrame()
+    return table.dropna(subset=["time_vs_padded"])
+
+
+def varlen_lines(table: pd.DataFrame) -> list[str]:
+    out = []
+    for r in compared_layouts(table).to_dict("records"):
+        out.append(
+            f"- {r['device']} {r['dtype']} {r['impl']} {r['mode']}, n={r['seq_len']} ({r['real_tokens']} real "
+            f"tokens, padding {r['padding_flops_share']:.0%} of the padded FLOPs): {r['varlen']} takes "
+            f"x{r['time_vs_padded']:.2f} [{r['low']:.2f}, {r['high']:.2f}] the padded time ({r['word']}) for "
+            f"x{r['flops_vs_padded']:.2f} its FLOPs: the time follows {r['follows']}; "
+            f"{r['tokens_per_s']:.3g} real tokens/s; kernel {r['kernel']}."
+        )
+    return out
+
+
+def compiled_kernels(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every cell whose attention compiles its own kernel (flex): its first call (the compile, or 0 compilations
+    where a cell of the same shape and mask compiled it before) and how often it compiled again while timed."""
+    own = cells[cells["kernel_compilations"].notna()] if "kernel_compilations" in cells else pd.DataFrame()
+    if own.empty:
+        return own
+    columns = ["id", "first_call_s", "compile_s", "kernel_compilations", "kernel_recompilations", "attention_kernel"]
+    return own[columns].sort_values("id")
+
+
 def grouped_lines(table: pd.DataFrame) -> list[str]:
     """At the longest length, the fewest key/value heads per kernel and mode: what grouping changed."""
     if table.empty:
@@ -173,10 +307,13 @@ def window_lines(table: pd.DataFrame) -> list[str]:
 
 
 def variants_section(ctx: ReportContext) -> list[str]:
-    if ctx.variants.empty:
+    grouped = grouped_table(ctx.variants, ctx.cells) if not ctx.variants.empty else pd.DataFrame()
+    windows = window_table(ctx.variants) if not ctx.variants.empty else pd.DataFrame()
+    alibi = alibi_table(ctx.cells)
+    varlen = varlen_table(ctx.variants) if not ctx.variants.empty else pd.DataFrame()
+    compiled = compiled_kernels(pd.concat([ctx.cells, ctx.variants]))
+    if grouped.empty and windows.empty and alibi.empty and varlen.empty and compiled.empty:
         return []
-    grouped = grouped_table(ctx.variants, ctx.cells)
-    windows = window_table(ctx.variants)
     lines = [f"## {HEADING}", ""]
     if not grouped.empty:
         words, paired = grouped["word"].value_counts(), int(grouped["paired"].sum())
@@ -207,15 +344,79 @@ def variants_section(ctx: ReportContext) -> list[str]:
             *window_lines(windows),
             "",
         ]
+    if not alibi.empty:
+        lines += [
+            "ALiBi inside flex's kernel (a score_mod, computed per block) against ALiBi passed as an (h, n, n) "
+            "bias tensor, between each series' two longest lengths: the bias held grows a layer's memory about "
+            "quadratically, the score_mod only with the activations (about linearly). Memory is exact; the word "
+            "says whether its exponent falls in the physics' range (linear 0.85-1.15, quadratic 1.85-2.15).",
+            "",
+            *alibi_lines(alibi),
+            "",
+        ]
+    if not varlen.empty:
+        lines += [
+            f"Variable-length batches: each batch's lengths are {varlen_distribution(ctx)}; the same tokens run "
+            "padded to n (a key-padding mask: every padded query and key is still computed), nested (a jagged "
+            "tensor through SDPA) or packed (one row, a document mask). Each nested or packed cell against the same "
+            "tokens padded, with its interval (simultaneous 95%) and word, beside the ratio of the FLOPs each "
+            "computes: a layout that skips the padding should save about the padding's share.",
+            "",
+            *varlen_lines(varlen),
+            "",
+            "<details><summary>Every variable-length cell</summary>",
+            "",
+            md(varlen, ".3g"),
+            "",
+            "</details>",
+            "",
+        ]
+    if not compiled.empty:
+        again = int(compiled["kernel_recompilations"].fillna(0).sum())
+        lines += [
+            f"{len(compiled)} cells ran flex, which torch.compile compiles on the first call of each shape and mask "
+            "(outside the timing, in the cell's untimed pass): the first call took "
+            f"{compiled['first_call_s'].min():.1f}-{compiled['first_call_s'].max():.1f} s. "
+            f"In the timed passes flex compiled again {again} times"
+            + (
+                " (dynamo's guards failed for a pass's new module: the compile falls in the pass's first call, "
+                "which sizes the pass and is not timed)."
+                if again
+                else ": every call ran a kernel compiled before."
+            )
+            + " A cell whose profile showed flex's unfused eager path instead would have failed, not been timed.",
+            "",
+            "<details><summary>Every flex cell's compilation</summary>",
+            "",
+            md(compiled, ".3g"),
+            "",
+            "</details>",
+            "",
+        ]
     return lines
 
 
+def varlen_distribution(ctx: ReportContext) -> str:
+    """How the run drew its lengths, as it recorded it."""
+    return ctx.facts.get("varlen_distribution") or "drawn at random (the run did not record how)"
+
+
 def variant_findings(ctx: ReportContext) -> list[str]:
-    """At most two bullets for the report's opening: grouping at its fewest key/value heads, and the window's
-    growth, each linking here."""
-    if ctx.variants.empty:
-        return []
+    """Bullets for the report's opening, each linking here: ALiBi inside the kernel, grouping at its fewest
+    key/value heads, the window's growth, and the layouts of a variable-length batch."""
     out = []
+    alibi = alibi_table(ctx.cells)
+    if not alibi.empty:
+        parts = [
+            f"{r['impl']} ({r['bias']}) memory n^{r['memory_exponent']:.2f}, {r['physics']}: {r['memory_word']}"
+            for r in alibi.to_dict("records")
+        ]
+        r0 = alibi.iloc[0]
+        out.append(
+            link(f"ALiBi in a layer, n={r0['seq_len_from']}→{r0['seq_len_to']}: " + "; ".join(parts) + ".", HEADING)
+        )
+    if ctx.variants.empty:
+        return out
     grouped = grouped_table(ctx.variants, ctx.cells)
     if not grouped.empty:
         longest = grouped[grouped["seq_len"] == grouped["seq_len"].max()]
@@ -247,6 +448,22 @@ def variant_findings(ctx: ReportContext) -> list[str]:
                 f"n^{r0['dense_flops_exponent']:.2f}, the window's n^{r0['effective_flops_exponent']:.2f}): "
                 + "; ".join(parts)
                 + ".",
+                HEADING,
+            )
+        )
+    varlen = compared_layouts(varlen_table(ctx.variants))
+    if not varlen.empty:
+        longest = varlen[varlen["seq_len"] == varlen["seq_len"].max()]
+        parts = [
+            f"{r['impl']} {r['mode']} {r['varlen']} x{r['time_vs_padded']:.2f} [{r['low']:.2f}, {r['high']:.2f}] "
+            f"({r['word']}; FLOPs x{r['flops_vs_padded']:.2f})"
+            for r in longest.to_dict("records")
+        ]
+        r0 = longest.iloc[0]
+        out.append(
+            link(
+                f"Variable-length batches at n={r0['seq_len']} (padding {r0['padding_flops_share']:.0%} of the padded "
+                "FLOPs), against the same tokens padded: " + "; ".join(parts) + ".",
                 HEADING,
             )
         )
