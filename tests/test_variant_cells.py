@@ -67,7 +67,7 @@ def test_a_grouped_cell_pairs_with_every_heads_own_and_a_window_with_half_its_le
     assert pairs[grouped.id] == replace(grouped, kv_heads=0)
     window = next(c for c in cells if c.window and c.seq_len == 1024)
     assert pairs[window.id] == replace(window, seq_len=512)
-    shortest = next(c for c in cells if c.window and c.seq_len == 256)  # no window cell at 128 in the run
+    shortest = next(c for c in cells if c.window and c.seq_len == 512)  # no window cell at 256 in the run
     assert pairs[shortest.id] == replace(shortest, window=0)
 
 
