@@ -181,24 +181,12 @@ def attention_inference_bytes(m: MemoryShape, family: str) -> int:
         return 5 * m.u + 2 * m.s * min(BLOCK, m.n) // m.n
     if family == "fused_explicit":
         return 3 * m.u + m.s
-    if family == "flex":
-        return 5 * m.u + flex_cpu_temporaries(m)
     return 5 * m.u
-
-
-def flex_cpu_temporaries(m: MemoryShape) -> int:
-    """What the CPU flex kernel of torch 2.13 allocates and frees inside every call, whatever the batch, heads or
-    mask: two (n, n) int64 tensors (observed in the profiler's memory events of the compiled graph: 8.4 and 8.7
-    MB at n=1024). The kernel computes no n x n scores, but its memory still grows as n^2. None on CUDA."""
-    return 2 * 8 * m.n * m.n if m.device == "cpu" else 0
 
 
 def kernel_workspace_bytes(m: MemoryShape, family: str) -> int:
     """What a fused attention kernel holds through a training step beyond its inputs and outputs: cuDNN
-    accumulates dQ, dK and dV in float32; the others keep smaller float32 buffers; flex on a CPU its (n, n)
-    temporaries."""
-    if family == "flex":
-        return flex_cpu_temporaries(m)
+    accumulates dQ, dK and dV in float32; the others keep smaller float32 buffers."""
     return {"cudnn": 3 * m.u * 4 // m.p + 2 * m.u, "efficient": 2 * m.u, "flash": m.u * 2 // m.p}.get(family, 0)
 
 

@@ -29,7 +29,7 @@ def test_the_variants_profile_has_grouped_and_windowed_cells_and_dense_ids_are_u
     ids = {c.id for c in grid.cells()}
     assert "cpu-float32-small-n1024-h8-sdpa-forward-kv2" in ids
     assert "cpu-float32-small-n1024-h8-naive-train-kv1" in ids
-    assert "cpu-float32-small-n2048-h8-sdpa-train-w128" in ids
+    assert "cpu-float32-small-n2048-h8-sdpa-forward-w128" in ids
     assert "cpu-float32-small-n1024-h8-sdpa-forward" in ids  # kv_heads 0: every head its own, the id of old
     assert not any(c.kv_heads == c.heads for c in grid.cells())  # kv_heads = heads would repeat the dense cell
     default = load_grid("default").cells()

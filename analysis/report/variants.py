@@ -237,6 +237,9 @@ def varlen_table(variants: pd.DataFrame) -> pd.DataFrame:
             "padding_flops_share": padding_waste(r),
             "tokens_per_s": r["tokens_per_s"],
             "kernel": r["attention_kernel"],
+            "memory_over_model": (
+                r["peak_mem_bytes"] / r["predicted_mem_bytes"] if r.get("predicted_mem_bytes") else math.nan
+            ),
         }
         if r["varlen"] != "padded" and isinstance(r.get("id_padded"), str):
             interval = cell_ratio(r, "", "_padded", level)
@@ -252,6 +255,10 @@ def varlen_table(variants: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
     return pd.DataFrame(rows).sort_values([*VARLEN_KEYS, "varlen"])
+
+
+# why a nested cell's memory has no model (torch/nested/_internal/sdpa.py, its MATH branch)
+NESTED_MEMORY = "not modelled (on a CPU, SDPA copies a nested batch into a strided nested tensor for its math backend)."
 
 
 def compared_layouts(table: pd.DataFrame) -> pd.DataFrame:
@@ -270,7 +277,12 @@ def varlen_lines(table: pd.DataFrame) -> list[str]:
             f"x{r['time_vs_padded']:.2f} [{r['low']:.2f}, {r['high']:.2f}] the padded time ({r['word']}) for "
             f"x{r['flops_vs_padded']:.2f} its FLOPs: the time "
             + ("follows the FLOPs" if r["follows"] else "does not follow the FLOPs")
-            + f"; {r['tokens_per_s']:.3g} real tokens/s; kernel {r['kernel']}."
+            + f"; {r['tokens_per_s']:.3g} real tokens/s; kernel {r['kernel']}; memory "
+            + (
+                f"x{r['memory_over_model']:.2f} the cost model's ({_memory_word(r['memory_over_model'], 1.0)})."
+                if not math.isnan(r["memory_over_model"])
+                else NESTED_MEMORY
+            )
         )
     return out
 
@@ -356,9 +368,8 @@ def variants_section(ctx: ReportContext) -> list[str]:
             "ALiBi inside flex's kernel (a score_mod, computed per block) against ALiBi passed as an (h, n, n) "
             "bias tensor, between each series' two longest lengths: the bias held grows a layer's memory about "
             "quadratically, the score_mod only with the activations (about linearly). Memory is exact; the word "
-            "says whether its exponent falls in the physics' range (linear 0.85-1.15, quadratic 1.85-2.15). The "
-            "cost model's exponent beside it counts what the kernels observed here hold (on a CPU, flex's compiled "
-            "kernel allocates two (n, n) int64 temporaries in every call, model/cost.py).",
+            "says whether its exponent falls in the physics' range (linear 0.85-1.15, quadratic 1.85-2.15); the "
+            "cost model's exponent is beside it.",
             "",
             *alibi_lines(alibi),
             "",
