@@ -45,6 +45,15 @@ def growth_word(low: float, high: float) -> str | None:
     return None
 
 
+def physics_verdict(low: float, high: float, expected: str) -> str:
+    """An exponent's interval against the growth word the physics expects: met where the whole interval lies in
+    that word's range, missed where none of it does, inconclusive where it straddles an edge."""
+    lo, hi = next((lo, hi) for word, lo, hi in GROWTH_WORDS if word == expected)
+    if lo <= low and high <= hi:
+        return "met"
+    return "missed" if high < lo or low > hi else "inconclusive"
+
+
 def describe_exponent(value: float, low: float, high: float) -> str:
     """'n^1.93 [1.85, 2.01], quadratic': the word only when the 95% interval fits inside it."""
     if pd.isna(value):

@@ -213,12 +213,13 @@ def attention_variant_bytes(m: MemoryShape, family: str, kv_heads: int, window: 
       in an explicit family (ours, SDPA's math) repeats them back to h heads first, and keeps the copies (and
       their gradients) as the dense cell keeps its k and v; the CPU flash kernel reads the grouped heads as
       they are.
-    - a window: its (n, n) additive mask in the compute dtype, held through the kernel (no kernel here skips
-      the masked blocks, so the scores are as large as the dense cell's)."""
+    - a window: its (n, n) additive mask in the compute dtype, held through the kernel (the explicit kernels and
+      SDPA compute every score and mask after); flex holds none (its block mask, built once per length, skips the
+      blocks outside the window)."""
     r = kv_heads / m.h
     shrink = -(4 if train else 2) * int(m.u * (1 - r))
     repeat = (4 if train else 2) * m.u if family in EXPLICIT and kv_heads < m.h else 0
-    mask = m.n * m.n * m.p if window else 0
+    mask = m.n * m.n * m.p if window and family != "flex" else 0
     return shrink + repeat + mask
 
 

@@ -193,3 +193,13 @@ def test_the_quadratic_share_has_a_bootstrap_interval_over_passes_that_covers_it
     linear = quadratic_share_interval(n, [passes(1e-3 + 1e-5 * x) for x in n])
     assert linear.low < 0.2 and linear.high < truth  # no n² term: the interval stays far from the quadratic's
     assert quadratic_share_interval(n[:3], [passes(t) for t in quadratic[:3]]) is None
+
+
+def test_an_exponent_is_judged_against_the_physics_by_its_whole_interval():
+    from analysis.fits import physics_verdict
+
+    assert physics_verdict(1.03, 1.07, "linear") == "met"
+    assert physics_verdict(1.87, 1.91, "quadratic") == "met"
+    assert physics_verdict(2.01, 2.30, "quadratic") == "inconclusive"  # straddles the range's edge at 2.15
+    assert physics_verdict(1.43, 1.43, "linear") == "missed"  # exact (memory) and outside
+    assert physics_verdict(1.43, 1.43, "between linear and quadratic") == "met"
