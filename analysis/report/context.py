@@ -32,6 +32,11 @@ class ReportContext:
     variants: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
+    def every_cell(self) -> pd.DataFrame:
+        """The run's cells, the variants' included: what ran and how it was timed are facts of the whole run."""
+        return pd.concat([self.cells, self.variants]) if len(self.variants) else self.cells
+
+    @property
     def matmul_peaks(self) -> pd.DataFrame:
         """The run's matmul peak per device and dtype (per shard, where merged): infra.record.MatmulPeak."""
         return pd.DataFrame(self.facts.get("matmul_peak", []))

@@ -116,8 +116,7 @@ def facts_pass_line(facts: dict) -> str:
 
 def timing_section(ctx: ReportContext) -> list[str]:
     """How the times were taken, from the methods the cells record, and which cells are host-bound."""
-    cells = ctx.cells
-    grid = cells
+    grid = ctx.every_cell
     methods = grid["device_time_method"].value_counts()
     explain = {
         "cpu_clock": "the CPU runs ops synchronously, so device time is the host latency of a call",
@@ -170,7 +169,7 @@ def duration_line(facts: dict) -> list[str]:
 
 
 def coverage_section(ctx: ReportContext) -> list[str]:
-    cells, not_run, facts = ctx.cells, ctx.not_run, ctx.facts
+    cells, not_run, facts = ctx.every_cell, ctx.not_run, ctx.facts
     grid = cells
     lines = [
         "## What ran, and what did not",
@@ -187,9 +186,9 @@ def coverage_section(ctx: ReportContext) -> list[str]:
 
 
 def kernels_section(ctx: ReportContext) -> list[str]:
-    cells = ctx.cells
-    grid = cells
-    keys = ["group", "impl", "mode", "dropout", "pos_encoding", "compile", "device"]
+    grid = ctx.every_cell
+    variant_axes = ["kv_heads", "window", "varlen"] if len(ctx.variants) else []  # a column each where the run has them
+    keys = ["group", "impl", "mode", "dropout", "pos_encoding", "compile", *variant_axes, "device"]
     table = grid.groupby(keys)["attention_kernel"].agg(lambda s: ", ".join(sorted(s.unique()))).reset_index()
     lines = [
         "## Which kernels ran",
