@@ -48,6 +48,7 @@ from bench.timing import (
     time_once,
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto, uses_flex
+from infra import signals
 from infra.record import CellFacts, PassTiming, derive, pass_median, record
 from model import flex
 from model.kernels import FLEX_UNFUSED, attention_family
@@ -74,7 +75,8 @@ def _facts(cell: Cell, workload: Workload, sync, known: dict) -> CellFacts:
             f"reference by relative error {error:.3g} (allowed {TOLERANCE[cell.dtype]:g})"
         )
     counted, added = count_flops(workload.eager_step) if workload.countable else (None, [])
-    seen = observe(workload.step, cell.device)
+    with signals.deferred():  # the profiler's parse: an interrupt inside it could not be reported
+        seen = observe(workload.step, cell.device)
     if seen.device_kernel_count == 0:  # seen after CUDA-graph captures on some CUDA/CUPTI versions
         raise ImplementationError(
             f"the profiler saw no GPU kernel in a step of {cell.id}: its observed kernels "
@@ -184,7 +186,8 @@ def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
         known |= _capture(cell, workload, sync)[1]
     facts = _facts(cell, workload, sync, known)
     if trace_dir is not None:
-        capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
+        with signals.deferred():  # the profiler's parse: an interrupt inside it could not be reported
+            capture_trace(workload.step, sync, trace_dir, cell.trace_name, device)
     return facts
 
 

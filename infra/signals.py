@@ -10,11 +10,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _received: list[int] = []
+_deferring = [0]  # how many deferred() blocks are open
+_pending: list[int] = []  # signals that arrived inside one
 
 
 def _handler(signum: int, frame: object) -> None:
     _received.append(signum)
+    if _deferring[0]:
+        _pending.append(signum)
+        return
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A stopping signal that arrives inside the block stops the run as the block ends, not inside it: for
+    work where a KeyboardInterrupt cannot be reported. torch's profiler parses its events in C++ frames that
+    carry no line number, and pytest's report of an interrupt raised there crashes (TypeError), so the run
+    would exit 1 with a traceback instead of keeping its cells."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+        if not _deferring[0] and _pending:
+            signum = _pending[-1]
+            _pending.clear()
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def install() -> None:
