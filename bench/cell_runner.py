@@ -124,21 +124,32 @@ def _auto_choice(cell: Cell, workload: Workload, sync) -> dict:
 WARM_CALLS = 3  # after a compile, the warm calls whose fastest is what the first call is compared with
 
 
+def _first_call(cell: Cell, workload: Workload, sync, what: str) -> float:
+    """The step's first call, which compiles `what` (inductor, flex): its latency; a compile failure is this
+    cell's outcome, in one line, and the grid goes on."""
+    try:
+        return time_once(workload.step, sync)
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        raise ImplementationError(f"compile failed ({what}) at {cell.id}: {_one_line(err)}") from None
+
+
+def _first_and_warm(cell: Cell, workload: Workload, sync, what: str) -> dict:
+    """The first call's latency and what compiling `what` added to it over the fastest of WARM_CALLS warm calls."""
+    first_call_s = _first_call(cell, workload, sync, what)
+    warm = min(time_once(workload.step, sync) for _ in range(WARM_CALLS))
+    return {"first_call_s": first_call_s, "compile_s": first_call_s - warm}
+
+
 def _compile(cell: Cell, workload: Workload, sync) -> dict:
     """Compile the step by calling it once: its latency, what it added over a warm call, and the graph breaks
     dynamo recorded."""
     from torch._dynamo.utils import counters
 
     counters.clear()
-    try:
-        first_call_s = time_once(workload.step, sync)
-    except Exception as err:  # noqa: BLE001 - a compile failure is this cell's outcome, the grid goes on
-        raise ImplementationError(f"compile failed ({cell.compile}) at {cell.id}: {_one_line(err)}") from None
+    timed = _first_and_warm(cell, workload, sync, cell.compile)
     breaks = counters["graph_break"]
-    warm = min(time_once(workload.step, sync) for _ in range(WARM_CALLS))
     return {
-        "first_call_s": first_call_s,
-        "compile_s": first_call_s - warm,
+        **timed,
         "graph_breaks": sum(breaks.values()),
         "graph_break_reasons": [str(reason)[:160] for reason in list(breaks)[:3]],
         # inductor serves a graph it compiled before (this run or an earlier one) from its on-disk
@@ -162,14 +173,12 @@ def _capture(cell: Cell, workload: Workload, sync) -> tuple[Callable[[], object]
     }
 
 
-def _kernel_compile(workload: Workload, sync) -> dict:
+def _kernel_compile(cell: Cell, workload: Workload, sync) -> dict:
     """A kernel the model compiles itself (flex): its first call's latency, what it added over a warm call, and
     how many compilations it took (the recompile limit is raised, so more than one is dynamo recompiling)."""
     before = flex.compilations()
-    first_call_s = time_once(workload.step, sync)
-    compiled = flex.compilations() - before
-    warm = min(time_once(workload.step, sync) for _ in range(WARM_CALLS))
-    return {"first_call_s": first_call_s, "compile_s": first_call_s - warm, "kernel_compilations": compiled}
+    timed = _first_and_warm(cell, workload, sync, "flex")
+    return {**timed, "kernel_compilations": flex.compilations() - before}
 
 
 def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
@@ -179,7 +188,7 @@ def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
     workload = WORKLOADS[cell.group](cell, grid.shapes[cell.shape], device, dtype)
     known = _auto_choice(cell, workload, sync)
     if uses_flex(cell):
-        known |= _kernel_compile(workload, sync)
+        known |= _kernel_compile(cell, workload, sync)
     if cell.compile == "inductor":
         known |= _compile(cell, workload, sync)
     elif cell.compile == "cudagraph":
@@ -202,7 +211,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
     if cell.compile == "cudagraph":
         step = _capture(cell, workload, sync)[0]
     elif cell.compile == "inductor":  # this pass's module compiles again (from inductor's cache): not timed
-        _compile(cell, workload, sync)
+        _first_call(cell, workload, sync, cell.compile)
     references = partner_samples = None
     if partner is not None:  # the declared comparison, timed in ABBA blocks with its partner (bench/pairs.py)
         other = WORKLOADS[partner.group](partner, shape, device, dtype).step

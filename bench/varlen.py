@@ -17,8 +17,7 @@ from torch import nn
 
 from bench.cell import Cell, Shape
 from bench.implementations import Implementation, ImplementationError
-from bench.observe import recomputes_scores
-from bench.workloads import Workload, predicted_peak_bytes, relative_error, uses_flex
+from bench.workloads import Workload, predicted_peak_bytes, relative_error, training_flops, uses_flex
 from model import cost
 from model.kernels import attention_family
 
@@ -122,11 +121,9 @@ def varlen_workload(
             return [sum(lengths)]
         return lengths
 
-    def flops(label: str) -> int:  # backward: each matmul twice more, and QK^T again where the kernel recomputes
+    def flops(label: str) -> int:
         forward = cost.varlen_attention_forward_flops(computed(label), d, h, kv)
-        if not train:
-            return forward.total
-        return 3 * forward.total + (forward.attention_scores // 2 if recomputes_scores(label) else 0)
+        return training_flops(forward.total, forward.attention_scores, label) if train else forward.total
 
     def memory(family: str) -> int | None:
         """Padded: the dense cell's model; packed: one row of the real tokens; nested: no model (its kernel

@@ -49,6 +49,12 @@ def predicted_family(cell: Cell) -> str:
     return expected_family(cell.entry, cell)  # a user's: as SDPA would run it
 
 
+def training_flops(forward: int, scores: int, label: str) -> int:
+    """A training step's FLOPs from its forward's (`scores` of them QK^T and PV): backward costs each matmul
+    twice more, and QK^T once again where the kernel observed (`label`) recomputes the scores."""
+    return 3 * forward + (scores // 2 if recomputes_scores(label) else 0)
+
+
 def uses_auto(cell: Cell) -> bool:
     return cell.entry.kernel == "auto"
 
@@ -179,13 +185,11 @@ def _module_workload(
     timed = compiled(module, cell.compile)
     make_step = (lambda m: _forward_backward(m, x, grad)) if train else (lambda m: _inference(m, x))
 
-    def flops(label: str) -> int | None:  # backward: each matmul costs two more, plus QK^T again where recomputed
+    def flops(label: str) -> int | None:
         if impl.user:
             return user_flops(getattr(module, "layer", module), b, n, train)  # a layer sits in its PositionedLayer
         forward = forward_flops(label)
-        if not train:
-            return forward
-        return 3 * forward + (cost.attention_score_flops(b, n, d) // 2 if recomputes_scores(label) else 0)
+        return training_flops(forward, cost.attention_score_flops(b, n, d), label) if train else forward
 
     def memory(family: str) -> int | None:  # a user implementation's memory is its own: no model for it
         return None if impl.user else predicted_peak_bytes(cell, shape, family)
