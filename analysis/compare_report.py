@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures
+from analysis.common_mode import PROCESS_METHOD
 from analysis.compare import METRICS, Comparison
 from analysis.markdown import md
 from analysis.stats import CONFIDENCE
@@ -63,7 +64,7 @@ METHODS = {
     "pairs-t-common-mode": "by per-pair differences of each round's time over a reference matmul timed right after it",
     "pairs-t-common-mode+process": "by per-pair differences of each round's time over the reference matmul timed "
     "right after it, times the reference's own ratio (the process as a whole)",
-    "reference-median": "the reference matmul itself: the median over pairs with its order-statistics interval",
+    PROCESS_METHOD: "the reference matmul itself: the 20% trimmed mean over pairs with its Tukey-McLaughlin t interval",
 }
 
 

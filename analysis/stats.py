@@ -126,22 +126,22 @@ IN_RUN = "in-run pairs"  # the method of an interval from ABBA blocks timed insi
 TRIM = 0.2
 
 
-def in_run_interval(log_ratios: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """A ratio from a pair timed in ABBA blocks inside one run: the 20% trimmed mean of the blocks' log ratios
-    with its Tukey-McLaughlin t interval (scipy.stats.mstats: the winsorised variance, as many degrees of freedom
-    as blocks kept, less one) and that t test's p-value of 'no change'. Blocks, not passes, are the unit:
-    alternation cancels the drift that makes passes differ."""
+def trimmed_mean_interval(log_ratios: list[float], method: str, confidence: float = CONFIDENCE) -> Interval:
+    """exp of the 20% trimmed mean of paired log ratios, with its Tukey-McLaughlin t interval (scipy.stats.mstats:
+    the winsorised variance, as many degrees of freedom as ratios kept, less one) and that t test's p-value of
+    'no change'. The one rule for ratios from alternation: ABBA blocks inside a run, and bench ab's pairs of
+    processes for the process as a whole (analysis.common_mode)."""
     d = np.asarray(log_ratios, float)
     centre = float(mstats.trimmed_mean(d, limits=(TRIM, TRIM)))
     se = float(mstats.trimmed_stde(d, limits=(TRIM, TRIM)))
     df = d.size - 2 * int(TRIM * d.size) - 1
-    if not se > 0 or df < 1:  # every block alike (or too few to trim): the blocks themselves are the interval
+    if not se > 0 or df < 1:  # every ratio alike (or too few to trim): the ratios themselves are the interval
         low, high = float(d.min()), float(d.max())
         return Interval(
             math.exp(centre),
             math.exp(low),
             math.exp(high),
-            IN_RUN,
+            method,
             1.0 if centre == 0 else 0.0,
             None,
             None,
@@ -150,8 +150,14 @@ def in_run_interval(log_ratios: list[float], confidence: float = CONFIDENCE) -> 
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
     p = float(2 * stats.t.sf(abs(centre) / se, df))
     return Interval(
-        math.exp(centre), math.exp(centre - half), math.exp(centre + half), IN_RUN, p, se, float(df), int(d.size)
+        math.exp(centre), math.exp(centre - half), math.exp(centre + half), method, p, se, float(df), int(d.size)
     )
+
+
+def in_run_interval(log_ratios: list[float], confidence: float = CONFIDENCE) -> Interval:
+    """A ratio from a pair timed in ABBA blocks inside one run (the trimmed mean's interval over its blocks).
+    Blocks, not passes, are the unit: alternation cancels the drift that makes passes differ."""
+    return trimmed_mean_interval(log_ratios, IN_RUN, confidence)
 
 
 def _paired_in_run(r, new: str, base: str) -> bool:

@@ -14,6 +14,7 @@ from bench.benchmark_adapter import empty_json
 from bench.cell import FACTS_PASS
 from bench.flops import ADDED_FORMULAS
 from bench.grid import DEVICES, MODES, Cell, Grid, GridError, load_grid
+from bench.injected_slowdown import start_background_work
 from bench.isolation import pass_limit_s
 from bench.matmul_peak import measured_peaks
 from bench.pace import Pace, measure_pace
@@ -149,6 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM stops the run as Ctrl-C does (the cells done so far are written), and a KeyboardInterrupt that no
     # signal caused is user code's, not the user's
     signals.install()
+    start_background_work()  # nothing, unless the gate's validation injected it (bench.injected_slowdown)
     owner = assign_shards(grid.cells(), grid, shard[1]) if shard else None
     # the machine at the start: the commit checked out when the run began
     config.stash[RUN] = RunState(grid, shard, machine_facts(), owner)
@@ -189,7 +191,9 @@ def plan_run(config: pytest.Config, run: RunState) -> None:
     if minutes:
         # a cell and its partner share a dtype and a length, so they are left out together
         run.left_out = leave_out(runnable, run.grid, run.pace, minutes * 60, flags, declared_partners(runnable))
-    run.partners = declared_partners([c for c in runnable if c.trace_name not in run.left_out])
+    # bench ab's passes compare each cell with itself on the other side, timed beside the reference matmul: no pairs
+    kept = [c for c in runnable if c.trace_name not in run.left_out]
+    run.partners = {} if run.grid.timing.common_mode else declared_partners(kept)
     run.time_budget_min = minutes or None
     run.started = time.perf_counter()
 

@@ -9,8 +9,8 @@ The runs are python -m bench processes; the comparisons and NOISE.md come from p
 
 With --paired, the same questions for `python -m bench ab` (paired, alternating passes) on the quick
 grid's attention group at n = 128, 256, 512 with examples/extra_work_attention.py beside the built-ins:
-an A/A of HEAD against itself, and an A/B against a throwaway revision that makes that example do 6%
-more attention work, into results/noise-paired-<machine>/ (NOISE.md).
+an A/A of HEAD against itself, and an A/B against each of three throwaway revisions with a known slowdown
+(SLOWDOWNS: one implementation, every cell, the whole process), into results/gate-<machine>/ (NOISE.md).
 """
 
 from __future__ import annotations
@@ -36,21 +36,52 @@ RUNS = (("a1", {}), ("a2", {}), ("a3", {}), ("a4", {}), ("b-threads1", {"OMP_NUM
 EXTRA = "examples/extra_work_attention.py"
 EXTRA_FRACTION = 0.06  # of the attention's work (forward FLOPs; 1.5x when training); NOISE.md has the slowdown
 PAIRED_IMPLS = "attention.impl=naive,sdpa,torch_mha,examples.extra_work_attention:make"
+INJECTED = "bench/injected_slowdown.py"
+# The known slowdowns, each a one-line change on a throwaway revision: (A/B folder, file, line off, line on, what).
+# Each was sized before the experiment to slow what it hits by about 8% (the old gate's blind spot: 8-10%);
+# NOISE.md states what each measured.
+SLOWDOWNS = (
+    (
+        "ab-extra",
+        EXTRA,
+        "EXTRA_FRACTION = 0.0",
+        f"EXTRA_FRACTION = {EXTRA_FRACTION}",
+        f"one implementation: examples/extra_work_attention.py does {EXTRA_FRACTION:.0%} of the attention's FLOPs "
+        "as extra work",
+    ),
+    (
+        "ab-every-cell",
+        INJECTED,
+        "STEP_STRETCH = 0.0",
+        "STEP_STRETCH = 0.08",
+        "every cell: each timed call takes 8% longer (a busy wait after it; the reference matmul untouched)",
+    ),
+    (
+        "ab-process",
+        INJECTED,
+        "BACKGROUND_DUTY = 0.0",
+        "BACKGROUND_DUTY = 0.04",
+        "the whole process: a thread started with the run keeps a core busy 4% of every millisecond (leftover "
+        "background work; the reference matmul slowed too)",
+    ),
+)
 
 
-def slower_revision(repo: Path, fraction: float) -> str:
-    """A commit on no branch: HEAD with the example doing `fraction` extra work (the known slowdown)."""
+def slower_revision(repo: Path, path: str, off: str, on: str) -> str:
+    """A commit on no branch: HEAD with `off` replaced by `on` in `path` (a known slowdown)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "slower"
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=repo, check=True, capture_output=True
         )
         try:
-            source = (tree / EXTRA).read_text()
-            (tree / EXTRA).write_text(source.replace("EXTRA_FRACTION = 0.0", f"EXTRA_FRACTION = {fraction}"))
+            source = (tree / path).read_text()
+            if off not in source:
+                raise SystemExit(f"error: {path} has no line {off!r} to turn the slowdown on")
+            (tree / path).write_text(source.replace(off, on))
             identity = ["-c", "user.name=attnbench noise floor", "-c", "user.email=noise@attnbench.invalid"]
             subprocess.run(
-                ["git", *identity, "commit", "-qam", f"noise floor: {fraction:.1%} extra attention work"],
+                ["git", *identity, "commit", "-qam", f"noise floor: {on}"],
                 cwd=tree,
                 check=True,
                 capture_output=True,
@@ -64,14 +95,22 @@ def slower_revision(repo: Path, fraction: float) -> str:
 
 def paired(args: argparse.Namespace) -> int:
     repo = Path(__file__).resolve().parents[1]
-    folder = args.results / f"noise-paired-{machine_slug('cpu')}"
-    if any(refused(folder / name, machine_facts()) for name in ("aa", "ab-extra")):
+    folder = args.results / (args.name or f"gate-{machine_slug('cpu')}")
+    names = ["aa", *(s[0] for s in SLOWDOWNS)]
+    if any(refused(folder / name, machine_facts()) for name in names):
         return 2
-    slower = slower_revision(repo, EXTRA_FRACTION)
+    revisions = {name: slower_revision(repo, path, off, on) for name, path, off, on, _ in SLOWDOWNS}
     folder.mkdir(parents=True, exist_ok=True)
-    experiment = {"extra_fraction": EXTRA_FRACTION, "slower": slower, "pairs": args.pairs, "profile": args.profile}
-    atomic_write_text(folder / "experiment.json", json.dumps(experiment))
-    for name, new in (("aa", "HEAD"), ("ab-extra", slower)):
+    experiment = {
+        "pairs": args.pairs,
+        "profile": args.profile,
+        "base": subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip(),
+        "slowdowns": {
+            name: {"revision": revisions[name], "change": on, "what": what} for name, _, _, on, what in SLOWDOWNS
+        },
+    }
+    atomic_write_text(folder / "experiment.json", json.dumps(experiment, indent=1))
+    for name, new in (("aa", "HEAD"), *revisions.items()):
         print(f"attnbench noise floor (paired): {name}, HEAD against {new}", flush=True)
         command = [
             sys.executable,
@@ -113,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--paired", action="store_true", help="measure python -m bench ab (A/A, and a known slowdown)")
     p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="with --paired: base/new pass pairs per comparison")
+    p.add_argument("--name", default=None, help="with --paired: the folder under RESULTS (default: gate-MACHINE)")
     args = p.parse_args(argv)
     if args.paired:
         return paired(args)

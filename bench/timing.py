@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.injected_slowdown import stretched
+
 L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MiB), as triton's do_bench
 
 
@@ -106,6 +108,7 @@ def host_latency_with_reference(
     step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int, reference: Callable[[], object]
 ) -> tuple[list[float], list[float]]:
     """host_latency, each round followed by one timed call of `reference`: (step samples, reference samples)."""
+    step = stretched(step)  # itself, unless the gate's validation injected a slowdown (bench.injected_slowdown)
     for _ in range(warmup):
         time_once(step, sync)
         time_once(reference, sync)
