@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.load import load_run, machine_description, read_json
-from analysis.stats import MARGIN, decide, family_confidence, in_run_interval
+from analysis.stats import MARGIN, WORDS, decide, family_confidence, in_run_interval
 from infra.files import atomic_write_text
 
 SAME = "examples.slowed_attention:same"
@@ -56,7 +56,7 @@ def judged(cells: pd.DataFrame) -> tuple[pd.DataFrame, float]:
 
 def counts(words: pd.Series) -> str:
     c = words.value_counts()
-    return ", ".join(f"{w} {int(c[w])}" for w in ("faster", "equivalent", "slower", "inconclusive") if c.get(w))
+    return ", ".join(f"{w} {int(c[w])}" for w in WORDS if c.get(w))
 
 
 def bar(share: float, need: float, at_least: bool = True) -> str:
@@ -98,8 +98,7 @@ RULE_FIXED = datetime(2026, 12, 4, 16, 30, tzinfo=timezone.utc)
 
 
 def provenance(run_dir: Path) -> str:
-    made = datetime.fromisoformat(read_json(run_dir / "benchmarks.json")["datetime"])
-    if made < RULE_FIXED:
+    if not made_after_rule(run_dir):
         return (
             f"This run was made before the rule was fixed ({RULE_FIXED:%Y-%m-%d %H:%M} UTC) and was among the data "
             "it was chosen on (it was made with the median block log ratio, 8 blocks a pass): it does not validate "
@@ -112,6 +111,42 @@ def provenance(run_dir: Path) -> str:
 
 
 UNDER_LOAD = "-under-load"  # how scripts/pairs_validation.sh --under-load names its run folder
+
+
+def made_after_rule(run_dir: Path) -> bool:
+    return datetime.fromisoformat(read_json(run_dir / "benchmarks.json")["datetime"]) >= RULE_FIXED
+
+
+def sibling_runs(run_dir: Path, slug: str | None) -> list[Path]:
+    """The validation runs beside this one (itself included) on the same machine kind and under the same load,
+    made after the rule was fixed: every one of them, so that none is left out of the pooled rates."""
+    under_load = run_dir.name.endswith(UNDER_LOAD)
+    out = []
+    for folder in sorted(run_dir.parent.glob("pairs-*")):
+        if not (folder / "benchmarks.json").is_file() or folder.name.endswith(UNDER_LOAD) != under_load:
+            continue
+        facts = read_json(folder / "benchmarks.json")["machine_info"]["attnbench"]
+        if facts.get("machine_slug") == slug and made_after_rule(folder):
+            out.append(folder)
+    return out
+
+
+def pooled(run_dir: Path, slug: str | None) -> list[str]:
+    """The bars over every run made after the rule was fixed on this machine kind, under this load: one run's
+    24 cells put a 95% rate within one cell of missing."""
+    runs = sibling_runs(run_dir, slug)
+    if len(runs) < 2:
+        return []
+    tables = [judged(load_run(r / "benchmarks.json")[0])[0] for r in runs]
+    return [
+        f"## Pooled: the {len(runs)} runs made after the rule was fixed on this machine kind, "
+        + ("under load" if run_dir.name.endswith(UNDER_LOAD) else "idle"),
+        "",
+        f"Runs: {', '.join(r.name for r in runs)} (every such run in {run_dir.parent.name}/, none left out).",
+        "",
+        *summary(pd.concat(tables, ignore_index=True), run_dir.name.endswith(UNDER_LOAD)),
+        "",
+    ]
 
 
 def pairs_page(run_dir: Path) -> str:
@@ -141,6 +176,7 @@ def pairs_page(run_dir: Path) -> str:
         "",
         *summary(table, under_load),
         "",
+        *pooled(run_dir, facts.get("machine_slug")),
         "Every cell:",
         "",
         table.to_markdown(index=False, floatfmt=".4f"),

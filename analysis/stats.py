@@ -243,6 +243,7 @@ def verdict(interval: Interval, target: float, lower_is_better: bool = True) -> 
 
 
 MARGIN = 0.05  # the change a time comparison is asked to resolve: faster, equivalent or slower by more than it
+WORDS = ("faster", "equivalent", "slower", "inconclusive")  # decide()'s answers, in the order reports give them
 
 
 def decide(interval: Interval, margin: float = MARGIN) -> str:

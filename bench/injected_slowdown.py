@@ -19,6 +19,7 @@ from collections.abc import Callable
 STEP_STRETCH = 0.0
 BACKGROUND_DUTY = 0.0
 PERIOD_S = 1e-3  # short beside a cell's call, so that every round (and so its median) is hit alike
+THREAD_NAME = "attnbench-injected-background-work"
 
 
 def stretched(step: Callable[[], object]) -> Callable[[], object]:
@@ -38,16 +39,20 @@ def stretched(step: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
-def _background_work(duty: float) -> None:
+def _background_work(duty: float, stop: threading.Event) -> None:
     chunk = bytes(4096)  # hashlib releases the GIL above 2 KiB: the main thread's Python is not held up
-    while True:
+    while not stop.is_set():
         until = time.perf_counter() + duty * PERIOD_S
         while time.perf_counter() < until:
             hashlib.sha256(chunk).digest()
         time.sleep((1 - duty) * PERIOD_S)
 
 
-def start_background_work() -> None:
-    """Where BACKGROUND_DUTY is set, a daemon thread that keeps a core busy that share of the time."""
-    if BACKGROUND_DUTY:
-        threading.Thread(target=_background_work, args=(BACKGROUND_DUTY,), daemon=True, name="injected").start()
+def start_background_work() -> threading.Event | None:
+    """Where BACKGROUND_DUTY is set, a daemon thread that keeps a core busy that share of the time, for the rest
+    of the process (a run's): the event that stops it; None where it is off."""
+    if not BACKGROUND_DUTY:
+        return None
+    stop = threading.Event()
+    threading.Thread(target=_background_work, args=(BACKGROUND_DUTY, stop), daemon=True, name=THREAD_NAME).start()
+    return stop

@@ -68,17 +68,17 @@ SLOWDOWNS = (
 
 
 def slower_revision(repo: Path, path: str, off: str, on: str) -> str:
-    """A commit on no branch: HEAD with `off` replaced by `on` in `path` (a known slowdown)."""
+    """A commit on no branch: HEAD with the line `off` of `path` made `on` (a known slowdown)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "slower"
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=repo, check=True, capture_output=True
         )
         try:
-            source = (tree / path).read_text()
-            if off not in source:
-                raise SystemExit(f"error: {path} has no line {off!r} to turn the slowdown on")
-            (tree / path).write_text(source.replace(off, on))
+            lines = (tree / path).read_text().splitlines(keepends=True)
+            if sum(line.rstrip("\n") == off for line in lines) != 1:
+                raise SystemExit(f"error: {path} has no single line {off!r} to turn the slowdown on")
+            (tree / path).write_text("".join(on + "\n" if line.rstrip("\n") == off else line for line in lines))
             identity = ["-c", "user.name=attnbench noise floor", "-c", "user.email=noise@attnbench.invalid"]
             subprocess.run(
                 ["git", *identity, "commit", "-qam", f"noise floor: {on}"],

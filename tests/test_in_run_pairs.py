@@ -191,3 +191,28 @@ def test_a_local_exponent_from_a_paired_doubling_resolves_where_the_passes_do_no
     unpaired = local_exponents(pd.DataFrame([{**r, "partner_id": None} for r in rows])).iloc[0]
     assert not unpaired["paired"] and growth_word(unpaired["time_low"], unpaired["time_high"]) is None
     assert paired["memory_exponent"] == pytest.approx(1.0)
+
+
+def test_a_page_pools_every_run_made_after_the_rule_on_its_machine_and_load_and_no_other(tmp_path):
+    import json
+    import shutil
+
+    committed = Path(__file__).parents[1] / "results" / "pairs-cpu-amd-epyc-avx512bf16-2c"
+    data = json.loads((committed / "benchmarks.json").read_text())
+    slug = data["machine_info"]["attnbench"]["machine_slug"]
+    for name, change in (
+        (f"pairs-{slug}", {}),
+        (f"pairs-{slug}-again", {}),
+        (f"pairs-{slug}-old", {"datetime": "2026-12-01T00:00:00+00:00"}),  # before the rule: not pooled
+        (f"pairs-{slug}-under-load", {}),  # another load: not pooled with the idle runs
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "benchmarks.json").write_text(json.dumps({**data, **change}))
+    page = pairs_page(tmp_path / f"pairs-{slug}")
+    assert "Pooled: the 2 runs made after the rule was fixed on this machine kind, idle" in page
+    assert f"Runs: pairs-{slug}, pairs-{slug}-again (" in page
+    same = [line for line in page.splitlines() if line.startswith("- A/A")]
+    assert same[0].split("(")[1].startswith("`same`, which is sdpa), 24 cells")
+    assert same[1].split("(")[1].startswith("`same`, which is sdpa), 48 cells")
+    shutil.rmtree(tmp_path / f"pairs-{slug}-again")
+    assert "Pooled" not in pairs_page(tmp_path / f"pairs-{slug}")  # one run alone: nothing to pool

@@ -13,7 +13,7 @@ from analysis.report.heads import head_ratios
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
 from analysis.report.variants import variant_findings
-from analysis.stats import MARGIN, cell_ratio, decide, family_confidence, ratio_interval
+from analysis.stats import MARGIN, WORDS, cell_ratio, decide, family_confidence, ratio_interval
 from analysis.verdicts import TARGETS, judge, pair_table, verdict_counts
 from model.cost import layer_forward_flops
 
@@ -166,7 +166,7 @@ def references(ctx: ReportContext) -> list[str]:
     counts = pd.Series(time_words).value_counts() if time_words else pd.Series(dtype=int)
     head = (
         f"Ours against torch's layer ({len(time_words)} time verdicts, margin {MARGIN:.0%}: "
-        + ", ".join(f"{w} {counts.get(w, 0)}" for w in ("faster", "equivalent", "slower", "inconclusive"))
+        + ", ".join(f"{w} {counts.get(w, 0)}" for w in WORDS)
         + "). "
     )
     return [link(head + "; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import MARGIN, Interval, cell_ratio, decide, family_confidence
+from analysis.stats import MARGIN, WORDS, Interval, cell_ratio, decide, family_confidence
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
@@ -66,7 +66,7 @@ def heads_section(ctx: ReportContext) -> list[str]:
         "",
         f"At a fixed d_model, h heads against one, per kernel and mode: device time (simultaneous 95% intervals "
         f"over the {len(table)} comparisons, in three words with a {MARGIN:.0%} margin: "
-        + ", ".join(f"{w} {words.get(w, 0)}" for w in ("faster", "equivalent", "slower", "inconclusive"))
+        + ", ".join(f"{w} {words.get(w, 0)}" for w in WORDS)
         + "), peak memory measured beside the cost model's prediction, and FLOPs. The physics: the FLOPs do not "
         "depend on h (each head's matmuls shrink with d_head); an explicit softmax holds h·n² scores, so its "
         "memory grows with h; flash attention's does not.",

@@ -4,12 +4,13 @@ where HF's eager mode (the explicit softmax, an n x n matrix per head) stops fit
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import cell_ratio, median_interval
+from analysis.stats import CONFIDENCE, IN_RUN, MARGIN, WORDS, cell_ratio, decide, family_confidence, median_interval
 from analysis.verdicts import is_baseline
 from infra.registry import HF_BERT_EAGER, HF_BERT_SDPA
 from model import cost
@@ -55,20 +56,27 @@ def _pivot(cells: pd.DataFrame, column: str, impls: list[str], scale: float = 1.
     return wide.reindex(columns=[i for i in impls if i in wide.columns]).reset_index()
 
 
-def _against_ours(cells: pd.DataFrame, ours: str, other: str) -> str:
-    """How `other` compares with ours-as-BERT over the cells both ran: resolved faster, slower, inconclusive."""
+def _against_ours(cells: pd.DataFrame, ours: str, other: str, confidence: float) -> str:
+    """How `other` compares with ours-as-BERT over the cells both ran, each cell in three words with the 5%
+    margin (analysis.stats.decide) at the section's simultaneous level."""
     pairs = cells[cells["impl"] == other].merge(cells[cells["impl"] == ours], on=KEYS, suffixes=("", "_ours"))
-    intervals = [cell_ratio(r, "", "_ours") for r in pairs.to_dict("records")]
+    intervals = [cell_ratio(r, "", "_ours", confidence) for r in pairs.to_dict("records")]
     if not intervals:
         return f"- {other}: no cell where it and {ours} both ran."
-    slower = sum(i.low > 1 for i in intervals)
-    faster = sum(i.high < 1 for i in intervals)
+    words = Counter(decide(i) for i in intervals)
+    paired = sum(i.method == IN_RUN for i in intervals)
     ratios = pd.Series([i.estimate for i in intervals])
     return (
         f"- {other} / {ours}: median time ratio {ratios.median():.2f} (from {ratios.min():.2f} to "
-        f"{ratios.max():.2f}) over {len(intervals)} cells; {slower} resolved slower, {faster} faster, "
-        f"{len(intervals) - slower - faster} inconclusive (95% interval includes 1)."
+        f"{ratios.max():.2f}) over {len(intervals)} cells ({paired} timed as in-run pairs, the rest from their "
+        "passes, unpaired): " + ", ".join(f"{word} {words[word]}" for word in WORDS) + f" (margin {MARGIN:.0%})."
     )
+
+
+def _comparisons(cells: pd.DataFrame, ours: str, others: list[str]) -> int:
+    """The section's time comparisons, for their simultaneous level: each other layer's cells beside ours'."""
+    keys = cells[cells["impl"] == ours][KEYS].drop_duplicates()
+    return sum(len(cells[cells["impl"] == other].merge(keys, on=KEYS)) for other in others)
 
 
 def _eager_limit(ctx: ReportContext, bert: pd.DataFrame, eager: str, sdpa: str) -> list[str]:
@@ -176,7 +184,15 @@ def bert_section(ctx: ReportContext) -> list[str]:
         md(_time_table(both, impls)),
         "",
     ]
-    lines += [_against_ours(both, ours[0], other) for other in impls[1:]] + [""] if ours else []
+    if ours:
+        level = family_confidence(_comparisons(both, ours[0], impls[1:]))
+        lines += [
+            f"Each layer's time over ours-as-BERT, cell by cell, in three words (simultaneous {CONFIDENCE:.0%} over "
+            f"the section's comparisons, each at {level:.2%}):",
+            "",
+            *(_against_ours(both, ours[0], other, level) for other in impls[1:]),
+            "",
+        ]
     lines += [
         "Peak memory (MiB):",
         "",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.fits import describe_exponent, local_exponents, physics_verdict
 from analysis.markdown import link, md
-from analysis.stats import IN_RUN, MARGIN, cell_ratio, decide, family_confidence
+from analysis.stats import IN_RUN, MARGIN, WORDS, cell_ratio, decide, family_confidence
 from model.cost import (
     attention_score_flops,
     effective_score_flops,
@@ -339,7 +339,7 @@ def variants_section(ctx: ReportContext) -> list[str]:
         lines += [
             f"Grouped-query heads, each cell against the same cell with every head's own ({paired}"
             f" of {len(grouped)} timed as in-run pairs; simultaneous 95% intervals, margin {MARGIN:.0%}: "
-            + ", ".join(f"{w} {words.get(w, 0)}" for w in ("faster", "equivalent", "slower", "inconclusive"))
+            + ", ".join(f"{w} {words.get(w, 0)}" for w in WORDS)
             + "). The physics: k and v shrink by h / kv_heads, the scores do not; a kernel that repeats k and v "
             "to every head (ours, SDPA's math) holds the copies. Memory is exact, and judged against the cost "
             f"model within ±{MEMORY_AGREES:.0%}.",
