@@ -182,8 +182,9 @@ def write_paired_noise(folder: Path) -> Path:
         f"Grid `{facts['grid_profile']}` ({len(aa.table)} cells) on {facts['cpu_model']} ({facts['cpu_count']} cores, "
         f"{facts.get('machine_slug')}), torch {facts['torch_version']}, {pairs} pairs of passes, each pass a "
         "separate process on its side's own worktree, alternating B N, N B, ... A change is flagged when its "
-        "interval (a t interval on the per-pair log ratios; simultaneous 95% over the cells, Bonferroni) excludes 1 "
-        "and it is at least 5%.",
+        "interval (a cell's: a t interval on the per-pair log ratios over the reference; the process row's: the 20% "
+        "trimmed mean over pairs with its t interval; simultaneous 95% over them all, Bonferroni) excludes 1 and it "
+        "is at least 5%.",
         "",
         provenance(datetime.fromisoformat(data["datetime"])),
         "",

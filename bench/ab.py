@@ -70,7 +70,9 @@ def worktrees(repo: Path, revisions: dict[str, str], parent: Path):
 
 
 # Simultaneous intervals over a grid's cells need a tight per-cell spread: on the quick attention group (24 cells)
-# 10 pairs gave a median simultaneous half-width of 6.8%, 20 pairs 4.5% (results/noise-paired-*/NOISE.md).
+# 10 pairs gave a median simultaneous half-width of 6.8%, 20 pairs 4.5-5.2% (results/noise-paired-*, gate-*): at
+# 20, real slowdowns of 6-10% (one implementation, every cell, the whole process) fail the gate, while an unchanged
+# grid on a 2-core VM stays undecided where its noisiest cells would need about 100 pairs (results/gate-*/NOISE.md).
 DEFAULT_PAIRS = 20
 
 
