@@ -4,6 +4,7 @@ table commands, bad input, the notebook."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,7 +144,13 @@ def test_report_command_on_real_results(run_copy):
     assert "on the CPU the device's time and the host's are the same" in report
     assert "TF32 is a CUDA setting" in report and "host-bound" not in report.split("## How the times")[1][:50]
     assert "Training step at least as fast as torch's" in report and "[" in report.split("Training step at least")[1]
-    assert any(w in report for w in ("met in", "missed in", "inconclusive in"))
+    # every target's cells are counted once, each under one word, and the findings' words add up to their count
+    for line in [x for x in report.splitlines() if x.startswith("- Training step ") and " cells." in x]:
+        judged, total = re.fullmatch(r".*?\): (.*) of (\d+) cells\..*", line).groups()
+        words = re.findall(r"(met|missed|inconclusive) in (\d+)", re.sub(r"\([^)]*\)", "", judged))
+        assert words and sum(int(n) for _, n in words) == int(total), line
+    count, words = re.search(r"\((\d+) time verdicts, margin 5%: ([^)]*)\)", report).groups()
+    assert sum(int(n) for n in re.findall(r"\d+", words)) == int(count)
     assert "within timing noise" not in report
     for name in (
         "time_vs_seq_len",
