@@ -97,8 +97,8 @@ def summary(table: pd.DataFrame, under_load: bool) -> list[str]:
 RULE_FIXED = datetime(2026, 12, 4, 16, 30, tzinfo=timezone.utc)
 
 
-def provenance(run_dir: Path) -> str:
-    if not made_after_rule(run_dir):
+def provenance(after_rule: bool) -> str:
+    if not after_rule:
         return (
             f"This run was made before the rule was fixed ({RULE_FIXED:%Y-%m-%d %H:%M} UTC) and was among the data "
             "it was chosen on (it was made with the median block log ratio, 8 blocks a pass): it does not validate "
@@ -113,38 +113,38 @@ def provenance(run_dir: Path) -> str:
 UNDER_LOAD = "-under-load"  # how scripts/pairs_validation.sh --under-load names its run folder
 
 
-def made_after_rule(run_dir: Path) -> bool:
-    return datetime.fromisoformat(read_json(run_dir / "benchmarks.json")["datetime"]) >= RULE_FIXED
+def made_after_rule(data: dict) -> bool:
+    """Whether a run's benchmark JSON (as read) was made after the rule was fixed."""
+    return datetime.fromisoformat(data["datetime"]) >= RULE_FIXED
 
 
-def sibling_runs(run_dir: Path, slug: str | None) -> list[Path]:
+def sibling_runs(run_dir: Path, slug: str | None, under_load: bool) -> list[Path]:
     """The validation runs beside this one (itself included) on the same machine kind and under the same load,
     made after the rule was fixed: every one of them, so that none is left out of the pooled rates."""
-    under_load = run_dir.name.endswith(UNDER_LOAD)
     out = []
     for folder in sorted(run_dir.parent.glob("pairs-*")):
         if not (folder / "benchmarks.json").is_file() or folder.name.endswith(UNDER_LOAD) != under_load:
             continue
-        facts = read_json(folder / "benchmarks.json")["machine_info"]["attnbench"]
-        if facts.get("machine_slug") == slug and made_after_rule(folder):
+        data = read_json(folder / "benchmarks.json")
+        if data["machine_info"]["attnbench"].get("machine_slug") == slug and made_after_rule(data):
             out.append(folder)
     return out
 
 
-def pooled(run_dir: Path, slug: str | None) -> list[str]:
-    """The bars over every run made after the rule was fixed on this machine kind, under this load: one run's
-    24 cells put a 95% rate within one cell of missing."""
-    runs = sibling_runs(run_dir, slug)
+def pooled(run_dir: Path, slug: str | None, table: pd.DataFrame, under_load: bool) -> list[str]:
+    """The bars over every run made after the rule was fixed on this machine kind, under this load (`table`:
+    this run's, already judged): one run's 24 cells put a 95% rate within one cell of missing."""
+    runs = sibling_runs(run_dir, slug, under_load)
     if len(runs) < 2:
         return []
-    tables = [judged(load_run(r / "benchmarks.json")[0])[0] for r in runs]
+    tables = [table if r.name == run_dir.name else judged(load_run(r / "benchmarks.json")[0])[0] for r in runs]
     return [
         f"## Pooled: the {len(runs)} runs made after the rule was fixed on this machine kind, "
-        + ("under load" if run_dir.name.endswith(UNDER_LOAD) else "idle"),
+        + ("under load" if under_load else "idle"),
         "",
         f"Runs: {', '.join(r.name for r in runs)} (every such run in {run_dir.parent.name}/, none left out).",
         "",
-        *summary(pd.concat(tables, ignore_index=True), run_dir.name.endswith(UNDER_LOAD)),
+        *summary(pd.concat(tables, ignore_index=True), under_load),
         "",
     ]
 
@@ -169,14 +169,14 @@ def pairs_page(run_dir: Path) -> str:
         "",
         __doc__.split("\n\n", 1)[1].strip(),
         "",
-        provenance(run_dir),
+        provenance(made_after_rule(read_json(run_dir / "benchmarks.json"))),
         "",
         f"The {len(table)} intervals are simultaneous at 95% (each at {level:.3%}); margin {MARGIN:.0%}; "
         f"median {int(table['blocks'].median())} ABBA blocks a cell over {int(cells['passes'].max())} passes.",
         "",
         *summary(table, under_load),
         "",
-        *pooled(run_dir, facts.get("machine_slug")),
+        *pooled(run_dir, facts.get("machine_slug"), table, under_load),
         "Every cell:",
         "",
         table.to_markdown(index=False, floatfmt=".4f"),

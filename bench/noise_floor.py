@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.ab import DEFAULT_PAIRS
+from bench.ab import DEFAULT_PAIRS, git
 from bench.run_folder import refused
 from infra.cli import add_renamed
 from infra.files import atomic_write_text
@@ -104,7 +104,7 @@ def paired(args: argparse.Namespace) -> int:
     experiment = {
         "pairs": args.pairs,
         "profile": args.profile,
-        "base": subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip(),
+        "base": git("rev-parse", "HEAD", cwd=repo),
         "slowdowns": {
             name: {"revision": revisions[name], "change": on, "what": what} for name, _, _, on, what in SLOWDOWNS
         },

@@ -170,12 +170,11 @@ def duration_line(facts: dict) -> list[str]:
 
 def coverage_section(ctx: ReportContext) -> list[str]:
     cells, not_run, facts = ctx.every_cell, ctx.not_run, ctx.facts
-    grid = cells
     lines = [
         "## What ran, and what did not",
         "",
-        f"{len(cells)} cells ran. Lengths {sorted(grid['seq_len'].unique().tolist())}, heads "
-        f"{sorted(grid['heads'].unique().tolist())}, dtypes {sorted(grid['dtype'].unique().tolist())}.",
+        f"{len(cells)} cells ran. Lengths {sorted(cells['seq_len'].unique().tolist())}, heads "
+        f"{sorted(cells['heads'].unique().tolist())}, dtypes {sorted(cells['dtype'].unique().tolist())}.",
         "",
     ]
     lines += duration_line(facts or {})
