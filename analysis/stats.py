@@ -176,13 +176,15 @@ def cell_ratio(r, new: str = "", base: str = "_base", confidence: float = CONFID
     return ratio_interval(r[f"device_passes_s{new}"], r[f"device_passes_s{base}"], confidence)
 
 
-def passes_to_decide(interval: Interval, passes: int, confidence: float = CONFIDENCE) -> int | None:
-    """About how many passes would decide an inconclusive ratio: for in-run pairs from the blocks it would
-    need at this many blocks per pass, else from the passes themselves."""
+def passes_to_decide(
+    interval: Interval, passes: int, confidence: float = CONFIDENCE, upper_only: bool = False
+) -> int | None:
+    """About how many passes would decide an inconclusive ratio (upper_only: a target's met or missed): for
+    in-run pairs from the blocks it would need at this many blocks per pass, else from the passes themselves."""
     if interval.blocks:
-        need = repetitions_to_decide(interval, interval.blocks, confidence)
+        need = repetitions_to_decide(interval, interval.blocks, confidence, upper_only=upper_only)
         return None if need is None else max(passes + 1, math.ceil(need * passes / interval.blocks))
-    return repetitions_to_decide(interval, passes, confidence)
+    return repetitions_to_decide(interval, passes, confidence, upper_only=upper_only)
 
 
 def log_mean_interval(d: np.ndarray, method: str, confidence: float = CONFIDENCE) -> Interval:
@@ -246,30 +248,63 @@ MARGIN = 0.05  # the change a time comparison is asked to resolve: faster, equiv
 WORDS = ("faster", "equivalent", "slower", "inconclusive")  # decide()'s answers, in the order reports give them
 
 
-def decide(interval: Interval, margin: float = MARGIN) -> str:
-    """A time ratio new/base in one of three words with a margin, or 'inconclusive' where its interval is too
-    wide for the margin: 'faster' (the whole interval below 1/(1+margin)), 'slower' (above 1+margin),
-    'equivalent' (inside both: two one-sided tests at the interval's level)."""
+def open_words(interval: Interval, margin: float = MARGIN) -> tuple[str, ...]:
+    """The three words an interval leaves open, in WORDS' order: one where it decides; two where it straddles
+    one edge of the margin ('faster' and 'equivalent': at least not slower by more than it); all three where it
+    is wider than the margin's band."""
     low, high = 1 / (1 + margin), 1 + margin
-    if interval.high < low:
-        return "faster"
-    if interval.low > high:
-        return "slower"
-    if interval.low >= low and interval.high <= high:
-        return "equivalent"
-    return "inconclusive"
+    return tuple(
+        word
+        for word, possible in (
+            ("faster", interval.low < low),
+            ("equivalent", interval.high >= low and interval.low <= high),
+            ("slower", interval.high > high),
+        )
+        if possible
+    )
+
+
+def decide(interval: Interval, margin: float = MARGIN) -> str:
+    """A time ratio new/base in one of three words with a margin, or 'inconclusive' where its interval leaves
+    more than one open: 'faster' (the whole interval below 1/(1+margin)), 'slower' (above 1+margin),
+    'equivalent' (inside both: two one-sided tests at the interval's level)."""
+    words = open_words(interval, margin)
+    return words[0] if len(words) == 1 else "inconclusive"
+
+
+def word_or_words(interval: Interval, margin: float = MARGIN) -> str:
+    """decide()'s word, or the words still open joined by 'or' ('faster or equivalent')."""
+    return " or ".join(open_words(interval, margin))
+
+
+def word_order(words: str) -> tuple[int, int]:
+    """Sorts word_or_words()'s answers from faster to slower: by the first word open, then the last."""
+    open_ = words.split(" or ")
+    return WORDS.index(open_[0]), WORDS.index(open_[-1])
+
+
+def target_verdict(relative: Interval, margin: float = MARGIN) -> str:
+    """A time target ('ours/torch at most T'), judged on ratio/T: met where no word but faster and equivalent is
+    open (the whole interval at most 1+margin: not slower than the target by more than the margin, whichever
+    of the two it is), missed where only slower is, else inconclusive. Read off the same interval as decide()'s
+    words, so it is simultaneous at the same level."""
+    return verdict(relative, 1 + margin)
 
 
 def repetitions_to_decide(
-    interval: Interval, have: int, confidence: float = CONFIDENCE, margin: float = MARGIN
+    interval: Interval, have: int, confidence: float = CONFIDENCE, margin: float = MARGIN, upper_only: bool = False
 ) -> int | None:
     """Roughly how many passes (or pairs) per side would decide an inconclusive interval at the same estimate:
     its standard error shrinks as one over their square root and its t quantile with the degrees of freedom
-    they add. None where the estimate sits on the margin itself (no number decides it) or past 100,000."""
+    they add. upper_only: a target's met or missed, which only the margin's upper edge separates. None where
+    the estimate sits on the edge itself (no number decides it) or past 100,000."""
     centre = math.log(interval.estimate)
     half = max(math.log(interval.high) - centre, centre - math.log(interval.low))
     edge = math.log1p(margin)
-    room = edge - abs(centre) if abs(centre) < edge else abs(centre) - edge  # to equivalence, or past the margin
+    if upper_only:  # a target: only the margin's upper edge separates met from missed
+        room = abs(edge - centre)
+    else:  # to equivalence, or past the margin
+        room = edge - abs(centre) if abs(centre) < edge else abs(centre) - edge
     if room <= 1e-3 or half <= 0 or have < 1:
         return None
     df = interval.df if interval.df else max(have - 1, 1)

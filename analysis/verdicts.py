@@ -1,5 +1,5 @@
 """Ours against torch: per-cell ratios with intervals, and each target's verdict (met, missed,
-inconclusive) with its margin. Pure functions: cells in, tables and sentences out."""
+inconclusive) with its margin and the three words it rests on. Pure functions: cells in, tables and sentences out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.stats import CONFIDENCE, MARGIN, Interval, cell_ratio, decide, passes_to_decide
+from analysis.stats import CONFIDENCE, MARGIN, Interval, cell_ratio, passes_to_decide, target_verdict, word_or_words
 from infra.registry import OURS_AUTO_LAYER, OURS_LAYER
 
 PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "pos_encoding", "compile"]
@@ -143,44 +143,48 @@ def judge(pairs: pd.DataFrame, target: Target, confidence: float = CONFIDENCE) -
             )
             for r, t in zip(scope.to_dict("records"), [target.threshold] * len(scope))
         ]
-        scope["verdict"] = [decide(i) for i in relative]
+        scope["word"] = [word_or_words(i) for i in relative]  # the three words, or those still open
+        scope["verdict"] = [target_verdict(i) for i in relative]
         scope["passes_to_decide"] = [
-            passes_to_decide(i, int(p), confidence) if word == "inconclusive" else None
-            for i, p, word in zip(relative, scope["passes"], scope["verdict"])
+            passes_to_decide(i, int(p), confidence, upper_only=True) if verdict == "inconclusive" else None
+            for i, p, verdict in zip(relative, scope["passes"], scope["verdict"])
         ]
         scope["margin"] = target.threshold / scope["time_ratio"] - 1
     else:
         scope["verdict"] = ["met" if m <= target.threshold else "missed" for m in scope["memory_ratio"]]
+        scope["word"] = scope["verdict"]  # exact: no interval, no margin
         scope["margin"] = target.threshold / scope["memory_ratio"] - 1
     return scope
 
 
-TIME_WORDS = {
+# How a target's met cells name their word (the ratio over the target, with the margin m)
+MET_WORDS = {
     "faster": "faster than the target by more than {m}",
     "equivalent": "within ±{m} of it",
-    "slower": "slower by more than {m} (missed)",
-    "inconclusive": "inconclusive",
+    "faster or equivalent": "faster or within ±{m} of it, not told apart,",
 }
 
 
 def verdict_counts(judged: pd.DataFrame, metric: str) -> str:
-    """'met in 8 (faster ... in 2, within ±5% in 6), slower ... in 1, inconclusive in 1 (about 9 passes
-    would decide)' for time; 'met in 8, missed in 2' for memory."""
+    """'met in 8 (faster than the target by more than 5% in 2, within ±5% of it in 6), missed in 1 (slower by
+    more than 5%), inconclusive in 1 (about 9 passes would decide the median one)' for time; 'met in 8, missed in 2' for
+    memory."""
     counts = judged["verdict"].value_counts()
     if metric != "time":
         return ", ".join(f"{w} in {counts[w]}" for w in ("met", "missed") if counts.get(w, 0))
     m = f"{MARGIN:.0%}"
-    met = int(counts.get("faster", 0) + counts.get("equivalent", 0))
-    inner = ", ".join(
-        f"{TIME_WORDS[w].format(m=m)} in {counts[w]}" for w in ("faster", "equivalent") if counts.get(w, 0)
-    )
-    parts = [f"met in {met}" + (f" ({inner})" if inner else "")] if met else []
-    if counts.get("slower", 0):
-        parts.append(f"{TIME_WORDS['slower'].format(m=m)} in {counts['slower']}")
+    met = judged.loc[judged["verdict"] == "met", "word"].value_counts()
+    inner = ", ".join(f"{MET_WORDS[w].format(m=m)} in {met[w]}" for w in MET_WORDS if met.get(w, 0))
+    parts = [f"met in {met.sum()} ({inner})"] if met.sum() else []
+    if counts.get("missed", 0):
+        parts.append(f"missed in {counts['missed']} (slower by more than {m})")
     if counts.get("inconclusive", 0):
-        need = judged.loc[judged["verdict"] == "inconclusive", "passes_to_decide"].dropna()
-        more = f" (about {int(need.median())} passes would decide the median one)" if len(need) else ""
-        parts.append(f"inconclusive in {counts['inconclusive']}{more}")
+        asked = judged.loc[judged["verdict"] == "inconclusive", "passes_to_decide"]
+        need, on_edge = asked.dropna(), int(asked.isna().sum())
+        why = [f"about {int(need.median())} passes would decide the median one"] if len(need) else []
+        if on_edge:
+            why.append(f"{on_edge} on the margin's edge itself, which no number of passes decides")
+        parts.append(f"inconclusive in {counts['inconclusive']}" + (f" ({'; '.join(why)})" if why else ""))
     return ", ".join(parts)
 
 
@@ -195,7 +199,8 @@ def target_sentence(target: Target, judged: pd.DataFrame) -> str:
     need = f"at most {target.threshold:.3f}" if target.threshold != 1.0 else "at most 1"
     dropout = f" p={worst['dropout']:g}" if worst["mode"] == "train" else ""
     where = f"n={int(worst['seq_len'])} {worst['dtype']}{dropout}"
-    missed = judged[judged["verdict"].isin(["slower", "missed"])]  # decided short of it, not merely unresolved
+    word = f"{worst['word']}: " if worst["word"] != worst["verdict"] else ""
+    missed = judged[judged["verdict"] == "missed"]  # decided short of it, not merely unresolved
     same = int((missed["kernel_ours"] == missed["kernel_torch"]).sum())
     why = (
         f" In {same} of the {len(missed)} cells decided short of it both ran the same attention kernel, so only "
@@ -206,5 +211,6 @@ def target_sentence(target: Target, judged: pd.DataFrame) -> str:
     return (
         f"- {target.label} (ours/torch {target.metric} {need}): {', '.join(parts)} of {len(judged)} cells. "
         f"Worst cell: {where}, ratio {ratio:.3f}{band}, margin {100 * worst['margin']:+.1f}% "
-        f"({worst['verdict']}; ours ran {worst['kernel_ours']}, torch ran {worst['kernel_torch']}).{why}"
+        f"({word}{worst['verdict']}; ours ran {worst['kernel_ours']}, "
+        f"torch ran {worst['kernel_torch']}).{why}"
     )

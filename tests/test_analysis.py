@@ -149,7 +149,10 @@ def test_report_command_on_real_results(run_copy):
         judged, total = re.fullmatch(r".*?\): (.*) of (\d+) cells\..*", line).groups()
         words = re.findall(r"(met|missed|inconclusive) in (\d+)", re.sub(r"\([^)]*\)", "", judged))
         assert words and sum(int(n) for _, n in words) == int(total), line
-    count, words = re.search(r"\((\d+) time verdicts, margin 5%: ([^)]*)\)", report).groups()
+    count, verdicts, words = re.search(
+        r"\((\d+) time verdicts, margin 5%: ([^;]*); in words ([^)]*)\)", report
+    ).groups()
+    assert sum(int(n) for n in re.findall(r"\d+", verdicts)) == int(count)
     assert sum(int(n) for n in re.findall(r"\d+", words)) == int(count)
     assert "within timing noise" not in report
     for name in (

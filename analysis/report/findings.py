@@ -13,7 +13,7 @@ from analysis.report.heads import head_ratios
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
 from analysis.report.variants import variant_findings
-from analysis.stats import MARGIN, WORDS, cell_ratio, decide, family_confidence, ratio_interval
+from analysis.stats import MARGIN, cell_ratio, decide, family_confidence, ratio_interval, word_order
 from analysis.verdicts import TARGETS, judge, pair_table, verdict_counts
 from model.cost import layer_forward_flops
 
@@ -155,18 +155,21 @@ def axis_cost(ctx: ReportContext, axis: str, base: str, heading: str, what: str)
 def references(ctx: ReportContext) -> list[str]:
     level = family_confidence(max(time_comparisons(ctx.cells), 1))
     tables = {impl: pair_table(ctx.cells, impl, confidence=level) for impl in {t.impl for t in TARGETS}}
-    out = []
-    for target in TARGETS:
-        judged = judge(tables[target.impl], target, level)
-        if len(judged):
-            out.append(f"{target.label}: {verdict_counts(judged, target.metric)} of {len(judged)} cells")
-    if not out:
+    judged = [(t, judge(tables[t.impl], t, level)) for t in TARGETS]
+    judged = [(t, j) for t, j in judged if len(j)]
+    if not judged:
         return []
-    time_words = [w for t in TARGETS if t.metric == "time" for w in judge(tables[t.impl], t, level)["verdict"]]
-    counts = pd.Series(time_words).value_counts() if time_words else pd.Series(dtype=int)
+    out = [f"{t.label}: {verdict_counts(j, t.metric)} of {len(j)} cells" for t, j in judged]
+    timed = [j for t, j in judged if t.metric == "time"]
+    if not timed:
+        return [link("; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]
+    timed = pd.concat(timed)
+    verdicts, words = timed["verdict"].value_counts(), timed["word"].value_counts()
     head = (
-        f"Ours against torch's layer ({len(time_words)} time verdicts, margin {MARGIN:.0%}: "
-        + ", ".join(f"{w} {counts.get(w, 0)}" for w in WORDS)
+        f"Ours against torch's layer ({len(timed)} time verdicts, margin {MARGIN:.0%}: "
+        + ", ".join(f"{v} {verdicts.get(v, 0)}" for v in ("met", "missed", "inconclusive"))
+        + "; in words "
+        + ", ".join(f"{w} {words[w]}" for w in sorted(words.index, key=word_order))
         + "). "
     )
     return [link(head + "; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]

@@ -54,8 +54,11 @@ def verdicts_section(ctx: ReportContext) -> list[str]:
         "",
         f"Ratios ours / torch of device time and of peak memory (exact), cell by cell. Each time ratio over its "
         f"target answers in one of three words with a {MARGIN:.0%} margin: faster than the target by more than "
-        f"it, equivalent within ±{MARGIN:.0%} of it (two one-sided tests), or slower by more than it; an interval "
-        f"too wide for the margin is inconclusive, with about how many passes would decide it. The {asked} time "
+        f"it, equivalent within ±{MARGIN:.0%} of it (two one-sided tests), or slower by more than it; where the "
+        f"interval straddles an edge of the margin, the words it leaves open. The target is met where only faster "
+        f"and equivalent are open (the interval rules out slower than it by more than {MARGIN:.0%}, whichever of the "
+        f"two it is), missed where only slower is, and inconclusive where the interval straddles the target's "
+        f"upper edge, with about how many passes would decide it. The {asked} time "
         f"intervals are simultaneous at 95% (each at {level:.2%}, Bonferroni), so all of them hold together. "
         + method_sentence(list(tables.values())),
         "",
