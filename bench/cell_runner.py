@@ -203,7 +203,7 @@ def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
 def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None) -> tuple[PassTiming, int]:
     """One timed pass of the cell (beside its `partner`'s, where it has one), and the tokens of one step."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
-    shape, t = grid.shapes[cell.shape], grid.timing
+    shape, t = grid.shapes[cell.shape], grid.timing_for(cell)
     sync = device_synchronizer(device)
     compilations = flex.compilations()
     workload = WORKLOADS[cell.group](cell, shape, device, dtype)

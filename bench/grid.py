@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class Grid:
     passes: int
     blocks: list[dict[str, Any]] = field(default_factory=list)  # each: group and its axis -> values
     time_budget_min: float | None = None  # the profile's budget for the pytest part on a CPU, if it has one
+    _block_timing: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def cells(self, group: str | None = None) -> list[Cell]:
         """Every cell of the grid (or of one group) once, in declaration order."""
@@ -76,6 +77,16 @@ class Grid:
                 for cell in block_cells(block):
                     seen.setdefault(cell.trace_name, cell)
         return list(seen.values())
+
+    def timing_for(self, cell: Cell) -> Timing:
+        """The profile's timing, with the `timing` of the first block that declares the cell over it, where
+        that block has its own (the cells a report's verdicts rest on may buy more blocks than the rest)."""
+        if self._block_timing is None:
+            self._block_timing = {}
+            for block in self.blocks:
+                for c in block_cells(block):
+                    self._block_timing.setdefault(c.trace_name, block.get("timing", {}))
+        return replace(self.timing, **self._block_timing.get(cell.trace_name, {}))
 
     def describe(self) -> dict[str, Any]:
         """What the results JSON records of the grid."""
@@ -178,6 +189,21 @@ def check_block(block: dict[str, Any], shapes: dict[str, Shape]) -> None:
                         raise GridError(f"kv_heads={value} must divide heads={heads}; choose 0 (all) or one of {ok}")
 
 
+def _block_timing(profile: str, timing: dict[str, Any]) -> dict[str, Any]:
+    """A block's own timing keys, checked: only the per-cell knobs, as positive whole numbers or seconds."""
+    allowed = ("budget_s", "min_rounds", "max_rounds", "warmup_rounds")
+    for key, value in timing.items():
+        if key not in allowed:
+            raise GridError(
+                f"grid {profile!r}: block timing key {key!r} is not accepted; choose from {', '.join(allowed)}"
+            )
+        least = 0 if key == "warmup_rounds" else 1e-9
+        if not isinstance(value, (int, float)) or value < least or (key != "budget_s" and not isinstance(value, int)):
+            kind = "number of seconds" if key == "budget_s" else "whole number"
+            raise GridError(f"grid {profile!r}: block timing {key}={value!r} must be a positive {kind}")
+    return dict(timing)
+
+
 RENAMED_AXES = {"pass": "mode"}  # an axis's old name: still accepted, with one line saying the new one
 
 
@@ -216,7 +242,9 @@ def load_grid(profile: str, overrides: list[str] = (), passes: int | None = None
         if group not in GROUPS:
             raise GridError(f"grid {profile!r} has a block of group {group!r}; choose from {', '.join(GROUPS)}")
         block = {"group": group, **shared, **BLOCK_DEFAULTS}
-        block.update({axis: list(v) for axis, v in declared.items() if axis != "group"})
+        block.update({axis: list(v) for axis, v in declared.items() if axis not in ("group", "timing")})
+        if "timing" in declared:
+            block["timing"] = _block_timing(profile, declared["timing"])
         block.update(FIXED.get(group, {}))
         block.setdefault("mode", list(MODES[group]))
         blocks.append(block)

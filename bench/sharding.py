@@ -69,7 +69,7 @@ def pass_seconds(
     """Wall time of one pass of a cell: its untimed pass (FACTS_PASS) checks, counts, observes and compiles it;
     a timed pass times it (beside `partner`, where it has one in the run)."""
     step = step_seconds(cell, grid, pace)
-    t = grid.timing
+    t = grid.timing_for(cell)
     if pass_index == FACTS_PASS:
         compile_s = (COMPILE_S if cell.compile == "inductor" else 0.0) + (FLEX_COMPILE_S if uses_flex(cell) else 0.0)
         return OVERHEAD_S + step * SETUP_STEPS + compile_s + tuning_seconds(cell, grid, pace, step)

@@ -111,6 +111,64 @@ def test_bad_repeats():
         load_grid("quick", passes=0)
 
 
+GRIDS_WITH_A_TIMED_BLOCK = """
+[shapes.small]
+batch = 2
+d_model = 64
+d_ff = 128
+model_layers = 1
+model_vocab = 16
+
+[timing]
+budget_s = 0.25
+min_rounds = 5
+max_rounds = 40
+warmup_rounds = 1
+
+[profiles.p]
+seq_len = [64]
+heads = [4]
+dtype = ["float32"]
+device = ["cpu"]
+shape = ["small"]
+  [[profiles.p.blocks]]
+  group = "layer"
+  impl = ["ours_auto"]
+  mode = ["eval"]
+  timing = { TIMING }
+  [[profiles.p.blocks]]
+  group = "layer"
+  impl = ["ours", "ours_auto", "torch"]
+  mode = ["eval"]
+"""
+
+
+def test_a_block_times_the_cells_it_declares_first_with_its_own_timing(tmp_path):
+    from bench.sharding import OVERHEAD_S, pass_seconds
+
+    path = tmp_path / "grids.toml"
+    path.write_text(GRIDS_WITH_A_TIMED_BLOCK.replace("TIMING", "min_rounds = 128, max_rounds = 128"))
+    grid = load_grid("p", path=path)
+    by_impl = {c.impl: c for c in grid.cells()}
+    assert (
+        grid.timing_for(by_impl["ours_auto"]).min_rounds == 128
+        and grid.timing_for(by_impl["ours_auto"]).budget_s == 0.25
+    )
+    assert grid.timing_for(by_impl["ours"]) == grid.timing == grid.timing_for(by_impl["torch"])
+    # the cost model prices the blocks each cell will buy: 64 ABBA blocks beside torch, against at most 20
+    heavy = pass_seconds(by_impl["ours_auto"], grid, 0, partner=by_impl["torch"]) - OVERHEAD_S
+    light = pass_seconds(by_impl["ours"], grid, 0, partner=by_impl["torch"]) - OVERHEAD_S
+    assert heavy > 2.5 * light
+    for bad, message in (
+        ("rounds = 3", r"block timing key 'rounds' is not accepted; choose from budget_s, min_rounds"),
+        ("min_rounds = 0", r"block timing min_rounds=0 must be a positive whole number"),
+        ("budget_s = -1", r"block timing budget_s=-1 must be a positive number of seconds"),
+    ):
+        path.write_text(GRIDS_WITH_A_TIMED_BLOCK.replace("TIMING", bad))
+        with pytest.raises(GridError, match=message):
+            load_grid("p", path=path)
+
+
 class Item:
     def __init__(self, cell: Cell, repeat: int) -> None:
         self.callspec = type("CallSpec", (), {"params": {"cell": cell, "pass_index": repeat}})()
