@@ -366,6 +366,21 @@ def noise_floor_warnings(floor: dict, facts: dict) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison, read once: its cells (passes pooled), machine facts and JSON's path."""
+
+    cells: pd.DataFrame
+    facts: dict
+    path: Path
+
+
+def read_side(path: Path) -> Side:
+    json_path = resolve(path)
+    cells, _, facts = load_run(json_path)
+    return Side(cells, facts, json_path)
+
+
 def compare_runs(
     base_path: Path,
     new_path: Path,
@@ -374,9 +389,22 @@ def compare_runs(
     noise_floor: dict | None = None,
     measure_passes_only: bool = False,
 ) -> Comparison:
-    base_json, new_json = resolve(base_path), resolve(new_path)
-    base, _, base_facts = load_run(base_json)
-    new, _, new_facts = load_run(new_json)
+    return compare_sides(
+        read_side(base_path), read_side(new_path), fail_on, min_change, noise_floor, measure_passes_only
+    )
+
+
+def compare_sides(
+    base_side: Side,
+    new_side: Side,
+    fail_on: dict[str, float],
+    min_change: dict[str, float],
+    noise_floor: dict | None = None,
+    measure_passes_only: bool = False,
+) -> Comparison:
+    """compare_runs on sides already read (a caller that also reads their cells reads each file once)."""
+    base, base_facts, base_json = base_side.cells, base_side.facts, base_side.path
+    new, new_facts, new_json = new_side.cells, new_side.facts, new_side.path
     check_comparable(base_facts, new_facts, base_json, new_json)
     limits = {**DEFAULT_MIN_CHANGE, **min_change}
     for metric, threshold in fail_on.items():  # a gate's threshold is also the smallest change it flags

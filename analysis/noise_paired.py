@@ -18,14 +18,15 @@ from analysis.compare import (
     GATE_WORDS,
     Comparison,
     compare_cells,
-    compare_runs,
+    compare_sides,
     exit_code,
+    read_side,
     repeats_to_decide,
 )
 from analysis.compare_report import summary_lines
 from analysis.errors import AnalysisError
 from analysis.gate_validation import SLOWDOWN, outcome_lines, validate
-from analysis.load import load_run, read_json
+from analysis.load import read_json
 from infra.files import atomic_write_text
 
 GATE = {"time": 0.05}
@@ -167,13 +168,13 @@ def write_paired_noise(folder: Path) -> Path:
     abs_ = ab_folders(folder)
     if not all((folder / "aa" / s / "benchmarks.json").is_file() for s in ("base", "new")) or not abs_:
         raise AnalysisError(f"{folder}: no aa and A/B pairs inside (run python -m bench.noise_floor --paired)")
-    aa = compare_runs(folder / "aa" / "base", folder / "aa" / "new", GATE, {})
-    data = read_json(folder / "aa" / "base" / "benchmarks.json")
-    facts = data["machine_info"]["attnbench"]
+    aa_sides = [read_side(folder / "aa" / side) for side in ("base", "new")]  # each file read once
+    aa = compare_sides(*aa_sides, GATE, {})
+    made = datetime.fromisoformat(read_json(aa_sides[0].path)["datetime"])
+    facts = aa_sides[0].facts
     pairs = facts["ab"]["pairs"]
     half = half_widths(aa.table)
-    aa_base, _, _ = load_run(folder / "aa" / "base" / "benchmarks.json")  # read once for both alternatives
-    aa_new, _, _ = load_run(folder / "aa" / "new" / "benchmarks.json")
+    aa_base, aa_new = (side.cells for side in aa_sides)
     unpaired = unpaired_half_width(aa_base, aa_new)
     experiment = json.loads((folder / "experiment.json").read_text()) if (folder / "experiment.json").is_file() else {}
     lines = [
@@ -186,7 +187,7 @@ def write_paired_noise(folder: Path) -> Path:
         "trimmed mean over pairs with its t interval; simultaneous 95% over them all, Bonferroni) excludes 1 and it "
         "is at least 5%.",
         "",
-        provenance(datetime.fromisoformat(data["datetime"])),
+        provenance(made),
         "",
         "## A/A: HEAD against itself",
         "",
@@ -201,14 +202,14 @@ def write_paired_noise(folder: Path) -> Path:
         *summary_lines(aa),
     ]
     for name in abs_:
-        ab = compare_runs(folder / name / "base", folder / name / "new", GATE, {})
-        sides = [load_run(folder / name / side / "benchmarks.json")[0] for side in ("base", "new")]
+        sides = [read_side(folder / name / side) for side in ("base", "new")]
+        ab = compare_sides(*sides, GATE, {})
         lines += [
             "",
             f"## A/B `{name}`: {ab_description(folder, name, experiment)}",
             "",
             *ab_lines(ab, AB_HITS[name]),
-            f"- {per_cell_lines(*sides, 'A/B')}",
+            f"- {per_cell_lines(*(side.cells for side in sides), 'A/B')}",
             "",
             *summary_lines(ab),
         ]

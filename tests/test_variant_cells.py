@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -158,3 +159,36 @@ def test_a_variants_run_reports_each_variant_against_its_physics(tmp_path):
     assert "4 query heads over 1 key/value head take x" in section
     assert "window 32" in section and "(physics: quadratic; " in section  # SDPA computes every score
     assert "Grouped-query heads at n=128" in report.split("## What this run found")[1].split("\n## ")[0]
+
+
+def test_a_grouped_cell_is_compared_with_its_own_groups_dense_cell_only():
+    """A training step of the same device, dtype, shape, length, heads, impl and mode is in the run too: it is
+    not the grouped attention cell's twin (its FLOPs ratio would be the whole model's)."""
+    from analysis.report.variants import grouped_table
+
+    def cell(group: str, kv_heads: int, flops: float) -> dict:
+        return {
+            "group": group,
+            "device": "cpu",
+            "dtype": "float32",
+            "shape": "small",
+            "seq_len": 512,
+            "heads": 4,
+            "impl": "sdpa",
+            "mode": "train",
+            "kv_heads": kv_heads,
+            "window": 0,
+            "varlen": "none",
+            "id": f"{group}-{kv_heads}",
+            "device_passes_s": [[flops * 1e-12 * f for f in (1.0, 1.01, 0.99)] for _ in range(3)],
+            "passes": 3,
+            "flops": flops,
+            "peak_mem_bytes": flops / 1e3,
+            "predicted_mem_bytes": flops / 1e3,
+            "attention_kernel": "flash",
+        }
+
+    grouped = cell("attention", 1, 8e8)
+    cells = pd.DataFrame([grouped, cell("attention", 0, 1e9), cell("train_step", 0, 4e9)])
+    table = grouped_table(pd.DataFrame([grouped]), cells)
+    assert len(table) == 1 and table["flops_vs_dense"].iloc[0] == pytest.approx(0.8)

@@ -61,7 +61,8 @@ def grouped_table(variants: pd.DataFrame, dense: pd.DataFrame) -> pd.DataFrame:
     over the rows) and word, memory ratio measured and predicted, FLOPs ratio, the kernels observed."""
     grouped = variants[(variants["kv_heads"] > 0) & (variants["window"] == 0) & (variants["varlen"] == "none")]
     dense = dense[(dense["window"] == 0) & (dense["kv_heads"] == 0) & (dense["varlen"] == "none")]
-    merged = grouped.merge(dense, on=KEYS, suffixes=("", "_dense"))
+    # the same group too: a training step of the same shape is not the attention cell's dense twin
+    merged = grouped.merge(dense, on=[*KEYS, "group"], suffixes=("", "_dense"))
     if merged.empty:
         return pd.DataFrame()
     level = family_confidence(len(merged))
