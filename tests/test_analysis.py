@@ -154,6 +154,14 @@ def test_report_command_on_real_results(run_copy):
     ).groups()
     assert sum(int(n) for n in re.findall(r"\d+", verdicts)) == int(count)
     assert sum(int(n) for n in re.findall(r"\d+", words)) == int(count)
+    # how wide the verdicts' intervals are: the median no wider than the 90th percentile
+    median, p90 = map(
+        float,
+        re.search(
+            r"median half-width of the \d+ time ratios is ([\d.]+)% \(90th percentile ([\d.]+)%", report
+        ).groups(),
+    )
+    assert 0 < median <= p90
     assert "within timing noise" not in report
     for name in (
         "time_vs_seq_len",

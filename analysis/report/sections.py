@@ -12,7 +12,7 @@ from analysis.datasheet import datasheet_flops
 from analysis.fits import memory_model_error
 from analysis.load import UNRECORDED
 from analysis.markdown import md
-from analysis.stats import pass_log_medians
+from analysis.stats import in_run_interval, pass_log_medians
 from infra.machine import NATIVE_NEEDS
 
 if TYPE_CHECKING:
@@ -90,12 +90,15 @@ def pairing_line(cells) -> str:
             "drift between them."
         )
     blocks = cells.loc[paired, "pair_log_ratios"].map(len)
+    half = pd.Series([in_run_interval(list(r)).half_width for r in cells.loc[paired, "pair_log_ratios"]])
     return (
         f"{int(paired.sum())} of {len(cells)} cells were timed as a declared pair (bench/pairs.py): each of "
         "their rounds is an ABBA block with the cell they are compared against (this cell, the partner, the "
         "partner, this cell), so the machine's drift over a block cancels in its ratio. Their ratios' "
         f"intervals come from the blocks (median {int(blocks.median())} per cell over all passes; the "
-        "20% trimmed mean of their log ratios with its t interval); the other comparisons are unpaired, from passes."
+        "20% trimmed mean of their log ratios with its t interval): at 95% per cell their median half-width is "
+        f"{half.median():.1%} (90th percentile {half.quantile(0.9):.1%}). The other comparisons are unpaired, "
+        "from passes."
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from analysis.markdown import md
@@ -21,13 +22,20 @@ def time_comparisons(cells) -> int:  # noqa: ANN001 - the run's cells
 
 
 def method_sentence(tables: list) -> str:
-    """How the ratios' intervals were made, from the methods the pair tables used."""
+    """How the ratios' intervals were made, from the methods the pair tables used, and how wide they are."""
     methods = pd.concat([t["interval"] for t in tables]) if tables else pd.Series(dtype=str)
+    widths = pd.concat([np.sqrt(t["time_high"] / t["time_low"]) - 1 for t in tables]) if tables else pd.Series()
+    width = (
+        f" At that level the median half-width of the {len(widths)} time ratios is {widths.median():.1%} (90th "
+        f"percentile {widths.quantile(0.9):.1%})."
+        if len(widths)
+        else ""
+    )
     paired = int((methods == IN_RUN).sum())
     if not paired:
         return (
             "This run's comparisons were not paired inside the run: each side's passes are compared as two "
-            "samples (Welch's t over the pass medians)."
+            "samples (Welch's t over the pass medians)." + width
         )
     return (
         f"{paired} of the {len(methods)} ratios come from in-run pairs (ours timed in ABBA blocks beside "
@@ -37,6 +45,7 @@ def method_sentence(tables: list) -> str:
             if paired < len(methods)
             else "."
         )
+        + width
     )
 
 
