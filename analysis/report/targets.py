@@ -37,9 +37,12 @@ def method_sentence(tables: list) -> str:
             "This run's comparisons were not paired inside the run: each side's passes are compared as two "
             "samples (Welch's t over the pass medians)." + width
         )
+    blocks = pd.concat([t.loc[t["interval"] == IN_RUN, "blocks"] for t in tables]).astype(int)
+    spread = f"{blocks.min()}" if blocks.min() == blocks.max() else f"{blocks.min()} to {blocks.max()}"
     return (
         f"{paired} of the {len(methods)} ratios come from in-run pairs (ours timed in ABBA blocks beside "
-        "torch's layer, the 20% trimmed mean of the block log ratios with its t interval)"
+        f"torch's layer, {spread} blocks a ratio over the passes, the 20% trimmed mean of the block log ratios with "
+        "its t interval)"
         + (
             f"; the other {len(methods) - paired} from the two cells' passes, unpaired."
             if paired < len(methods)
