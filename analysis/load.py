@@ -246,7 +246,8 @@ def _pooled(group: list[dict]) -> dict:
 def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Cells that ran (passes pooled), cells that did not (with reasons), and the machine facts of one JSON."""
     data = upgrade(read_json(path))
-    facts = data["machine_info"]["attnbench"]
+    # the run's facts, and when pytest-benchmark recorded it (whether a run came after a rule was fixed)
+    facts = {**data["machine_info"]["attnbench"], "recorded_at": data.get("datetime")}
     by_id: dict[str, list[dict]] = {}
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})

@@ -26,7 +26,6 @@ from analysis.compare import (
 from analysis.compare_report import summary_lines
 from analysis.errors import AnalysisError
 from analysis.gate_validation import SLOWDOWN, outcome_lines, validate
-from analysis.load import read_json
 from infra.files import atomic_write_text
 
 GATE = {"time": 0.05}
@@ -170,7 +169,6 @@ def write_paired_noise(folder: Path) -> Path:
         raise AnalysisError(f"{folder}: no aa and A/B pairs inside (run python -m bench.noise_floor --paired)")
     aa_sides = [read_side(folder / "aa" / side) for side in ("base", "new")]  # each file read once
     aa = compare_sides(*aa_sides, GATE, {})
-    made = datetime.fromisoformat(read_json(aa_sides[0].path)["datetime"])
     facts = aa_sides[0].facts
     pairs = facts["ab"]["pairs"]
     half = half_widths(aa.table)
@@ -187,7 +185,7 @@ def write_paired_noise(folder: Path) -> Path:
         "trimmed mean over pairs with its t interval; simultaneous 95% over them all, Bonferroni) excludes 1 and it "
         "is at least 5%.",
         "",
-        provenance(made),
+        provenance(datetime.fromisoformat(facts["recorded_at"])),
         "",
         "## A/A: HEAD against itself",
         "",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.load import load_run, machine_description, read_json
+from analysis.load import load_run, machine_description
 from analysis.stats import MARGIN, WORDS, decide, family_confidence, in_run_interval
 from infra.files import atomic_write_text
 
@@ -113,38 +113,43 @@ def provenance(after_rule: bool) -> str:
 UNDER_LOAD = "-under-load"  # how scripts/pairs_validation.sh --under-load names its run folder
 
 
-def made_after_rule(data: dict) -> bool:
-    """Whether a run's benchmark JSON (as read) was made after the rule was fixed."""
-    return datetime.fromisoformat(data["datetime"]) >= RULE_FIXED
+def made_after_rule(facts: dict) -> bool:
+    """Whether a run (its facts as analysis.load.load_run gives them) was made after the rule was fixed."""
+    return datetime.fromisoformat(facts["recorded_at"]) >= RULE_FIXED
 
 
-def sibling_runs(run_dir: Path, slug: str | None, under_load: bool) -> list[Path]:
-    """The validation runs beside this one (itself included) on the same machine kind and under the same load,
-    made after the rule was fixed: every one of them, so that none is left out of the pooled rates."""
-    out = []
+def sibling_tables(run_dir: Path, slug: str | None, under_load: bool) -> dict[str, pd.DataFrame]:
+    """The judged tables of the validation runs beside this one (itself left out) on the same machine kind and
+    under the same load, made after the rule was fixed: every one of them, so that none is left out of the
+    pooled rates. Each run's JSON is read once."""
+    out = {}
     for folder in sorted(run_dir.parent.glob("pairs-*")):
-        if not (folder / "benchmarks.json").is_file() or folder.name.endswith(UNDER_LOAD) != under_load:
+        if folder.name == run_dir.name or folder.name.endswith(UNDER_LOAD) != under_load:
             continue
-        data = read_json(folder / "benchmarks.json")
-        if data["machine_info"]["attnbench"].get("machine_slug") == slug and made_after_rule(data):
-            out.append(folder)
+        if not (folder / "benchmarks.json").is_file():
+            continue
+        cells, _, facts = load_run(folder / "benchmarks.json")
+        if facts.get("machine_slug") == slug and made_after_rule(facts):
+            out[folder.name] = judged(cells)[0]
     return out
 
 
-def pooled(run_dir: Path, slug: str | None, table: pd.DataFrame, under_load: bool) -> list[str]:
+def pooled(run_dir: Path, facts: dict, table: pd.DataFrame, under_load: bool) -> list[str]:
     """The bars over every run made after the rule was fixed on this machine kind, under this load (`table`:
     this run's, already judged): one run's 24 cells put a 95% rate within one cell of missing."""
-    runs = sibling_runs(run_dir, slug, under_load)
-    if len(runs) < 2:
+    tables = sibling_tables(run_dir, facts.get("machine_slug"), under_load)
+    if made_after_rule(facts):
+        tables[run_dir.name] = table
+    if len(tables) < 2:
         return []
-    tables = [table if r.name == run_dir.name else judged(load_run(r / "benchmarks.json")[0])[0] for r in runs]
+    names = sorted(tables)
     return [
-        f"## Pooled: the {len(runs)} runs made after the rule was fixed on this machine kind, "
+        f"## Pooled: the {len(names)} runs made after the rule was fixed on this machine kind, "
         + ("under load" if under_load else "idle"),
         "",
-        f"Runs: {', '.join(r.name for r in runs)} (every such run in {run_dir.parent.name}/, none left out).",
+        f"Runs: {', '.join(names)} (every such run in {run_dir.parent.name}/, none left out).",
         "",
-        *summary(pd.concat(tables, ignore_index=True), under_load),
+        *summary(pd.concat([tables[n] for n in names], ignore_index=True), under_load),
         "",
     ]
 
@@ -169,14 +174,14 @@ def pairs_page(run_dir: Path) -> str:
         "",
         __doc__.split("\n\n", 1)[1].strip(),
         "",
-        provenance(made_after_rule(read_json(run_dir / "benchmarks.json"))),
+        provenance(made_after_rule(facts)),
         "",
         f"The {len(table)} intervals are simultaneous at 95% (each at {level:.3%}); margin {MARGIN:.0%}; "
         f"median {int(table['blocks'].median())} ABBA blocks a cell over {int(cells['passes'].max())} passes.",
         "",
         *summary(table, under_load),
         "",
-        *pooled(run_dir, facts.get("machine_slug"), table, under_load),
+        *pooled(run_dir, facts, table, under_load),
         "Every cell:",
         "",
         table.to_markdown(index=False, floatfmt=".4f"),
