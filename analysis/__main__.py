@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from analysis.errors import AnalysisError
-from infra.files import OutputError, writable_file, writable_folder
+from infra.files import OutputError, is_numbered_run, writable_file, writable_folder
 from infra.run_lock import FolderBusy, folder_lock
 
 
@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         writable_folder(args.run_dir, "RESULTS_DIR")
         with folder_lock(args.run_dir, "report"):
             out = write_report(args.run_dir, args.positional)
-        update_index(args.run_dir.parent)
+        if not is_numbered_run(args.run_dir):  # a numbered run leaves the (committed) index as it was
+            update_index(args.run_dir.parent)
     print(f"wrote {out}")
     return 0
 

@@ -6,8 +6,9 @@
 Every output path is checked before anything is measured, and one run at a time writes into a folder (a
 lock; a second run refuses). The JSON and traces are written in a staging folder named by the run and
 swapped in only when pytest finishes, so an interrupted run (Ctrl-C or SIGTERM) never leaves a half-written
-results folder: what it measured lands in <run>/interrupted-<run id>/. A folder that holds a run already is
-refused without --replace. Extra arguments go to pytest.
+results folder: what it measured lands in <run>/interrupted-<run id>/. A run never writes over another: where
+its machine's folder holds one it writes <folder>/runs/NNNN-DATE/ (bench/run_folder.py); a folder named by --name
+that holds a run is refused without --replace. Extra arguments go to pytest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +27,11 @@ import pytest
 import torch
 
 from bench.grid import GridError
-from bench.run_folder import refused
+from bench.run_folder import describe_run, folder_of_its_own, refused
 from bench.sharding import parse_shard
 from infra import signals
 from infra.cli import add_renamed
-from infra.files import OutputError, mark_results_folder, remove_created, writable_folder
+from infra.files import OutputError, check_name, mark_results_folder, remove_created, writable_folder
 from infra.machine import machine_facts, machine_slug
 from infra.run_lock import FolderBusy, folder_lock
 
@@ -43,15 +43,6 @@ def run_folder_name(device: str, shard: str | None) -> str:
         return machine_slug(device)
     k, n = parse_shard(shard)
     return f"{machine_slug(device)}-shard{k}of{n}"
-
-
-def describe_run(path: Path) -> str:
-    """The run a benchmarks.json holds, in a few words, for a refusal."""
-    try:
-        facts = json.loads(path.read_text())["machine_info"]["attnbench"]
-        return f"profile {facts.get('grid_profile')!r} at commit {str(facts.get('git_commit'))[:10]}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a benchmarks.json attnbench cannot read"
 
 
 def measured_cells(path: Path) -> tuple[int, list[dict]]:
@@ -81,7 +72,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N cost-balanced shards")
     p.add_argument("--results", type=Path, default=Path("results"), help="parent folder of the run folder")
-    p.add_argument("--name", default=None, help="run folder name (default: DEVICE-MACHINE[-shardKofN])")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="run folder name (default: DEVICE-MACHINE[-shardKofN]; a numbered folder inside it where it holds a run)",
+    )
     p.add_argument(
         "--replace",
         action="store_true",
@@ -105,14 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         return ab_main(argv[1:])
     args, pytest_args = parser().parse_known_args(argv)
     try:
-        run_dir = args.results / (args.name or run_folder_name(args.device, args.shard))
-    except GridError as err:
+        check_name("--name", args.name)
+        check_name("--run-id", args.run_id)
+        default = args.results / (args.name or run_folder_name(args.device, args.shard))
+    except (GridError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.run_id is not None and not RUN_ID.match(args.run_id):
-        print(
-            f"error: --run-id {args.run_id!r} is not accepted; use letters, digits, '.', '_' and '-'", file=sys.stderr
-        )
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print(
@@ -121,13 +113,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if refused(run_dir, machine_facts()):
+    here = machine_facts()
+    run_dir, moved = (default, None) if args.name or args.replace else folder_of_its_own(default, here)
+    if refused(run_dir, here):
         return 2
     try:
         created = writable_folder(run_dir, "--results" if args.name is None else "--results/--name")
     except OutputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if moved:
+        print(f"attnbench: {moved}; this run writes a folder of its own: {run_dir}", flush=True)
     # a results folder made here is attnbench's own: its index is attnbench's to write
     ours = created is not None and args.results.resolve().is_relative_to(created.resolve())
     try:
@@ -143,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 USAGE = -1  # run(): a bad option, refused before anything ran
-RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
 def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: Path | None) -> int:

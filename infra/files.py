@@ -7,16 +7,46 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 
 # A results folder attnbench made, or was told it owns: only there does it write its index (README.md).
 RESULTS_MARKER = ".attnbench-results"
+# A machine's further runs, each a folder of its own inside the folder of its first: <machine folder>/runs/NNNN-DATE
+# (git ignores runs/, so a committed run and its index stay as they were).
+RUNS = "runs"
+
+
+def results_root(run_dir: Path) -> Path:
+    """The results folder a run belongs to: its parent, or for a numbered run (MACHINE/runs/NNNN) its machine's."""
+    run_dir = run_dir.resolve()
+    return run_dir.parent.parent.parent if is_numbered_run(run_dir) else run_dir.parent
+
+
+def is_numbered_run(run_dir: Path) -> bool:
+    return run_dir.resolve().parent.name == RUNS
+
+
 INDEX_HEADER = "Real runs of attnbench, one folder each. Written by `python -m analysis index`."
 
 
 class OutputError(Exception):
     """An output path attnbench cannot write: one line naming it, found before anything is measured."""
+
+
+# A folder or id attnbench names after the user: one path component, no leading dot (not '.', '..' or hidden),
+# short enough for any file system once a suffix is added.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_name(option: str, value: str | None) -> None:
+    """OutputError naming `option` unless `value` (if given) is one plain folder name."""
+    if value is not None and not NAME_PATTERN.match(value):
+        raise OutputError(
+            f"{option} {value!r} is not accepted; use 1 to 100 letters, digits, '.', '_' and '-', starting with "
+            "a letter or digit (one folder name, no path)"
+        )
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -216,8 +216,12 @@ def test_reports_and_compares_into_a_read_only_folder_are_one_line(tmp_path):
 def test_a_rerun_keeps_the_earlier_run_unless_told_to_replace_it(tmp_path):
     assert bench(*TINY, "--results", "R", "--no-traces", cwd=tmp_path).returncode == 0
     before = digests(tmp_path / "R" / SLUG)
-    one_line_error(bench(*TINY, "--results", "R", cwd=tmp_path), "already holds a run", "--replace")
+    # named, the folder is refused; unnamed, the rerun writes a numbered folder of its own inside it
+    one_line_error(bench(*TINY, "--results", "R", "--name", SLUG, cwd=tmp_path), "already holds a run", "--replace")
     assert digests(tmp_path / "R" / SLUG) == before
+    assert bench(*TINY, "--results", "R", "--no-traces", cwd=tmp_path).returncode == 0
+    assert [p.name[:5] for p in (tmp_path / "R" / SLUG / "runs").iterdir()] == ["0002-"]
+    assert {k: v for k, v in digests(tmp_path / "R" / SLUG).items() if not k.startswith("runs/")} == before
     # every cell skipped: nothing measured, so the earlier run stays, and the reasons are kept apart
     result = bench(*TINY, "--mem-budget-gb", "0.000001", "--results", "R", "--replace", cwd=tmp_path)
     assert result.returncode == 1 and "no cell was measured" in result.stderr and "Traceback" not in result.stderr

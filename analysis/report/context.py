@@ -14,6 +14,7 @@ from analysis.load import load_runs
 from analysis.positional_summary import load_positional, positional_folder
 from analysis.report.variants import is_variant
 from analysis.traces import traced_breakdown
+from infra.files import results_root
 
 
 @dataclass
@@ -53,7 +54,7 @@ class ReportContext:
 def build_context(run_dir: Path, positional_dir: Path | None = None) -> ReportContext:
     cells, not_run, machines = load_runs([run_dir / "benchmarks.json"])
     facts = next(iter(machines.values()))
-    positional_dir = positional_dir or positional_folder(run_dir.parent, facts.get("machine_slug"))
+    positional_dir = positional_dir or positional_folder(results_root(run_dir), facts.get("machine_slug"))
     variant = is_variant(cells) if "varlen" in cells else pd.Series(False, index=cells.index)
     ctx = ReportContext(run_dir, cells[~variant], not_run, facts, positional_dir, variants=cells[variant])
     if ctx.is_ddp:

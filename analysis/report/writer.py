@@ -31,7 +31,7 @@ from analysis.report.sections import (
 )
 from analysis.report.targets import verdicts_section
 from analysis.report.variants import variants_section
-from infra.files import INDEX_HEADER, atomic_write_text, owns_index
+from infra.files import INDEX_HEADER, RUNS, atomic_write_text, owns_index
 
 # The report, in order: one function per section, each reading the run's context. Adding a section is one
 # function and one line here.
@@ -84,8 +84,10 @@ def check_run_dir(run_dir: Path) -> None:
         raise AnalysisError(f"{run_dir}: no benchmarks.json inside (run python -m bench first)")
 
 
-def index_line(run: Path) -> str:
-    """One run's line in the index; a run whose JSON cannot be read is listed as such, naming the file."""
+def index_line(run: Path, under: Path | None = None) -> str:
+    """One run's line in the index (its links relative to `under`, the index's folder, where it is deeper); a
+    run whose JSON cannot be read is listed as such, naming the file."""
+    name = str(run.relative_to(under)) if under else run.name
     try:
         facts = json.loads((run / "benchmarks.json").read_text())["machine_info"].get("attnbench", {})
         machine = machine_description(facts)
@@ -95,13 +97,13 @@ def index_line(run: Path) -> str:
             "unreadable",
             file=sys.stderr,
         )
-        return f"- **{run.name}**: unreadable benchmarks.json ({type(err).__name__})"
+        return f"- **{name}**: unreadable benchmarks.json ({type(err).__name__})"
     report = next(
-        (f"[{run.name}/{name}]({run.name}/{name})" for name in ("REPORT.md", "compare.md") if (run / name).is_file()),
+        (f"[{name}/{file}]({name}/{file})" for file in ("REPORT.md", "compare.md") if (run / file).is_file()),
         "no report yet",
     )
     return (
-        f"- **{run.name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
+        f"- **{name}**: {machine}, grid `{facts.get('grid_profile')}`, torch "
         f"{facts.get('torch_version')}, commit `{facts.get('git_commit')}`: {report}"
     )
 
@@ -115,7 +117,10 @@ def write_index(results: Path) -> Path:
     if reason:
         raise AnalysisError(reason)
     lines = ["# Results", "", INDEX_HEADER, ""]
-    lines += [index_line(run) for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file())]
+    for run in sorted(p for p in results.iterdir() if (p / "benchmarks.json").is_file()):
+        lines.append(index_line(run))
+        # the machine's further runs, numbered inside its folder (a second run of a machine that has one)
+        lines += ["  " + index_line(more.parent, results) for more in sorted((run / RUNS).glob("*/benchmarks.json"))]
     for extra in sorted(p for p in results.iterdir() if p.is_dir() and not (p / "benchmarks.json").is_file()):
         for name in ("summary.md", "NOISE.md", "REPORT.md"):
             if (extra / name).is_file():
