@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,7 +205,7 @@ class Trainer:
 
     @classmethod
     def load(cls, path: Path, device: str | None = None) -> Trainer:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = read_checkpoint(path)
         config = TrainConfig(**{**payload["train_config"], **({"device": device} if device else {})})
         trainer = cls(config)
         trainer.model.load_state_dict(payload["model"])
@@ -223,9 +224,26 @@ def save_model(trainer: Trainer, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, loaded as data only (torch's weights_only): tensors, numbers, strings and the
+    containers of them that save_model and Trainer.save write. A file that would need to run code to load (a
+    pickled callable, someone else's object) is refused with ValueError in one line, and nothing of it runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        why = str(err).strip().splitlines()
+        detail = next((line.strip() for line in why if "GLOBAL" in line or "Unsupported" in line), why[0] if why else "")
+        raise ValueError(
+            f"checkpoint {path} is refused: loading it would run code it carries ({detail[:160]}); only data "
+            "(tensors, numbers, strings) is loaded"
+        ) from None
+    except (OSError, RuntimeError, EOFError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:160]})") from None
+
+
 def load_model(path: Path) -> tuple[Encoder, TrainConfig]:
     """Rebuild a trained model (in eval mode, on CPU) from save_model's or Trainer.save's file."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = read_checkpoint(path)
     config = TrainConfig(**{**payload["train_config"], "device": "cpu"})
     model = Encoder(config.encoder_config(make_task(config.task)))
     model.load_state_dict(payload["model"])

@@ -83,6 +83,33 @@ def test_saved_model_reloads(tmp_path):
     torch.testing.assert_close(model(x.inputs), trainer.model(x.inputs))
 
 
+class _RunsWhenLoaded:
+    """What a hostile checkpoint carries: an object whose unpickling calls a function of its choosing."""
+
+    def __reduce__(self):
+        return (print, ("this ran while the checkpoint loaded",))
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_every_one_the_project_writes_loads(tmp_path, capsys):
+    trainer = Trainer(TrainConfig(task="sine", steps=3, **TINY))
+    trainer.run(progress=False, checkpoint=tmp_path / "out" / "checkpoint.pt")
+    save_model(trainer, tmp_path / "m.pt")
+    assert Trainer.load(tmp_path / "out" / "checkpoint.pt").state.step == 3  # both kinds load as data
+    load_model(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    payload["state"]["note"] = _RunsWhenLoaded()
+    torch.save(payload, tmp_path / "out" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="is refused: loading it would run code"):
+        Trainer.load(tmp_path / "out" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="is refused"):
+        torch.save({"model": _RunsWhenLoaded()}, tmp_path / "m.pt") or load_model(tmp_path / "m.pt")
+    flags = ["--task", "sine", "--steps", "3", "--d-model", "16", "--n-heads", "2", "--n-layers", "1"]
+    code = train.main([*flags, "--out", str(tmp_path / "out"), "--resume", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "this ran" not in out + err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "is refused" in err
+
+
 def test_schedule_warms_up_then_decays():
     assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
     assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
