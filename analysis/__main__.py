@@ -155,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     except PermissionError as err:  # an output folder one cannot write into
         print(f"error: cannot write {err.filename} ({err.strerror}); give a folder you can write to", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a file-size limit, an I/O error: one line naming the file
+        what = err.filename or "a file"
+        print(f"error: {what}: {err.strerror or type(err).__name__}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

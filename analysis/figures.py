@@ -3,6 +3,7 @@ or None when the run has no cells for that figure."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -18,12 +19,22 @@ plt.rcParams["svg.hashsalt"] = "attnbench"  # stable ids: regenerating a figure 
 
 
 def save(fig: plt.Figure, out: Path, name: str) -> Path:
+    """The figure as PNG and SVG, each written whole or not at all; a failed write (a full disk) names its file."""
     out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        fig.savefig(
-            out / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
-        )
-    plt.close(fig)
+    try:
+        for ext in ("png", "svg"):
+            path = out / f"{name}.{ext}"
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                fig.savefig(
+                    tmp, format=ext, dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
+                )
+                os.replace(tmp, path)
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+    finally:
+        plt.close(fig)
     return out / f"{name}.png"
 
 

@@ -31,7 +31,7 @@ from bench.run_folder import describe_run, folder_of_its_own, refused
 from bench.sharding import parse_shard
 from infra import signals
 from infra.cli import add_renamed
-from infra.files import OutputError, check_name, mark_results_folder, remove_created, writable_folder
+from infra.files import OutputError, check_name, mark_results_folder, remove_created, unused_path, writable_folder
 from infra.machine import machine_facts, machine_slug
 from infra.run_lock import FolderBusy, folder_lock
 
@@ -184,15 +184,13 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
     if code == pytest.ExitCode.INTERRUPTED or signals.received():
         return interrupted(run_dir, staging, run_id)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not partial_json.exists():
-        shutil.rmtree(staging, ignore_errors=True)
-        print(
-            f"attnbench: run stopped (pytest exit {int(code)}); earlier results in {run_dir} are untouched",
-            file=sys.stderr,
-        )
-        return int(code) or 1
-    measured, not_run = measured_cells(partial_json)
+        return stopped(run_dir, staging, run_id, code)
+    try:
+        measured, not_run = measured_cells(partial_json)
+    except (OSError, ValueError):  # written only in part (a write that failed): never taken for a run
+        return stopped(run_dir, staging, run_id, pytest.ExitCode.INTERNAL_ERROR)
     if measured == 0 and earlier.exists():  # an empty run never replaces a measured one
-        kept = run_dir / f"nothing-measured-{run_id}"
+        kept = unused_path(run_dir / f"nothing-measured-{run_id}")
         os.replace(staging, kept)
         print(
             f"attnbench: no cell was measured ({len(not_run)} skipped or failed; reasons in {kept}/benchmarks.json);"
@@ -200,32 +198,72 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
             file=sys.stderr,
         )
         return 1
-    os.replace(partial_json, earlier)
-    shutil.rmtree(run_dir / "traces", ignore_errors=True)
-    if partial_traces.exists():
-        os.replace(partial_traces, run_dir / "traces")
-    shutil.rmtree(staging, ignore_errors=True)
-    if measured == 0:
-        reasons = sorted({o["reason"] for o in not_run})
+    try:
+        with signals.deferred():  # the swap-in completes whole; a stop that arrives inside it takes effect after
+            swap_in(staging, run_dir)
+        if measured == 0:
+            reasons = sorted({o["reason"] for o in not_run})
+            print(
+                f"attnbench: no cell was measured: {len(not_run)} cells skipped or failed, every reason in "
+                f"{earlier} (e.g. {reasons[0] if reasons else 'none'})",
+                file=sys.stderr,
+            )
+            return 1
+        if code == pytest.ExitCode.TESTS_FAILED:
+            print("attnbench: some cells failed (see above); they are listed in benchmarks.json", file=sys.stderr)
+        if not args.no_report and not args.shard:
+            report = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_dir)])
+            code = code or report.returncode
+    except KeyboardInterrupt:
         print(
-            f"attnbench: no cell was measured: {len(not_run)} cells skipped or failed, every reason in {earlier} "
-            f"(e.g. {reasons[0] if reasons else 'none'})",
+            f"attnbench: run {run_id} stopped ({signals.name()}) after its cells were saved in {earlier}; its report "
+            f"is not written (python -m analysis report {run_dir} writes it)",
             file=sys.stderr,
         )
-        return 1
-    if code == pytest.ExitCode.TESTS_FAILED:
-        print("attnbench: some cells failed (see above); they are listed in benchmarks.json", file=sys.stderr)
-    if not args.no_report and not args.shard:
-        report = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_dir)])
-        code = code or report.returncode
+        return signals.exit_code(2)
     return int(code)
+
+
+# What a run's report writes into its folder: taken away when a new run's JSON comes in, so a folder never holds
+# one run's results beside another's report.
+REPORT_FILES = ("REPORT.md", "figures")
+
+
+def swap_in(staging: Path, run_dir: Path) -> None:
+    """The staged run becomes the folder's: the earlier run's report goes first, then its JSON and traces are
+    replaced by renames, so at any moment the folder holds one run's files."""
+    for name in (*REPORT_FILES, "traces"):
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    os.replace(staging / "benchmarks.json", run_dir / "benchmarks.json")
+    if (staging / "traces").exists():
+        os.replace(staging / "traces", run_dir / "traces")
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def stopped(run_dir: Path, staging: Path, run_id: str, code: int) -> int:
+    """pytest ended without a complete results file: whatever the run wrote is kept apart (a later run never
+    deletes it), the earlier run untouched."""
+    if staging.is_dir() and any(staging.iterdir()):
+        kept = unused_path(run_dir / f"unsaved-{run_id}")
+        os.replace(staging, kept)
+        where = f"what it wrote is kept in {kept}"
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        where = "it wrote nothing"
+    print(
+        f"attnbench: run {run_id} stopped (pytest exit {int(code)}); {where}; earlier results in {run_dir} are "
+        "untouched",
+        file=sys.stderr,
+    )
+    return int(code) or 1
 
 
 def interrupted(run_dir: Path, staging: Path, run_id: str) -> int:
     """An interrupted run: what it measured apart, in a folder named by the run; the earlier run untouched."""
     how = signals.name()
     if (staging / "benchmarks.json").exists():
-        kept = run_dir / f"interrupted-{run_id}"
+        kept = unused_path(run_dir / f"interrupted-{run_id}")
         os.replace(staging, kept)
         where = f"the cells it finished are in {kept}/benchmarks.json"
     else:

@@ -4,6 +4,7 @@ reasons, machine facts."""
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -312,6 +313,19 @@ class NotRunRecorder:
         path = session.config.getoption("benchmark_json", None)
         if path is not None and not path.exists() and self.cells:
             empty_json(session.config, path, self.outcomes)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """A results file that cannot be written (a full disk, a file-size limit, an I/O error) is one line naming it,
+    and the run ends with exit 3 (pytest's internal error): bench keeps what was written apart, never as a run."""
+    try:
+        return (yield)
+    except OSError as err:
+        where = err.filename or session.config.getoption("benchmark_json", None)
+        print(f"error: cannot write {where} ({err.strerror or type(err).__name__})", file=sys.stderr, flush=True)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return None
 
 
 @pytest.fixture

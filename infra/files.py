@@ -71,6 +71,16 @@ def atomic_write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, table.getvalue())
 
 
+def unused_path(path: Path) -> Path:
+    """`path`, or where something is there already, the first free `path-2`, `path-3`...: a kept folder never
+    lands on an earlier one (a retried job reuses its run id)."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def _reason(err: OSError) -> str:
     return err.strerror or type(err).__name__
 

@@ -97,7 +97,10 @@ def git_commit(path: Path | None = None) -> str | None:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
         )
-        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"]
+        # --no-optional-locks: a status that only reads never takes the index's lock, so it cannot collide with
+        # another git command in the checkout, nor leave a stale lock when it is killed or cannot write
+        status = ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--"]
+        status += [":(top)", ":(top,exclude)results"]
         dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
