@@ -12,7 +12,7 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.load import machine_label, read_json, upgrade
-from infra.files import writable_folder
+from infra.files import RUN_FILES, writable_folder
 from infra.run_lock import LOCK_NAME, folder_lock
 
 SAME = ("grid_profile", "grid", "grid_overrides", "git_commit")
@@ -99,7 +99,8 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
 
 
 def swap_in(staging: Path, out: Path) -> None:
-    """The merged folder appears whole or not at all; an earlier merge there (checked) is set aside, then removed."""
+    """The merged folder appears whole or not at all; an earlier merge there (checked) is set aside, the files no
+    merge or report wrote (a user's notes, their data) are moved into the new one, then the rest is removed."""
     if not out.exists():
         staging.rename(out)
         return
@@ -109,4 +110,7 @@ def swap_in(staging: Path, out: Path) -> None:
         old.rmdir()
         out.rename(old)
     staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    for entry in old.iterdir():
+        if entry.name not in (*RUN_FILES, LOCK_NAME):
+            entry.rename(out / entry.name)
+    shutil.rmtree(old)  # only once every file of the user's is in the new folder

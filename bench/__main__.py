@@ -31,7 +31,15 @@ from bench.run_folder import describe_run, folder_of_its_own, refused
 from bench.sharding import parse_shard
 from infra import signals
 from infra.cli import add_renamed
-from infra.files import OutputError, check_name, mark_results_folder, remove_created, unused_path, writable_folder
+from infra.files import (
+    RUN_FILES,
+    OutputError,
+    check_name,
+    mark_results_folder,
+    remove_created,
+    unused_path,
+    writable_folder,
+)
 from infra.machine import machine_facts, machine_slug
 from infra.run_lock import FolderBusy, folder_lock
 
@@ -224,15 +232,12 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
     return int(code)
 
 
-# What a run's report writes into its folder: taken away when a new run's JSON comes in, so a folder never holds
-# one run's results beside another's report.
-REPORT_FILES = ("REPORT.md", "figures")
-
-
 def swap_in(staging: Path, run_dir: Path) -> None:
     """The staged run becomes the folder's: the earlier run's report goes first, then its JSON and traces are
-    replaced by renames, so at any moment the folder holds one run's files."""
-    for name in (*REPORT_FILES, "traces"):
+    replaced by renames, so at any moment the folder holds one run's files (and whatever else was there)."""
+    for name in RUN_FILES:
+        if name == "benchmarks.json":
+            continue  # replaced by a rename below, never missing
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     os.replace(staging / "benchmarks.json", run_dir / "benchmarks.json")

@@ -231,8 +231,9 @@ def read_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        why = str(err).strip().splitlines()
-        detail = next((line.strip() for line in why if "GLOBAL" in line or "Unsupported" in line), why[0] if why else "")
+        lines = str(err).strip().splitlines()
+        named = (line.strip() for line in lines if "GLOBAL" in line or "Unsupported" in line)
+        detail = next(named, lines[0] if lines else "")
         raise ValueError(
             f"checkpoint {path} is refused: loading it would run code it carries ({detail[:160]}); only data "
             "(tensors, numbers, strings) is loaded"

@@ -16,6 +16,9 @@ RESULTS_MARKER = ".attnbench-results"
 # A machine's further runs, each a folder of its own inside the folder of its first: <machine folder>/runs/NNNN-DATE
 # (git ignores runs/, so a committed run and its index stay as they were).
 RUNS = "runs"
+# What attnbench writes into a run folder: the run's JSON and traces, its report and figures. Everything else there
+# (a user's notes) is left where it is by whatever replaces the run.
+RUN_FILES = ("benchmarks.json", "traces", "REPORT.md", "figures")
 
 
 def results_root(run_dir: Path) -> Path:

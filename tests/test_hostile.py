@@ -108,10 +108,17 @@ def test_merge_never_writes_over_the_results_folder_a_run_or_anything_it_did_not
     for out in (results, results / "full-run", shards[0], results / "notes.txt"):
         one_line_error(run("-m", "analysis", "merge", str(out), *map(str, shards), cwd=tmp_path), "OUT")
         assert digests(results) == before
-    # a new folder, then the same merge again over its own earlier output: both fine, the shards untouched
-    for _ in range(2):
+    # a new folder, then the same merge again over its own earlier output: both fine, the shards untouched, and
+    # what the user put into the earlier merge's folder kept
+    for again in range(2):
         assert run("-m", "analysis", "merge", str(results / "merged"), *map(str, shards), cwd=tmp_path).returncode == 0
         assert {k: v for k, v in digests(results).items() if not k.startswith("merged/")} == before
+        if not again:
+            (results / "merged" / "NOTES.txt").write_text("what I saw\n")
+            (results / "merged" / "mydata").mkdir()
+            (results / "merged" / "mydata" / "keep.csv").write_text("a,b\n1,2\n")
+    assert (results / "merged" / "NOTES.txt").read_text() == "what I saw\n"
+    assert (results / "merged" / "mydata" / "keep.csv").read_text() == "a,b\n1,2\n"
     merged = json.loads((results / "merged" / "benchmarks.json").read_text())
     assert merged["machine_info"]["attnbench"]["merged_shards"] == ["1/2", "2/2"]
     assert not [p for p in results.iterdir() if p.name.startswith(".merge")]  # no staging left behind
