@@ -108,8 +108,6 @@ def block_cells(block: dict[str, Any]) -> list[Cell]:
         v = dict(zip(names, values))
         if v["mode"] in ("eval", "forward") and v["dropout"] != 0.0:
             continue  # inference ignores dropout: that cell would repeat the dropout-0 one
-        if v["kv_heads"] == v["heads"]:
-            continue  # as many key/value heads as query heads: the kv_heads=0 cell again
         cells.append(
             Cell(
                 group,
@@ -220,10 +218,18 @@ def _apply_override(blocks: list[dict[str, Any]], item: str) -> None:
             f"{', '.join(known)} and GROUP one of {', '.join(GROUPS)}"
         )
     values = [_parse_value(axis, v.strip()) for v in text.split(",")]
-    for block in blocks:
-        fixed = FIXED.get(block["group"], {})
-        if (not group or block["group"] == group) and axis in block and axis not in fixed:
-            block[axis] = list(values)
+    named = [block for block in blocks if not group or block["group"] == group]
+    takers = [block for block in named if axis not in FIXED.get(block["group"], {})]
+    if not named:
+        present = sorted({block["group"] for block in blocks})
+        raise GridError(f"override {item!r} changes nothing: this profile has no {group} cells; its groups: {present}")
+    if not takers:  # every group it reaches holds the axis fixed: one line, never a silent no-op
+        fixes = "; ".join(
+            f"group {g!r} fixes {', '.join(FIXED[g])}" for g in sorted({b["group"] for b in named}) if g in FIXED
+        )
+        raise GridError(f"override {item!r} changes nothing: {fixes} (each at one value)")
+    for block in takers:
+        block[axis] = list(values)
 
 
 def load_grid(profile: str, overrides: list[str] = (), passes: int | None = None, path: Path = GRIDS_FILE) -> Grid:

@@ -35,6 +35,17 @@ def unsupported(cell: Cell) -> str | None:
         return "unsupported: cudagraph capture needs a CUDA device"
     if cell.compile != "eager" and cell.dropout > 0:
         return "unsupported: compiled cells run with dropout 0 (the check would need a second compilation)"
+    # a variant that is the dense cell under another name is named as such, never timed twice or under a false name
+    if cell.kv_heads and cell.kv_heads == cell.heads:
+        return (
+            f"unsupported: kv_heads={cell.kv_heads} equals heads={cell.heads}, the dense cell (kv_heads 0) under "
+            "another name; it is measured as that cell"
+        )
+    if cell.window and cell.window >= cell.seq_len:
+        return (
+            f"unsupported: window={cell.window} at n={cell.seq_len} sees every key, the dense cell (window 0) under "
+            "another name; give a window below n"
+        )
     entry = lookup(cell.group, cell.impl)
     title = entry.label
     if cell.group == "layer" and cell.pos_encoding != "none":

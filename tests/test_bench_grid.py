@@ -99,6 +99,11 @@ def test_a_user_implementation_is_accepted_by_name():
         ("quick", ["layer.compile=jit"], r"'jit' is not accepted; choose from eager, inductor, cudagraph"),
         ("quick", ["shape=huge"], r"'huge' is not accepted; choose from small, bert_large"),
         ("quick", ["nogroup.impl=sdpa"], r"GROUP one of attention, layer"),
+        # an override its group ignores is one line naming the group's fixed axes, never a silent no-op
+        ("quick", ["layer.kv_heads=2"], r"'layer.kv_heads=2' changes nothing: group 'layer' fixes kv_heads, window"),
+        ("quick", ["layer.window=16"], r"'layer.window=16' changes nothing: group 'layer' fixes kv_heads, window"),
+        ("quick", ["attention.dropout=0.5"], r"changes nothing: group 'attention' fixes dropout, pos_encoding"),
+        ("quick", ["train_step.varlen=padded"], r"changes nothing: group 'train_step' fixes mode, kv_heads"),
     ],
 )
 def test_bad_grid_input_names_what_is_accepted(profile, overrides, message):
@@ -234,6 +239,13 @@ def test_skip_reasons():
     assert skip_reason(cell(impl="torch", pos_encoding="alibi"), SHAPE, big, cpu_flags=[]) is None
     assert "needs a CUDA device" in skip_reason(cell(compile="cudagraph"), SHAPE, big, cpu_flags=[])
     assert "takes no positional" in skip_reason(cell(impl="a.b:c", pos_encoding="rope"), SHAPE, big, cpu_flags=[])
+    # a variant that is the dense cell under another name is said to be so, never timed as a variant
+    same = skip_reason(cell(heads=4, kv_heads=4), SHAPE, big, cpu_flags=[])
+    assert "kv_heads=4 equals heads=4, the dense cell" in same
+    assert skip_reason(cell(heads=4, kv_heads=2), SHAPE, big, cpu_flags=[]) is None
+    wide = skip_reason(cell(seq_len=128, window=1000), SHAPE, big, cpu_flags=[])
+    assert "window=1000 at n=128 sees every key, the dense cell" in wide
+    assert skip_reason(cell(seq_len=512, window=128), SHAPE, big, cpu_flags=[]) is None
 
 
 def test_memory_skip_names_predicted_and_available_bytes():

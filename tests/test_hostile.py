@@ -180,7 +180,10 @@ def test_bad_output_paths_and_options_are_refused_before_anything_is_measured(tm
     one_line_error(bench(*TINY, "--set", "heads=abc", "--results", "R", cwd=tmp_path), "'abc' is not a whole number")
     one_line_error(bench(*TINY, "--trace-match", "([", "--results", "R", cwd=tmp_path), "--trace-match '(['")
     one_line_error(bench(*TINY, "--device", "cuda", "--results", "R", cwd=tmp_path), "--device cuda", "no CUDA")
-    assert not (tmp_path / "R").exists()  # a refused run leaves no empty folder
+    for name in ("../../x", "a\nb", "n" * 300, ".hidden"):  # --name is one plain folder name, as --run-id is
+        one_line_error(bench(*TINY, "--results", "R", "--name", name, cwd=tmp_path), "--name", "is not accepted")
+    one_line_error(bench(*TINY, "--results", "R", "--set", "layer.window=16", cwd=tmp_path), "fixes kv_heads, window")
+    assert not (tmp_path / "R").exists() and not (tmp_path.parent / "x").exists()  # nothing left, nothing outside
     one_line_error(
         run("-m", "bench.autotune", "--table", "nofolder/t.json", "--passes", "1", cwd=tmp_path),
         "--table nofolder/t.json",
