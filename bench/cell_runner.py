@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import pytest
 import torch
 
@@ -25,7 +26,9 @@ from bench.isolation import (
     LIMIT_FACTOR,
     LIMIT_FLOOR_S,
     CellTimeLimit,
+    background,
     clear_instrumentation,
+    leftovers,
     restore,
     snapshot,
     stop_is_users,
@@ -33,7 +36,7 @@ from bench.isolation import (
 )
 from bench.matmul_peak import peak_matmul_flops
 from bench.memory import cuda_peak_bytes
-from bench.observe import observe
+from bench.observe import NONE_OBSERVED, observe
 from bench.profiling import capture_trace
 from bench.timing import (
     blocks_for_budget,
@@ -90,6 +93,11 @@ def _facts(cell: Cell, workload: Workload, sync, known: dict) -> CellFacts:
         raise ImplementationError(
             f"flex ran its unfused eager path at {cell.id} (no compiled graph around it: dynamo's recompile "
             "limit, or a graph break), so it is not measured"
+        )
+    if cell.entry.user and counted == 0 and seen.attention_kernel == NONE_OBSERVED:
+        raise ImplementationError(
+            f"no attention ran in a step of {cell.impl} at {cell.id}: the FLOP counter counted 0 and the profiler "
+            "saw no attention op, so there is nothing to measure (a module that returns stored outputs)"
         )
     family = attention_family(seen.attention_kernel)
     return CellFacts(
@@ -215,26 +223,22 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
     references = partner_samples = None
     if partner is not None:  # the declared comparison, timed in ABBA blocks with its partner (bench/pairs.py)
         other = WORKLOADS[partner.group](partner, shape, device, dtype).step
-        blocks = blocks_for_budget(
-            time_once(step, sync) + time_once(other, sync), t.budget_s, t.min_rounds, t.max_rounds
-        )
+        one_pair_s = time_once(step, sync) + time_once(other, sync)
+        held = _held_bytes(device)
+        blocks = blocks_for_budget(one_pair_s, t.budget_s, t.min_rounds, t.max_rounds)
         host, partner_samples = paired_host_latency(step, other, sync, blocks, t.warmup_rounds)
         rounds = len(host)
     else:
-        rounds = rounds_for_budget(time_once(step, sync), t.budget_s, t.min_rounds, t.max_rounds)
+        one_call_s = time_once(step, sync)
+        held = _held_bytes(device)
+        rounds = rounds_for_budget(one_call_s, t.budget_s, t.min_rounds, t.max_rounds)
         if t.common_mode and device == "cpu":  # the machine's own drift, round by round, for bench ab
             host, references = host_latency_with_reference(step, sync, rounds, t.warmup_rounds, reference_workload())
         else:
             host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
-    if cell.entry.user:  # checked again after its timed calls: a module that changes once checked is caught
-        error = workload.check()
-        if not error <= TOLERANCE[cell.dtype]:
-            raise ImplementationError(
-                f"{cell.impl}'s output changed after its check at {cell.id}: after the timed "
-                f"calls it is off from the float32 reference by relative error {error:.3g} "
-                f"(allowed {TOLERANCE[cell.dtype]:g}), so its times are not counted"
-            )
+    if cell.entry.user:  # user code is checked again after its timed calls: it cannot fake a number
+        _checked_after_timing(cell, workload, sync, pass_median(host), _held_bytes(device) - held)
     timing = PassTiming(
         pass_index=pass_index,
         device_samples_s=dev.samples_s,
@@ -250,6 +254,47 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
         partner_samples_s=partner_samples,
     )
     return timing, workload.tokens
+
+
+# A user module whose calls on new data take this many times as long as its timed calls (and at least
+# FAKE_FLOOR_S more) was timed returning stored outputs: an honest module runs about as fast on any input.
+FAKE_FACTOR = 3.0
+FAKE_FLOOR_S = 5e-4
+# Memory a user cell still holds after its timed calls, beyond what it held after its first call: a leak.
+LEAK_BYTES = 256 * 2**20
+
+
+def _held_bytes(device: str) -> int:
+    """Memory the process holds now: the caching allocator's on CUDA, the resident set on a CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.memory_allocated(torch.device(device))
+    return psutil.Process().memory_info().rss
+
+
+def _checked_after_timing(cell: Cell, workload: Workload, sync, timed_s: float, grown: int) -> None:
+    """A user cell after its timed calls: no memory kept call after call, its outputs still right on every input
+    the calls cycled through and on a fresh one, and as fast on data it has not seen as it was timed."""
+    if grown > LEAK_BYTES:
+        raise ImplementationError(
+            f"{cell.impl} holds {grown / 2**20:.0f} MiB more after its timed calls than after its first at "
+            f"{cell.id} (more than {LEAK_BYTES // 2**20} MiB): memory kept call after call is a leak, so its "
+            "times are not counted"
+        )
+    error = (workload.check_after or workload.check)()
+    if not error <= TOLERANCE[cell.dtype]:
+        raise ImplementationError(
+            f"{cell.impl}'s output changed after its check at {cell.id}: after the timed "
+            f"calls it is off from the float32 reference by relative error {error:.3g} "
+            f"(allowed {TOLERANCE[cell.dtype]:g}), so its times are not counted"
+        )
+    if workload.fresh_step is not None:
+        fresh_s = min(time_once(workload.fresh_step(), sync) for _ in range(3))
+        if fresh_s > FAKE_FACTOR * timed_s and fresh_s - timed_s > FAKE_FLOOR_S:
+            raise ImplementationError(
+                f"{cell.impl} took {timed_s * 1e3:.3g} ms a call as timed but {fresh_s * 1e3:.3g} ms on an input "
+                f"it had not seen (x{fresh_s / timed_s:.1f}) at {cell.id}: a module that returns stored outputs "
+                "is not measured"
+            )
 
 
 @dataclass(frozen=True)
@@ -299,13 +344,22 @@ def _guarded(cell: Cell, time_limit_s: float | None, work: Callable[[], T]) -> t
 
 def _isolated(cell: Cell, time_limit_s: float | None, work: Callable[[], T]) -> T:
     """`work` guarded, with torch's process-wide settings restored after it and any instrumentation it left on
-    stopped; how the cell ended, where it did not measure, is raised as its pytest outcome."""
+    stopped, and a user cell's child processes ended; how the cell ended, where it did not measure, is raised as
+    its pytest outcome."""
     saved = snapshot()
+    started = background() if cell.entry.user else None
     try:
         ended, measured = _guarded(cell, time_limit_s, work)
     finally:
         changed = restore(saved)  # before anything else runs, whatever happened
         left_running = clear_instrumentation()
+        left_behind = leftovers(started) if started is not None else []
+    if left_behind:  # busy children or threads would slow every later cell: named, ended where they can be
+        ended = Ended(
+            "failed",
+            f"{cell.impl} left {', '.join(left_behind)} running at {cell.id}; processes were ended, and the cell is "
+            "not counted",
+        )
     if left_running and ended is None:  # measured, yet left a mode or the profiler on: its numbers are suspect
         ended = Ended(
             "failed",

@@ -5,11 +5,15 @@ failure."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 
+import psutil
 import torch
 
 from infra import signals
@@ -114,7 +118,10 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         yield
         return
 
-    def expire(signum: int, frame: object) -> None:
+    def expire(signum: int, frame: FrameType | None) -> None:
+        if _importing(frame):  # never inside an import: a module left half-initialised breaks every later cell
+            signal.setitimer(signal.ITIMER_REAL, IMPORT_RETRY_S)
+            return
         raise CellTimeLimit(seconds)
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -124,6 +131,44 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+IMPORT_RETRY_S = 0.05  # a time limit that fell inside an import tries again this much later
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the interrupted code is inside an import (importlib's frames are on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def background() -> tuple[set[int], set[int]]:
+    """This process's child processes (pids) and live threads (idents) now."""
+    children = {p.pid for p in psutil.Process().children(recursive=True)}
+    return children, {t.ident for t in threading.enumerate() if t.ident is not None}
+
+
+def leftovers(before: tuple[set[int], set[int]]) -> list[str]:
+    """What a cell started and left running since `before`, named: its child processes, ended here (terminated,
+    then killed), and its threads, which Python cannot end (they are named, so the cell fails)."""
+    children, threads = before
+    left = []
+    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in children]
+    for process in new:
+        try:
+            left.append(f"process {process.pid} ({' '.join(process.cmdline())[:80] or process.name()})")
+            process.terminate()
+        except psutil.Error:
+            continue
+    _, alive = psutil.wait_procs(new, timeout=3)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    left += [f"thread {t.name!r}" for t in threading.enumerate() if t.ident not in threads and t.is_alive()]
+    return left
 
 
 def pass_limit_s(predicted_s: float | None, option_s: float | None) -> float | None:

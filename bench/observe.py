@@ -22,6 +22,7 @@ from model.kernels import (
 )
 
 COMPILED_GRAPH = "## Call CompiledFxGraph"  # the profiler's event around a graph inductor compiled
+NONE_OBSERVED = "none observed"  # the label of a step in which no attention op ran
 
 
 @dataclass
@@ -51,7 +52,7 @@ def attention_label(op_names: list[str]) -> str:
         return "naive"
     if "aten::bmm" in op_names and any(n.startswith(COMPILED_GRAPH) for n in op_names):
         return "inductor:bmm+generated softmax"  # scores by an aten bmm, softmax in inductor's own kernel
-    return "none observed"
+    return NONE_OBSERVED
 
 
 def recomputes_scores(label: str) -> bool:

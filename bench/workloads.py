@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,11 +26,17 @@ from model.positional import PositionalEncoding, positional_encoding
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 5e-3}
 
 
+# The timed calls cycle through this many distinct inputs, and every check draws an input no call has seen: a module
+# that returns a stored output instead of computing one cannot pass its checks (bench/cell_runner.py).
+ROTATION = 4
+_fresh_seeds = itertools.count(1)  # process-wide: no two checks of a run share an input
+
+
 @dataclass
 class Workload:
     step: Callable[[], object]  # one step, as timed (compiled where the cell says so)
     eager_step: Callable[[], object]  # the same step uncompiled: FLOPs are counted on it
-    check: Callable[[], float]  # relative error against the float32 reference
+    check: Callable[[], float]  # relative error against the float32 reference, on an input no call has seen
     flops: Callable[[str], int | None]  # analytic matmul FLOPs of one step, given the attention kernel observed
     predicted_bytes: Callable[[str], int | None]  # analytic peak memory, given the attention kernel family observed
     tokens: int  # the real tokens of one step (a variable-length batch: without its padding)
@@ -37,6 +44,10 @@ class Workload:
     # whether FlopCounterMode can run the step: it dispatches neither flex_attention (compiled or not) nor a nested
     # tensor's ops; where it cannot, the cell's FLOPs are the cost model's alone
     countable: bool = True
+    # after the timed calls: the check on every input they cycled through (unchanged by them) and on a fresh one
+    check_after: Callable[[], float] | None = None
+    # one step on an input no call has seen, prepared outside what is timed: a module's time on new data
+    fresh_step: Callable[[], Callable[[], object]] | None = None
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -117,16 +128,48 @@ class PositionedLayer(nn.Module):
         return self.layer(x, src_mask=bias.repeat(x.shape[0], 1, 1))
 
 
-def _forward_backward(module: Callable, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+class Rotation:
+    """The inputs a cell's timed calls cycle through, each drawn from its own seed (the first as every earlier
+    run drew its one input), so consecutive calls never see the same tensor."""
+
+    def __init__(self, make: Callable[[torch.Generator | None], torch.Tensor], count: int = ROTATION) -> None:
+        self.make = make
+        self.inputs = [make(None)] + [make(torch.Generator().manual_seed(seed)) for seed in range(1, count)]
+        self.kept = [_fingerprint(x) for x in self.inputs]  # what they held before any call
+        self.calls = 0
+
+    def next(self) -> torch.Tensor:
+        x = self.inputs[self.calls % len(self.inputs)]
+        self.calls += 1
+        return x
+
+    def fresh(self) -> torch.Tensor:
+        """An input no call and no other check has seen."""
+        return self.make(torch.Generator().manual_seed(10_000 + next(_fresh_seeds)))
+
+    def written(self) -> bool:
+        """Whether a call wrote into one of the inputs it was handed."""
+        return any(_fingerprint(x) != kept for x, kept in zip(self.inputs, self.kept))
+
+
+def _fingerprint(x: torch.Tensor) -> tuple[float, float]:
+    """Two sums that any write into a random tensor changes (a copy of each input would double their memory)."""
+    x = x.detach()
+    return x.sum(dtype=torch.float64).item(), x.square().sum(dtype=torch.float64).item()
+
+
+def _forward_backward(module: Callable, inputs: Rotation, grad: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
+        x = inputs.next()
         x.grad = None
         module(x).backward(grad)
 
     return step
 
 
-def _inference(module: Callable, x: torch.Tensor) -> Callable[[], object]:
+def _inference(module: Callable, inputs: Rotation) -> Callable[[], object]:
     def step() -> object:
+        x = inputs.next()
         with torch.no_grad():
             return module(x)
 
@@ -134,21 +177,33 @@ def _inference(module: Callable, x: torch.Tensor) -> Callable[[], object]:
 
 
 def _checker(
-    impl: Implementation, module: nn.Module, reference: nn.Module, x: torch.Tensor, train: bool, dropout: float
-) -> Callable[[], float]:
-    """Relative error of the module as timed vs the float32 reference on the same input, dropout off;
-    with train, of the input gradient too (the larger of the two errors)."""
+    impl: Implementation, module: nn.Module, reference: nn.Module, train: bool, dropout: float
+) -> Callable[[torch.Tensor], float]:
+    """Relative error of the module as timed vs the float32 reference on the input given, dropout off; with train,
+    of the input gradient too (the larger of the two errors). An output of another shape or dtype than the input's,
+    one that is not finite, and a write into the input are each the implementation's error, named."""
 
-    def check() -> float:
+    def check(x: torch.Tensor) -> float:
         mine = module if dropout == 0 else set_dropout(copy.deepcopy(module), 0.0)
         xs = [x.detach().clone().requires_grad_(train), x.detach().float().clone().requires_grad_(train)]
+        handed = xs[0].detach().clone()
         with torch.set_grad_enabled(train):
             outs = [mine(xs[0]), reference(xs[1])]
-        if outs[0].shape != outs[1].shape:
+        if not isinstance(outs[0], torch.Tensor) or outs[0].shape != outs[1].shape:
+            got = tuple(outs[0].shape) if isinstance(outs[0], torch.Tensor) else type(outs[0]).__name__
             raise ImplementationError(
-                f"{impl.name} returned shape {tuple(outs[0].shape)} for input "
-                f"{tuple(x.shape)}; it must map (batch, seq, d_model) to the same shape"
+                f"{impl.name} returned {got} for input {tuple(x.shape)}; it must map (batch, seq, d_model) to a "
+                "tensor of the same shape"
             )
+        if outs[0].dtype != x.dtype:
+            raise ImplementationError(
+                f"{impl.name} returned {str(outs[0].dtype).removeprefix('torch.')} for a "
+                f"{str(x.dtype).removeprefix('torch.')} input: a cell is measured in its own dtype"
+            )
+        if not torch.isfinite(outs[0]).all():
+            raise ImplementationError(f"{impl.name} returned NaN or inf for a finite input")
+        if not torch.equal(xs[0].detach(), handed):
+            raise ImplementationError(f"{impl.name} wrote into its input: a step must leave its input as it was")
         errors = [relative_error(outs[0], outs[1])]
         if train:
             g = torch.randn(outs[1].shape, generator=torch.Generator().manual_seed(0)).to(outs[1].device)
@@ -180,10 +235,29 @@ def _module_workload(
     train = cell.mode == "train"
     module = module.to(device, dtype).train(train)
     reference = reference.to(device).train(train)
-    x = torch.randn(b, n, d, device=device, dtype=dtype, requires_grad=train)
-    grad = torch.randn_like(x)
+    inputs = Rotation(
+        lambda generator: (
+            torch.randn(b, n, d, generator=generator, dtype=dtype).to(device).requires_grad_(train)
+            if generator is not None
+            else torch.randn(b, n, d, device=device, dtype=dtype, requires_grad=train)
+        )
+    )
+    grad = torch.randn_like(inputs.inputs[0])
     timed = compiled(module, cell.compile)
-    make_step = (lambda m: _forward_backward(m, x, grad)) if train else (lambda m: _inference(m, x))
+    make_step = (lambda m: _forward_backward(m, inputs, grad)) if train else (lambda m: _inference(m, inputs))
+    check = _checker(impl, timed, reference, train, cell.dropout)
+
+    def check_after() -> float:
+        """Every input of the rotation, unchanged by the timed calls, then a fresh one (enough consecutive calls
+        to catch a module that goes wrong on every few)."""
+        if inputs.written():
+            raise ImplementationError(f"{impl.name} wrote into an input of its timed calls")
+        return max(check(x) for x in [*inputs.inputs, inputs.fresh()])
+
+    def fresh_step() -> Callable[[], object]:
+        x = inputs.fresh()
+        once = Rotation(lambda _: x, count=1)
+        return _forward_backward(timed, once, grad) if train else _inference(timed, once)
 
     def flops(label: str) -> int | None:
         if impl.user:
@@ -197,11 +271,13 @@ def _module_workload(
     return Workload(
         make_step(timed),
         make_step(module),
-        _checker(impl, timed, reference, x, train, cell.dropout),
+        lambda: check(inputs.fresh()),
         flops,
         memory,
         b * n,
         countable=not uses_flex(cell),
+        check_after=check_after,
+        fresh_step=fresh_step,
     )
 
 

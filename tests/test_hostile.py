@@ -416,6 +416,43 @@ def test_a_module_that_goes_wrong_after_its_check_is_never_reported_as_valid(tmp
         assert "output changed after its check" in reasons[("hostile_attention:goes_wrong", p)]
 
 
+def test_user_modules_that_would_fake_a_number_fail_their_cells_and_sdpa_is_measured(tmp_path):
+    impls = ["caches_first", "memoises", "wider_dtype", "nan_every_4th", "writes_input", "leaks"]
+    data, reasons = user_grid(
+        tmp_path, ",".join(["sdpa", *(f"hostile_attention:{i}" for i in impls)]), "--set", "dtype=float32,bfloat16"
+    )
+    timed = {b["extra_info"]["impl"] for b in data["benchmarks"]}
+    assert timed == {"sdpa"}, (reasons, data["output_tail"])  # none of them reported, let alone as fastest
+
+    def why(impl: str, mode: str = "forward") -> str:
+        return reasons[(f"hostile_attention:{impl}", mode)]
+
+    assert "no attention ran" in why("caches_first") or "output changed after its check" in why("caches_first")
+    assert "on an input it had not seen" in why("memoises")  # right on every input, but stored
+    assert "returned float64 for a float32 input" in why("wider_dtype") or "returned float32 for a bfloat16" in why(
+        "wider_dtype"
+    )
+    assert "NaN or inf" in why("nan_every_4th")
+    assert "wrote into" in why("writes_input") or "leaf Variable" in why("writes_input", "train")
+    assert "is a leak" in why("leaks")
+
+
+def test_child_processes_and_threads_a_user_module_leaves_are_named_and_processes_ended(tmp_path):
+    import psutil
+
+    before = {p.pid for p in psutil.process_iter()}
+    data, reasons = user_grid(tmp_path, "hostile_attention:spawns_child,hostile_attention:spawns_thread,sdpa")
+    assert "left process" in reasons[("hostile_attention:spawns_child", "forward")]
+    assert "left thread 'hostile-busy'" in reasons[("hostile_attention:spawns_thread", "forward")]
+    assert {b["extra_info"]["impl"] for b in data["benchmarks"]} == {"sdpa"}, (reasons, data["output_tail"])
+    busy = [
+        p
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if p.pid not in before and "while True: pass" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert busy == []  # no busy child outlives the run
+
+
 def test_slow_and_hanging_modules_fail_their_cells_at_the_time_limit_and_the_grid_goes_on(tmp_path):
     started = time.perf_counter()
     data, reasons = user_grid(

@@ -1,5 +1,9 @@
 """What a time limit may leave behind when it lands inside our own instrumentation around user code."""
 
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -22,3 +26,16 @@ def test_a_limit_inside_the_flop_counter_leaves_nothing_running():
         while True:  # torch ops through the mode's Python dispatch, where the alarm lands
             x = (x @ x).tanh()
     assert clear_instrumentation() == []
+
+
+def test_a_limit_that_falls_inside_an_import_waits_for_the_import_to_end(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fixtures" / "hostile"))
+    sys.modules.pop("slow_import", None)
+    started = time.perf_counter()
+    with pytest.raises(CellTimeLimit), time_limit(0.1):
+        import slow_import  # noqa: F401  (0.6 s at its top level: the limit falls inside it)
+
+        while True:
+            time.sleep(0.01)
+    assert sys.modules["slow_import"].DONE  # whole, not half-initialised for the next cell to trip over
+    assert time.perf_counter() - started >= 0.6
