@@ -135,7 +135,10 @@ def upgrade(data: dict) -> dict:
     - Versions before 4 timed every cell alone: none has a partner, so their comparisons are unpaired.
     - Versions before 5 measured a cell's facts (check, FLOPs, kernels, memory, compilation, traces) in its first
       timed pass, before its timing: `untimed_facts_pass` says which a run did, so the report can say whether
-      its passes are alike."""
+      its passes are alike.
+    - Versions before 6 did not record a step's real tokens: `tokens_per_step` is the sum of a variable-length
+      batch's lengths, else batch (or a data-parallel run's global batch) x seq_len. They wrote Derived metrics
+      per pass, dropped here like every per-pass key (tokens/s counted padding there)."""
     facts = data["machine_info"]["attnbench"]
     version = facts.get("schema_version", 1)
     if version > SCHEMA_VERSION:
@@ -154,6 +157,11 @@ def upgrade(data: dict) -> dict:
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
         group, impl = extra.get("group"), str(extra.get("impl", ""))
+        if group is not None and extra.get("tokens_per_step") is None:  # before schema 6: not recorded
+            lengths = extra.get("sequence_lengths")  # a variable-length batch's real tokens are its lengths
+            extra["tokens_per_step"] = (
+                sum(lengths) if lengths else extra.get("global_batch", extra.get("batch")) * extra["seq_len"]
+            )
         if group == "ddp":
             if version < 3:
                 extra["trace_name"] = str(extra["trace_name"]).rpartition("-r")[0]
@@ -236,7 +244,7 @@ def _pooled(group: list[dict]) -> dict:
         device_time_note=passes[0].get("device_time_note"),
     )
     flops = row["flops"] = step_flops(row.get("flops_analytic"), row.get("flops_counted"))
-    tokens = row.get("global_batch", row["batch"]) * row["seq_len"]
+    tokens = row["tokens_per_step"]  # real tokens: a variable-length batch's padding is not counted
     # the threshold the run recorded; runs from before it was recorded used today's
     threshold = passes[0].get("host_bound_threshold", HOST_BOUND)
     row.update(asdict(derive(flops, median, host_median, row.get("peak_flops_per_s"), tokens, threshold)))

@@ -52,7 +52,7 @@ from bench.timing import (
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto, uses_flex
 from infra import signals
-from infra.record import CellFacts, PassTiming, derive, pass_median, record
+from infra.record import CellFacts, PassTiming, pass_median, record
 from model import flex
 from model.kernels import FLEX_UNFUSED, attention_family
 
@@ -114,6 +114,7 @@ def _facts(cell: Cell, workload: Workload, sync, known: dict) -> CellFacts:
         peak_mem_bytes=memory,
         predicted_mem_bytes=workload.predicted_bytes(family),
         sequence_lengths=workload.lengths,
+        tokens_per_step=workload.tokens,
         **known,
     )
 
@@ -208,8 +209,8 @@ def measure_facts(cell: Cell, grid: Grid, trace_dir: Path | None) -> CellFacts:
     return facts
 
 
-def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None) -> tuple[PassTiming, int]:
-    """One timed pass of the cell (beside its `partner`'s, where it has one), and the tokens of one step."""
+def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None) -> PassTiming:
+    """One timed pass of the cell (beside its `partner`'s, where it has one)."""
     device, dtype = cell.device, getattr(torch, cell.dtype)
     shape, t = grid.shapes[cell.shape], grid.timing_for(cell)
     sync = device_synchronizer(device)
@@ -253,7 +254,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
         partner_id=partner.id if partner is not None else None,
         partner_samples_s=partner_samples,
     )
-    return timing, workload.tokens
+    return timing
 
 
 # A user module whose calls on new data take this many times as long as its timed calls (and at least
@@ -411,7 +412,7 @@ def run_cell(
             facts.again()
         if pass_index == FACTS_PASS:
             return
-        timing, tokens = _isolated(cell, time_limit_s, lambda: measure(cell, grid, pass_index, partner))
+        timing = _isolated(cell, time_limit_s, lambda: measure(cell, grid, pass_index, partner))
     except _EndedError as err:
         first_pass[cell.id] = err.ended
         err.ended.again()
@@ -434,5 +435,4 @@ def run_cell(
         "reference": entry.reference,  # the layer it was checked against
         "peak_flops_per_s": peak,
     }
-    derived = derive(facts.flops, timing.device_median_s, timing.host_median_s, peak, tokens)
-    benchmark.extra_info.update(record(params, facts, timing, derived))
+    benchmark.extra_info.update(record(params, facts, timing))

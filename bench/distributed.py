@@ -29,7 +29,7 @@ from bench.run_folder import refused
 from infra.cli import add_renamed
 from infra.files import atomic_write_text
 from infra.machine import machine_facts, machine_slug
-from infra.record import SCHEMA_VERSION, PassTiming, derive, pass_median, pass_trace_name, record
+from infra.record import SCHEMA_VERSION, PassTiming, pass_median, pass_trace_name, record
 from model import cost
 
 SHAPE = {"d_model": 256, "heads": 4, "d_ff": 1024, "layers": 2, "vocab": 256}  # the grid's small shape
@@ -166,6 +166,7 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
         "allreduce_bytes_analytic": 2 * (world - 1) / world * ranks[0]["grad_bytes"],  # a ring all-reduce
         "flops_analytic": flops * world,
         "flops_counted": None,
+        "tokens_per_step": local * world * n,
     }
     median = pass_median(steps)
     timing = PassTiming(
@@ -177,8 +178,7 @@ def benchmark_entry(result: dict, pass_index: int, passes: int) -> dict:
         device_time_method="cpu_clock" if config["device"] == "cpu" else "cuda_sync",
         rounds=len(steps),
     )
-    derived = derive(flops * world, median, median, None, local * world * n)
-    extra = record(params, facts, timing, derived)
+    extra = record(params, facts, timing)
     stats = {"median": statistics.median(steps), "min": min(steps), "max": max(steps), "rounds": len(steps)}
     return {
         "group": f"ddp {config['scaling']}",

@@ -4,9 +4,10 @@ analysis reads it back, and the run's own measured facts. Writers fill these dat
 (`typical_time`), its FLOPs (`step_flops`), and the metrics of a time (`derive`). docs/RECORD.md is generated
 from these dataclasses (python -m infra.record_doc).
 
-A record is `{**cell params, **CellFacts, **PassTiming, **Derived}` plus a group's own extras (ddp: world,
-ranks...). The run's matmul peak per device and dtype (`MatmulPeak`) is a fact of the run, in
-machine_info.attnbench.matmul_peak. Words: a cell's `mode` is forward, eval or train; a `pass` is one of the
+A record is `{**cell params, **CellFacts, **PassTiming}` plus a group's own extras (ddp: world, ranks...); the
+`Derived` metrics are computed once, by analysis, from the passes pooled (before schema 6 bench also wrote them
+per pass, and analysis ignored those). The run's matmul peak per device and dtype (`MatmulPeak`) is a fact of the
+run, in machine_info.attnbench.matmul_peak. Words: a cell's `mode` is forward, eval or train; a `pass` is one of the
 interleaved repetitions of the grid (`pass_index`, and `passes` of them).
 """
 
@@ -24,9 +25,11 @@ HOST_BOUND = 1.5  # host latency over device time above which a cell is marked h
 # every cell carries the auto kernel's fields (empty where it ran none); 4: a cell of a declared comparison
 # is timed in ABBA blocks beside its partner (partner_id, partner_samples_s; bench/pairs.py); 5: the facts
 # (check, FLOPs, kernels, memory, compilation, traces) are measured in an untimed pass of their own before the
-# timed passes, so every timed pass is alike (the compilation fields, the same keys as before, are facts now).
+# timed passes, so every timed pass is alike (the compilation fields, the same keys as before, are facts now);
+# 6: a cell records the real tokens of one step (`tokens_per_step`: a variable-length batch without its padding)
+# and no Derived metrics, which analysis derives once from the pooled passes.
 # analysis.load.upgrade turns an older run into the current shape.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_WITH_FACTS_PASS = 5  # the first schema whose timed passes follow an untimed pass of facts
 
 # How a device time was taken: the only words a record's device_time_method may hold.
@@ -89,6 +92,7 @@ class CellFacts:
     # latency is first_call_s (0: a cell of the same shape and mask compiled it before); None for other kernels
     kernel_compilations: int | None = None
     sequence_lengths: list[int] | None = None  # a variable-length batch's lengths (None: every sequence seq_len)
+    tokens_per_step: int | None = None  # the real tokens of one step: batch x seq_len, or sum(sequence_lengths)
 
     @property
     def flops(self) -> float | None:
@@ -136,14 +140,14 @@ class PassTiming:
 
 @dataclass(frozen=True)
 class Derived:
-    """Metrics computed from a time: per pass in the record, over pooled passes in analysis."""
+    """Metrics computed from a cell's time over its pooled passes: by analysis alone (analysis.load)."""
 
     host_over_device: float  # host latency over device time
     host_bound: bool  # host_over_device above host_bound_threshold: launch overhead dominates
     host_bound_threshold: float  # HOST_BOUND when it was written
     flops_per_s: float  # step_flops over the device time
     mfu: float | None  # flops_per_s over the run's matmul peak (None: no peak measured)
-    tokens_per_s: float | None  # batch x seq_len over the device time
+    tokens_per_s: float | None  # the real tokens of one step (tokens_per_step) over the device time
 
 
 def derive(
@@ -164,11 +168,12 @@ def derive(
     )
 
 
-# Keys that differ between passes of one cell: analysis pools them, everything else is the cell's.
+# Keys that differ between passes of one cell: analysis pools them, everything else is the cell's (a run before
+# schema 6 wrote Derived per pass: dropped on loading, derived again from the pooled passes).
 PER_PASS = frozenset(f.name for f in fields(PassTiming)) | frozenset(f.name for f in fields(Derived))
 
 
-def record(params: dict, facts: CellFacts | dict, timing: PassTiming, derived: Derived | dict) -> dict:
+def record(params: dict, facts: CellFacts | dict, timing: PassTiming) -> dict:
     """One pass of one cell as one flat `extra_info` dict: the one builder every writer uses (the grid's
     cells, the data-parallel launches). `facts` is a CellFacts, or a group's own facts as a dict."""
     if timing.device_time_method not in DEVICE_TIME_METHODS:
@@ -176,6 +181,6 @@ def record(params: dict, facts: CellFacts | dict, timing: PassTiming, derived: D
             f"device_time_method {timing.device_time_method!r} is not one of {sorted(DEVICE_TIME_METHODS)}"
         )
     out = dict(params)
-    for part in (facts, timing, derived):
+    for part in (facts, timing):
         out.update(part if isinstance(part, dict) else asdict(part))
     return out

@@ -5,6 +5,7 @@ tokens, pairs and skips."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,27 @@ def test_a_bad_layout_is_refused_in_one_line():
     with pytest.raises(GridError) as err:
         load_grid("variants", ["attention.varlen=ragged"])
     assert str(err.value) == "attention.varlen='ragged' is not accepted; choose from none, padded, nested, packed"
+
+
+def test_a_committed_varlen_runs_tokens_per_second_count_real_tokens_only():
+    """Two cells of the committed variants run (schema 5, which wrote no tokens_per_step): its tokens/s are the
+    batch's real tokens over the cell's time, recomputed here from the raw JSON (it printed padded tokens/s, 1.5x
+    too high at n=512 and 2.4x at n=1024)."""
+    import json
+    import math
+    import statistics
+
+    from analysis.load import load_run
+
+    path = Path(__file__).parent / "fixtures" / "varlen-run" / "benchmarks.json"
+    cells, _, _ = load_run(path)
+    passes: dict[str, list[dict]] = {}
+    for bench in json.loads(path.read_text())["benchmarks"]:
+        passes.setdefault(bench["extra_info"]["id"], []).append(bench["extra_info"])
+    assert set(cells["id"]) == set(passes) and len(passes) == 2
+    for row in cells.itertuples():
+        records = passes[row.id]
+        real = sum(records[0]["sequence_lengths"])
+        assert real < records[0]["batch"] * records[0]["seq_len"]  # padding there, not counted
+        seconds = math.exp(statistics.fmean(math.log(statistics.median(r["device_samples_s"])) for r in records))
+        assert row.tokens_per_s == pytest.approx(real / seconds, rel=1e-9)
