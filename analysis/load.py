@@ -10,6 +10,8 @@ per cell) for the statistics. The run's matmul peak per device and dtype is in i
 from __future__ import annotations
 
 import json
+import math
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -251,6 +253,25 @@ def _pooled(group: list[dict]) -> dict:
     return row
 
 
+TIMES = ("device_samples_s", "host_samples_s")
+
+
+def invalid_times(passes: list[dict]) -> str | None:
+    """Why a cell's recorded times cannot be a time (a NaN, an infinity, zero or less, none at all), or None."""
+    for record in passes:
+        for key in TIMES:
+            samples = record.get(key) or []
+            bad = [x for x in samples if not (isinstance(x, (int, float)) and math.isfinite(x) and x > 0)]
+            if bad or not samples:
+                what = f"{bad[0]!r} among" if bad else "no samples in"
+                return f"{what} {key} of pass {record.get('pass_index')}"
+    return None
+
+
+def _cell_params(extra: dict) -> dict:
+    return {k: extra.get(k) for k in ("group", "device", "dtype", "shape", "seq_len", "heads", "impl", "mode")}
+
+
 def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Cells that ran (passes pooled), cells that did not (with reasons), and the machine facts of one JSON."""
     data = upgrade(read_json(path))
@@ -266,7 +287,14 @@ def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                 "(raw per-round samples are needed; was it written by an older attnbench?)"
             )
         by_id.setdefault(extra["id"], []).append({**extra, "name": bench["name"]})
-    frame = pd.DataFrame([_pooled(group) for group in by_id.values()])
+    invalid = {cell: why for cell, group in by_id.items() if (why := invalid_times(group))}
+    for cell, why in invalid.items():  # named, kept out of every table and average, listed as not measured
+        print(f"warning: {path}: cell {cell} is left out: {why}", file=sys.stderr)
+    frame = pd.DataFrame([_pooled(group) for cell, group in by_id.items() if cell not in invalid])
+    outcomes = list(data.get("attnbench_not_run", [])) + [
+        {"params": _cell_params(by_id[cell][0]), "id": cell, "outcome": "failed", "reason": f"invalid time: {why}"}
+        for cell, why in invalid.items()
+    ]
     not_run = pd.DataFrame(
         [
             {
@@ -278,7 +306,7 @@ def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                 "outcome": o["outcome"],
                 "reason": o["reason"],
             }
-            for o in data.get("attnbench_not_run", [])
+            for o in outcomes
         ]
     )
     for df in (frame, not_run):

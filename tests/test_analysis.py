@@ -260,3 +260,21 @@ def test_notebook_runs_top_to_bottom_on_real_results(tmp_path):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
+
+
+def test_a_nan_time_is_named_left_out_of_every_table_and_never_compared_as_no_change(run_copy, tmp_path):
+    data = json.loads((run_copy / "benchmarks.json").read_text())
+    bad = data["benchmarks"][0]["extra_info"]
+    bad["device_samples_s"][1] = bad["host_samples_s"][1] = float("nan")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "benchmarks.json").write_text(json.dumps(data))
+    cells, not_run, _ = load_runs([broken / "benchmarks.json"])
+    assert bad["id"] not in set(cells["id"])
+    assert not_run.set_index("id").loc[bad["id"], "reason"].startswith("invalid time: nan among device_samples_s")
+    report = analysis("report", broken)
+    assert report.returncode == 0 and f"cell {bad['id']} is left out" in report.stderr
+    assert "invalid time: nan" in (broken / "REPORT.md").read_text()
+    compared = analysis("compare", run_copy, broken, "--out", tmp_path, "--fail-on", "memory:1%")
+    assert f"cell {bad['id']} is left out" in compared.stderr
+    assert f"Cells only in base (1): {bad['id']}" in (tmp_path / "compare.md").read_text()
