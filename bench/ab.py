@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,9 +27,11 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from bench.run_folder import other_machine
 from infra import signals
-from infra.files import OutputError, atomic_write_text, remove_created, writable_folder
+from infra.files import OutputError, atomic_write_text, check_name, remove_created, writable_folder
 from infra.machine import machine_facts, machine_slug
 from infra.run_lock import FolderBusy, folder_lock
 
@@ -51,10 +54,41 @@ def resolve_revision(repo: Path, rev: str) -> str:
         raise ABError(f"--base/--new {rev!r} is not a revision of {repo}; give a commit, branch or tag") from None
 
 
+OWNER = "owner.pid"  # in an A/B's temporary folder: the process whose worktrees live there
+
+
+def prune_abandoned(repo: Path) -> list[str]:
+    """Worktrees an earlier A/B left when it was killed (SIGKILL leaves no chance to remove them): those whose
+    temporary folder names a process that is gone, removed with their folder. Another A/B's still running are
+    left alone. The paths removed."""
+    listed = git("worktree", "list", "--porcelain", cwd=repo).splitlines()
+    removed = []
+    for line in listed:
+        path = Path(line.removeprefix("worktree ")) if line.startswith("worktree ") else None
+        if path is None or not path.parent.name.startswith(TEMPORARY_PREFIX):
+            continue
+        try:
+            owner = int((path.parent / OWNER).read_text())
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and psutil.pid_exists(owner):
+            continue
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=repo, capture_output=True)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        removed.append(str(path))
+    subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)
+    return removed
+
+
+TEMPORARY_PREFIX = "attnbench-ab-"
+
+
 @contextmanager
 def worktrees(repo: Path, revisions: dict[str, str], parent: Path):
-    """One detached worktree per side, removed on the way out (an interrupt included)."""
+    """One detached worktree per side, removed on the way out (an interrupt included); the folder names this
+    process as their owner, so a later A/B can remove them should this one be killed."""
     made: list[Path] = []
+    (parent / OWNER).write_text(str(os.getpid()))
     try:
         dirs = {}
         for side, sha in revisions.items():
@@ -76,9 +110,20 @@ def worktrees(repo: Path, revisions: dict[str, str], parent: Path):
 DEFAULT_PAIRS = 20
 
 
+GRID_FILE = "bench/conftest.py"  # a revision without it has no grid to run
+
+
+def check_has_grid(repo: Path, option: str, rev: str, sha: str) -> None:
+    if subprocess.run(["git", "cat-file", "-e", f"{sha}:{GRID_FILE}"], cwd=repo, capture_output=True).returncode:
+        raise ABError(
+            f"{option} {rev!r} ({sha[:10]}) has no {GRID_FILE}: it predates attnbench's grid, so it cannot be run; "
+            "give a later revision"
+        )
+
+
 def pass_options(checkout: Path, profile: str) -> list[str]:
     """One pass of `profile`, in the option names that side's code knows (older ones: --grid, --repeats)."""
-    conftest = (checkout / "bench" / "conftest.py").read_text()
+    conftest = (checkout / GRID_FILE).read_text()
     new_names = '"--profile"' in conftest
     options = [f"--profile={profile}", "--passes=1"] if new_names else [f"--grid={profile}", "--repeats=1"]
     options += ["--time-budget-min=0"] if "--time-budget-min" in conftest else []
@@ -158,6 +203,10 @@ def check_options(args: argparse.Namespace, out_dir: Path) -> Path | None:
     from analysis.compare import parse_thresholds
     from analysis.errors import AnalysisError
 
+    try:
+        check_name("--name", args.name)
+    except OutputError as err:
+        raise ABError(str(err)) from None
     if args.pairs < 2:
         raise ABError(f"--pairs {args.pairs} is not accepted; give 2 or more (an interval needs two pairs)")
     if not args.pass_timeout_s > 0:
@@ -190,11 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         revisions = {"base": resolve_revision(repo, args.base), "new": resolve_revision(repo, args.new or "HEAD")}
         if args.new is None and git("status", "--porcelain", "--untracked-files=no", cwd=repo):
             raise ABError("the working tree has uncommitted changes: commit them (the new side is HEAD) or give --new")
+        for side, option in (("base", "--base"), ("new", "--new")):
+            check_has_grid(repo, option, getattr(args, side) or "HEAD", revisions[side])
         created = check_options(args, out_dir)
+        for path in prune_abandoned(repo):
+            print(f"attnbench ab: removed the worktree {path} a killed A/B left behind", file=sys.stderr)
         ab = {"id": uuid.uuid4().hex, "pairs": args.pairs, "profile": args.profile, **revisions}
         with folder_lock(out_dir, "A/B"), signals.interrupts_as_keyboard_interrupt():
             with (
-                tempfile.TemporaryDirectory(prefix="attnbench-ab-") as tmp,
+                tempfile.TemporaryDirectory(prefix=TEMPORARY_PREFIX) as tmp,
                 worktrees(repo, revisions, Path(tmp)) as dirs,
             ):
                 for n, (index, side) in enumerate(plan(args.pairs), 1):

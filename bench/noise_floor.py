@@ -155,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="with --paired: the folder under RESULTS (default: gate-MACHINE)")
     args = p.parse_args(argv)
     if args.paired:
+        if args.pairs < 2:  # refused before any commit or file is made, as bench ab would refuse it later
+            print(
+                f"error: --pairs {args.pairs} is not accepted; give 2 or more (an interval needs two pairs)",
+                file=sys.stderr,
+            )
+            return 2
         return paired(args)
     folder = args.results / f"noise-{machine_slug('cpu')}"
     if refused(folder, machine_facts()):

@@ -191,6 +191,8 @@ def test_bad_output_paths_and_options_are_refused_before_anything_is_measured(tm
     one_line_error(run("-m", "bench.autotune", "--passes", "0", cwd=tmp_path), "--passes 0 is not accepted")
     one_line_error(run("-m", "bench.autotune", "--budget-s", "-1", cwd=tmp_path), "--budget-s -1 is not accepted")
     one_line_error(run("-m", "bench.distributed", "--rounds", "0", cwd=tmp_path), "--rounds 0 is not accepted")
+    paired = ("-m", "bench.noise_floor", "--paired", "--pairs", "1", "--results", "R")
+    one_line_error(run(*paired, cwd=tmp_path), "--pairs 1 is not accepted")  # before any commit or file
     one_line_error(run("-m", "bench.distributed", "--timeout-s", "0", cwd=tmp_path), "--timeout-s 0 is not accepted")
     ab = ("-m", "bench", "ab", "--base", "HEAD", "--new", "HEAD", "--pairs", "2")
     one_line_error(run(*ab, "--results", str(tmp_path / "afile"), cwd=ROOT), "is a file")

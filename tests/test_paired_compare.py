@@ -3,6 +3,7 @@ whole machine between pairs is not a change, a real slowdown of everything or of
 calibration reference never hides a slowdown that moves it too. Then the command itself, end to end."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -183,8 +184,13 @@ def worktrees(clone: Path) -> int:
 
 
 def test_bad_input_is_one_line_and_leaves_nothing_behind(clone):
+    first = subprocess.run(
+        ["git", "rev-list", "--max-parents=0", "HEAD"], cwd=clone, capture_output=True, text=True
+    ).stdout.split()[0]
     bad = (
         (["--base", "no-such-rev"], "'no-such-rev' is not a revision"),
+        (["--base", first, "--new", "HEAD"], "has no bench/conftest.py: it predates attnbench's grid"),
+        (["--base", "HEAD", "--new", "HEAD", "--name", "../x"], "--name '../x' is not accepted"),
         (["--base", "HEAD", "--pairs", "1"], "--pairs 1 is not accepted"),
         (["--base", "HEAD", "--new", "HEAD", "--profile", "nosuch"], "a pass of the base side failed"),
     )
@@ -235,3 +241,26 @@ def test_two_pairs_of_the_same_revision_compare_as_a_pair(clone):
     text = (clone / "out" / "x" / "compare.md").read_text()
     assert "per-pair differences" in text and worktrees(clone) == 1
     assert PROCESS_ID in text  # the process as a whole, a row of the comparison
+
+
+def test_worktrees_a_killed_ab_left_are_removed_and_a_running_ones_kept(clone, tmp_path):
+    from bench.ab import OWNER, TEMPORARY_PREFIX, prune_abandoned
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that has ended: its pid names no live process
+    for name, owner in (("killed", gone.pid), ("running", os.getpid())):
+        folder = tmp_path / f"{TEMPORARY_PREFIX}{name}"
+        folder.mkdir()
+        (folder / OWNER).write_text(str(owner))
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder / "base"), "HEAD"], cwd=clone, check=True)
+    try:
+        removed = prune_abandoned(clone)
+        assert removed == [str(tmp_path / f"{TEMPORARY_PREFIX}killed" / "base")]
+        assert not (tmp_path / f"{TEMPORARY_PREFIX}killed").exists() and worktrees(clone) == 2
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(tmp_path / f"{TEMPORARY_PREFIX}running" / "base")],
+            cwd=clone,
+            capture_output=True,
+        )
+    assert worktrees(clone) == 1
