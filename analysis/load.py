@@ -223,6 +223,8 @@ def _pooled(group: list[dict]) -> dict:
     median, host_median = typical_time(device), typical_time(host)
     recompiled = [e.get("kernel_recompilations") for e in passes]  # a kernel the model compiles itself (flex)
     row["kernel_recompilations"] = None if None in recompiled else int(sum(recompiled))
+    shares = [e.get("others_cpu_share") for e in passes]  # how busy other processes kept the machine (schema 6)
+    row["others_cpu_share_max"] = max(shares) if shares and None not in shares else None
     references = [e.get("common_mode_samples_s") for e in passes]
     if all(references):  # the reference matmul timed after each round (python -m bench ab)
         row["common_mode_passes_s"] = [list(r) for r in references]

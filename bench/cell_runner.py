@@ -52,6 +52,7 @@ from bench.timing import (
 )
 from bench.workloads import TOLERANCE, WORKLOADS, Workload, uses_auto, uses_flex
 from infra import signals
+from infra.machine_load import others_share, read_clock
 from infra.record import CellFacts, PassTiming, pass_median, record
 from model import flex
 from model.kernels import FLEX_UNFUSED, attention_family
@@ -222,6 +223,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
     elif cell.compile == "inductor":  # this pass's module compiles again (from inductor's cache): not timed
         _first_call(cell, workload, sync, cell.compile)
     references = partner_samples = None
+    clock = read_clock()  # how busy other processes keep the machine while this pass is timed
     if partner is not None:  # the declared comparison, timed in ABBA blocks with its partner (bench/pairs.py)
         other = WORKLOADS[partner.group](partner, shape, device, dtype).step
         one_pair_s = time_once(step, sync) + time_once(other, sync)
@@ -238,6 +240,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
         else:
             host = host_latency(step, sync, rounds, t.warmup_rounds)
     dev = device_time(step, device, rounds, t.warmup_rounds, host, try_graph=cell.compile == "eager")
+    others = others_share(clock)
     if cell.entry.user:  # user code is checked again after its timed calls: it cannot fake a number
         _checked_after_timing(cell, workload, sync, pass_median(host), _held_bytes(device) - held)
     timing = PassTiming(
@@ -253,6 +256,7 @@ def measure(cell: Cell, grid: Grid, pass_index: int, partner: Cell | None = None
         common_mode_samples_s=references,
         partner_id=partner.id if partner is not None else None,
         partner_samples_s=partner_samples,
+        others_cpu_share=others,
     )
     return timing
 

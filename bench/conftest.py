@@ -21,6 +21,7 @@ from bench.matmul_peak import measured_peaks
 from bench.pace import Pace, measure_pace
 from bench.pairs import declared_partners
 from bench.progress import Progress
+from bench.replan import Item, Replanner
 from bench.sharding import assign_shards, in_shard, parse_shard, pass_seconds
 from bench.skips import fast_fp16, memory_budget, skip_reason
 from bench.time_budget import leave_out
@@ -238,6 +239,12 @@ def pass_order(item: pytest.Item) -> tuple[int, int, int, int]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=pass_order)  # stable: within a pass, the declared order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The plan over the items that will run (-k and -m have deselected theirs by now): its promise, the
+    progress line, and the replanner that keeps the promise."""
+    config, items = session.config, session.items
     if RUN not in config.stash:
         return
     run = config.stash[RUN]
@@ -249,8 +256,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             pass_index = item.callspec.params["pass_index"]
             predicted[item.nodeid] = pass_seconds(cell, grid, pass_index, pace, run.partners.get(cell.id))
             run.predicted_pass_s[(cell.id, item.callspec.params["pass_index"])] = predicted[item.nodeid]
-    config.pluginmanager.register(Progress(config, predicted), "attnbench-progress")
     run.predicted_s = sum(predicted.values())
+    replanner = None
+    if run.time_budget_min:  # the promise kept as the run goes, should the machine get busy
+        planned = [
+            Item(item.nodeid, cell_of(item), item.callspec.params["pass_index"], predicted[item.nodeid])
+            for item in items
+            if item.nodeid in predicted
+        ]
+        replanner = Replanner(planned, run.predicted_s, run.partners)
+        config.pluginmanager.register(replanner, "attnbench-replan")
+    config.pluginmanager.register(Progress(config, predicted, replanner), "attnbench-progress")
     cells = {item.callspec.params["cell"].trace_name for item in items if item.nodeid in predicted}
     left, budget = len(run.left_out), run.time_budget_min
     note = f"; {left} cells left out to fit the {budget:g}-minute budget (reasons with the skips)" if left else ""
@@ -271,6 +287,8 @@ class NotRunRecorder:
     def __init__(self) -> None:
         self.cells: dict[str, tuple[Cell, int]] = {}
         self.outcomes: list[dict] = []
+        self.timed: set[str] = set()  # cells with a timed pass that passed
+        self.passes_left_out: list[dict] = []  # later passes of timed cells, left out mid-run (bench/replan.py)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -279,7 +297,13 @@ class NotRunRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         cell, pass_index = self.cells.get(report.nodeid, (None, 0))
+        if cell is not None and report.passed and report.when == "call" and pass_index != FACTS_PASS:
+            self.timed.add(cell.id)
         if cell is None or not (report.skipped or (report.failed and report.when == "call")):
+            return
+        if report.skipped and cell.id in self.timed:  # its earlier passes stand: the cell ran, with fewer passes
+            reason = report.longrepr[2].removeprefix("Skipped: ")
+            self.passes_left_out.append({"id": cell.id, "pass_index": pass_index, "reason": reason})
             return
         if any(o["id"] == cell.id for o in self.outcomes):
             return  # one record per cell: later passes end as the one that ended it did
@@ -306,6 +330,7 @@ class NotRunRecorder:
         failed = {o["id"] for o in self.outcomes if o["outcome"] == "failed"}
         output_json["benchmarks"] = [b for b in output_json["benchmarks"] if b["extra_info"].get("id") not in failed]
         output_json["attnbench_not_run"] = self.outcomes
+        output_json["attnbench_passes_left_out"] = self.passes_left_out
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -381,6 +406,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         },
         "time_budget_min": run.time_budget_min,
         "cells_left_out_for_time": len(run.left_out),
+        # what the run left out as it went, to keep its promise on a machine that got busy (bench/replan.py)
+        "items_left_out_mid_run": len(replanned.left_out)
+        if (replanned := config.pluginmanager.get_plugin("attnbench-replan"))
+        else 0,
         "predicted_s": run.predicted_s,
         "elapsed_s": time.perf_counter() - run.started,
     }

@@ -27,7 +27,8 @@ HOST_BOUND = 1.5  # host latency over device time above which a cell is marked h
 # (check, FLOPs, kernels, memory, compilation, traces) are measured in an untimed pass of their own before the
 # timed passes, so every timed pass is alike (the compilation fields, the same keys as before, are facts now);
 # 6: a cell records the real tokens of one step (`tokens_per_step`: a variable-length batch without its padding)
-# and no Derived metrics, which analysis derives once from the pooled passes.
+# and no Derived metrics, which analysis derives once from the pooled passes; each pass records how busy other
+# processes kept the machine while it was timed (`others_cpu_share`).
 # analysis.load.upgrade turns an older run into the current shape.
 SCHEMA_VERSION = 6
 SCHEMA_WITH_FACTS_PASS = 5  # the first schema whose timed passes follow an untimed pass of facts
@@ -136,6 +137,8 @@ class PassTiming:
     common_mode_samples_s: list[float] | None = None  # the reference matmul after each round (bench ab, CPU)
     partner_id: str | None = None  # the cell timed beside this one in ABBA blocks (bench/pairs.py), if any
     partner_samples_s: list[float] | None = None  # the partner's samples, aligned with host_samples_s
+    # other processes' CPU time over the machine's cores' while this pass was timed (0: none; infra/machine_load.py)
+    others_cpu_share: float | None = None
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,66 @@ def test_an_auto_cell_with_nothing_measured_is_predicted_to_tune_first(monkeypat
     facts = FACTS_PASS
     assert pass_seconds(auto, grid, facts, slow) - pass_seconds(ours, grid, facts, slow) == pytest.approx(tune)
     assert pass_seconds(auto, grid, 0, slow) == pass_seconds(ours, grid, 0, slow)  # only the facts pass tunes
+
+
+def replanner_for(monkeypatch, slack_s: float = 0.0, passes: int = 3):
+    """Two lengths x two impls (a declared pair at n=1024), a facts pass and `passes` timed passes each, 1 s
+    predicted per item, in the run's order: pass by pass."""
+    from bench.cell import FACTS_PASS, Cell
+    from bench.replan import Item, Replanner
+
+    cells = [
+        Cell("attention", "cpu", "float32", "small", n, 4, impl, "forward") for n in (256, 1024) for impl in ("a", "b")
+    ]
+    order = [FACTS_PASS, *range(passes)]
+    items = [Item(f"{c.id}-{p}", c, p, 1.0) for p in order for c in cells]
+    partners = {cells[2].id: cells[3], cells[3].id: cells[2]}
+    monkeypatch.setattr("bench.replan.SLACK_S", slack_s)  # these items take seconds: the floor of lateness ignored
+    return Replanner(items, promise_s=len(items), partners=partners), items
+
+
+def finish(replanner, items, seconds_each: float) -> None:
+    """Items end one after another, each taking `seconds_each` (the replanner's clock moved by hand)."""
+    for item in items:
+        replanner.last_end -= seconds_each  # as if it started that long before now
+        replanner.pytest_runtest_logfinish(item.nodeid)
+
+
+def test_on_the_cost_models_pace_nothing_is_left_out(monkeypatch):
+    replanner, items = replanner_for(monkeypatch)
+    replanner.started -= 8.0
+    finish(replanner, items[:8], 1.0)
+    assert replanner.replan(replanner.last_end) == [] and replanner.left_out == {}
+
+
+def test_a_machine_that_gets_busy_mid_run_loses_its_least_needed_work_and_keeps_the_promise(monkeypatch):
+    replanner, items = replanner_for(monkeypatch)
+    # the facts pass and pass 0 on time (8 items, 8 s), then the machine gets busy: 2.9 times slower
+    replanner.started -= 8.0 + 2 * 2.9
+    finish(replanner, items[:8], 1.0)
+    finish(replanner, items[8:10], 2.9)
+    now = replanner.last_end
+    dropped = replanner.replan(now)
+    assert dropped, "a machine that slowed down cannot keep the promise without leaving something out"
+    kept = replanner.still_to_come()
+    elapsed = now - replanner.started
+    assert elapsed + sum(i.predicted_s for i in kept) * replanner.pace(now) <= 1.05 * replanner.promise_s
+    left = [replanner.items[n] for n in dropped]
+    assert all(i.pass_index >= 1 for i in left)  # every cell keeps the passes it has and its first timed one
+    assert max(i.pass_index for i in left) == 2 and left[0].pass_index == 2  # the last pass goes first
+    assert left[0].cell.seq_len == 1024  # the longest length first
+    by_pass = {(i.cell.id, i.pass_index) for i in left}
+    pair = [c.id for c in (items[2].cell, items[3].cell)]
+    for _, p in by_pass:  # a declared pair loses a pass together or not at all
+        assert ((pair[0], p) in by_pass) == ((pair[1], p) in by_pass)
+    assert all("left out mid-run to keep the run's promise" in r for r in replanner.left_out.values())
+    assert "1.38x the cost model's pace" in next(iter(replanner.left_out.values()))  # 13.8 s for 10 predicted
+    assert {(i.cell.seq_len, i.pass_index) for i in kept} == {(1024, 1)}  # the pair's pass 1 still runs
+
+
+def test_a_run_of_seconds_is_never_cut_for_being_seconds_late(monkeypatch):
+    replanner, items = replanner_for(monkeypatch, slack_s=20.0)
+    replanner.started -= 8.0 + 2 * 2.9
+    finish(replanner, items[:8], 1.0)
+    finish(replanner, items[8:10], 2.9)
+    assert replanner.replan(replanner.last_end) == []  # 6 s late of a 16 s promise, under the 20 s floor
