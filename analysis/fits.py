@@ -54,14 +54,24 @@ def physics_verdict(low: float, high: float, expected: str) -> str:
     return "missed" if high < lo or low > hi else "inconclusive"
 
 
-def describe_exponent(value: float, low: float, high: float) -> str:
-    """'n^1.93 [1.85, 2.01], quadratic': the word only when the 95% interval fits inside it."""
+# A time exponent whose whole interval lies this far below its FLOPs' own exponent grows slower than its work: what
+# sets the time there does not grow with the work (dispatch, launches, allocation, or a rate that climbs with n),
+# and a growth word would describe that, not how attention's cost grows.
+WORK_MARGIN = 0.15
+
+
+def describe_exponent(value: float, low: float, high: float, work: float | None = None) -> str:
+    """'n^1.93 [1.85, 2.01], quadratic': the word only when the 95% interval fits inside it, and, given the
+    exponent of the work itself (`work`, the FLOPs'), only where the time keeps up with it."""
     if pd.isna(value):
         return "not measured"
     if pd.isna(low):
         return f"n^{value:.2f} (too few lengths for an interval)"
+    measured = f"n^{value:.2f} [{low:.2f}, {high:.2f}]"
+    if work is not None and not pd.isna(work) and high < work - WORK_MARGIN:
+        return f"{measured}, slower than its FLOPs grow (n^{work:.2f}): its time does not follow its work here"
     word = growth_word(low, high)
-    return f"n^{value:.2f} [{low:.2f}, {high:.2f}]" + (f", {word}" if word else ", not resolved to one word")
+    return measured + (f", {word}" if word else ", not resolved to one word")
 
 
 def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.DataFrame:
@@ -74,6 +84,8 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
         if group["seq_len"].nunique() < min_points:
             continue
         time = loglog_slope(group["seq_len"], group["median_s"])
+        work = group[group["flops"] > 0] if "flops" in group else group.iloc[:0]
+        flops = loglog_slope(work["seq_len"], work["flops"]).value if len(work) >= 2 else np.nan
         mem = group[group["peak_mem_bytes"] > 0]
         memory = loglog_slope(mem["seq_len"], mem["peak_mem_bytes"]) if len(mem) >= min_points else None
         quad = quadratic_fit(group["seq_len"], group["median_s"])
@@ -86,6 +98,7 @@ def scaling_exponents(cells: pd.DataFrame, min_points: int = MIN_POINTS) -> pd.D
                 "time_exponent": time.value,
                 "time_low": time.low,
                 "time_high": time.high,
+                "flops_exponent": flops,
                 "memory_exponent": memory.value if memory else np.nan,
                 "memory_low": memory.low if memory else np.nan,
                 "memory_high": memory.high if memory else np.nan,
@@ -118,9 +131,14 @@ def local_exponents(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
                     "time_high": math.log(ratio.high) / span,
                     "paired": ratio.method == IN_RUN,
                     "memory_exponent": math.log(b["peak_mem_bytes"] / a["peak_mem_bytes"]) / span,
+                    "flops_exponent": _log_ratio(b.get("flops"), a.get("flops")) / span,  # the work's own
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _log_ratio(new: float | None, old: float | None) -> float:
+    return math.log(new / old) if new and old and new > 0 and old > 0 else math.nan
 
 
 def quadratic_shares(cells: pd.DataFrame) -> pd.DataFrame:

@@ -116,6 +116,14 @@ def model_backward_flops(
     return layer_backward_flops(b, n, d, f, recompute_scores) * n_layers + Flops(0, head)
 
 
+def score_intensity(d_head: int, bytes_per_element: int) -> float:
+    """FLOPs per byte of a kernel that writes its scores to memory: per head, QK^T and PV cost 4·n²·d_head FLOPs
+    while the n² scores and probabilities are written and read back about four times, 4·n²·bytes, so about
+    d_head / bytes per element, whatever n. At a fixed d_model more heads mean a smaller d_head: the same FLOPs
+    over more bytes moved."""
+    return d_head / bytes_per_element
+
+
 def dtype_bytes(dtype: torch.dtype | str) -> int:
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)

@@ -47,6 +47,7 @@ SCORE_OPS = ("aten::bmm", "aten::baddbmm")  # only attention multiplies batched 
 # blocked, materialised, math, fused_explicit, fused_sdpa.
 MATERIALISING = ("materialised", "math")
 EXPLICIT = (*MATERIALISING, "blocked")  # every probability is kept for backward
+SCORES_IN_MEMORY = (*MATERIALISING, "fused_explicit")  # the whole h·n² score matrix is written to memory
 EXPLICIT_SOFTMAX = (*EXPLICIT, "fused_explicit")  # the scores go through an explicit softmax
 RECOMPUTING = ("flash", "efficient", "cudnn", "flex")  # no score matrix kept: QK^T again in backward
 FLEX_SCOPE = "attnbench::flex_attention"  # the flex kernel's profiler scope, so it is observed (model/flex.py)

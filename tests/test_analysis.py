@@ -142,7 +142,10 @@ def test_report_command_on_real_results(run_copy):
         assert heading in report
     # CPU run: device-specific sentences chosen for the CPU, verdicts with intervals, no GPU prose
     assert "on the CPU the device's time and the host's are the same" in report
-    assert "TF32 is a CUDA setting" in report and "host-bound" not in report.split("## How the times")[1][:50]
+    timing = report.split("## How the times were taken")[1].split("\n## ")[0]
+    assert "No cell here can be host-bound: on the CPU the device's time and the host's are the same" in timing
+    assert "host_over_device" not in timing  # no table of host-bound cells: a CPU cell never is one
+    assert "TF32 is a CUDA setting" in report
     assert "Training step at least as fast as torch's" in report and "[" in report.split("Training step at least")[1]
     # every target's cells are counted once, each under one word, and the findings' words add up to their count
     for line in [x for x in report.splitlines() if x.startswith("- Training step ") and " cells." in x]:
@@ -158,10 +161,20 @@ def test_report_command_on_real_results(run_copy):
     median, p90 = map(
         float,
         re.search(
-            r"median half-width of the \d+ time ratios is ([\d.]+)% \(90th percentile ([\d.]+)%", report
+            r"median half-width of the \d+ time ratios in the tables below is ([\d.]+)% \(90th percentile ([\d.]+)%",
+            report,
         ).groups(),
     )
-    assert 0 < median <= p90
+    # ... recomputed from the section's own tables (printed to 3 decimals: a rounding's worth of tolerance)
+    section = report.split("## Our encoder layer vs")[1].split("\n## ")[0]
+    widths = []
+    for table in re.findall(r"((?:^\|.*\|\n)+)", section, flags=re.M):
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.strip().splitlines()]
+        if "time_low" in rows[0]:
+            low, high = rows[0].index("time_low"), rows[0].index("time_high")
+            widths += [(float(r[high]) / float(r[low])) ** 0.5 - 1 for r in rows[2:]]
+    assert widths and median == pytest.approx(100 * float(np.median(widths)), abs=0.15)
+    assert p90 == pytest.approx(100 * float(np.quantile(widths, 0.9)), abs=0.15)
     assert "within timing noise" not in report
     for name in (
         "time_vs_seq_len",
@@ -278,3 +291,22 @@ def test_a_nan_time_is_named_left_out_of_every_table_and_never_compared_as_no_ch
     compared = analysis("compare", run_copy, broken, "--out", tmp_path, "--fail-on", "memory:1%")
     assert f"cell {bad['id']} is left out" in compared.stderr
     assert f"Cells only in base (1): {bad['id']}" in (tmp_path / "compare.md").read_text()
+
+
+def test_the_report_says_when_the_machine_was_busy_and_which_cells_were_measured_then(run_copy):
+    data = json.loads((run_copy / "benchmarks.json").read_text())
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["others_cpu_share"] = 0.02
+    busy = data["benchmarks"][0]["extra_info"]
+    busy["others_cpu_share"] = 0.45
+    (run_copy / "benchmarks.json").write_text(json.dumps(data))
+    assert analysis("report", run_copy).returncode == 0
+    text = (run_copy / "REPORT.md").read_text()
+    assert text.index("## How busy the machine was") < text.index("## What this run found")  # above the findings
+    load = text[text.index("## How busy the machine was") : text.index("## What this run found")]
+    assert "**The machine was busy.**" in load and "up to 45%" in load and f"| {busy['id']}" in load
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["others_cpu_share"] = 0.02
+    (run_copy / "benchmarks.json").write_text(json.dumps(data))
+    assert analysis("report", run_copy).returncode == 0
+    assert "used at most 2% of the machine's cores" in (run_copy / "REPORT.md").read_text()

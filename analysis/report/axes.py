@@ -49,8 +49,9 @@ def positional_cost_section(ctx: ReportContext) -> list[str]:
     lines = [
         "## What each positional encoding costs",
         "",
-        "Device time and peak memory of the same cell with each encoding, over the cell without one (95% interval "
-        "over passes), and the attention kernel each let run:",
+        "Device time and peak memory of the same cell with each encoding, over the cell without one (95% interval: "
+        "from its in-run pairs where the run timed it beside the cell without one, pooling their blocks, else over "
+        "passes), and the attention kernel each let run:",
         "",
         md(table.sort_values(["pos_encoding", "seq_len"]), ".3f"),
         "",
@@ -102,7 +103,8 @@ def compile_section(ctx: ReportContext) -> list[str]:
         "from its in-run pairs where the "
         "run timed it beside its eager self, else over passes). "
         "Compiled "
-        "cells run after every eager one, so compilation cannot disturb an eager timing. first_call_s is the first "
+        "cells run after every eager cell's own passes, so compilation cannot disturb those timings; the eager "
+        "side of an in-run pair is timed beside its compiled partner, after compilation. first_call_s is the first "
         "call's latency (compilation included), compile_s what it added over a warm call (for cudagraph: the "
         f"capture time).{cache_note}",
         "",

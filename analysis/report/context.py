@@ -31,6 +31,7 @@ class ReportContext:
     # the attention variants' cells (grouped key/value heads, windows: analysis/report/variants.py), kept out of
     # `cells` so that every other section reads the dense cells it always read
     variants: pd.DataFrame = field(default_factory=pd.DataFrame)
+    draw: bool = True  # draw the figures (off: the text alone, as the golden test of each committed report reads it)
 
     @property
     def every_cell(self) -> pd.DataFrame:

@@ -31,7 +31,8 @@ def growth(ctx: ReportContext) -> list[str]:
     out = []
     for (device, mode), group in local.groupby(["device", "mode"]):
         parts = [
-            f"{r['impl']} {r['dtype']} time {describe_exponent(r['time_exponent'], r['time_low'], r['time_high'])}, "
+            f"{r['impl']} {r['dtype']} time "
+            f"{describe_exponent(r['time_exponent'], r['time_low'], r['time_high'], r['flops_exponent'])}, "
             f"memory n^{r['memory_exponent']:.2f}"
             for r in group.sort_values(["impl", "dtype"]).to_dict("records")
         ]

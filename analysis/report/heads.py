@@ -1,7 +1,8 @@
 """The report's section on head count: at a fixed d_model, what h heads cost against one, per kernel and mode,
 beside the physics the cost model states. Splitting d_model into h heads leaves the FLOPs where they are
-(each head's matmuls shrink with d_head = d_model / h), so any change of time is how well the kernels run
-smaller matmuls; an explicit softmax holds h·n² scores, so its memory grows with h; flash attention's does not."""
+(each head's matmuls shrink with d_head = d_model / h); a kernel that writes its scores to memory holds and moves
+h·n² of them, so its memory and its bytes moved grow with h (its FLOPs per byte fall as d_head); flash attention's
+memory does not."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pandas as pd
 
 from analysis.markdown import md
 from analysis.stats import MARGIN, WORDS, Interval, cell_ratio, decide, family_confidence
+from model.cost import dtype_bytes, score_intensity
+from model.kernels import SCORES_IN_MEMORY, attention_family
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
@@ -49,9 +52,26 @@ def head_ratios(cells: pd.DataFrame) -> pd.DataFrame:
                 "memory_vs_1_head": r["peak_mem_bytes"] / r["peak_mem_bytes_one"],
                 "memory_predicted": predicted,
                 "kernel": r["attention_kernel"],
+                "d_model": int(r["d_model"]),
             }
         )
     return pd.DataFrame(rows).sort_values([*KEYS, "heads"])
+
+
+def reading(r: dict) -> str:
+    """What a head-count ratio says, in words that claim only what the physics states and the run measured."""
+    word = r["word"]
+    if word == "inconclusive":
+        return "not resolved against one head"
+    if attention_family(r["kernel"]) in SCORES_IN_MEMORY:  # the scores go through memory: bytes grow with h
+        per_byte = dtype_bytes(r["dtype"])
+        at_one, here = score_intensity(int(r["d_model"]), per_byte), score_intensity(r["d_head"], per_byte)
+        physics = (
+            f"its kernel writes the h·n² scores to memory, so at the same FLOPs it moves more bytes as h grows "
+            f"(about {at_one:.0f} FLOP/byte at one head, {here:.0f} at d_head {r['d_head']}, from model/cost.py)"
+        )
+        return f"{word} at the same FLOPs: {physics}" + ("" if word == "slower" else "; slower is what that predicts")
+    return f"{word} at the same FLOPs, in smaller per-head matmuls (d_head {r['d_head']}); the cause is not measured"
 
 
 def heads_section(ctx: ReportContext) -> list[str]:
@@ -68,8 +88,9 @@ def heads_section(ctx: ReportContext) -> list[str]:
         f"over the {len(table)} comparisons, in three words with a {MARGIN:.0%} margin: "
         + ", ".join(f"{w} {words.get(w, 0)}" for w in WORDS)
         + "), peak memory measured beside the cost model's prediction, and FLOPs. The physics: the FLOPs do not "
-        "depend on h (each head's matmuls shrink with d_head); an explicit softmax holds h·n² scores, so its "
-        "memory grows with h; flash attention's does not.",
+        "depend on h (each head's matmuls shrink with d_head); a kernel that writes its scores to memory holds "
+        "and moves h·n² of them, so its memory and bytes moved grow with h at the same FLOPs; flash attention's "
+        "memory does not.",
         "",
     ]
     flops_off = table[(table["flops_vs_1_head"] - 1).abs() > 1e-9]
@@ -81,13 +102,6 @@ def heads_section(ctx: ReportContext) -> list[str]:
             else "."
         )
     )
-    reading = {
-        "slower": "slower at the same FLOPs: the kernel runs the smaller per-head matmuls worse, a departure from "
-        "the physics",
-        "faster": "faster at the same FLOPs: a departure from the physics that is the kernel's own",
-        "equivalent": "the same time at the same FLOPs, as the physics says",
-        "inconclusive": "not resolved against one head",
-    }
     for r in widest.sort_values(["device", "dtype", "impl", "mode"]).to_dict("records"):
         predicted = r["memory_predicted"]
         if predicted == predicted:  # not NaN: the cost model has this implementation
@@ -100,7 +114,7 @@ def heads_section(ctx: ReportContext) -> list[str]:
         lines.append(
             f"- {r['device']} {r['dtype']} {r['impl']} {r['mode']}, n={r['seq_len']}: {r['heads']} heads "
             f"(d_head {r['d_head']}) take x{r['time_vs_1_head']:.2f} [{r['low']:.2f}, {r['high']:.2f}] the time of "
-            f"one, {reading[r['word']]}; memory x{r['memory_vs_1_head']:.2f} ({physics}); kernel {r['kernel']}."
+            f"one, {reading(r)}; memory x{r['memory_vs_1_head']:.2f} ({physics}); kernel {r['kernel']}."
         )
     columns = [
         *KEYS,

@@ -42,6 +42,8 @@ def positional_link(ctx: ReportContext) -> list[str]:
 
 
 def figures_section(ctx: ReportContext) -> list[str]:
+    if not ctx.draw:
+        return []
     out = ctx.fig_dir
     cells = ctx.cells
     figs = [
@@ -73,5 +75,7 @@ def ddp_header(ctx: ReportContext) -> list[str]:
 def ddp_scaling(ctx: ReportContext) -> list[str]:
     """The data-parallel run's scaling and communication, and its figure."""
     section, table = ddp_section(ctx.cells, ctx.run_dir / "traces")
+    if not ctx.draw:
+        return section
     figure = figures.ddp_scaling(table, ctx.fig_dir)
     return section + ["## Figures", "", f"![{figure.stem}]({rel(figure, ctx.run_dir)})", ""]

@@ -41,20 +41,26 @@ def scaling_section(ctx: ReportContext) -> list[str]:
         return head + ["_One length per series: nothing to scale against._", ""]
     paired = int(local["paired"].sum())
     lines = head + [
-        "At the longest lengths, where the leading term dominates: the local exponent of device time between "
-        "the two longest lengths, and of peak memory (exact). The growth word is taken here. "
+        "At the two longest lengths: the local exponent of device time, and of peak memory (exact). The growth "
+        "word is taken here, and only where the time keeps up with its FLOPs' own exponent there: where it grows "
+        "slower than its work, the word would describe what does not grow with the work, not attention's cost. "
         f"{paired} of {len(local)} series timed their two longest lengths as in-run pairs (bench/pairs.py; "
-        "95% interval from the blocks); "
-        + ("the others'" if paired else "their")
-        + " 95% intervals are from the time ratio over passes, at the widest head count.",
+        "95% interval from the blocks)"
+        + (
+            ""
+            if paired == len(local)
+            else ("; the others'" if paired else "; their")
+            + " 95% intervals are from the time ratio over passes, at the widest head count"
+        )
+        + ".",
         "",
     ]
     for r in local.sort_values(["device", "shape", "impl", "mode", "dtype"]).to_dict("records"):
         lines.append(
             f"- {r['device']} {r['impl']}, {r['mode']}, {r['dtype']}, {r['heads']} heads ({r['shape']}), "
             f"n={r['seq_len_from']}→{r['seq_len_to']}: time "
-            f"{describe_exponent(r['time_exponent'], r['time_low'], r['time_high'])}; memory "
-            f"n^{r['memory_exponent']:.2f}."
+            f"{describe_exponent(r['time_exponent'], r['time_low'], r['time_high'], r['flops_exponent'])}; FLOPs "
+            f"n^{r['flops_exponent']:.2f}; memory n^{r['memory_exponent']:.2f}."
         )
     keys = ["device", "shape", "impl", "mode", "dtype", "heads"]
     shares = quadratic_shares(attention)
@@ -91,7 +97,7 @@ def scaling_section(ctx: ReportContext) -> list[str]:
     ]
     widest = exps[exps["heads"] == exps["heads"].max()]
     for r in widest.sort_values(["device", "shape", "impl", "mode", "dtype"]).to_dict("records"):
-        time = describe_exponent(r["time_exponent"], r["time_low"], r["time_high"])
+        time = describe_exponent(r["time_exponent"], r["time_low"], r["time_high"], r["flops_exponent"])
         memory = describe_exponent(r["memory_exponent"], r["memory_low"], r["memory_high"])
         lines.append(
             f"- {r['device']} {r['impl']}, {r['mode']}, {r['dtype']}, {r['heads']} heads ({r['shape']}): time "

@@ -234,16 +234,19 @@ def auto_choice_section(ctx: ReportContext) -> list[str]:
 
 
 def memory_section(ctx: ReportContext) -> list[str]:
-    cells, tolerance = ctx.cells, MEMORY_TOLERANCE
+    cells, tolerance = ctx.every_cell, MEMORY_TOLERANCE  # every cell of the run, the variants' included
     errors = memory_model_error(cells)
+    unpredicted = int(errors["measured_over_predicted"].isna().sum())  # a user's module: no model for it
+    errors = errors.dropna(subset=["measured_over_predicted"])
     ratios = errors.groupby(["device", "group", "impl", "mode"])["measured_over_predicted"]
     summary = ratios.agg(["median", "min", "max"])
     inside = ((errors["measured_over_predicted"] - 1).abs() <= tolerance).sum()
+    none = f"; {unpredicted} cells (user implementations) have no prediction" if unpredicted else ""
     return [
         "## Memory: measured peak vs the analytic model",
         "",
         f"Measured peak of one step over `model/cost.py`'s prediction (1.0 = exact): {inside} of {len(errors)} "
-        f"cells within ±{tolerance:.0%}.",
+        f"cells within ±{tolerance:.0%}{none}.",
         "",
         md(summary.reset_index(), ".2f"),
         "",
@@ -251,20 +254,29 @@ def memory_section(ctx: ReportContext) -> list[str]:
 
 
 def flops_section(ctx: ReportContext) -> list[str]:
-    cells = ctx.cells
+    cells = ctx.every_cell  # every cell of the run, the variants' included
     data = cells.dropna(subset=["flops_analytic"]).copy()
+    uncounted = data[data["flops_counted"].isna()]  # flex and nested tensors: the counter cannot dispatch them
+    data = data.dropna(subset=["flops_counted"])
     data["counted_over_analytic"] = data["flops_counted"] / data["flops_analytic"]
     off = (data["counted_over_analytic"] - 1).abs()
     with_added = int(data["flops_counted_with_added_formulas"].map(bool).sum())
     used = sorted({name for names in data["flops_counted_with_added_formulas"] for name in names})
     through = f" through a formula we registered ({', '.join(used)})" if used else ""
-    return [
-        "## FLOPs: counted vs analytic",
-        "",
-        f"FlopCounterMode's count equals the cost model's within 1% in {int((off <= 0.01).sum())} of {len(data)} "
-        f"cells (largest deviation {100 * off.max():.3f}%); {with_added} cells were counted{through}.",
-        "",
-    ]
+    if data.empty:
+        counted = "FlopCounterMode counted no cell of this run."
+    else:
+        counted = (
+            f"FlopCounterMode's count equals the cost model's within 1% in {int((off <= 0.01).sum())} of "
+            f"{len(data)} cells it counted (largest deviation {100 * off.max():.3f}%); {with_added} cells were "
+            f"counted{through}."
+        )
+    if len(uncounted):
+        counted += (
+            f" It cannot count {len(uncounted)} cells ({', '.join(sorted(set(uncounted['impl'])))}: the counter "
+            "dispatches neither flex_attention nor a nested tensor), whose FLOPs are the cost model's alone."
+        )
+    return ["## FLOPs: counted vs analytic", "", counted, ""]
 
 
 def mfu_section(ctx: ReportContext) -> list[str]:
@@ -329,8 +341,9 @@ def noise_section(ctx: ReportContext) -> list[str]:
         f"Between the {int(repeated['passes'].max())} interleaved passes, the spread of a cell's pass medians "
         f"(standard deviation of their logs, about a CV): median {cv.median():.3f}, 90th percentile "
         f"{cv.quantile(0.9):.3f}. "
-        "Intervals in this report are t intervals over the passes, so they include that drift between passes; "
-        "the passes share one process, so they cannot see a shift of the whole run (the noise floor of "
+        "An interval over the passes (a cell against one timed apart from it) includes that drift; an in-run "
+        "pair's interval pools its ABBA blocks over the passes, so it does not include a shift of one pass. "
+        "The passes share one process, so neither sees a shift of the whole run (the noise floor of "
         "`python -m bench.noise_floor` measures that, and `python -m analysis compare --noise-floor` adds it "
         "between runs). Noisiest cells:",
         "",

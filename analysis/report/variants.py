@@ -400,9 +400,9 @@ def variants_section(ctx: ReportContext) -> list[str]:
         lines += [
             f"{len(compiled)} cells ran flex, which torch.compile compiles on the first call of each shape and mask "
             f"(outside the timing, in the cell's untimed pass): {len(compiling)} of them compiled it, their first "
-            f"call taking {compiling.min():.1f}-{compiling.max():.1f} s; the others found it compiled by a cell "
-            "before them. "
-            f"In the timed passes flex compiled again {again} times"
+            f"call taking {compiling.min():.1f}-{compiling.max():.1f} s"
+            + ("; the others found it compiled by a cell before them. " if len(compiling) < len(compiled) else ". ")
+            + f"In the timed passes flex compiled again {again} times"
             + (
                 " (dynamo's guards failed for a pass's new module: the compile falls in the pass's first call, "
                 "which sizes the pass and is not timed)."

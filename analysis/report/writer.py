@@ -14,6 +14,7 @@ from analysis.report.breakdown import agreement_section, crossover_section
 from analysis.report.context import build_context
 from analysis.report.findings import findings_section
 from analysis.report.heads import heads_section
+from analysis.report.machine_load import load_section
 from analysis.report.page import ddp_header, ddp_scaling, figures_section, header, positional_link
 from analysis.report.reference_layers import bert_section
 from analysis.report.scaling import scaling_section
@@ -37,6 +38,7 @@ from infra.files import INDEX_HEADER, RUNS, atomic_write_text, owns_index
 # function and one line here.
 SECTIONS = (
     header,
+    load_section,
     findings_section,
     machine_section,
     timing_section,
@@ -64,16 +66,23 @@ SECTIONS = (
 DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)
 
 
-def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
+def render_report(run_dir: Path, positional_dir: Path | None = None, draw: bool = True) -> str:
+    """REPORT.md's text; `draw` off: without the figures (nothing is written), the rest as it would be."""
     ctx = build_context(run_dir, positional_dir)
+    ctx.draw = draw
     if not ctx.is_ddp and ctx.cells.empty:
         raise AnalysisError(
             f"{run_dir}: no grid cell was measured; "
             f"{len(ctx.not_run)} cells did not run, each with its reason in benchmarks.json"
         )
     sections = DDP_SECTIONS if ctx.is_ddp else SECTIONS
+    return "\n".join(line for section in sections for line in section(ctx))
+
+
+def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
+    text = render_report(run_dir, positional_dir)
     out = run_dir / "REPORT.md"
-    atomic_write_text(out, "\n".join(line for section in sections for line in section(ctx)))
+    atomic_write_text(out, text)
     return out
 
 
