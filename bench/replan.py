@@ -20,7 +20,8 @@ TRIGGER = 1.10  # leave out what is to come once the projected end passes the pr
 TARGET = 1.05  # ... until it is back within this one (the cost model is itself a few per cent off)
 SLACK_S = 20.0  # and by at least this much: a run of seconds is never cut for being seconds late
 WINDOW_S = 60.0  # the recent pace is measured over the items that ended in the last minute
-MIN_WINDOW_PREDICTED_S = 5.0  # ... when they stand for at least this much predicted time; else the whole run's
+MIN_WINDOW_PREDICTED_S = 20.0  # ... when they stand for at least this much predicted time; else the whole run's
+SETTLE_S = 60.0  # no decision in the run's first minute: its first items (facts passes) are the cost model's least sure
 CHECK_EVERY_S = 5.0
 
 
@@ -89,6 +90,8 @@ class Replanner:
         """Leave out, lowest priority first, what the projected end cannot hold; the nodeids left out."""
         pace = self.pace(now)
         elapsed = now - self.started
+        if elapsed < SETTLE_S:
+            return []
         remaining = self.still_to_come()
         projected_s = sum(i.predicted_s for i in remaining) * pace
         if elapsed + projected_s <= max(TRIGGER * self.promise_s, self.promise_s + SLACK_S):
