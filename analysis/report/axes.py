@@ -43,9 +43,16 @@ def positional_cost_section(ctx: ReportContext) -> list[str]:
     cells, experiment = ctx.cells, ctx.experiment
     grid = cells
     grid = grid[(grid["compile"] == "eager") & grid["group"].isin(["layer", "train_step"])]
-    if grid["pos_encoding"].nunique() < 2:
-        return []
+    if (grid["pos_encoding"] == "none").all():
+        return []  # no encoding measured
     table = _against(grid, "pos_encoding", "none", [*SAME, "pos_encoding"])
+    if table.empty:  # e.g. the cells without an encoding left out for time
+        return [
+            "## What each positional encoding costs",
+            "",
+            "_No cell with an encoding has the same cell without one in this run: nothing to compare._",
+            "",
+        ]
     lines = [
         "## What each positional encoding costs",
         "",
@@ -87,6 +94,13 @@ def compile_section(ctx: ReportContext) -> list[str]:
     if grid["compile"].nunique() < 2 and (grid["compile"] == "eager").all():
         return []
     table = _against(grid, "compile", "eager", [*SAME, "pos_encoding", "compile"])
+    if table.empty:
+        return [
+            "## What compilation buys",
+            "",
+            "_No compiled cell has the same cell run eagerly in this run: nothing to compare._",
+            "",
+        ]
     compiled = grid[grid["compile"] != "eager"]
     extra = compiled[["id", "first_call_s", "compile_s", "graph_breaks", "graph_break_reasons", "inductor_cache_hits"]]
     cached = int((compiled["inductor_cache_hits"].fillna(0) > 0).sum())
