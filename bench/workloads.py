@@ -190,7 +190,7 @@ def _checker(
         with torch.set_grad_enabled(train):
             outs = [mine(xs[0]), reference(xs[1])]
         if not isinstance(outs[0], torch.Tensor) or outs[0].shape != outs[1].shape:
-            got = tuple(outs[0].shape) if isinstance(outs[0], torch.Tensor) else type(outs[0]).__name__
+            got = f"shape {tuple(outs[0].shape)}" if isinstance(outs[0], torch.Tensor) else type(outs[0]).__name__
             raise ImplementationError(
                 f"{impl.name} returned {got} for input {tuple(x.shape)}; it must map (batch, seq, d_model) to a "
                 "tensor of the same shape"
