@@ -43,7 +43,8 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in (result.stderr + result.stdout).splitlines() if "error:" in line]
 
 
-def test_a_run_id_stopped_twice_keeps_both_runs(tmp_path):
+def test_a_run_id_stopped_twice_keeps_both_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr("infra.signals._received", [])  # no stopping signal in this process (an earlier test's)
     for n in (1, 2):
         staging = tmp_path / f".partial-retried{n}"
         staging.mkdir()
