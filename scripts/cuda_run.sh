@@ -10,7 +10,7 @@
 # Usage: bash scripts/cuda_run.sh [--part 1|2] [--cpu-dry-run]
 #   --cpu-dry-run: the same plumbing on a CPU with tiny grids and short limits (CI runs it).
 # Limits (seconds) can be set from the environment: CUDA_RUN_CHECK_S, CUDA_RUN_GRID_S, CUDA_RUN_GRID_MIN
-# (the grid's predicted minutes), CUDA_RUN_REPORT_S, CUDA_RUN_DOBENCH_S, CUDA_RUN_TESTS_S, CUDA_RUN_TUNE_S,
+# (the grid's predicted minutes), CUDA_RUN_GRID_ARGS (extra options for the grid), CUDA_RUN_REPORT_S, CUDA_RUN_DOBENCH_S, CUDA_RUN_TESTS_S, CUDA_RUN_TUNE_S,
 # CUDA_RUN_DDP_S; CUDA_RUN_RESULTS is the results folder (default results).
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -100,8 +100,9 @@ if [ "$part" = 1 ]; then
     exit 3
   fi
   run_id="cuda-run-$(date +%Y%m%dT%H%M%S)-$$"  # names this run's partial files: an older run's are never taken
+  # shellcheck disable=SC2086  # CUDA_RUN_GRID_ARGS: extra options for the grid, split as words (the tests use it)
   step grid "$grid_s" python3 -m bench --device "$device" --profile "$grid" --name "$name" --results "$results" \
-    --no-report --passes 2 --time-budget-min "$grid_min" --run-id "$run_id" --replace
+    --no-report --passes 2 --time-budget-min "$grid_min" --run-id "$run_id" --replace ${CUDA_RUN_GRID_ARGS:-}
   if [ -f "$run_dir/interrupted-$run_id/benchmarks.json" ]; then  # interrupted: report what it measured, apart
     rm -rf "$run_dir-interrupted" && cp -r "$run_dir/interrupted-$run_id" "$run_dir-interrupted"
     step report "$report_s" python3 -m analysis report "$run_dir-interrupted"
