@@ -156,7 +156,7 @@ def leftovers(before: tuple[set[int], set[int]]) -> list[str]:
     then killed), and its threads, which Python cannot end (they are named, so the cell fails)."""
     children, threads = before
     left = []
-    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in children]
+    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in children and not _torchs_own(p)]
     for process in new:
         try:
             left.append(f"process {process.pid} ({' '.join(process.cmdline())[:80] or process.name()})")
@@ -169,6 +169,14 @@ def leftovers(before: tuple[set[int], set[int]]) -> list[str]:
             process.kill()
     left += [f"thread {t.name!r}" for t in threading.enumerate() if t.ident not in threads and t.is_alive()]
     return left
+
+
+def _torchs_own(process: psutil.Process) -> bool:
+    """A process torch starts for itself and keeps for the run (inductor's pool of compile workers)."""
+    try:
+        return "_inductor/compile_worker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def pass_limit_s(predicted_s: float | None, option_s: float | None) -> float | None:
