@@ -2,8 +2,8 @@
 busy mid-run (a build, a browser, another benchmark) would run far past it. After each item the run's recent
 pace (actual seconds over the cost model's, over the last minute) projects when it will end; while that
 passes the first line's promise, what is still to come and matters least is left out, each with its reason:
-first whole cells not yet begun (the longest lengths of the costliest dtype first), then the last timed passes
-of cells that have earlier ones (a cell keeps at least one). A declared pair goes together."""
+first the last timed passes (every cell keeps its first, so every question is still answered, with fewer passes),
+longest and costliest cells first, then whole cells not yet begun. A declared pair goes together."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench.cell import FACTS_PASS, Cell
+from bench.cell import Cell
 from infra.machine_load import CpuClock, others_share, read_clock
 
 TRIGGER = 1.10  # leave out what is to come once the projected end passes the promise by this factor ...
@@ -115,9 +115,10 @@ class Replanner:
         return dropped
 
     def units(self, remaining: list[Item]) -> list[list[str]]:
-        """What may be left out, lowest priority first, each with its partner's items: whole cells none of
-        whose items has run, longest and costliest first; then, from the last pass down, the passes of cells
-        that keep an earlier timed pass."""
+        """What may be left out, lowest priority first, each with its partner's items: from the last pass down to
+        the second, each cell's pass (longest, costliest cells first), so every cell keeps its first timed pass
+        and every question the run asks is still answered, with fewer passes; only then whole cells none of whose
+        items has run."""
         begun = {self.items[n].cell.id for n in self.finished}
         by_cell: dict[str, list[Item]] = {}
         for item in remaining:
@@ -127,14 +128,12 @@ class Replanner:
             mates = [cell.id] + ([self.partners[cell.id].id] if cell.id in self.partners else [])
             return [i.nodeid for m in mates for i in by_cell.get(m, []) if select(i)]
 
-        whole = [items[0].cell for cid, items in by_cell.items() if cid not in begun]
-        whole.sort(key=lambda c: (-c.seq_len, -sum(i.predicted_s for i in by_cell[c.id])))
-        units = [with_partner(c, lambda i: True) for c in whole]
-        passes = sorted({i.pass_index for i in remaining if i.pass_index != FACTS_PASS}, reverse=True)
-        for p in passes:
-            if p == 0:
-                break  # every cell keeps its first timed pass
-            cells = [items[0].cell for cid, items in by_cell.items() if cid in begun]
-            cells.sort(key=lambda c: -c.seq_len)
+        def priority(cell: Cell) -> tuple[int, float]:  # the longest and costliest go first
+            return (-cell.seq_len, -sum(i.predicted_s for i in by_cell[cell.id]))
+
+        cells = sorted((items[0].cell for items in by_cell.values()), key=priority)
+        units = []
+        for p in sorted({i.pass_index for i in remaining if i.pass_index > 0}, reverse=True):
             units += [with_partner(c, lambda i, p=p: i.pass_index == p) for c in cells]
+        units += [with_partner(c, lambda i: True) for c in cells if c.id not in begun]
         return [u for u in units if u]

@@ -226,3 +226,16 @@ def test_nothing_is_left_out_in_the_first_minute(monkeypatch):
     finish(replanner, items[:8], 1.0)
     finish(replanner, items[8:10], 2.9)
     assert replanner.replan(replanner.last_end) == []
+
+
+def test_later_passes_go_before_any_whole_cell_so_every_question_keeps_an_answer(monkeypatch):
+    replanner, items = replanner_for(monkeypatch)
+    replanner.started -= 6.0  # two facts items done, 3x slower than predicted: most of the rest cannot fit
+    finish(replanner, items[:2], 3.0)
+    dropped = [replanner.items[n] for n in replanner.replan(replanner.last_end)]
+    passes = [i.pass_index for i in dropped]
+    assert passes[:8] == [2] * 4 + [1] * 4  # every cell's last pass, then its second-to-last
+    whole = {i.cell.id for i in dropped[8:]}
+    assert whole == {items[2].cell.id, items[3].cell.id}  # then a whole cell not begun, with its partner
+    kept = {(i.cell.id, i.pass_index) for i in replanner.still_to_come()}
+    assert kept == {(items[0].cell.id, 0), (items[1].cell.id, 0)}  # the begun cells keep their first timed pass
