@@ -19,7 +19,9 @@ def load_section(ctx: ReportContext) -> list[str]:
     cells = ctx.every_cell
     if "others_cpu_share_max" not in cells or cells["others_cpu_share_max"].isna().all():
         return []  # a run from before the load was recorded (schema 6)
-    share = cells["others_cpu_share_max"].dropna()
+    share = cells["others_cpu_share_max"].dropna()  # a pass under 0.05 s is too short to read the load of
+    unread = len(cells) - len(share)
+    unread_note = f" ({unread} cells' passes were too short to read it)" if unread else ""
     busy = cells[cells["others_cpu_share_max"] > BUSY_SHARE]
     dropped = ctx.not_run[ctx.not_run["reason"].str.startswith(MID_RUN)] if len(ctx.not_run) else ctx.not_run
     fewer = cells[cells["passes"] < int(ctx.facts.get("passes") or 1)]
@@ -27,14 +29,14 @@ def load_section(ctx: ReportContext) -> list[str]:
     if busy.empty:
         lines.append(
             f"Other processes used at most {share.max():.0%} of the machine's cores while any cell was timed "
-            f"(recorded for every pass of {len(share)} cells): the machine was quiet."
+            f"(read for every pass of {len(share)} cells{unread_note}): the machine was quiet."
         )
     else:
         lines.append(
             f"**The machine was busy.** Other processes used more than {BUSY_SHARE:.0%} of its cores (up to "
             f"{busy['others_cpu_share_max'].max():.0%}, median {busy['others_cpu_share_max'].median():.0%}) while "
-            f"{len(busy)} of {len(share)} cells were timed: their times, and every ratio and verdict that rests on "
-            "them, carry that load."
+            f"{len(busy)} of the {len(share)} cells whose load was read were timed{unread_note}: their times, and "
+            "every ratio and verdict that rests on them, carry that load."
         )
     if len(dropped) or len(fewer):
         lines.append(
