@@ -65,7 +65,7 @@ def test_an_interrupted_grid_leaves_its_partial_json_and_a_report_of_it(tmp_path
     result, out = dry_run(
         tmp_path,
         CUDA_RUN_GRID_S="120",
-        CUDA_RUN_GRID_ARGS="--set layer.impl=ours,hostile_attention:hangs --cell-time-limit-s 0",
+        CUDA_RUN_GRID_ARGS="--set layer.impl=ours,hostile_attention:hangs_layer --cell-time-limit-s 0",
         PYTHONPATH=str(Path(__file__).parent / "fixtures" / "hostile"),
     )
     steps = (out / "steps.txt").read_text()
