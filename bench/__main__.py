@@ -198,8 +198,7 @@ def run(args: argparse.Namespace, run_dir: Path, pytest_args: list[str], mark: P
     except (OSError, ValueError):  # written only in part (a write that failed): never taken for a run
         return stopped(run_dir, staging, run_id, pytest.ExitCode.INTERNAL_ERROR)
     if measured == 0 and earlier.exists():  # an empty run never replaces a measured one
-        kept = unused_path(run_dir / f"nothing-measured-{run_id}")
-        os.replace(staging, kept)
+        kept = set_apart(run_dir, staging, f"nothing-measured-{run_id}", keep=True)
         print(
             f"attnbench: no cell was measured ({len(not_run)} skipped or failed; reasons in {kept}/benchmarks.json);"
             f" the earlier run in {run_dir} is kept",
@@ -246,16 +245,22 @@ def swap_in(staging: Path, run_dir: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+def set_apart(run_dir: Path, staging: Path, name: str, keep: bool) -> Path | None:
+    """The staging folder kept as run_dir/NAME (beside, never over, an earlier one of that name) where `keep`,
+    else removed: either way it is no longer this run's staging folder."""
+    if not keep:
+        shutil.rmtree(staging, ignore_errors=True)
+        return None
+    kept = unused_path(run_dir / name)
+    os.replace(staging, kept)
+    return kept
+
+
 def stopped(run_dir: Path, staging: Path, run_id: str, code: int) -> int:
     """pytest ended without a complete results file: whatever the run wrote is kept apart (a later run never
     deletes it), the earlier run untouched."""
-    if staging.is_dir() and any(staging.iterdir()):
-        kept = unused_path(run_dir / f"unsaved-{run_id}")
-        os.replace(staging, kept)
-        where = f"what it wrote is kept in {kept}"
-    else:
-        shutil.rmtree(staging, ignore_errors=True)
-        where = "it wrote nothing"
+    kept = set_apart(run_dir, staging, f"unsaved-{run_id}", staging.is_dir() and any(staging.iterdir()))
+    where = f"what it wrote is kept in {kept}" if kept else "it wrote nothing"
     print(
         f"attnbench: run {run_id} stopped (pytest exit {int(code)}); {where}; earlier results in {run_dir} are "
         "untouched",
@@ -266,16 +271,11 @@ def stopped(run_dir: Path, staging: Path, run_id: str, code: int) -> int:
 
 def interrupted(run_dir: Path, staging: Path, run_id: str) -> int:
     """An interrupted run: what it measured apart, in a folder named by the run; the earlier run untouched."""
-    how = signals.name()
-    if (staging / "benchmarks.json").exists():
-        kept = unused_path(run_dir / f"interrupted-{run_id}")
-        os.replace(staging, kept)
-        where = f"the cells it finished are in {kept}/benchmarks.json"
-    else:
-        shutil.rmtree(staging, ignore_errors=True)
-        where = "no cell had finished"
+    kept = set_apart(run_dir, staging, f"interrupted-{run_id}", (staging / "benchmarks.json").exists())
+    where = f"the cells it finished are in {kept}/benchmarks.json" if kept else "no cell had finished"
     print(
-        f"attnbench: run {run_id} stopped ({how}); {where}; earlier results in {run_dir} are untouched", file=sys.stderr
+        f"attnbench: run {run_id} stopped ({signals.name()}); {where}; earlier results in {run_dir} are untouched",
+        file=sys.stderr,
     )
     return signals.exit_code(2)
 
