@@ -26,6 +26,7 @@ from infra.record import (
     PER_PASS,
     SCHEMA_VERSION,
     SCHEMA_WITH_FACTS_PASS,
+    SCHEMA_WITH_PASS_UNIT,
     MatmulPeak,
     derive,
     step_flops,
@@ -190,6 +191,8 @@ def upgrade(data: dict) -> dict:
     if not facts.get("cpu_native_dtypes"):  # runs from before the field: from the flags, as it is derived
         facts["cpu_native_dtypes"] = native_dtypes(facts.get("cpu_flags") or [])
     facts.setdefault("untimed_facts_pass", version >= SCHEMA_WITH_FACTS_PASS)
+    # the unit of a paired ratio's interval: its passes from schema 7; before, blocks pooled across passes
+    facts.setdefault("pair_unit", "passes" if version >= SCHEMA_WITH_PASS_UNIT else "blocks")
     facts["schema_version"] = SCHEMA_VERSION
     return data
 
@@ -231,9 +234,9 @@ def _pooled(group: list[dict]) -> dict:
     partners = {e.get("partner_id") for e in passes}
     paired = len(partners) == 1 and None not in partners and all(e.get("partner_samples_s") for e in passes)
     row["partner_id"] = partners.pop() if paired else None  # timed in ABBA blocks beside it (bench/pairs.py)
-    row["pair_log_ratios"] = (
-        [x for e in passes for x in block_log_ratios(e["host_samples_s"], e["partner_samples_s"])] if paired else None
-    )
+    blocks = [block_log_ratios(e["host_samples_s"], e["partner_samples_s"]) for e in passes] if paired else None
+    row["pair_pass_log_ratios"] = blocks  # one list of block log ratios per pass
+    row["pair_log_ratios"] = [x for b in blocks for x in b] if paired else None
     row.update(
         device_passes_s=device,
         host_passes_s=host,
@@ -311,6 +314,7 @@ def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             for o in outcomes
         ]
     )
+    frame["pair_unit"] = facts["pair_unit"]
     for df in (frame, not_run):
         df["machine"] = machine_label(facts)
         df["run"] = path.parent.name

@@ -14,7 +14,7 @@ A comparison of many cells asks many questions at once: its intervals are simult
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, stats
@@ -36,6 +36,12 @@ class Interval:
     log_se: float | None = None  # standard error of the log estimate, where a t interval gives one
     df: float | None = None  # the t interval's degrees of freedom (Welch's), where it has them
     blocks: int | None = None  # in-run pairs: the ABBA blocks it rests on (over all passes)
+    passes: int | None = None  # the independent units it rests on, where they are passes (PASS_PAIRS)
+
+    @property
+    def units(self) -> int | None:
+        """The independent repetitions the interval rests on: passes, else blocks (a run before schema 7)."""
+        return self.passes or self.blocks
 
     @property
     def excludes_one(self) -> bool:
@@ -160,6 +166,23 @@ def in_run_interval(log_ratios: list[float], confidence: float = CONFIDENCE) -> 
     return trimmed_mean_interval(log_ratios, IN_RUN, confidence)
 
 
+PASS_PAIRS = "pass pairs"  # the method of an in-run pair's interval over its passes (schema 7 on)
+
+
+def pass_pairs_interval(pass_log_ratios: list[list[float]], confidence: float = CONFIDENCE) -> Interval:
+    """A ratio from a pair timed in ABBA blocks in each of several passes: each pass's estimate is the trimmed mean
+    of its own blocks, and the interval is Student's t over those estimates (passes - 1 degrees of freedom).
+    Blocks of one pass share its state (the workloads built afresh, the allocator, the memory layout), so they
+    are not independent across passes: a second run agreed with block-pooled intervals half the time, where 95%
+    was promised (issue 39). One pass: its blocks' interval, which sees within-pass noise only (IN_RUN)."""
+    per_pass = [float(mstats.trimmed_mean(np.asarray(b, float), limits=(TRIM, TRIM))) for b in pass_log_ratios if b]
+    if len(per_pass) < 2:
+        return in_run_interval([x for b in pass_log_ratios for x in b], confidence)
+    blocks = sum(len(b) for b in pass_log_ratios)
+    interval = log_mean_interval(np.asarray(per_pass), PASS_PAIRS, confidence)
+    return replace(interval, blocks=blocks, passes=len(per_pass))
+
+
 def _paired_in_run(r, new: str, base: str) -> bool:
     pairs = r.get(f"pair_log_ratios{new}")
     return r.get(f"partner_id{new}") == r.get(f"id{base}") and isinstance(pairs, (list, np.ndarray)) and len(pairs) > 0
@@ -168,11 +191,15 @@ def _paired_in_run(r, new: str, base: str) -> bool:
 def cell_ratio(r, new: str = "", base: str = "_base", confidence: float = CONFIDENCE) -> Interval:
     """new / base for a merged row of two cells (their columns suffixed `new` and `base`): from their in-run
     pairs where the run timed them as a pair (either way round), else from their passes, unpaired."""
-    if _paired_in_run(r, new, base):
-        return in_run_interval(r[f"pair_log_ratios{new}"], confidence)
-    if _paired_in_run(r, base, new):
-        i = in_run_interval(r[f"pair_log_ratios{base}"], confidence)
-        return Interval(1 / i.estimate, 1 / i.high, 1 / i.low, i.method, i.p_value, i.log_se, i.df, i.blocks)
+    for side, flip in ((new, False), (base, True)):
+        if not _paired_in_run(r, side, base if side == new else new):
+            continue
+        per_pass = r.get(f"pair_pass_log_ratios{side}")
+        if r.get(f"pair_unit{side}", "blocks") == "passes" and per_pass is not None:
+            i = pass_pairs_interval([list(b) for b in per_pass], confidence)
+        else:  # a run before schema 7: its blocks pooled across passes, as it was planned
+            i = in_run_interval(r[f"pair_log_ratios{side}"], confidence)
+        return replace(i, estimate=1 / i.estimate, low=1 / i.high, high=1 / i.low) if flip else i
     return ratio_interval(r[f"device_passes_s{new}"], r[f"device_passes_s{base}"], confidence)
 
 
@@ -181,7 +208,7 @@ def passes_to_decide(
 ) -> int | None:
     """About how many passes would decide an inconclusive ratio (upper_only: a target's met or missed): for
     in-run pairs from the blocks it would need at this many blocks per pass, else from the passes themselves."""
-    if interval.blocks:
+    if interval.blocks and not interval.passes:  # a run before schema 7: blocks were its unit
         need = repetitions_to_decide(interval, interval.blocks, confidence, upper_only=upper_only)
         return None if need is None else max(passes + 1, math.ceil(need * passes / interval.blocks))
     return repetitions_to_decide(interval, passes, confidence, upper_only=upper_only)
@@ -195,7 +222,10 @@ def log_mean_interval(d: np.ndarray, method: str, confidence: float = CONFIDENCE
         return Interval(ratio, ratio, ratio, method, 1.0 if ratio == 1.0 else 0.0)
     test = stats.ttest_1samp(d, 0.0)
     ci = test.confidence_interval(confidence)
-    return Interval(math.exp(float(d.mean())), math.exp(ci.low), math.exp(ci.high), method, float(test.pvalue))
+    se = float(d.std(ddof=1) / math.sqrt(d.size))
+    return Interval(
+        math.exp(float(d.mean())), math.exp(ci.low), math.exp(ci.high), method, float(test.pvalue), se, d.size - 1.0
+    )
 
 
 def with_run_noise(interval: Interval, run_sd: float, confidence: float = CONFIDENCE) -> Interval:

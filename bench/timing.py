@@ -78,12 +78,10 @@ def paired_host_latency(
     return mine, theirs
 
 
-# A pair's ratio is the trimmed mean of its blocks over all passes (analysis.stats.in_run_interval), at the
-# report's simultaneous level (about 99.9% over a run's comparisons), where a t quantile is large unless its
-# degrees of freedom are: 3 passes of 8 blocks keep 14 after trimming (t = 4.2), of 16 blocks 28 (t = 3.7),
-# and the standard error falls by 1/sqrt(2) as well. On the 2-core AVX-512 EPYC, 24 blocks left 5 of 24 A/A
-# pairs too wide to call equivalent at the 5% margin (results/pairs-*/PAIRS.md).
-MIN_BLOCKS = 16
+# A pair's ratio is estimated in each pass (the trimmed mean of that pass's blocks) and its interval is over the
+# passes (analysis.stats.pass_pairs_interval): blocks only need to cancel the drift inside a pass, so a cell
+# whose call is long needs few of them; its precision comes from the passes (schema 7; issue 39).
+MIN_BLOCKS = 2
 
 
 def blocks_for_budget(one_pair_s: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:

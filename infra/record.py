@@ -28,9 +28,13 @@ HOST_BOUND = 1.5  # host latency over device time above which a cell is marked h
 # timed passes, so every timed pass is alike (the compilation fields, the same keys as before, are facts now);
 # 6: a cell records the real tokens of one step (`tokens_per_step`: a variable-length batch without its padding)
 # and no Derived metrics, which analysis derives once from the pooled passes; each pass records how busy other
-# processes kept the machine while it was timed (`others_cpu_share`).
+# processes kept the machine while it was timed (`others_cpu_share`); 7: the record is unchanged, but the pass is
+# the unit of every interval: a paired ratio's interval is over its passes' paired estimates, not over its blocks
+# pooled across passes (blocks of one pass share its state: analysis.stats.pass_pairs_interval), and the grid
+# times enough passes for it. analysis reads a run before 7 as it was planned, and says its intervals pooled blocks.
 # analysis.load.upgrade turns an older run into the current shape.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
+SCHEMA_WITH_PASS_UNIT = 7  # the first schema whose paired intervals are over passes
 SCHEMA_WITH_FACTS_PASS = 5  # the first schema whose timed passes follow an untimed pass of facts
 
 # How a device time was taken: the only words a record's device_time_method may hold.

@@ -24,7 +24,13 @@ def test_default_profile_covers_what_the_issues_ask():
     }
     assert {c.pos_encoding for c in layer} == set(POS_ENCODINGS)  # every encoding is costed
     assert {c.compile for c in layer} == {"eager", "inductor"}
-    assert grid.passes == 3 and load_grid("quick").passes == 1 and load_grid("cuda").passes == 3
+    assert grid.passes == 6 and load_grid("quick").passes == 1 and load_grid("cuda").passes == 3
+    # every length-scaling series (one head: the n/(n/2) comparison) keeps at least 5 lengths
+    series: dict[tuple, set[int]] = {}
+    for c in attention:
+        if c.heads == 1 and not c.variant:
+            series.setdefault((c.impl, c.mode, c.dtype), set()).add(c.seq_len)
+    assert len(series) == 12 and all(len(lengths) >= 5 for lengths in series.values()), series
 
 
 def test_cuda_profile_has_both_shapes_and_bf16_to_8192_at_the_large_one():

@@ -11,7 +11,15 @@ import pytest
 
 from analysis.fits import growth_word, local_exponents
 from analysis.pairs_validation import pairs_page
-from analysis.stats import IN_RUN, MARGIN, cell_ratio, decide, family_confidence, in_run_interval
+from analysis.stats import (
+    IN_RUN,
+    MARGIN,
+    PASS_PAIRS,
+    cell_ratio,
+    decide,
+    in_run_interval,
+    pass_pairs_interval,
+)
 from bench.cell import Cell
 from bench.grid import load_grid
 from bench.pairs import declared_partners, partner
@@ -25,9 +33,14 @@ from infra.stats import block_log_ratios
 # percentile 0.62, noisier than either machine measured.
 CALL_SD = 0.042
 BURST_SHARE, BURST_MAX = 0.05, 2.5
-BLOCKS = 3 * MIN_BLOCKS  # the fewest a pair gets at the default 3 passes
-LEVEL = family_confidence(48)  # the pairs profile's 48 comparisons, simultaneous
+# Each pass builds both sides afresh, so a pair's ratio moves from pass to pass beyond its blocks' noise: the
+# committed default run and its replicate (schema 6, 15f52cd and 82a536a) put that between-pass sd at 0.6-2%
+# (issue 39). The default profile times 6 passes of a few blocks (its fast cells 6 blocks, MIN_BLOCKS the slow).
+PASS_SD = 0.015
+PASSES = 6
+BLOCKS_PER_PASS = 6
 REPLICATES = 200
+BLOCKS = 48  # a schema-6 pair: 3 passes of 16 blocks, pooled
 
 
 def abba(rng, blocks: int, ratio: float, drift: float = 0.0, jump: float = 0.0) -> tuple[list, list]:
@@ -44,35 +57,56 @@ def abba(rng, blocks: int, ratio: float, drift: float = 0.0, jump: float = 0.0) 
     return list(times[first] * ratio), list(times[~first])
 
 
+def passes_of(rng, ratio: float, pass_sd: float = PASS_SD, passes: int = PASSES, blocks: int = BLOCKS_PER_PASS, **kw):
+    """One pair's block log ratios, pass by pass: each pass's own ratio off the truth by its pass effect."""
+    return [block_log_ratios(*abba(rng, blocks, ratio * math.exp(rng.normal(0, pass_sd)), **kw)) for _ in range(passes)]
+
+
 def words(ratio: float, **kw) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    judged = [
-        decide(in_run_interval(block_log_ratios(*abba(rng, BLOCKS, ratio, **kw)), LEVEL)) for _ in range(REPLICATES)
-    ]
+    judged = [decide(pass_pairs_interval(passes_of(rng, ratio, **kw))) for _ in range(REPLICATES)]
     return {w: judged.count(w) / REPLICATES for w in ("faster", "equivalent", "slower", "inconclusive")}
 
 
-def test_a_paired_aa_is_judged_equivalent_and_never_faster_or_slower():
+def coverage(rule, pass_sd: float, passes: int, blocks: int) -> float:
+    """How often a rule's 95% interval of an A/A holds the truth, 1: what a rerun's agreement rests on."""
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(REPLICATES):
+        interval = rule(passes_of(rng, 1.0, pass_sd, passes, blocks))
+        hits += interval.low <= 1.0 <= interval.high
+    return hits / REPLICATES
+
+
+def test_the_pass_rule_covers_the_truth_as_often_as_it_says_and_the_block_rule_did_not():
+    pooled = lambda per_pass: in_run_interval([x for b in per_pass for x in b])  # noqa: E731 (before schema 7)
+    # the old plan: 3 passes of 16 blocks pooled, with a pass effect at the top of the measured range
+    assert coverage(pooled, 0.03, 3, 16) < 0.8
+    for pass_sd in (0.0, PASS_SD, 0.03):
+        assert 0.9 <= coverage(pass_pairs_interval, pass_sd, PASSES, BLOCKS_PER_PASS) <= 0.995, pass_sd
+
+
+def test_a_paired_aa_is_never_faster_or_slower():
     w = words(1.0)
-    assert w["equivalent"] >= 0.85, w  # the real A/A's bar is 95%: this noise is heavier than measured
     assert w["faster"] + w["slower"] <= 0.01, w
+    assert w["equivalent"] >= 0.3, w  # 6 passes of this noise decide equivalence often, not always
 
 
-def test_a_uniform_slowdown_of_nine_percent_is_judged_slower():
-    w = words(1.09)
-    assert w["slower"] >= 0.7, w  # the real bar is 80%: this noise is heavier than measured
+def test_a_uniform_slowdown_of_fifteen_percent_is_judged_slower():
+    w = words(1.15)
+    assert w["slower"] >= 0.7, w
     assert w["faster"] == w["equivalent"] == 0, w
 
 
 def test_a_change_inside_the_margin_is_never_called_slower():
     w = words(1.02)
-    assert w["slower"] == 0 and w["equivalent"] >= 0.3, w
+    assert w["slower"] == 0 and w["equivalent"] >= 0.1, w
 
 
 def test_drift_that_hits_both_cells_cancels_in_the_blocks():
-    # the machine 30% slower by the run's end and a 10% jump half-way: the pairs still say equivalent
+    # the machine 30% slower by a pass's end and a 10% jump half-way: the pairs still never say faster or slower
     w = words(1.0, drift=0.3, jump=0.1)
-    assert w["equivalent"] >= 0.85 and w["faster"] + w["slower"] <= 0.01, w
+    assert w["faster"] + w["slower"] <= 0.01 and w["equivalent"] >= 0.3, w
 
 
 def test_abba_order_and_the_block_ratios():
@@ -86,7 +120,7 @@ def test_abba_order_and_the_block_ratios():
 
 
 def test_a_pair_gets_at_least_min_blocks_and_shares_the_budget():
-    assert blocks_for_budget(1.0, 0.25, 5, 40) == MIN_BLOCKS  # a slow step: the floor
+    assert blocks_for_budget(1.0, 0.25, 4, 40) == MIN_BLOCKS  # a slow step: the floor
     assert blocks_for_budget(1e-4, 0.25, 5, 40) == 20  # a fast one: max_rounds samples a side
     assert MIN_BLOCKS <= blocks_for_budget(1e-3, 0.25, 5, 40) <= 20
 
@@ -139,6 +173,14 @@ def test_a_ratio_comes_from_the_pairs_either_way_round_and_from_passes_otherwise
     assert backward.method == IN_RUN and backward.estimate == pytest.approx(1 / forward.estimate)
     unpaired = cell_ratio({**row, "partner_id": None})
     assert unpaired.method != IN_RUN
+    # schema 7: the same pair over 6 passes, each its own estimate; the interval's units are the passes
+    per_pass = passes_of(rng, 1.2)
+    by_pass = cell_ratio({**row, "pair_unit": "passes", "pair_pass_log_ratios": per_pass})
+    assert by_pass.method == PASS_PAIRS and by_pass.passes == PASSES and by_pass.units == PASSES
+    assert by_pass.df == PASSES - 1 and decide(by_pass, MARGIN) == "slower"
+    flipped = {k.removesuffix("_base") + ("" if k.endswith("_base") else "_base"): v for k, v in row.items()}
+    flipped |= {"pair_unit_base": "passes", "pair_pass_log_ratios_base": per_pass}
+    assert cell_ratio(flipped).estimate == pytest.approx(1 / by_pass.estimate)
 
 
 def test_the_validation_page_names_the_slowdown_the_example_injects():
