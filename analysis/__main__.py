@@ -8,6 +8,8 @@
   noise DIR                               NOISE.md of a noise-floor experiment (python -m bench.noise_floor)
   table RESULTS_DIR... --out CSV          the cells of several runs in one tidy table
   index RESULTS                           the index of all runs
+  replicate RUN_A RUN_B --out DIR         REPLICATE.md: does a second run agree with the first's intervals?
+                                          exit 1 where under 90% of shared ratios agree at 95%, or words contradict
 Bad input ends with a one-line error and exit 2."""
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="one tidy CSV of the cells of several runs (e.g. CPU and CUDA)")
     table.add_argument("run_dirs", type=Path, nargs="+", metavar="RESULTS_DIR")
     table.add_argument("--out", type=Path, required=True, help="CSV to write")
+    replicate = sub.add_parser("replicate", help="write DIR/REPLICATE.md: two runs' comparisons, agreement at 95%%")
+    replicate.add_argument("run_a", type=Path, metavar="RUN_A")
+    replicate.add_argument("run_b", type=Path, metavar="RUN_B")
+    replicate.add_argument("--out", type=Path, required=True, help="folder for REPLICATE.md and replicate.csv")
     index = sub.add_parser("index", help="write RESULTS/README.md linking every run's report")
     index.add_argument("results", type=Path, metavar="RESULTS")
     return p
@@ -110,6 +116,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "index":
         out = write_index(args.results)
+    elif args.command == "replicate":
+        from analysis.replicate import PAGE, replicate
+
+        for run_dir in (args.run_a, args.run_b):
+            check_run_dir(run_dir)
+        writable_folder(args.out, "--out")
+        both, replicated = replicate(args.run_a, args.run_b, args.out)
+        agree = int(both["agree"].sum()) if len(both) else 0
+        print(f"{agree} of {len(both)} shared ratios agree at 95%; wrote {args.out / PAGE}")
+        return 0 if replicated else 1
     elif args.command == "table":
         writable_file(args.out, "--out")
         out = write_table(args.run_dirs, args.out)

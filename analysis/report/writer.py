@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.comparisons import comparison_table, write_csv
 from analysis.errors import AnalysisError
-from analysis.load import load_runs, machine_description
+from analysis.load import load_run, load_runs, machine_description
 from analysis.report.axes import compile_section, positional_cost_section, user_section
 from analysis.report.breakdown import agreement_section, crossover_section
 from analysis.report.context import build_context
@@ -80,7 +81,11 @@ def render_report(run_dir: Path, positional_dir: Path | None = None, draw: bool 
 
 
 def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
+    """REPORT.md, its figures, and comparisons.csv (every declared comparison's ratio, for pandas and other tools)."""
     text = render_report(run_dir, positional_dir)
+    cells, _, facts = load_run(run_dir / "benchmarks.json")
+    if not cells.empty and "id" in cells:
+        write_csv(comparison_table(cells, facts), run_dir)
     out = run_dir / "REPORT.md"
     atomic_write_text(out, text)
     return out
