@@ -29,9 +29,24 @@ def _busy(times: object) -> float:
     return sum(getattr(times, name, 0.0) for name in BUSY_FIELDS)
 
 
+def _live_children_s(process: psutil.Process) -> float:
+    """CPU seconds of this process's live descendants (inductor's compile workers): cpu_times' children_* count
+    only children that ended and were waited for, so a worker pool still running would read as another
+    process's load."""
+    total = 0.0
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        total += times.user + times.system
+    return total
+
+
 def read_clock() -> CpuClock:
-    own = psutil.Process().cpu_times()
-    ours = own.user + own.system + own.children_user + own.children_system
+    process = psutil.Process()
+    own = process.cpu_times()
+    ours = own.user + own.system + own.children_user + own.children_system + _live_children_s(process)
     return CpuClock(time.perf_counter(), _busy(psutil.cpu_times()), ours)
 
 
