@@ -24,7 +24,7 @@ def test_default_profile_covers_what_the_issues_ask():
     }
     assert {c.pos_encoding for c in layer} == set(POS_ENCODINGS)  # every encoding is costed
     assert {c.compile for c in layer} == {"eager", "inductor"}
-    assert grid.passes == 6 and load_grid("quick").passes == 1 and load_grid("cuda").passes == 3
+    assert grid.passes == 8 and load_grid("quick").passes == 1 and load_grid("cuda").passes == 3
     # every length-scaling series (one head: the n/(n/2) comparison) keeps at least 5 lengths
     series: dict[tuple, set[int]] = {}
     for c in attention:

@@ -35,9 +35,9 @@ CALL_SD = 0.042
 BURST_SHARE, BURST_MAX = 0.05, 2.5
 # Each pass builds both sides afresh, so a pair's ratio moves from pass to pass beyond its blocks' noise: the
 # committed default run and its replicate (schema 6, 15f52cd and 82a536a) put that between-pass sd at 0.6-2%
-# (issue 39). The default profile times 6 passes of a few blocks (its fast cells 6 blocks, MIN_BLOCKS the slow).
+# (issue 39). The default profile times 8 passes of a few blocks (its fast cells 6 blocks, MIN_BLOCKS the slow).
 PASS_SD = 0.015
-PASSES = 6
+PASSES = 8
 BLOCKS_PER_PASS = 6
 REPLICATES = 200
 BLOCKS = 48  # a schema-6 pair: 3 passes of 16 blocks, pooled
