@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from analysis.stats import CONFIDENCE, Interval, cell_ratio, decide, family_confidence
 from infra.cell import CELL_AXES, Cell
-from infra.comparisons import COMPARISONS, Comparison, comparisons_of
+from infra.comparisons import Comparison, comparisons_of
 from infra.files import atomic_write_text
 
 CSV_NAME = "comparisons.csv"
@@ -38,7 +38,6 @@ CSV_COLUMNS = [
     "physics",
     "predicted",
 ]
-PRIORITY = {c.name: c.priority for c in COMPARISONS}
 
 
 def cell_of(row: dict) -> Cell | None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.stats import IN_RUN, cell_ratio, loglog_slope, quadratic_fit, quadratic_share_interval
+from analysis.stats import PAIRED_METHODS, cell_ratio, loglog_slope, quadratic_fit, quadratic_share_interval
 
 SERIES = [
     "group",
@@ -129,7 +129,7 @@ def local_exponents(cells: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
                     "time_exponent": math.log(ratio.estimate) / span,
                     "time_low": math.log(ratio.low) / span,
                     "time_high": math.log(ratio.high) / span,
-                    "paired": ratio.method == IN_RUN,
+                    "paired": ratio.method in PAIRED_METHODS,
                     "memory_exponent": math.log(b["peak_mem_bytes"] / a["peak_mem_bytes"]) / span,
                     "flops_exponent": _log_ratio(b.get("flops"), a.get("flops")) / span,  # the work's own
                 }

@@ -183,6 +183,9 @@ def pass_pairs_interval(pass_log_ratios: list[list[float]], confidence: float = 
     return replace(interval, blocks=blocks, passes=len(per_pass))
 
 
+PAIRED_METHODS = (IN_RUN, PASS_PAIRS)  # an interval from a pair timed in ABBA blocks inside the run
+
+
 def _paired_in_run(r, new: str, base: str) -> bool:
     pairs = r.get(f"pair_log_ratios{new}")
     return r.get(f"partner_id{new}") == r.get(f"id{base}") and isinstance(pairs, (list, np.ndarray)) and len(pairs) > 0

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.stats import CONFIDENCE, MARGIN, Interval, cell_ratio, passes_to_decide, target_verdict, word_or_words
+from analysis.stats import (
+    CONFIDENCE,
+    MARGIN,
+    PASS_PAIRS,
+    Interval,
+    cell_ratio,
+    passes_to_decide,
+    target_verdict,
+    word_or_words,
+)
 from infra.registry import OURS_AUTO_LAYER, OURS_LAYER
 
 PAIR_KEYS = ["device", "dtype", "shape", "seq_len", "heads", "mode", "dropout", "pos_encoding", "compile"]
@@ -140,6 +149,7 @@ def judge(pairs: pd.DataFrame, target: Target, confidence: float = CONFIDENCE) -
                 r["interval"],
                 df=r["df"],
                 blocks=int(r["blocks"]) if pd.notna(r["blocks"]) else None,
+                passes=int(r["passes"]) if r["interval"] == PASS_PAIRS else None,
             )
             for r, t in zip(scope.to_dict("records"), [target.threshold] * len(scope))
         ]

@@ -33,6 +33,8 @@ class Comparison:
     physics: str  # a key of PHYSICS
     family: str  # the comparisons whose intervals are simultaneous together (Bonferroni over the family)
     priority: int  # the report's order, and what the budget keeps first: lower is more important
+    # rendered by the report's generic section (analysis/report/comparison_sections.py); False: a section of its own
+    section: bool = False
 
 
 def _plain(cell: Cell) -> bool:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
+from analysis.comparisons import comparison_table
 from analysis.errors import MissingDependency
 from analysis.load import load_runs
 from analysis.positional_summary import load_positional, positional_folder
@@ -37,6 +39,11 @@ class ReportContext:
     def every_cell(self) -> pd.DataFrame:
         """The run's cells, the variants' included: what ran and how it was timed are facts of the whole run."""
         return pd.concat([self.cells, self.variants]) if len(self.variants) else self.cells
+
+    @cached_property
+    def comparisons(self) -> pd.DataFrame:
+        """Every declared comparison's table (analysis/comparisons.py), built once: what comparisons.csv holds."""
+        return comparison_table(self.every_cell, self.facts)
 
     @property
     def matmul_peaks(self) -> pd.DataFrame:

@@ -3,24 +3,60 @@ interval, linking to the section it comes from. The details follow in the sectio
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from analysis.fits import describe_exponent
+from analysis.fits import WORK_MARGIN, growth_word
 from analysis.markdown import link
-from analysis.report.heads import head_ratios
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
-from analysis.report.variants import variant_findings
-from analysis.stats import MARGIN, cell_ratio, decide, family_confidence, ratio_interval, word_order
-from analysis.verdicts import TARGETS, judge, pair_table, verdict_counts
-from model.cost import layer_forward_flops
+from analysis.stats import MARGIN, family_confidence
+from analysis.verdicts import TARGETS, judge, pair_table
+from model.cost import dtype_bytes, layer_forward_flops, score_intensity
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
 
 MAX_FINDINGS = 12
+MAX_WORDS = 45  # a finding a learner reads at a glance; its section holds the rest
+
+
+def words_of(bullet: str) -> int:
+    """A finding's words, its link to the section left out."""
+    return len(re.sub(r" \(\[more\]\(#[^)]*\)\)$", "", bullet).split())
+
+
+def bullet(lead: str, parts: list[str], heading: str, tail: str = "") -> list[str]:
+    """'lead: part; part; part. tail', with as many parts as fit MAX_WORDS (in the given order), linking to its
+    section; no bullet where not even one part fits."""
+    kept: list[str] = []
+    for part in parts:
+        text = f"{lead}: " + "; ".join([*kept, part]) + "." + (f" {tail}" if tail else "")
+        if words_of(text) > MAX_WORDS:
+            break
+        kept.append(part)
+    if not kept:
+        return []
+    return [link(f"{lead}: " + "; ".join(kept) + "." + (f" {tail}" if tail else ""), heading)]
+
+
+def _dtype(frame: pd.DataFrame) -> str:
+    """The dtype a finding speaks of: float32, which every CPU runs natively, where the run has it."""
+    dtypes = sorted(frame["dtype"].unique())
+    return "float32" if "float32" in dtypes else dtypes[0]
+
+
+def _word(low: float, high: float, work: float) -> str:
+    """The growth word, withheld where the time grows slower than its FLOPs (fits.describe_exponent's rule)."""
+    if pd.isna(low):
+        return ""
+    if not pd.isna(work) and high < work - WORK_MARGIN:
+        return " slower than its FLOPs"
+    word = growth_word(low, high)
+    return f" {word}" if word else ""
 
 
 def growth(ctx: ReportContext) -> list[str]:
@@ -28,45 +64,66 @@ def growth(ctx: ReportContext) -> list[str]:
     local = longest_exponents(attention) if len(attention) else pd.DataFrame()
     if local.empty:
         return []
+    local = local[local["dtype"] == _dtype(local)]
     out = []
-    for (device, mode), group in local.groupby(["device", "mode"]):
+    for (device, dtype, mode), group in local.groupby(["device", "dtype", "mode"]):
         parts = [
-            f"{r['impl']} {r['dtype']} time "
-            f"{describe_exponent(r['time_exponent'], r['time_low'], r['time_high'], r['flops_exponent'])}, "
-            f"memory n^{r['memory_exponent']:.2f}"
-            for r in group.sort_values(["impl", "dtype"]).to_dict("records")
+            f"{r['impl']} n^{r['time_exponent']:.2f} [{r['time_low']:.2f}, {r['time_high']:.2f}]"
+            + _word(r["time_low"], r["time_high"], r["flops_exponent"])
+            for r in group.sort_values("impl").to_dict("records")
         ]
         span = f"n={group['seq_len_from'].max()}→{group['seq_len_to'].max()}"
-        out.append(
-            link(
-                f"Attention {mode} on {device} at the longest lengths ({span}): " + "; ".join(parts) + ".",
-                "How attention scales with sequence length",
-            )
-        )
+        out += bullet(f"Attention {mode} time on {device}, {dtype}, {span}", parts, SCALING)
     return out
 
 
+def memory(ctx: ReportContext) -> list[str]:
+    """The memory each kernel needs at the longest length of its series, and how it grows there."""
+    attention = ctx.cells[ctx.cells["group"] == "attention"]
+    local = longest_exponents(attention) if len(attention) else pd.DataFrame()
+    if local.empty:
+        return []
+    local = local[(local["dtype"] == _dtype(local)) & (local["mode"] == local["mode"].max())]  # train, else forward
+    cells = attention.set_index(["device", "dtype", "impl", "mode", "heads", "seq_len"])["peak_mem_bytes"]
+    parts = []
+    for r in local.sort_values("impl").to_dict("records"):
+        key = (r["device"], r["dtype"], r["impl"], r["mode"], r["heads"], r["seq_len_to"])
+        peak = cells.get(key)
+        peak = peak.iloc[0] if isinstance(peak, pd.Series) else peak
+        if peak:
+            parts.append(f"{r['impl']} {peak / 2**20:.0f} MiB, growing n^{r['memory_exponent']:.2f}")
+    if not parts:
+        return []
+    r0 = local.iloc[0]
+    lead = f"Peak memory of attention {r0['mode']}, {r0['dtype']}, {int(r0['heads'])} head, n={int(r0['seq_len_to'])}"
+    return bullet(lead, parts, SCALING)
+
+
+def _with_cells(ctx: ReportContext, comparison: str) -> pd.DataFrame:
+    """The comparison's rows beside the axes of the cell they judge."""
+    rows = ctx.comparisons[ctx.comparisons["comparison"] == comparison]
+    axes = ctx.every_cell[["id", "group", "device", "dtype", "seq_len", "heads", "impl", "mode", "d_model"]]
+    axes = axes.drop_duplicates("id")
+    extra = [c for c in ("pos_encoding", "compile", "kv_heads") if c in ctx.every_cell]
+    return rows.merge(ctx.every_cell[["id", *extra]].drop_duplicates("id").merge(axes, on="id"), on="id")
+
+
+def _ratio(r: dict) -> str:
+    return f"x{r['ratio']:.2f} [{r['level_low']:.2f}, {r['level_high']:.2f}] {r['word']}"
+
+
 def heads(ctx: ReportContext) -> list[str]:
-    table = head_ratios(ctx.cells)
+    table = _with_cells(ctx, "h/1")
     if table.empty:
         return []
-    top = table[table["heads"] == table["heads"].max()]
-    top = top[top["seq_len"] == top.groupby(["device", "impl", "mode", "dtype"])["seq_len"].transform("max")]
-    top = top[top["dtype"] == top.groupby("dtype")["seq_len"].max().idxmax()]  # the dtype that ran longest
-    parts = [
-        f"{r['impl']} {r['mode']} time x{r['time_vs_1_head']:.2f} [{r['low']:.2f}, {r['high']:.2f}] ({r['word']}), "
-        f"memory x{r['memory_vs_1_head']:.2f}"
-        for r in top.sort_values(["impl", "mode"]).to_dict("records")
-    ]
-    h, dtype, n = int(top["heads"].iloc[0]), top["dtype"].iloc[0], int(top["seq_len"].max())
-    return [
-        link(
-            f"{h} heads against one at the same d_model and FLOPs ({dtype}, longest n up to {n}): "
-            + "; ".join(parts)
-            + ". The explicit softmax holds h·n² scores; flash attention's memory does not grow with h.",
-            "What head count does",
-        )
-    ]
+    table = table[(table["dtype"] == _dtype(table)) & (table["heads"] == table["heads"].max())]
+    table = table[table["seq_len"] == table["seq_len"].max()]
+    r0 = table.iloc[0]
+    h, d, dtype = int(r0["heads"]), int(r0["d_model"]), r0["dtype"]
+    one, many = score_intensity(d, dtype_bytes(dtype)), score_intensity(d // h, dtype_bytes(dtype))
+    parts = [f"{r['impl']} {r['mode']} {_ratio(r)}" for r in table.sort_values(["mode", "impl"]).to_dict("records")]
+    tail = f"Same FLOPs; explicit scores' intensity falls from {one:.0f} to {many:.0f} FLOP/byte."
+    return bullet(f"{h} heads against one, {dtype}, n={int(r0['seq_len'])}", parts, HEADS, tail)
 
 
 def crossover(ctx: ReportContext) -> list[str]:
@@ -76,116 +133,93 @@ def crossover(ctx: ReportContext) -> list[str]:
         d, f = int(r["d_model"]), int(r["d_ff"])
         one = layer_forward_flops(1, 1, d, f)
         parts.append(f"{shape} at n = {1 / (one.attention_scores / (one.linear - 8 * d * d)):.0f}")
-    return [
-        link(
-            "By FLOPs, the attention scores pass the feed-forward where n reaches d_ff: "
-            + ", ".join(parts)
-            + "; the traced crossover, where there are traces, is measured in its section.",
-            "Where attention overtakes the feed-forward",
-        )
-    ]
+    return bullet("By FLOPs, attention's score matmuls pass the feed-forward where n reaches d_ff", parts, CROSSOVER)
 
 
-def winners(ctx: ReportContext) -> list[str]:
-    """Per mode at the longest length of the widest head count: the fastest attention kernel and its ratio
-    to the next, decided with the margin."""
-    attention = ctx.cells[(ctx.cells["group"] == "attention") & (ctx.cells["compile"] == "eager")]
-    if attention["impl"].nunique() < 2:
-        return []
-    attention = attention[attention["heads"] == attention["heads"].max()]
-    groups = list(attention.groupby(["device", "dtype", "mode"]))
-    level = family_confidence(len(groups))
-    parts = []
-    for (_, dtype, mode), group in groups:
-        longest = group[group["seq_len"] == group["seq_len"].max()].sort_values("median_s")
-        if len(longest) < 2:
-            continue
-        first, second = longest.iloc[0], longest.iloc[1]
-        ratio = ratio_interval(first["device_passes_s"], second["device_passes_s"], level)
-        parts.append(
-            f"{mode} {dtype} n={int(first['seq_len'])}: {first['impl']} (x{ratio.estimate:.2f} "
-            f"[{ratio.low:.2f}, {ratio.high:.2f}] {second['impl']}'s time, {decide(ratio)})"
-        )
-    if not parts:
-        return []
-    return [
-        link(
-            f"The fastest attention kernel at each longest length ({int(attention['heads'].max())} heads): "
-            + "; ".join(parts)
-            + ".",
-            "Which kernels ran",
-        )
-    ]
-
-
-def axis_cost(ctx: ReportContext, axis: str, base: str, heading: str, what: str) -> list[str]:
-    """The median over cells of each value of `axis` against `base` at the longest length."""
-    cells = ctx.cells[ctx.cells["group"].isin(["layer", "train_step"])]
-    if cells[axis].nunique() < 2:
-        return []
-    keys = [
-        "group",
-        "device",
-        "dtype",
-        "shape",
-        "seq_len",
-        "heads",
-        "impl",
-        "mode",
-        "dropout",
-        "pos_encoding",
-        "compile",
-    ]
-    keys.remove(axis)
-    merged = cells[cells[axis] != base].merge(cells[cells[axis] == base], on=keys, suffixes=("", "_base"))
-    merged = merged[merged["seq_len"] == merged["seq_len"].max()]
-    if merged.empty:
-        return []
-    parts = []
-    for value, group in merged.groupby(axis):
-        ratios = [cell_ratio(r) for r in group.to_dict("records")]
-        words = pd.Series([decide(i) for i in ratios]).value_counts()
-        median = pd.Series([i.estimate for i in ratios]).median()
-        parts.append(
-            f"{value} x{median:.2f} (median of {len(ratios)}; " + ", ".join(f"{w} {n}" for w, n in words.items()) + ")"
-        )
-    n = int(merged["seq_len"].max())
-    return [link(f"{what} at n={n}, device time against {base}: " + "; ".join(parts) + ".", heading)]
-
-
-def references(ctx: ReportContext) -> list[str]:
+def targets(ctx: ReportContext) -> list[str]:
+    """One finding per time target, and one for the memory targets: the count per verdict and how wide."""
     level = family_confidence(max(time_comparisons(ctx.cells), 1))
     tables = {impl: pair_table(ctx.cells, impl, confidence=level) for impl in {t.impl for t in TARGETS}}
     judged = [(t, judge(tables[t.impl], t, level)) for t in TARGETS]
     judged = [(t, j) for t, j in judged if len(j)]
-    if not judged:
+    out, memory_parts = [], []
+    for t, j in judged:
+        counts = j["verdict"].value_counts()
+        tally = ", ".join(f"{v} {counts.get(v, 0)}" for v in ("met", "missed", "inconclusive"))
+        if t.metric != "time":
+            memory_parts.append(f"{t.label.rstrip('.')}: {tally} of {len(j)}")
+            continue
+        half = float((np.sqrt(j["time_high"] / j["time_low"]) - 1).median())
+        parts = [f"{tally} of {len(j)} cells", f"median half-width {half:.1%}"]
+        need = j.loc[j["verdict"] == "inconclusive", "passes_to_decide"].dropna()
+        if counts.get("inconclusive", 0):  # what would decide it: more passes, or none where it sits on the edge
+            parts.append(
+                f"about {int(need.median())} passes would decide the median undecided cell"
+                if len(need)
+                else "no number of passes decides a cell on the margin's edge"
+            )
+        out += bullet(
+            t.label,
+            parts,
+            TARGETS_HEADING,
+            f"Met: not slower than the target by more than {MARGIN:.0%}.",
+        )
+    return out + bullet("Peak memory against torch's layer", memory_parts, TARGETS_HEADING)
+
+
+def axis_cost(ctx: ReportContext, comparison: str, axis: str, lead: str, heading: str) -> list[str]:
+    """A comparison along one axis at its longest length: each value's median ratio, and its words."""
+    table = _with_cells(ctx, comparison)
+    if table.empty:
         return []
-    out = [f"{t.label}: {verdict_counts(j, t.metric)} of {len(j)} cells" for t, j in judged]
-    timed = [j for t, j in judged if t.metric == "time"]
-    if not timed:
-        return [link("; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]
-    timed = pd.concat(timed)
-    verdicts, words = timed["verdict"].value_counts(), timed["word"].value_counts()
-    head = (
-        f"Ours against torch's layer ({len(timed)} time verdicts, margin {MARGIN:.0%}: "
-        + ", ".join(f"{v} {verdicts.get(v, 0)}" for v in ("met", "missed", "inconclusive"))
-        + "; in words "
-        + ", ".join(f"{w} {words[w]}" for w in sorted(words.index, key=word_order))
-        + "). "
-    )
-    return [link(head + "; ".join(out) + ".", "Our encoder layer vs nn.TransformerEncoderLayer")]
+    table = table[table["seq_len"] == table["seq_len"].max()]
+    parts = []
+    for value, group in table.groupby(axis):
+        words = group["word"].value_counts()
+        detail = ", ".join(f"{w} {n}" for w, n in words.items()) if len(group) > 1 else group["word"].iloc[0]
+        parts.append(f"{value} x{group['ratio'].median():.2f} ({detail})")
+    return bullet(f"{lead}, n={int(table['seq_len'].max())}, against {BASES[comparison]}", parts, heading)
+
+
+def grouped(ctx: ReportContext) -> list[str]:
+    table = _with_cells(ctx, "gqa/dense")
+    if table.empty:
+        return []
+    table = table[table["seq_len"] == table["seq_len"].max()]
+    parts = [f"{r['impl']} {r['mode']} {_ratio(r)}" for r in table.sort_values(["impl", "mode"]).to_dict("records")]
+    r0 = table.iloc[0]
+    n, h, kv = int(r0["seq_len"]), int(r0["heads"]), int(r0["kv_heads"])
+    lead = f"{h} query heads over {kv} key/value head, n={n}, against dense"
+    return bullet(lead, parts, VARIANTS)
+
+
+SCALING = "How attention scales with sequence length"
+HEADS = "What head count does"
+CROSSOVER = "Where attention overtakes the feed-forward"
+TARGETS_HEADING = "Our encoder layer vs nn.TransformerEncoderLayer"
+VARIANTS = "Attention variants: grouped-query heads, sliding windows, ALiBi inside the kernel"
+ENCODINGS = "What each positional encoding costs"
+BASES = {"encoding/none": "none", "compiled/eager": "eager"}
 
 
 def findings_section(ctx: ReportContext) -> list[str]:
+    """At most MAX_FINDINGS findings of at most MAX_WORDS words, by priority: how time and memory grow with length,
+    what head count does, where attention overtakes the feed-forward, then the targets, then the rest."""
     bullets = [
         *growth(ctx),
+        *memory(ctx),
         *heads(ctx),
         *crossover(ctx),
-        *winners(ctx),
-        *axis_cost(ctx, "pos_encoding", "none", "What each positional encoding costs", "Each positional encoding"),
-        *axis_cost(ctx, "compile", "eager", "What compilation buys", "Compilation"),
-        *variant_findings(ctx),
-        *references(ctx),
+        *targets(ctx),
+        *axis_cost(
+            ctx,
+            "encoding/none",
+            "pos_encoding",
+            "Positional encodings in a layer",
+            "What each positional encoding costs",
+        ),
+        *axis_cost(ctx, "compiled/eager", "compile", "Compiled layers", "What compilation buys"),
+        *grouped(ctx),
     ][:MAX_FINDINGS]
     if not bullets:
         return []

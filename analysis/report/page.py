@@ -3,6 +3,7 @@ and the data-parallel run's header and scaling."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis import figures
@@ -10,6 +11,8 @@ from analysis.ddp import ddp_section
 from analysis.load import machine_label
 from analysis.markdown import rel
 from analysis.positional_summary import reverse_attention_maps
+
+METHODS = Path(__file__).parents[2] / "docs" / "methods.md"  # how every number is made, linked once
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
@@ -21,9 +24,16 @@ def header(ctx: ReportContext) -> list[str]:
         f"# attnbench report: {ctx.run_dir.name}",
         "",
         f"Produced by `python -m analysis report {ctx.run_dir}` from `benchmarks.json`{traced} of a run on "
-        f"{machine_label(ctx.facts)}. Every number below is computed from those files.",
+        f"{machine_label(ctx.facts)}. Every number below is computed from those files; how, in "
+        f"[docs/methods.md]({rel(METHODS, ctx.run_dir)}). Each section's full tables are in its collapsed block.",
         "",
     ]
+    if ctx.facts.get("pair_unit") == "blocks":
+        lines += [
+            "_A run before schema 7: its paired intervals pool ABBA blocks across passes, as it was planned. "
+            "Blocks of one pass share its state, so these intervals are narrower than a rerun agrees with._",
+            "",
+        ]
     if ctx.traces_note:
         lines += [f"_{ctx.traces_note}: the sections that read them are left out._", ""]
     return lines

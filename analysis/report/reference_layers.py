@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import CONFIDENCE, IN_RUN, MARGIN, WORDS, cell_ratio, decide, family_confidence, median_interval
+from analysis.stats import (
+    CONFIDENCE,
+    MARGIN,
+    PAIRED_METHODS,
+    WORDS,
+    cell_ratio,
+    decide,
+    family_confidence,
+    median_interval,
+)
 from analysis.verdicts import is_baseline
 from infra.registry import HF_BERT_EAGER, HF_BERT_SDPA
 from model import cost
@@ -64,7 +73,7 @@ def _against_ours(cells: pd.DataFrame, ours: str, other: str, confidence: float)
     if not intervals:
         return f"- {other}: no cell where it and {ours} both ran."
     words = Counter(decide(i) for i in intervals)
-    paired = sum(i.method == IN_RUN for i in intervals)
+    paired = sum(i.method in PAIRED_METHODS for i in intervals)
     ratios = pd.Series([i.estimate for i in intervals])
     return (
         f"- {other} / {ours}: median time ratio {ratios.median():.2f} (from {ratios.min():.2f} to "

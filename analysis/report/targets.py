@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.markdown import md
-from analysis.stats import IN_RUN, MARGIN, family_confidence
+from analysis.stats import IN_RUN, MARGIN, PAIRED_METHODS, PASS_PAIRS, family_confidence
 from analysis.verdicts import TARGETS, judge, pair_table, target_sentence
 
 if TYPE_CHECKING:
@@ -31,18 +31,29 @@ def method_sentence(tables: list) -> str:
         if len(widths)
         else ""
     )
-    paired = int((methods == IN_RUN).sum())
+    paired = int(methods.isin(PAIRED_METHODS).sum())
     if not paired:
         return (
             "This run's comparisons were not paired inside the run: each side's passes are compared as two "
             "samples (Welch's t over the pass medians)." + width
         )
-    blocks = pd.concat([t.loc[t["interval"] == IN_RUN, "blocks"] for t in tables]).astype(int)
-    spread = f"{blocks.min()}" if blocks.min() == blocks.max() else f"{blocks.min()} to {blocks.max()}"
+    by_pass = pd.concat([t.loc[t["interval"] == PASS_PAIRS, "passes"] for t in tables]).astype(int)
+    blocks = pd.concat([t.loc[t["interval"] == IN_RUN, "blocks"] for t in tables]).dropna().astype(int)
+    if len(by_pass):
+        spread = f"{by_pass.min()}" if by_pass.min() == by_pass.max() else f"{by_pass.min()} to {by_pass.max()}"
+        how = (
+            f"ours timed in ABBA blocks beside torch's layer in each of {spread} passes; each pass's ratio is the 20% "
+            "trimmed mean of its blocks, and the interval is Student's t over the passes"
+        )
+    else:
+        spread = f"{blocks.min()}" if blocks.min() == blocks.max() else f"{blocks.min()} to {blocks.max()}"
+        how = (
+            f"ours timed in ABBA blocks beside torch's layer, {spread} blocks a ratio pooled over the passes, the 20% "
+            "trimmed mean of the block log ratios with its t interval: a run before schema 7, whose intervals pooled "
+            "blocks and are narrower than a rerun agrees with"
+        )
     return (
-        f"{paired} of the {len(methods)} ratios come from in-run pairs (ours timed in ABBA blocks beside "
-        f"torch's layer, {spread} blocks a ratio over the passes, the 20% trimmed mean of the block log ratios with "
-        "its t interval)"
+        f"{paired} of the {len(methods)} ratios come from in-run pairs ({how})"
         + (
             f"; the other {len(methods) - paired} from the two cells' passes, unpaired."
             if paired < len(methods)

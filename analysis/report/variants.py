@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.fits import describe_exponent, local_exponents, physics_verdict
 from analysis.markdown import link, md
-from analysis.stats import IN_RUN, MARGIN, WORDS, cell_ratio, decide, family_confidence
+from analysis.stats import MARGIN, PAIRED_METHODS, WORDS, cell_ratio, decide, family_confidence
 from model.cost import (
     attention_score_flops,
     effective_score_flops,
@@ -83,7 +83,7 @@ def grouped_table(variants: pd.DataFrame, dense: pd.DataFrame) -> pd.DataFrame:
                 "low": interval.low,
                 "high": interval.high,
                 "word": decide(interval),
-                "paired": interval.method == IN_RUN,
+                "paired": interval.method in PAIRED_METHODS,
                 "memory_vs_dense": measured,
                 "memory_predicted": predicted,
                 "memory_model": _memory_word(measured, predicted),
@@ -247,7 +247,7 @@ def varlen_table(variants: pd.DataFrame) -> pd.DataFrame:
                 low=interval.low,
                 high=interval.high,
                 word=decide(interval),
-                paired=interval.method == IN_RUN,
+                paired=interval.method in PAIRED_METHODS,
                 flops_vs_padded=flops_ratio,
                 # the physics: skipping the padding saves its share of the FLOPs, so the time falls to their ratio
                 physics="met" if interval.low <= flops_ratio <= interval.high else "missed",

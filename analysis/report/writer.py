@@ -12,8 +12,10 @@ from analysis.errors import AnalysisError
 from analysis.load import load_run, load_runs, machine_description
 from analysis.report.axes import compile_section, positional_cost_section, user_section
 from analysis.report.breakdown import agreement_section, crossover_section
+from analysis.report.comparison_sections import declared_sections
 from analysis.report.context import build_context
 from analysis.report.findings import findings_section
+from analysis.report.fold import fold
 from analysis.report.heads import heads_section
 from analysis.report.machine_load import load_section
 from analysis.report.page import ddp_header, ddp_scaling, figures_section, header, positional_link
@@ -35,34 +37,37 @@ from analysis.report.targets import verdicts_section
 from analysis.report.variants import variants_section
 from infra.files import INDEX_HEADER, RUNS, atomic_write_text, owns_index
 
-# The report, in order: one function per section, each reading the run's context. Adding a section is one
-# function and one line here.
+# The report, in order: one function per section, each reading the run's context, and what stays in view
+# (analysis/report/fold.py): OPEN in full; QUESTION its answer and its one short table; METHODS its first
+# paragraph. Adding a section is one function and one line here.
+OPEN, QUESTION, METHODS = "open", "question", "methods"
 SECTIONS = (
-    header,
-    load_section,
-    findings_section,
-    machine_section,
-    timing_section,
-    coverage_section,
-    kernels_section,
-    auto_choice_section,
-    scaling_section,
-    heads_section,
-    crossover_section,
-    verdicts_section,
-    bert_section,
-    positional_cost_section,
-    compile_section,
-    user_section,
-    variants_section,
-    memory_section,
-    flops_section,
-    mfu_section,
-    noise_section,
-    agreement_section,
-    do_bench_section,
-    positional_link,
-    figures_section,
+    (header, OPEN),
+    (load_section, OPEN),
+    (findings_section, OPEN),
+    (scaling_section, QUESTION),
+    (heads_section, QUESTION),
+    (crossover_section, QUESTION),
+    (memory_section, QUESTION),
+    (verdicts_section, QUESTION),
+    (bert_section, QUESTION),
+    (positional_cost_section, QUESTION),
+    (compile_section, QUESTION),
+    (user_section, QUESTION),
+    (variants_section, QUESTION),
+    (declared_sections, QUESTION),
+    (machine_section, METHODS),
+    (timing_section, METHODS),
+    (coverage_section, METHODS),
+    (kernels_section, METHODS),
+    (auto_choice_section, METHODS),
+    (flops_section, METHODS),
+    (mfu_section, METHODS),
+    (noise_section, METHODS),
+    (agreement_section, METHODS),
+    (do_bench_section, METHODS),
+    (positional_link, OPEN),
+    (figures_section, OPEN),
 )
 DDP_SECTIONS = (ddp_header, machine_section, coverage_section, ddp_scaling)
 
@@ -76,8 +81,13 @@ def render_report(run_dir: Path, positional_dir: Path | None = None, draw: bool 
             f"{run_dir}: no grid cell was measured; "
             f"{len(ctx.not_run)} cells did not run, each with its reason in benchmarks.json"
         )
-    sections = DDP_SECTIONS if ctx.is_ddp else SECTIONS
-    return "\n".join(line for section in sections for line in section(ctx))
+    if ctx.is_ddp:
+        return "\n".join(line for section in DDP_SECTIONS for line in section(ctx))
+    lines = []
+    for section, view in SECTIONS:
+        out = section(ctx)
+        lines += out if view == OPEN else fold(out, keep_table=view == QUESTION)
+    return "\n".join(lines)
 
 
 def write_report(run_dir: Path, positional_dir: Path | None = None) -> Path:
