@@ -125,8 +125,8 @@ def test_faster_in_one_run_and_slower_in_the_other_fails_the_replicate():
 
 def test_the_old_block_pooled_intervals_do_not_replicate(tmp_path):
     both, ok = replicate(OLD, OLD.parent / f"{OLD.name}-replicate", tmp_path)
-    assert not ok and both["agree"].mean() < 0.6  # 48% here: the failure issue 39 measured
-    assert "blocks" in set(both["unit_a"])
+    pooled = both[both["unit_a"] == "blocks"]  # the in-run pairs, blocks pooled across passes
+    assert not ok and len(pooled) > 100 and pooled["agree"].mean() < 0.6  # 48% here: what issue 39 measured
 
 
 def test_a_section_keeps_its_answer_and_short_table_in_view_and_folds_the_rest():
