@@ -95,6 +95,11 @@ def _layer_vs_torch(cell: Cell, auto: bool) -> Cell | None:
     return replace(cell, impl="torch")
 
 
+def _dtype_base(cell: Cell) -> Cell | None:
+    """bfloat16 against float32, the same kernel and cell: what the narrower dtype buys on this device."""
+    return replace(cell, dtype="float32") if cell.dtype == "bfloat16" and _plain(cell) else None
+
+
 def _bert_base(cell: Cell) -> Cell | None:
     bert = cell.group == "layer" and cell.impl == OURS_BERT_LAYER and _plain(cell)
     return replace(cell, impl=HF_BERT_SDPA) if bert else None
@@ -194,6 +199,17 @@ COMPARISONS: tuple[Comparison, ...] = (
         "same work",
         "user",
         8,
+    ),
+    Comparison(
+        "bf16/f32",
+        "dtype",
+        "what bfloat16 buys over float32, kernel by kernel",
+        _dtype_base,
+        False,
+        "peak",
+        "dtype",
+        9,
+        section=True,
     ),
 )
 BY_NAME = {c.name: c for c in COMPARISONS}
