@@ -239,3 +239,22 @@ def test_later_passes_go_before_any_whole_cell_so_every_question_keeps_an_answer
     assert whole == {items[2].cell.id, items[3].cell.id}  # then a whole cell not begun, with its partner
     kept = {(i.cell.id, i.pass_index) for i in replanner.still_to_come()}
     assert kept == {(items[0].cell.id, 0), (items[1].cell.id, 0)}  # the begun cells keep their first timed pass
+
+
+def test_a_native_grid_a_little_over_budget_drops_whole_comparisons_least_important_first():
+    from bench.time_budget import UNCOMPARED, importance
+
+    grid = load_grid("default")
+    cells, p = cpu_cells(grid), pace(1.0)
+    total = sum(predicted_seconds(c, grid, p) for c in cells)
+    left = leave_out(cells, grid, p, 0.9 * total, NATIVE)
+    kept = [c for c in cells if c.trace_name not in left]
+    assert left and sum(predicted_seconds(c, grid, p) for c in kept) <= 0.9 * total
+    ranks = importance(cells)
+    dropped = [ranks[name] for name in left]
+    assert UNCOMPARED in dropped  # cells no comparison reads go first
+    assert all(ranks[c.trace_name] <= min(dropped) for c in kept)  # nothing more important went before them
+    assert min(dropped) > 1  # the length series (priority 1) keeps every length in both dtypes
+    series = {(c.impl, c.mode, c.dtype, c.seq_len) for c in kept if c.group == "attention" and c.heads == 1}
+    assert len({s[:3] for s in series}) == 12 and len(series) == 12 * 5
+    assert all("priority" in reason for reason in left.values())
