@@ -29,7 +29,14 @@ COMPILE_S = 12.0
 # the flex kernel compiled for a new shape and mask on the 2-core AVX-512 EPYC: 3.3-4.1 s, the process's first 11-21 s
 FLEX_COMPILE_S = 5.0
 SETUP_STEPS = 8  # check, FLOP count, observed step, memory, warm-up
-OVERHEAD_S = 0.1  # building a cell's workload and its bookkeeping, per pass (the first H100 run: ~0.1 s)
+# Building a cell's workload and its bookkeeping, per pass: about 0.1 s in the first H100 run; about 0.02 s on
+# a 2-core CPU (30 cells of the default grid, one timed pass each: 6.2 s in all, 3.7 s of them timed samples,
+# the rest its warm-up and check calls), where 0.1 s put a 6-minute grid's prediction near the 13-minute budget.
+OVERHEAD_S = {"cpu": 0.02, "cuda": 0.1}
+
+
+def overhead_s(cell: Cell) -> float:
+    return OVERHEAD_S["cuda" if cell.device.startswith("cuda") else "cpu"]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -72,15 +79,15 @@ def pass_seconds(
     t = grid.timing_for(cell)
     if pass_index == FACTS_PASS:
         compile_s = (COMPILE_S if cell.compile == "inductor" else 0.0) + (FLEX_COMPILE_S if uses_flex(cell) else 0.0)
-        return OVERHEAD_S + step * SETUP_STEPS + compile_s + tuning_seconds(cell, grid, pace, step)
+        return overhead_s(cell) + step * SETUP_STEPS + compile_s + tuning_seconds(cell, grid, pace, step)
     if partner is not None:  # ABBA blocks with the partner's step, the two sharing the budget (bench/pairs.py)
         both = step + step_seconds(partner, grid, pace)
         blocks = blocks_for_budget(both, t.budget_s, t.min_rounds, t.max_rounds)
-        seconds = OVERHEAD_S + both * (2 * blocks + t.warmup_rounds + 2)
+        seconds = overhead_s(cell) + both * (2 * blocks + t.warmup_rounds + 2)
     else:
         rounds = rounds_for_budget(step, t.budget_s, t.min_rounds, t.max_rounds)
         timed = rounds * (2 if cell.device.startswith("cuda") else 1)  # on CPU the device time is the host time
-        seconds = OVERHEAD_S + step * (timed + t.warmup_rounds + 1)
+        seconds = overhead_s(cell) + step * (timed + t.warmup_rounds + 1)
     return seconds
 
 

@@ -155,7 +155,7 @@ shape = ["small"]
 
 
 def test_a_block_times_the_cells_it_declares_first_with_its_own_timing(tmp_path):
-    from bench.sharding import OVERHEAD_S, pass_seconds
+    from bench.sharding import overhead_s, pass_seconds
 
     path = tmp_path / "grids.toml"
     path.write_text(GRIDS_WITH_A_TIMED_BLOCK.replace("TIMING", "min_rounds = 128, max_rounds = 128"))
@@ -167,8 +167,8 @@ def test_a_block_times_the_cells_it_declares_first_with_its_own_timing(tmp_path)
     )
     assert grid.timing_for(by_impl["ours"]) == grid.timing == grid.timing_for(by_impl["torch"])
     # the cost model prices the blocks each cell will buy: 64 ABBA blocks beside torch, against at most 20
-    heavy = pass_seconds(by_impl["ours_auto"], grid, 0, partner=by_impl["torch"]) - OVERHEAD_S
-    light = pass_seconds(by_impl["ours"], grid, 0, partner=by_impl["torch"]) - OVERHEAD_S
+    heavy = pass_seconds(by_impl["ours_auto"], grid, 0, partner=by_impl["torch"]) - overhead_s(by_impl["ours"])
+    light = pass_seconds(by_impl["ours"], grid, 0, partner=by_impl["torch"]) - overhead_s(by_impl["ours"])
     assert heavy > 2.5 * light
     for bad, message in (
         ("rounds = 3", r"block timing key 'rounds' is not accepted; choose from budget_s, min_rounds"),
