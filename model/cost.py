@@ -205,7 +205,21 @@ def _explicit_training(m: MemoryShape, family: str) -> int:
     if family == "blocked":
         blocks = -(-m.n // BLOCK)
         return 4 * m.u + m.s + 2 * m.s * min(BLOCK, m.n) // m.n + 2 * m.u * (blocks - 1)
-    return 4 * m.u + 3 * m.s if m.device == "cpu" else 3 * m.u + 4 * m.s
+    return sum(count * each for _, count, each in explicit_training_terms(m))
+
+
+def explicit_training_terms(m: MemoryShape) -> list[tuple[str, int, int]]:
+    """What an explicit softmax (not blocked) holds at its training step's peak, as (what, how many, bytes of
+    one): the accounting behind its peak, the n² terms apart from the rest."""
+    if m.device == "cpu":
+        return [
+            ("(b, n, d) activations and their gradients", 4, m.u),
+            ("(b, h, n, n) score-sized: the probabilities kept for backward and two gradients of backward", 3, m.s),
+        ]
+    return [
+        ("(b, n, d) activations and their gradients", 3, m.u),
+        ("(b, h, n, n) score-sized: the probabilities kept for backward and the gradients of backward", 4, m.s),
+    ]
 
 
 def attention_training_bytes(m: MemoryShape, family: str) -> int:

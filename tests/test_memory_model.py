@@ -60,3 +60,33 @@ def test_cpu_memory_model_within_a_quarter_of_the_measured_peak(group, impl, mod
     seen = observe(workload.step, "cpu")
     predicted = workload.predicted_bytes(attention_family(seen.attention_kernel))
     assert seen.cpu_peak_bytes == pytest.approx(predicted, rel=0.25)
+
+
+def test_the_memory_walls_accounting_is_the_cost_models_peak_and_sits_beside_the_measured_one():
+    from pathlib import Path
+
+    from analysis.load import load_run
+    from analysis.report.memory_wall import accounting, quoted, wall_table
+    from model import cost
+
+    for device in ("cpu", "cuda"):
+        m = cost.MemoryShape(2, 512, 256, 4, 1024, 4, device)
+        terms = cost.explicit_training_terms(m)
+        assert sum(c * e for _, c, e in terms) == cost.attention_training_bytes(m, "materialised")
+        assert any(each == m.s for _, _, each in terms)  # the n² terms are told apart
+    run = Path(__file__).parents[1] / "results" / "cpu-amd-epyc-avx512bf16-2c-schema6"
+    cells, _, _ = load_run(run / "benchmarks.json")
+    text, where = quoted(wall_table(cells))
+    assert text.count(" at n=") == 2 and where["mode"] == "train" and where["seq_len"] == cells["seq_len"].max()
+    table = accounting(cells, where)
+    naive = cells[
+        (cells["impl"] == "naive")
+        & (cells["group"] == "attention")
+        & (cells["mode"] == "train")
+        & (cells["dtype"] == where["dtype"])
+        & (cells["heads"] == where["heads"])
+        & (cells["seq_len"] == where["seq_len"])
+    ].iloc[0]
+    model, measured = table["MiB"].iloc[-2], table["MiB"].iloc[-1]
+    assert model * 2**20 == pytest.approx(naive["predicted_mem_bytes"])
+    assert measured * 2**20 == naive["peak_mem_bytes"]

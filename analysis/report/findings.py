@@ -11,6 +11,7 @@ import pandas as pd
 
 from analysis.fits import WORK_MARGIN, growth_word
 from analysis.markdown import link
+from analysis.report.memory_wall import quoted, wall_table
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
 from analysis.stats import MARGIN, family_confidence
@@ -78,25 +79,17 @@ def growth(ctx: ReportContext) -> list[str]:
 
 
 def memory(ctx: ReportContext) -> list[str]:
-    """The memory each kernel needs at the longest length of its series, and how it grows there."""
-    attention = ctx.cells[ctx.cells["group"] == "attention"]
-    local = longest_exponents(attention) if len(attention) else pd.DataFrame()
-    if local.empty:
+    """The memory wall in the form people quote, and how each kernel's memory grows."""
+    found = quoted(wall_table(ctx.cells))
+    if found is None:
         return []
-    local = local[(local["dtype"] == _dtype(local)) & (local["mode"] == local["mode"].max())]  # train, else forward
-    cells = attention.set_index(["device", "dtype", "impl", "mode", "heads", "seq_len"])["peak_mem_bytes"]
-    parts = []
-    for r in local.sort_values("impl").to_dict("records"):
-        key = (r["device"], r["dtype"], r["impl"], r["mode"], r["heads"], r["seq_len_to"])
-        peak = cells.get(key)
-        peak = peak.iloc[0] if isinstance(peak, pd.Series) else peak
-        if peak:
-            parts.append(f"{r['impl']} {peak / 2**20:.0f} MiB, growing n^{r['memory_exponent']:.2f}")
-    if not parts:
-        return []
-    r0 = local.iloc[0]
-    lead = f"Peak memory of attention {r0['mode']}, {r0['dtype']}, {int(r0['heads'])} head, n={int(r0['seq_len_to'])}"
-    return bullet(lead, parts, SCALING)
+    text, where = found
+    attention = ctx.cells[(ctx.cells["group"] == "attention") & (ctx.cells["dtype"] == where["dtype"])]
+    local = longest_exponents(attention[attention["mode"] == where["mode"]]) if len(attention) else pd.DataFrame()
+    parts = [f"naive over sdpa {text}"]
+    parts += [f"{r['impl']} grows n^{r['memory_exponent']:.2f}" for r in local.sort_values("impl").to_dict("records")]
+    lead = f"Attention {where['mode']} peak memory, {where['dtype']}, {int(where['heads'])} head"
+    return bullet(lead, parts, MEMORY_WALL)
 
 
 def _with_cells(ctx: ReportContext, comparison: str) -> pd.DataFrame:
@@ -194,6 +187,7 @@ def grouped(ctx: ReportContext) -> list[str]:
 
 
 SCALING = "How attention scales with sequence length"
+MEMORY_WALL = "The memory wall: the explicit softmax against flash attention"
 HEADS = "What head count does"
 CROSSOVER = "Where attention overtakes the feed-forward"
 TARGETS_HEADING = "Our encoder layer vs nn.TransformerEncoderLayer"

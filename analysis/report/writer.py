@@ -18,6 +18,7 @@ from analysis.report.findings import findings_section
 from analysis.report.fold import fold
 from analysis.report.heads import heads_section
 from analysis.report.machine_load import load_section
+from analysis.report.memory_wall import memory_wall_section
 from analysis.report.page import ddp_header, ddp_scaling, figures_section, header, positional_link
 from analysis.report.reference_layers import bert_section
 from analysis.report.scaling import scaling_section
@@ -46,6 +47,7 @@ SECTIONS = (
     (load_section, OPEN),
     (findings_section, OPEN),
     (scaling_section, QUESTION),
+    (memory_wall_section, QUESTION),
     (heads_section, QUESTION),
     (crossover_section, QUESTION),
     (memory_section, QUESTION),
