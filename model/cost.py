@@ -272,6 +272,20 @@ def layer_saved_bytes(m: MemoryShape, family: str) -> int:
     return 7 * m.u + 2 * m.F + (m.s if family in EXPLICIT else 0)
 
 
+# Korthikanti et al. (2022), "Reducing Activation Recomputation in Large Transformer Models": one layer keeps
+# s·b·h·(34 + 5·a·s/h) bytes for backward (16-bit activations, dropout masks), so its n² part passes its linear
+# part where 5·a·s/h = 34, at s = 6.8·h/a = 6.8·d_head.
+KORTHIKANTI_CROSSOVER_D_HEADS = 34 / 5
+
+
+def saved_memory_crossover(d: int, h: int, f: int) -> float:
+    """The length where what an explicit-softmax layer keeps for backward (layer_saved_bytes) has as many bytes
+    in its n² term (the probabilities) as in its linear ones: read off the formula itself, B(n) = a·n + c·n²."""
+    at = [layer_saved_bytes(MemoryShape(1, n, d, h, f, 1, "cpu"), "materialised") for n in (1, 2)]
+    c = (at[1] - 2 * at[0]) / 2
+    return (at[0] - c) / c
+
+
 def train_step_bytes(m: MemoryShape, family: str, dropout: bool, n_layers: int, vocab: int, params: int) -> int:
     """Forward, backward and AdamW step of the token model: the deeper layers' saved activations, the
     peak of the layer being differentiated, and the float32 logits with their log-softmax and gradient;

@@ -87,3 +87,17 @@ def test_families_of_observed_labels():
 def test_cudnn_workspace_is_float32_dq_dk_dv():
     m = shape(4096, "cuda", p=2)
     assert cost.kernel_workspace_bytes(m, "cudnn") == 3 * m.b * m.n * m.d * 4 + 2 * m.u
+
+
+def test_the_memory_crossover_is_where_a_layers_saved_n2_bytes_equal_its_linear_ones():
+    from model.cost import MemoryShape, layer_saved_bytes, saved_memory_crossover
+
+    for d, h, f in ((256, 4, 1024), (256, 1, 1024), (1024, 16, 4096)):
+        n = saved_memory_crossover(d, h, f)
+        m = MemoryShape(2, round(n), d, h, f, 2, "cpu")
+        linear = layer_saved_bytes(m, "flash")  # no score term: the linear activations alone
+        assert layer_saved_bytes(m, "materialised") - linear == pytest.approx(linear, rel=1e-3)
+    # Korthikanti et al.'s 34 + 5·a·s/h: equal parts at s = 6.8·d_head
+    from model.cost import KORTHIKANTI_CROSSOVER_D_HEADS
+
+    assert 5 * 16 * (KORTHIKANTI_CROSSOVER_D_HEADS * 64) / 1024 == pytest.approx(34)

@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis.fits import crossover_length
 from analysis.markdown import md
-from model.cost import layer_forward_flops
+from model.cost import KORTHIKANTI_CROSSOVER_D_HEADS, layer_forward_flops, saved_memory_crossover
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
@@ -27,6 +27,15 @@ def crossover_section(ctx: ReportContext) -> list[str]:
             f"- By FLOPs (cost model), shape {shape}: the score matmuls (4·b·n²·d) pass the feed-forward's "
             f"(4·b·n·d·d_ff) at n = {1 / (one.attention_scores / (one.linear - 8 * d * d)):.0f} (= d_ff)."
         )
+        layers = cells[(cells["shape"] == shape) & (cells["group"] != "attention")]
+        for h in sorted(set((layers if len(layers) else cells[cells["shape"] == shape])["heads"].astype(int))):
+            n_mem, d_head = saved_memory_crossover(d, h, f), d // h
+            lines.append(
+                f"- By memory (cost model), shape {shape}, {h} heads: what a layer keeps for backward with the "
+                f"explicit softmax, its (b, h, n, n) probabilities pass its linear activations at n = {n_mem:.0f} "
+                f"({n_mem / d_head:.1f}·d_head); Korthikanti et al.'s accounting (16-bit, dropout masks) puts it at "
+                f"{KORTHIKANTI_CROSSOVER_D_HEADS:.1f}·d_head = {KORTHIKANTI_CROSSOVER_D_HEADS * d_head:.0f}."
+            )
     if breakdown is None or breakdown.empty:
         return lines + ["", "No traces in this run, so no measured crossover.", ""]
     lines += [

@@ -68,6 +68,7 @@ def growth(ctx: ReportContext) -> list[str]:
     local = local[local["dtype"] == _dtype(local)]
     out = []
     for (device, dtype, mode), group in local.groupby(["device", "dtype", "mode"]):
+        group = group[group["seq_len_to"] == group["seq_len_to"].max()]  # the series that reach furthest
         parts = [
             f"{r['impl']} n^{r['time_exponent']:.2f} [{r['time_low']:.2f}, {r['time_high']:.2f}]"
             + _word(r["time_low"], r["time_high"], r["flops_exponent"])
