@@ -185,3 +185,35 @@ def test_a_new_comparison_is_one_declaration(tmp_path, monkeypatch):
     ctx = build_context(tmp_path)
     assert (ctx.comparisons["comparison"] == "h16/h4").sum() > 0
     assert any(line.startswith("## Sixteen heads against four") for line in declared_sections(ctx))
+
+
+REPLICATES = {
+    # the committed default run and its replicate, each from a fresh clone (issue 39)
+    ROOT / "results" / "replicate-cpu-amd-epyc-avx512bf16-2c": (RUN, RUN.parent / f"{RUN.name}-replicate"),
+    # the pilot pair at 6 passes that chose 8 (bench/grids.toml)
+    ROOT / "results" / "replicate-pilot-cpu-amd-epyc-avx512bf16-2c": (
+        ROOT / "results" / "replicate-pilot-cpu-amd-epyc-avx512bf16-2c" / "a",
+        ROOT / "results" / "replicate-pilot-cpu-amd-epyc-avx512bf16-2c" / "b",
+    ),
+}
+
+
+@pytest.mark.parametrize("page", sorted(REPLICATES), ids=lambda p: p.name)
+def test_each_committed_replicate_page_is_what_the_committed_code_writes(page, tmp_path):
+    a, b = REPLICATES[page]
+    both, ok = replicate(a, b, tmp_path)
+    written = (tmp_path / "REPLICATE.md").read_text()
+    # the page names the runs by the paths it was given: the committed one was given them relative to the root
+    assert (page / "REPLICATE.md").read_text() == written.replace(f"{ROOT}/", "")
+    assert ok == (both["agree"].mean() >= 0.9 and not both["contradicts"].any())
+
+
+def test_the_committed_default_run_rests_its_intervals_on_passes_and_keeps_five_lengths():
+    cells, _, facts = load_run(RUN / "benchmarks.json")
+    assert facts["schema_version"] == 7 and facts["pair_unit"] == "passes"
+    table = pd.read_csv(RUN / "comparisons.csv")
+    paired = table[table["method"] == "pass pairs"]
+    assert len(paired) > 100 and set(paired["unit"]) == {"passes"} and (paired["units"] == 8).all()
+    one_head = cells[(cells["group"] == "attention") & (cells["heads"] == 1) & (cells["impl"] != "flex")]
+    lengths = one_head.groupby(["impl", "mode", "dtype"])["seq_len"].nunique()
+    assert len(lengths) == 12 and (lengths >= 5).all()
