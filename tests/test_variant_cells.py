@@ -158,7 +158,8 @@ def test_a_variants_run_reports_each_variant_against_its_physics(tmp_path):
     section = report.split("## Attention variants")[1].split("\n## ")[0]
     assert "4 query heads over 1 key/value head take x" in section
     assert "window 32" in section and "(physics: quadratic; " in section  # SDPA computes every score
-    assert "Grouped-query heads at n=128" in report.split("## What this run found")[1].split("\n## ")[0]
+    found = report.split("## What this run found")[1].split("\n## ")[0]
+    assert "4 query heads over 1 key/value head, n=128, against dense" in found
 
 
 def test_a_grouped_cell_is_compared_with_its_own_groups_dense_cell_only():

@@ -88,7 +88,10 @@ def memory(ctx: ReportContext) -> list[str]:
     attention = ctx.cells[(ctx.cells["group"] == "attention") & (ctx.cells["dtype"] == where["dtype"])]
     local = longest_exponents(attention[attention["mode"] == where["mode"]]) if len(attention) else pd.DataFrame()
     parts = [f"naive over sdpa {text}"]
-    parts += [f"{r['impl']} grows n^{r['memory_exponent']:.2f}" for r in local.sort_values("impl").to_dict("records")]
+    if not local.empty:  # a run of one length has no exponent
+        parts += [
+            f"{r['impl']} grows n^{r['memory_exponent']:.2f}" for r in local.sort_values("impl").to_dict("records")
+        ]
     lead = f"Attention {where['mode']} peak memory, {where['dtype']}, {int(where['heads'])} head"
     return bullet(lead, parts, MEMORY_WALL)
 
@@ -180,6 +183,7 @@ def grouped(ctx: ReportContext) -> list[str]:
     if table.empty:
         return []
     table = table[table["seq_len"] == table["seq_len"].max()]
+    table = table[table["kv_heads"] == table["kv_heads"].min()]  # the most grouped: one finding, one grouping
     parts = [f"{r['impl']} {r['mode']} {_ratio(r)}" for r in table.sort_values(["impl", "mode"]).to_dict("records")]
     r0 = table.iloc[0]
     n, h, kv = int(r0["seq_len"]), int(r0["heads"]), int(r0["kv_heads"])
