@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.fits import WORK_MARGIN, growth_word
 from analysis.markdown import link
-from analysis.report.memory_wall import quoted, wall_table
+from analysis.report.memory_wall import heads_phrase, quoted, wall_table
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
 from analysis.stats import MARGIN, family_confidence
@@ -92,7 +92,7 @@ def memory(ctx: ReportContext) -> list[str]:
         parts += [
             f"{r['impl']} grows n^{r['memory_exponent']:.2f}" for r in local.sort_values("impl").to_dict("records")
         ]
-    lead = f"Attention {where['mode']} peak memory, {where['dtype']}, {int(where['heads'])} head"
+    lead = f"Attention {where['mode']} peak memory, {where['dtype']}, {heads_phrase(int(where['heads']))}"
     return bullet(lead, parts, MEMORY_WALL)
 
 

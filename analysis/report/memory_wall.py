@@ -19,6 +19,10 @@ EXPLICIT_IMPL, FUSED_IMPL = "naive", "sdpa"
 MIB = 2**20
 
 
+def heads_phrase(heads: int) -> str:
+    return f"{heads} head" + ("" if heads == 1 else "s")
+
+
 def wall_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Per device, dtype, mode and head count: the explicit kernel's peak over the fused one's at each length
     both ran, with the fused kernel observed."""
@@ -93,7 +97,7 @@ def memory_wall_section(ctx: ReportContext) -> list[str]:
     text, where = found
     lead = (
         f"Peak memory of {EXPLICIT_IMPL} over {FUSED_IMPL}'s ({where['device']} {where['dtype']} {where['mode']}, "
-        f"{int(where['heads'])} head): {text}. The explicit softmax keeps (b, h, n, n) tensors, so its memory "
+        f"{heads_phrase(int(where['heads']))}): {text}. The explicit softmax keeps (b, h, n, n) tensors, so its memory "
         "grows as n²; flash attention keeps a log-sum-exp per row, so its memory grows as n."
     )
     shown = accounting(ctx.cells, where) if where["mode"] == "train" else pd.DataFrame()
