@@ -4,6 +4,7 @@ people quote ("x at 1K, y at 2K"), and the accounting of the n² tensors behind 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -17,6 +18,19 @@ if TYPE_CHECKING:
 HEADING = "The memory wall: the explicit softmax against flash attention"
 EXPLICIT_IMPL, FUSED_IMPL = "naive", "sdpa"
 MIB = 2**20
+
+
+def memory_shape(cell: Mapping, seq_len: int | None = None) -> cost.MemoryShape:
+    """The cost model's shape of a run's cell (at another length, given one)."""
+    return cost.MemoryShape(
+        int(cell["batch"]),
+        int(cell["seq_len"] if seq_len is None else seq_len),
+        int(cell["d_model"]),
+        int(cell["heads"]),
+        int(cell["d_ff"]),
+        cost.dtype_bytes(cell["dtype"]),
+        "cpu" if cell["device"] == "cpu" else "cuda",
+    )
 
 
 def heads_phrase(heads: int) -> str:
@@ -69,15 +83,7 @@ def accounting(cells: pd.DataFrame, where: dict) -> pd.DataFrame:
     if row.empty:
         return pd.DataFrame()
     r = row.iloc[0]
-    m = cost.MemoryShape(
-        int(r["batch"]),
-        int(r["seq_len"]),
-        int(r["d_model"]),
-        int(r["heads"]),
-        int(r["d_ff"]),
-        cost.dtype_bytes(r["dtype"]),
-        "cpu" if r["device"] == "cpu" else "cuda",
-    )
+    m = memory_shape(r)
     terms = [
         {"what": w, "count": str(c), "MiB each": e / MIB, "MiB": c * e / MIB}
         for w, c, e in cost.explicit_training_terms(m)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.markdown import md
+from analysis.report.memory_wall import memory_shape
 from analysis.stats import (
     CONFIDENCE,
     MARGIN,
@@ -136,15 +137,7 @@ def _predicted_limit(cell: pd.Series, memory: int | None) -> int | None:
     n = int(cell["seq_len"])
     while n < 2**22:
         n *= 2
-        m = cost.MemoryShape(
-            int(cell["batch"]),
-            n,
-            int(cell["d_model"]),
-            int(cell["heads"]),
-            int(cell["d_ff"]),
-            cost.dtype_bytes(cell["dtype"]),
-            "cpu" if cell["device"] == "cpu" else "cuda",
-        )
+        m = memory_shape(cell, n)
         need = (
             cost.layer_training_bytes(m, "materialised", False)
             if cell["mode"] == "train"
