@@ -81,6 +81,11 @@ def merge_shards(shard_dirs: list[Path], out: Path) -> Path:
         for _, _, shard_facts in shards
         for peak in shard_facts.get("matmul_peak", [])
     ]
+    facts["bandwidth"] = [
+        {**point, "shard": shard_facts["shard"].split("/")[0]}
+        for _, _, shard_facts in shards
+        for point in shard_facts.get("bandwidth", [])
+    ]
     for _, data, _ in shards:
         for bench in data["benchmarks"]:
             merged["benchmarks"].append(bench)

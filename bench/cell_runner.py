@@ -17,6 +17,7 @@ import psutil
 import pytest
 import torch
 
+from bench.bandwidth import bandwidth_probe
 from bench.benchmark_adapter import mark_untimed, record_samples
 from bench.cell import FACTS_PASS
 from bench.flops import count_flops
@@ -427,6 +428,7 @@ def run_cell(
     record_samples(benchmark, timing.device_samples_s, timing.device_time_method)
     shape, entry = grid.shapes[cell.shape], cell.entry
     peak = peak_matmul_flops(cell.device, cell.dtype)
+    bandwidth_probe(cell.device)  # the roofs' bandwidth, once per run and device (a fact of the run)
     params = {
         **cell.params(),
         "passes": grid.passes,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.bandwidth import measured_bandwidth
 from bench.benchmark_adapter import empty_json
 from bench.cell import FACTS_PASS
 from bench.flops import ADDED_FORMULAS
@@ -52,7 +53,7 @@ class RunState:
 
 
 RUN = pytest.StashKey[RunState]()
-DEFAULT_PROFILE_MATCH = r"^layer:(cpu-float32|cuda-bfloat16)-small-.*-h4-(ours|torch)-train-p0$"
+DEFAULT_PROFILE_MATCH = r"^layer:(cpu-float32|cuda-bfloat16)-small-.*-h4-(ours|ours_naive|torch)-train-p0$"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -403,6 +404,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "varlen_distribution": DISTRIBUTION,  # how a variable-length batch's lengths are drawn
         # the run's matmul peak per device and dtype its cells ran (the denominator of their MFU)
         "matmul_peak": [asdict(peak) for peak in measured_peaks()],
+        # its memory bandwidth by working-set size on each device (the roofline's bandwidth roofs)
+        "bandwidth": [asdict(point) for point in measured_bandwidth()],
         # what the run was predicted to take at this CPU's measured pace, and what it took
         "pace_seconds_per_flop": {
             f"{d}/{k}/{'train' if t else 'eval'}": v for (d, k, t), v in (pace.seconds_per_flop.items() if pace else [])

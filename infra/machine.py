@@ -53,6 +53,63 @@ def this_cpu() -> CpuInfo:
     return parse_cpuinfo(cpuinfo.read_text() if cpuinfo.exists() else "")
 
 
+CACHE_ROOT = Path("/sys/devices/system/cpu")
+
+
+def parse_cache_index(level: str, kind: str, size: str) -> str | None:
+    """The name of one sysfs cache entry (L1d, L2, L3...; instruction caches are left out), or None."""
+    if kind == "Instruction" or not level.isdigit() or not size.strip():
+        return None
+    return f"L{level}d" if kind == "Data" else f"L{level}"
+
+
+def size_bytes(text: str) -> int:
+    """sysfs writes cache sizes as 32K, 1024K, 32768K (kibibytes) or 1M."""
+    text = text.strip()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    return int(text.rstrip("KkMmGg")) * scale
+
+
+@cache
+def cpu_caches(root: Path = CACHE_ROOT) -> tuple[dict[str, int], dict[str, int]]:
+    """Each data cache level's size per instance, and how many instances the cores this process may use
+    have (two cores with a private L2 each: 2): from sysfs, where Linux publishes them; empty elsewhere."""
+    sizes: dict[str, int] = {}
+    instances: dict[str, set[str]] = {}
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    for cpu in cpus:
+        for index in sorted((root / f"cpu{cpu}" / "cache").glob("index*")):
+            try:
+                level, kind, size, shared = (
+                    (index / name).read_text().strip() for name in ("level", "type", "size", "shared_cpu_list")
+                )
+            except OSError:
+                continue
+            name = parse_cache_index(level, kind, size)
+            if name is None:
+                continue
+            sizes[name] = size_bytes(size)
+            instances.setdefault(name, set()).add(shared)
+    return dict(sorted(sizes.items())), {name: len(shared) for name, shared in sorted(instances.items())}
+
+
+def memory_levels(facts: dict, device: str) -> list[tuple[str, int]]:
+    """The levels a working set can live in, smallest first, with what each holds in all (per-instance size
+    times instances); the last is the device's memory, unbounded. Read from a run's facts (older runs have no
+    cache sizes: memory alone)."""
+    if device.startswith("cuda"):
+        l2 = facts.get("gpu_l2_bytes")
+        return [*([("L2", int(l2))] if l2 else []), ("HBM", 1 << 62)]
+    sizes, instances = facts.get("cpu_cache_bytes") or {}, facts.get("cpu_cache_instances") or {}
+    levels = [(name, int(size) * int(instances.get(name, 1))) for name, size in sizes.items()]
+    return [*sorted(levels, key=lambda level: level[1]), ("DRAM", 1 << 62)]
+
+
+def memory_level(working_set_bytes: float, levels: list[tuple[str, int]]) -> str:
+    """The smallest level that holds the whole working set."""
+    return next(name for name, capacity in levels if working_set_bytes <= capacity)
+
+
 def cpu_model_and_flags() -> tuple[str, list[str]]:
     cpu = this_cpu()
     return cpu.model_name, list(cpu.flags)
@@ -124,19 +181,21 @@ def numeric_settings() -> dict[str, object]:
 def gpu_facts() -> dict[str, object]:
     """The GPU's name, memory and driver where torch sees one (the driver from nvidia-smi, when it answers)."""
     if not torch.cuda.is_available():
-        return {"gpu_name": None, "gpu_memory_bytes": None, "gpu_driver": None}
+        return {"gpu_name": None, "gpu_memory_bytes": None, "gpu_driver": None, "gpu_l2_bytes": None}
     props = torch.cuda.get_device_properties(0)
     try:
         query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"]
         driver = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         driver = None
-    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_driver": driver}
+    l2 = getattr(props, "L2_cache_size", None)
+    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_driver": driver, "gpu_l2_bytes": l2}
 
 
 def machine_facts() -> dict[str, object]:
     """Every fact recorded with a run; the fingerprint (IDENTITY) and the slug are drawn from them."""
     cpu = this_cpu()
+    cache_bytes, cache_instances = cpu_caches()
     facts: dict[str, object] = {
         "torch_version": torch.__version__,
         "torch_git_version": torch.version.git_version,
@@ -150,6 +209,8 @@ def machine_facts() -> dict[str, object]:
         "cpu_flags": kernel_flags(cpu.flags),
         "cpu_native_dtypes": native_dtypes(cpu.flags),
         "cpu_count": os.cpu_count(),
+        "cpu_cache_bytes": cache_bytes,  # per instance: L1d, L2, L3 (the roofs' levels, and part of the identity)
+        "cpu_cache_instances": cache_instances,
         "memory_bytes": psutil.virtual_memory().total,  # what a CPU cell may grow to (reports' memory limits)
         "torch_threads": torch.get_num_threads(),
         "python_version": platform.python_version(),
@@ -162,9 +223,9 @@ def machine_facts() -> dict[str, object]:
 
 
 # What makes two machines different machines for a measurement: the CPU part and the instruction sets
-# that decide its kernels, its cores, and the GPU. Not torch (a new torch on the same machine is a new
-# run of that machine) and not threads (OMP_NUM_THREADS is a setting of one run).
-IDENTITY = ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_flags", "cpu_count", "gpu_name")
+# that decide its kernels, its cores, its caches (the roofs' levels), and the GPU. Not torch (a new torch on
+# the same machine is a new run of that machine) and not threads (OMP_NUM_THREADS is a setting of one run).
+IDENTITY = ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_flags", "cpu_count", "cpu_cache_bytes", "gpu_name")
 
 
 def fingerprint(facts: dict) -> dict[str, object]:
@@ -196,8 +257,12 @@ def foreign_machine(folder: Path, recorded: list[tuple[str, dict]], here: dict, 
     return None
 
 
+LATER_IDENTITY = ("gpu_name", "cpu_cache_bytes")  # optional, or recorded only since the roofs (issue 40)
+
+
 def missing_identity(facts: dict) -> list[str]:
-    return [key for key in IDENTITY if key != "gpu_name" and facts.get(key) is None]
+    """The fingerprint's fields a run from before fingerprints lacks."""
+    return [key for key in IDENTITY if key not in LATER_IDENTITY and facts.get(key) is None]
 
 
 def _words(name: str) -> list[str]:

@@ -7,7 +7,8 @@ from these dataclasses (python -m infra.record_doc).
 A record is `{**cell params, **CellFacts, **PassTiming}` plus a group's own extras (ddp: world, ranks...); the
 `Derived` metrics are computed once, by analysis, from the passes pooled (before schema 6 bench also wrote them
 per pass, and analysis ignored those). The run's matmul peak per device and dtype (`MatmulPeak`) is a fact of the
-run, in machine_info.attnbench.matmul_peak. Words: a cell's `mode` is forward, eval or train; a `pass` is one of the
+run, in machine_info.attnbench.matmul_peak, and so is its memory bandwidth by working-set size (`BandwidthPoint`,
+machine_info.attnbench.bandwidth). Words: a cell's `mode` is forward, eval or train; a `pass` is one of the
 interleaved repetitions of the grid (`pass_index`, and `passes` of them).
 """
 
@@ -120,6 +121,24 @@ class MatmulPeak:
     median_flops_per_s: float  # over the median matmul
     low_flops_per_s: float  # the median's 95% interval (order statistics), in FLOP/s
     high_flops_per_s: float
+    shard: str | None = None  # the shard that measured it, in a merged run
+
+
+@dataclass(frozen=True)
+class BandwidthPoint:
+    """The run's memory bandwidth at one working-set size on one device: a STREAM triad (a = b + s·c) over three
+    float32 arrays, timed like the matmul peak; the bandwidth roofs of the roofline are these. Bytes are STREAM's
+    count (two arrays read, one written; the write's allocate read is not counted)."""
+
+    device: str
+    working_set_bytes: int  # the three arrays together
+    level: str  # the smallest cache level (or memory) that holds them: infra.machine.memory_level
+    bytes_per_triad: int
+    triads_per_sample: int  # enough triads that one sample is far above the clock's resolution
+    samples_s: list[float]  # seconds of one triad, one per sample
+    median_bytes_per_s: float
+    low_bytes_per_s: float  # the median's 95% interval (order statistics)
+    high_bytes_per_s: float
     shard: str | None = None  # the shard that measured it, in a merged run
 
 

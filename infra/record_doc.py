@@ -20,7 +20,7 @@ from infra.files import atomic_write_text
 
 SOURCE = Path(record.__file__)
 OUT = Path(__file__).resolve().parents[1] / "docs" / "RECORD.md"
-CLASSES = (record.CellFacts, record.PassTiming, record.Derived, record.MatmulPeak)
+CLASSES = (record.CellFacts, record.PassTiming, record.Derived, record.MatmulPeak, record.BandwidthPoint)
 
 
 def _comments() -> dict[int, str]:

@@ -15,6 +15,7 @@ import torch
 from model.kernels import (
     BLOCK,
     EXPLICIT,
+    EXPLICIT_SOFTMAX,
     MATERIALISING,
     attention_family,  # noqa: F401 - the memory model's families are read by this name too
 )
@@ -90,6 +91,32 @@ def layer_backward_flops(b: int, n: int, d: int, f: int, recompute_scores: bool 
     and recomputes QK^T in backward (Dao et al. 2022: attention backward is 2.5x its forward)."""
     recompute = Flops(attention_score_flops(b, n, d) // 2, 0) if recompute_scores else Flops(0, 0)
     return layer_forward_flops(b, n, d, f) * 2 + recompute
+
+
+# Ivanov et al.'s operator classes (Data Movement Is All You Need, 2021): FLOPs per element of what each op
+# touches. Softmax: 5 forward (max, subtract, exp, sum, divide), 4 backward (P·dP, its row sum, subtract,
+# multiply); LayerNorm: 8 forward (mean, centre, square, variance, rsqrt, normalise, scale, shift), twice that
+# backward; the rest, element-wise: the biases (3d + d + d_ff + d per token), two residual adds (2d), the
+# activation (d_ff) and the query's scale (d) forward, and their gradients (bias sums, the activation's and the
+# residuals' backward) as many again.
+SOFTMAX_FLOPS = (5, 4)  # per score, forward and backward
+LAYERNORM_FLOPS = (8, 16)  # per element, forward and backward
+
+
+def layer_class_flops(b: int, n: int, d: int, h: int, f: int, train: bool) -> dict[str, int]:
+    """One pre-norm layer's FLOPs by operator class: tensor contractions (every matmul), normalisation (softmax
+    and LayerNorm) and the rest (element-wise), forward and, in training, backward."""
+    contraction = layer_forward_flops(b, n, d, f).total
+    softmax, norm = SOFTMAX_FLOPS[0], LAYERNORM_FLOPS[0]
+    rest = b * n * (8 * d + 2 * f)
+    if train:
+        contraction += layer_backward_flops(b, n, d, f).total
+        softmax, norm, rest = softmax + SOFTMAX_FLOPS[1], norm + LAYERNORM_FLOPS[1], 2 * rest
+    return {
+        "contraction": contraction,
+        "normalisation": softmax * b * h * n * n + 2 * norm * b * n * d,
+        "rest": rest,
+    }
 
 
 def model_forward_flops(
@@ -270,6 +297,55 @@ def layer_training_bytes(m: MemoryShape, family: str, dropout: bool) -> int:
 def layer_saved_bytes(m: MemoryShape, family: str) -> int:
     """What one layer keeps from its forward for its backward (inside a deeper model)."""
     return 7 * m.u + 2 * m.F + (m.s if family in EXPLICIT else 0)
+
+
+# What a step moves through memory, the roofline's denominator, phase by phase: each tensor counted once per time a
+# kernel writes or reads it whole (compulsory traffic; what stays in a kernel's registers or tiles is not counted,
+# nor the caches' help).
+# - The linear phase, forward: the QKV projection reads x and its weights and writes q, k, v (1 + 3 activations),
+#   attention reads them and writes its output (3 + 1), the output projection reads it and writes y (1 + 1):
+#   10 (b, n, d) activations and 4·d² weights. Backward: each linear reads its input and its output's gradient and
+#   writes two gradients, twice the forward's traffic.
+# - The score phase: an explicit softmax passes its (b, h, n, n) scores through memory 4 times forward (QK^T
+#   writes S, the softmax reads it and writes P, PV reads P; a blocked kernel the same, a block of rows at a time)
+#   and 7 more in backward (P read twice, for dV and the softmax's backward; dP written and read; dS written and
+#   read twice, for dQ and dK); a fused kernel (flash, efficient, cudnn, flex) keeps its scores in its tiles.
+# FLOPs per phase: the forward's (attention_forward_flops); backward twice each, and a recomputing kernel's
+# backward computes QK^T again (half the forward's score FLOPs).
+FORWARD_ACTIVATION_PASSES = 10
+FORWARD_SCORE_PASSES = 4
+BACKWARD_SCORE_PASSES = 7
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    flops: int
+    bytes: int
+
+
+def attention_phases(m: MemoryShape, family: str, train: bool) -> tuple[Phase, Phase]:
+    """The linear and the score phase of one attention step (projections included): FLOPs and bytes moved."""
+    forward = attention_forward_flops(m.b, m.n, m.d)
+    linear_bytes = FORWARD_ACTIVATION_PASSES * m.u + 4 * m.d * m.d * m.p
+    explicit = family in EXPLICIT_SOFTMAX
+    score_bytes = FORWARD_SCORE_PASSES * m.s if explicit else 0
+    if not train:
+        return Phase("linear", forward.linear, linear_bytes), Phase("scores", forward.attention_scores, score_bytes)
+    recompute = 0 if explicit else forward.attention_scores // 2
+    return (
+        Phase("linear", 3 * forward.linear, 3 * linear_bytes),
+        Phase(
+            "scores",
+            3 * forward.attention_scores + recompute,
+            score_bytes + (BACKWARD_SCORE_PASSES * m.s if explicit else 0),
+        ),
+    )
+
+
+def attention_traffic_bytes(m: MemoryShape, family: str, train: bool) -> int:
+    """Bytes one attention step moves through memory, by the count above."""
+    return sum(phase.bytes for phase in attention_phases(m, family, train))
 
 
 # Korthikanti et al. (2022), "Reducing Activation Recomputation in Large Transformer Models": one layer keeps
