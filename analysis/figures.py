@@ -138,6 +138,34 @@ def op_share_vs_length(breakdown: pd.DataFrame, out: Path) -> Path:
     return save(fig, out, "op_share_vs_seq_len")
 
 
+def roofline(cells: pd.DataFrame, peaks: pd.DataFrame, roofs: pd.DataFrame, out: Path) -> Path | None:
+    """One point per attention kernel x mode x length x head count (marker) at its intensity and achieved FLOP/s,
+    under the run's measured roofs: a flat line per dtype's matmul peak, a slope per memory level's bandwidth;
+    one panel per device and dtype."""
+    if cells.empty or roofs.empty:
+        return None
+    data = cells.assign(series=cells["impl"] + " " + cells["mode"])
+    panels = sorted(set(zip(data["device"], data["dtype"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (device, dtype) in zip(axes[0], panels):
+        here = data[(data["device"] == device) & (data["dtype"] == dtype)]
+        x = np.logspace(-1, np.log10(max(here["intensity"].max(), 10) * 4), 200)
+        peak = peaks[(peaks["device"] == device) & (peaks["dtype"] == dtype)]["peak_flops_per_s"]
+        top = float(peak.iloc[0]) if len(peak) else float("inf")
+        for level in roofs[roofs["device"] == device].itertuples():
+            ax.plot(x, np.minimum(x * level.median_bytes_per_s, top), lw=1, ls="--", label=f"{level.level} roof")
+        if np.isfinite(top):
+            ax.axhline(top, color="black", lw=1.2, label=f"{dtype} matmul peak")
+        sns.scatterplot(
+            data=here, x="intensity", y="achieved_flops_per_s", hue="series", size="seq_len", style="heads", ax=ax
+        )
+        ax.set(xscale="log", yscale="log", title=f"{device} {dtype}")
+        ax.set(xlabel="intensity (FLOP per byte moved, model/cost.py)", ylabel="achieved FLOP/s (device time)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Attention cells under the roofs measured in this run", y=1.02)
+    return save(fig, out, "roofline")
+
+
 def mfu_vs_length(cells: pd.DataFrame, out: Path) -> Path | None:
     """MFU from device time vs length, mean over heads; line style by shape where there are several."""
     data = cells[

@@ -15,6 +15,7 @@ from analysis.errors import MissingDependency
 from analysis.load import load_runs
 from analysis.positional_summary import load_positional, positional_folder
 from analysis.report.variants import is_variant
+from analysis.roofline import level_roofs, regimes
 from analysis.traces import traced_breakdown
 from infra.files import results_root
 
@@ -44,6 +45,16 @@ class ReportContext:
     def comparisons(self) -> pd.DataFrame:
         """Every declared comparison's table (analysis/comparisons.py), built once: what comparisons.csv holds."""
         return comparison_table(self.every_cell, self.facts)
+
+    @cached_property
+    def regimes(self) -> pd.DataFrame:
+        """Each dense attention cell against the run's measured roofs (analysis/roofline.py), built once."""
+        return regimes(self.cells, self.facts)
+
+    @property
+    def bandwidth_roofs(self) -> pd.DataFrame:
+        """Per device and memory level, the run's measured bandwidth roof (analysis/roofline.py)."""
+        return level_roofs(self.facts)
 
     @property
     def matmul_peaks(self) -> pd.DataFrame:

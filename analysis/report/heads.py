@@ -74,10 +74,34 @@ def reading(r: dict) -> str:
     return f"{word} at the same FLOPs, in smaller per-head matmuls (d_head {r['d_head']}); the cause is not measured"
 
 
+def with_regimes(table: pd.DataFrame, regimes: pd.DataFrame) -> pd.DataFrame:
+    """Each comparison beside both cells' score-phase intensity and regime (analysis/roofline.py); NaN where the
+    run has no measured roofs."""
+    if regimes.empty:
+        return table.assign(intensity_one=float("nan"), intensity=float("nan"), regime_one="", regime="")
+    keys = ["device", "dtype", "seq_len", "impl", "mode", "heads"]
+    facts = regimes[[*keys, "score_intensity", "regime"]].drop_duplicates(keys)
+    here = facts.rename(columns={"score_intensity": "intensity"})
+    one = facts[facts["heads"] == 1].drop(columns="heads")
+    one = one.rename(columns={"score_intensity": "intensity_one", "regime": "regime_one"})
+    table = table.merge(here, on=keys, how="left").merge(one, on=keys[:-1], how="left")
+    return table.fillna({"regime": "", "regime_one": ""})
+
+
+def regime_words(r: dict) -> str:
+    if not r.get("regime"):
+        return ""
+    regimes = f"{r['regime_one']} at one head and {r['regime']} at {r['heads']} against this run's roofs"
+    if r["intensity"] == float("inf"):
+        return f"; its fused kernel moves no scores through memory: {regimes}"
+    return f"; its score phase moves from {r['intensity_one']:.1f} to {r['intensity']:.1f} FLOP/byte: {regimes}"
+
+
 def heads_section(ctx: ReportContext) -> list[str]:
     table = head_ratios(ctx.cells)
     if table.empty:
         return []
+    table = with_regimes(table, ctx.regimes)
     longest = table[table["seq_len"] == table.groupby(["device", "dtype", "impl", "mode"])["seq_len"].transform("max")]
     widest = longest[longest["heads"] == longest["heads"].max()]
     words = table["word"].value_counts()
@@ -114,7 +138,8 @@ def heads_section(ctx: ReportContext) -> list[str]:
         lines.append(
             f"- {r['device']} {r['dtype']} {r['impl']} {r['mode']}, n={r['seq_len']}: {r['heads']} heads "
             f"(d_head {r['d_head']}) take x{r['time_vs_1_head']:.2f} [{r['low']:.2f}, {r['high']:.2f}] the time of "
-            f"one, {reading(r)}; memory x{r['memory_vs_1_head']:.2f} ({physics}); kernel {r['kernel']}."
+            f"one, {reading(r)}{regime_words(r)}; memory x{r['memory_vs_1_head']:.2f} ({physics}); kernel "
+            f"{r['kernel']}."
         )
     columns = [
         *KEYS,
@@ -127,6 +152,7 @@ def heads_section(ctx: ReportContext) -> list[str]:
         "memory_vs_1_head",
         "memory_predicted",
         "flops_vs_1_head",
+        *(["intensity_one", "intensity", "regime_one", "regime"] if len(ctx.regimes) else []),
     ]
     details = ["<details><summary>Every comparison</summary>", "", md(table[columns], ".3f"), "", "</details>"]
     return lines + ["", *details, ""]

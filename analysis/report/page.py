@@ -61,6 +61,7 @@ def figures_section(ctx: ReportContext) -> list[str]:
         figures.memory_vs_length(cells, out),
         figures.heads_length_heatmap(cells, out),
         figures.mfu_vs_length(cells, out),
+        figures.roofline(ctx.regimes, ctx.matmul_peaks, ctx.bandwidth_roofs, out),
     ]
     if ctx.breakdown is not None:
         figs.append(figures.op_share_vs_length(ctx.breakdown, out))

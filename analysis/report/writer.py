@@ -11,7 +11,7 @@ from analysis.comparisons import comparison_table, write_csv
 from analysis.errors import AnalysisError
 from analysis.load import load_run, load_runs, machine_description
 from analysis.report.axes import compile_section, positional_cost_section, user_section
-from analysis.report.breakdown import agreement_section, crossover_section
+from analysis.report.breakdown import agreement_section, crossover_section, flops_vs_time_section
 from analysis.report.comparison_sections import declared_sections
 from analysis.report.context import build_context
 from analysis.report.findings import findings_section
@@ -21,6 +21,7 @@ from analysis.report.machine_load import load_section
 from analysis.report.memory_wall import memory_wall_section
 from analysis.report.page import ddp_header, ddp_scaling, figures_section, header, positional_link
 from analysis.report.reference_layers import bert_section
+from analysis.report.roofs import roofs_section
 from analysis.report.scaling import scaling_section
 from analysis.report.sections import (
     auto_choice_section,
@@ -49,7 +50,9 @@ SECTIONS = (
     (scaling_section, QUESTION),
     (memory_wall_section, QUESTION),
     (heads_section, QUESTION),
+    (roofs_section, QUESTION),
     (crossover_section, QUESTION),
+    (flops_vs_time_section, QUESTION),
     (memory_section, QUESTION),
     (verdicts_section, QUESTION),
     (bert_section, QUESTION),
