@@ -161,6 +161,22 @@ def name_category(name: str) -> str | None:
     return None
 
 
+# Ivanov et al.'s operator classes (Data Movement Is All You Need): what an op does, read from its name alone,
+# whatever component it serves. A fused attention kernel (SDPA's flash, efficient, cudnn) does its softmax inside
+# its contractions and is counted with them; an autograd node's own time is the rest's.
+OP_CLASSES = ("contraction", "normalisation", "rest")
+
+
+def op_class(name: str) -> str:
+    if name in GEMM_OPS or name in SCORE_OPS or name in ("aten::bmm", "aten::mm", "aten::addbmm"):
+        return "contraction"
+    if "attention" in name and name.startswith("aten::") and name not in FUSED_OPS:
+        return "contraction"
+    if name in SOFTMAX_OPS or name in NORM_OPS:
+        return "normalisation"
+    return "rest"
+
+
 def _words_category(name: str) -> str:
     base = name.removeprefix("aten::").strip("_").split("_")[0]
     return "elementwise" if base in ELEMENTWISE_WORDS else "other"
@@ -223,13 +239,17 @@ def trace_breakdown(path: Path, shape: LayerShape) -> tuple[pd.DataFrame, dict]:
     cuda = bool(data.has_kernel)
     categories = op_categories(data, trace, shape)
     totals = dict.fromkeys(CATEGORIES, 0.0)
+    classes = dict.fromkeys(OP_CLASSES, 0.0)
     for root in data.tid2tree.values():
         for node in _walk(root):
             if node is root or type(node).__name__ == "ProfilerStepNode":
                 own = node.self_device_duration if cuda else 0.0  # kernels outside any op
                 totals["other"] += own
+                classes["rest"] += own
                 continue
-            totals[categories[id(node)]] += node.self_device_duration if cuda else node.self_host_duration
+            own = node.self_device_duration if cuda else node.self_host_duration
+            totals[categories[id(node)]] += own
+            classes[op_class(node.name)] += own
     steps = max(1, len(data.steps_costs))
     total = sum(totals.values())
     frame = pd.DataFrame(
@@ -247,6 +267,7 @@ def trace_breakdown(path: Path, shape: LayerShape) -> tuple[pd.DataFrame, dict]:
         "communication_s": costs[ProfileRole.Communication] / 1e6,
         "gpu_utilization": data.gpu_metrics_parser.gpu_utilization[0] if cuda else None,
         "attributed_s": total / steps / 1e6,
+        **{f"{name}_s": seconds / steps / 1e6 for name, seconds in classes.items()},
     }
     return frame, facts
 

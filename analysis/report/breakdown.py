@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from analysis.fits import crossover_length
 from analysis.markdown import md
-from model.cost import KORTHIKANTI_CROSSOVER_D_HEADS, layer_forward_flops, saved_memory_crossover
+from analysis.traces import OP_CLASSES
+from model.cost import KORTHIKANTI_CROSSOVER_D_HEADS, layer_class_flops, layer_forward_flops, saved_memory_crossover
 
 if TYPE_CHECKING:
     from analysis.report.context import ReportContext
@@ -60,6 +62,69 @@ def crossover_section(ctx: ReportContext) -> list[str]:
             f"- {device} {impl} {dtype} ({shape}), training step: attention overtakes the feed-forward "
             f"{where} (traced lengths {wide.index.tolist()})."
         )
+    return lines + [""]
+
+
+CLASS_WORDS = {
+    "contraction": "tensor contractions (matmuls, batched and fused attention)",
+    "normalisation": "softmax and LayerNorm",
+    "rest": "element-wise and the rest",
+}
+
+
+def flops_vs_time_table(ctx: ReportContext) -> list[tuple[dict, pd.DataFrame]]:
+    """Per traced implementation, its training step at the longest traced length: the share of FLOPs (the cost
+    model's operator classes) beside the share of time (the trace's ops by class), each summing to 100."""
+    if ctx.step_facts is None or "contraction_s" not in ctx.step_facts:
+        return []
+    facts = ctx.step_facts.merge(ctx.cells[["id", "batch", "d_model", "d_ff", "group", "attention_kernel"]], on="id")
+    facts = facts[(facts["mode"] == "train") & (facts["group"] == "layer")]
+    out = []
+    for _, group in facts.groupby(["device", "impl", "dtype", "shape"]):
+        r = group.sort_values("seq_len").iloc[-1].to_dict()
+        flops = layer_class_flops(
+            int(r["batch"]), int(r["seq_len"]), int(r["d_model"]), int(r["heads"]), int(r["d_ff"]), train=True
+        )
+        seconds = {name: float(r[f"{name}_s"]) for name in OP_CLASSES}
+        table = pd.DataFrame(
+            {
+                "operator class": [CLASS_WORDS[name] for name in OP_CLASSES],
+                "% of FLOPs": [100 * flops[name] / sum(flops.values()) for name in OP_CLASSES],
+                "% of time": [100 * seconds[name] / sum(seconds.values()) for name in OP_CLASSES],
+            }
+        )
+        out.append((r, table))
+    return out
+
+
+def flops_vs_time_section(ctx: ReportContext) -> list[str]:
+    tables = flops_vs_time_table(ctx)
+    if not tables:
+        return []
+    lines = ["## Where a training step's time goes: FLOPs against time by operator class", ""]
+    summary = []
+    for r, table in tables:
+        contraction, normalisation = table.iloc[0], table.iloc[1]
+        summary.append(
+            f"{r['impl']} ({r['device']} {r['dtype']}, n={r['seq_len']}, kernel {r['attention_kernel']}): "
+            f"contractions {contraction['% of FLOPs']:.1f}% "
+            f"of the FLOPs and {contraction['% of time']:.0f}% of the time; softmax and LayerNorm "
+            f"{normalisation['% of FLOPs']:.2f}% of the FLOPs and {normalisation['% of time']:.0f}% of the time"
+        )
+    lines += [
+        "A layer's training step at the longest traced length, as Ivanov et al. tabulate BERT's (contractions "
+        "99.8% of its FLOPs and 61% of its time; softmax and LayerNorm 0.17% and 25.5%): " + "; ".join(summary) + ".",
+        "",
+    ]
+    for r, table in tables:
+        lines += [f"{r['impl']}, {r['device']} {r['dtype']}, n={r['seq_len']}, {r['heads']} heads:", ""]
+        lines += [md(table, ".2f"), ""]
+    lines.append(
+        "FLOPs from the cost model's operator classes (model/cost.py: layer_class_flops; the element-wise and "
+        "normalisation counts are per element, stated there); time from the trace, each op's own time by its "
+        "name (analysis/traces.py: op_class). A fused attention kernel's softmax runs inside it and is counted "
+        "with the contractions."
+    )
     return lines + [""]
 
 
