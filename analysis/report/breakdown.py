@@ -47,22 +47,37 @@ def crossover_section(ctx: ReportContext) -> list[str]:
         "projections by the weight's shape), biases and the activation on its (b, n, d_ff) hidden, forward "
         "and backward. On CUDA each counts the kernel time it launched, on CPU its own op time.",
     ]
-    for (device, impl, dtype, shape), group in breakdown.groupby(["device", "impl", "dtype", "shape"]):
-        wide = group.pivot_table(index="seq_len", columns="category", values="self_s").sort_index()
-        attn = wide.get("attention_scores", 0) + wide.get("softmax", 0)
-        cross = crossover_length(wide.index.values, np.asarray(attn), np.asarray(wide["feed_forward"]))
+    for r in traced_crossovers(breakdown):
+        cross, lengths = r["crossover"], r["lengths"]
         where = (
             "not within the traced lengths"
             if cross is None
             else f"from the shortest traced length on (n = {cross:.0f})"
-            if cross == wide.index.min()
+            if cross == min(lengths)
             else f"at n ≈ {cross:.0f}"
         )
         lines.append(
-            f"- {device} {impl} {dtype} ({shape}), training step: attention overtakes the feed-forward "
-            f"{where} (traced lengths {wide.index.tolist()})."
+            f"- {r['device']} {r['impl']} {r['dtype']} ({r['shape']}), training step: attention overtakes the "
+            f"feed-forward {where} (traced lengths {lengths})."
         )
     return lines + [""]
+
+
+def traced_crossovers(breakdown: pd.DataFrame | None) -> list[dict]:
+    """Per traced implementation: the length where attention's traced time passes the feed-forward's (None
+    where it does not within the traced lengths), and the traced lengths."""
+    if breakdown is None or breakdown.empty:
+        return []
+    out = []
+    for (device, impl, dtype, shape), group in breakdown.groupby(["device", "impl", "dtype", "shape"]):
+        wide = group.pivot_table(index="seq_len", columns="category", values="self_s").sort_index()
+        attn = wide.get("attention_scores", 0) + wide.get("softmax", 0)
+        cross = crossover_length(wide.index.values, np.asarray(attn), np.asarray(wide["feed_forward"]))
+        lengths = [int(n) for n in wide.index]
+        out.append(
+            {"device": device, "impl": impl, "dtype": dtype, "shape": shape, "crossover": cross} | {"lengths": lengths}
+        )
+    return out
 
 
 CLASS_WORDS = {

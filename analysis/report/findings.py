@@ -11,6 +11,7 @@ import pandas as pd
 
 from analysis.fits import WORK_MARGIN, growth_word
 from analysis.markdown import link
+from analysis.report.breakdown import traced_crossovers
 from analysis.report.memory_wall import heads_phrase, quoted, wall_table
 from analysis.report.scaling import longest_exponents
 from analysis.report.targets import time_comparisons
@@ -119,7 +120,16 @@ def heads(ctx: ReportContext) -> list[str]:
     h, d, dtype = int(r0["heads"]), int(r0["d_model"]), r0["dtype"]
     one, many = score_intensity(d, dtype_bytes(dtype)), score_intensity(d // h, dtype_bytes(dtype))
     parts = [f"{r['impl']} {r['mode']} {_ratio(r)}" for r in table.sort_values(["mode", "impl"]).to_dict("records")]
-    tail = f"Same FLOPs; explicit scores' intensity falls from {one:.0f} to {many:.0f} FLOP/byte."
+    tail = f"Same FLOPs; explicit scores' intensity falls from {one:.0f} to {many:.0f} FLOP/byte"
+    regimes = ctx.regimes
+    if not regimes.empty:
+        keys = ["device", "dtype", "seq_len", "impl", "mode"]
+        at = regimes.merge(table[keys].drop_duplicates(), on=keys)
+        moved = at[at["heads"].isin([1, h]) & (at["impl"] == "naive") & (at["mode"] == "forward")]
+        words = dict(zip(moved["heads"], moved["regime"]))
+        if 1 in words and h in words:
+            tail += f": naive forward {words[1]} at one head, {words[h]} at {h}"
+    tail += "."
     return bullet(f"{h} heads against one, {dtype}, n={int(r0['seq_len'])}", parts, HEADS, tail)
 
 
@@ -130,7 +140,30 @@ def crossover(ctx: ReportContext) -> list[str]:
         d, f = int(r["d_model"]), int(r["d_ff"])
         one = layer_forward_flops(1, 1, d, f)
         parts.append(f"{shape} at n = {1 / (one.attention_scores / (one.linear - 8 * d * d)):.0f}")
-    return bullet("By FLOPs, attention's score matmuls pass the feed-forward where n reaches d_ff", parts, CROSSOVER)
+    measured = [
+        f"{r['impl']} at n ≈ {r['crossover']:.0f}"
+        for r in traced_crossovers(ctx.breakdown)
+        if r["crossover"] is not None and r["crossover"] > min(r["lengths"])
+    ]
+    tail = f"Measured in the traced training steps: {', '.join(measured)}." if measured else ""
+    lead = "By FLOPs, attention's score matmuls pass the feed-forward where n reaches d_ff"
+    return bullet(lead, parts, CROSSOVER, tail)
+
+
+def roofs(ctx: ReportContext) -> list[str]:
+    """The measured roofs and how the attention cells fall under them."""
+    table, peaks, levels = ctx.regimes, ctx.matmul_peaks, ctx.bandwidth_roofs
+    if table.empty or peaks.empty or levels.empty:
+        return []
+    dtype = _dtype(peaks)
+    peak = peaks[peaks["dtype"] == dtype].iloc[0]
+    memory = levels.iloc[-1]
+    parts = [f"{word} {n}" for word, n in table["regime"].value_counts().items()]
+    lead = (
+        f"Measured roofs: {dtype} matmul {peak['peak_flops_per_s'] / 1e9:.0f} GFLOP/s, {memory['level']} "
+        f"{memory['median_bytes_per_s'] / 1e9:.0f} GB/s; of {len(table)} attention cells"
+    )
+    return bullet(lead, parts, ROOFS)
 
 
 def targets(ctx: ReportContext) -> list[str]:
@@ -195,6 +228,7 @@ SCALING = "How attention scales with sequence length"
 MEMORY_WALL = "The memory wall: the explicit softmax against flash attention"
 HEADS = "What head count does"
 CROSSOVER = "Where attention overtakes the feed-forward"
+ROOFS = "Measured roofs, and each cell's regime"
 TARGETS_HEADING = "Our encoder layer vs nn.TransformerEncoderLayer"
 VARIANTS = "Attention variants: grouped-query heads, sliding windows, ALiBi inside the kernel"
 ENCODINGS = "What each positional encoding costs"
@@ -203,11 +237,13 @@ BASES = {"encoding/none": "none", "compiled/eager": "eager"}
 
 def findings_section(ctx: ReportContext) -> list[str]:
     """At most MAX_FINDINGS findings of at most MAX_WORDS words, by priority: how time and memory grow with length,
-    what head count does, where attention overtakes the feed-forward, then the targets, then the rest."""
+    what head count does, the measured roofs, where attention overtakes the feed-forward, then the targets, then
+    the rest."""
     bullets = [
         *growth(ctx),
         *memory(ctx),
         *heads(ctx),
+        *roofs(ctx),
         *crossover(ctx),
         *targets(ctx),
         *axis_cost(

@@ -94,6 +94,8 @@ def regime_words(r: dict) -> str:
     regimes = f"{r['regime_one']} at one head and {r['regime']} at {r['heads']} against this run's roofs"
     if r["intensity"] == float("inf"):
         return f"; its fused kernel moves no scores through memory: {regimes}"
+    if r["intensity_one"] == float("inf"):  # a fast path that fuses one head's attention and not h heads'
+        return f"; its kernel moves no scores at one head and {r['intensity']:.1f} FLOP/byte of them here: {regimes}"
     return f"; its score phase moves from {r['intensity_one']:.1f} to {r['intensity']:.1f} FLOP/byte: {regimes}"
 
 

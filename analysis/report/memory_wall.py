@@ -55,11 +55,12 @@ def wall_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def quoted(table: pd.DataFrame) -> tuple[str, dict] | None:
-    """'x3.1 at n=1024, x5.9 at n=2048' for the series that reached furthest (training where it ran, one head,
-    float32 where it ran), and the series' keys."""
+    """'x3.1 at n=2048, x5.9 at n=4096' for the series that reached furthest (the mode with the longest length,
+    training where both reach it; one head, float32 where it ran), and the series' keys."""
     if table.empty:
         return None
-    pick = table[table["mode"] == table["mode"].max()]  # train, else forward
+    reach = table.groupby("mode")["seq_len"].max()
+    pick = table[table["mode"] == max(reach[reach == reach.max()].index)]  # furthest; train before forward
     pick = pick[pick["heads"] == pick["heads"].min()]
     pick = pick[pick["dtype"] == ("float32" if "float32" in set(pick["dtype"]) else sorted(pick["dtype"])[0])]
     series = pick[pick["device"] == pick["device"].iloc[0]].sort_values("seq_len").tail(2)
