@@ -48,6 +48,9 @@ def test_cache_sizes_come_from_sysfs_per_instance_with_how_many_instances(tmp_pa
     assert memory_level(1.5 * MiB, levels) == "L2"  # two private L2s hold it together
     assert memory_level(33 * MiB, levels) == "DRAM"
     assert memory_levels({}, "cpu") == [("DRAM", 1 << 62)]  # a run from before the caches were recorded
+    gpu = memory_levels({"gpu_l2_bytes": 50 * MiB, "cpu_cache_bytes": sizes}, "cuda")
+    assert [name for name, _ in gpu] == ["L2", "HBM"] and memory_level(64 * MiB, gpu) == "HBM"
+    assert working_sets(gpu, "cuda")[-1] >= 8 * 50 * MiB  # past the GPU's L2 too
 
 
 def test_the_probe_spans_the_caches_and_its_interval_holds_its_median():
@@ -147,3 +150,25 @@ def test_operator_classes_by_name_and_their_flops():
     more_heads = layer_class_flops(2, 1024, 256, 16, 1024, train=True)
     assert more_heads["normalisation"] > flops["normalisation"] and more_heads["contraction"] == flops["contraction"]
     assert math.isclose(layer_class_flops(2, 1024, 256, 4, 1024, train=False)["rest"] * 2, flops["rest"])
+
+
+def test_the_committed_default_run_shows_the_physics():
+    """Issue 40's run: the forward kernels to 4096 and naive to 2048 in both dtypes with five lengths or more, the
+    roofs measured and every dense attention cell placed under them, the traced lengths bracketing n = d_ff, and
+    the memory model within ±25% on every cell at the lengths added."""
+    from analysis.load import load_run
+
+    run = Path(__file__).parents[1] / "results" / "cpu-amd-epyc-avx512bf16-2c"
+    cells, _, facts = load_run(run / "benchmarks.json")
+    one_head = cells[(cells["group"] == "attention") & (cells["heads"] == 1)]
+    reach = one_head.groupby(["impl", "mode", "dtype"])["seq_len"].agg(["max", "nunique"])
+    assert (reach.loc[("sdpa", "forward"), "max"] >= 4096).all()
+    assert (reach.loc["naive", "max"] >= 2048).all() and (reach.loc["naive", "nunique"] >= 5).all()
+    assert facts["cpu_cache_bytes"] and {p["level"] for p in facts["bandwidth"]} >= {"L2", "L3", "DRAM"}
+    table = regimes(cells, facts)
+    dense = cells[(cells["group"] == "attention") & cells["mode"].isin(["forward", "train"])]
+    assert len(table) == len(dense) and table["regime"].str.match(r"compute|bandwidth|overhead").all()
+    traced = cells.dropna(subset=["trace_name"])
+    assert traced["seq_len"].min() < traced["d_ff"].iloc[0] < traced["seq_len"].max()
+    added = cells[cells["seq_len"] >= 2048]
+    assert ((added["peak_mem_bytes"] / added["predicted_mem_bytes"] - 1).abs() <= 0.25).all()

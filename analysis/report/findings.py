@@ -127,8 +127,12 @@ def heads(ctx: ReportContext) -> list[str]:
         at = regimes.merge(table[keys].drop_duplicates(), on=keys)
         moved = at[at["heads"].isin([1, h]) & (at["impl"] == "naive") & (at["mode"] == "forward")]
         words = dict(zip(moved["heads"], moved["regime"]))
+        ridges = dict(zip(moved["heads"], zip(moved["ridge"], moved["working_set_level"])))
         if 1 in words and h in words:
-            tail += f": naive forward {words[1]} at one head, {words[h]} at {h}"
+            ridge, level = ridges[h]
+            tail += (
+                f": naive forward {words[1]} at one head, {words[h]} at {h} (ridge {ridge:.1f} FLOP/byte in {level})"
+            )
     tail += "."
     return bullet(f"{h} heads against one, {dtype}, n={int(r0['seq_len'])}", parts, HEADS, tail)
 
