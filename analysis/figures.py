@@ -161,7 +161,10 @@ def roofline(cells: pd.DataFrame, peaks: pd.DataFrame, roofs: pd.DataFrame, out:
         )
         ax.set(xscale="log", yscale="log", title=f"{device} {dtype}")
         ax.set(xlabel="intensity (FLOP per byte moved, model/cost.py)", ylabel="achieved FLOP/s (device time)")
-        ax.legend(fontsize=7, loc="lower right")
+        if ax is axes[0][-1]:  # one legend, outside the last panel, so that it hides no point
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        else:
+            ax.get_legend().remove()
     fig.suptitle("Attention cells under the roofs measured in this run", y=1.02)
     return save(fig, out, "roofline")
 
