@@ -208,10 +208,19 @@ class MemoryShape:
         return self.b * self.h * self.n**2 * 4
 
 
+def explicit_inference_terms(m: MemoryShape) -> list[tuple[str, int, int]]:
+    """What an explicit softmax (not blocked) holds at its forward's peak, without grad, as (what, how many, bytes
+    of one): the n² terms apart from the rest."""
+    return [
+        ("(b, n, d) activations: the input, the fused q, k, v and the scaled q", 5, m.u),
+        ("(b, h, n, n) score-sized: the scores and the probabilities", 2, m.s),
+    ]
+
+
 def attention_inference_bytes(m: MemoryShape, family: str) -> int:
     """Fused QKV, attention, output projection, no grad."""
     if family in MATERIALISING:
-        return 5 * m.u + 2 * m.s
+        return sum(count * each for _, count, each in explicit_inference_terms(m))
     if family == "blocked":
         return 5 * m.u + 2 * m.s * min(BLOCK, m.n) // m.n
     if family == "fused_explicit":

@@ -74,6 +74,8 @@ def test_the_memory_walls_accounting_is_the_cost_models_peak_and_sits_beside_the
         terms = cost.explicit_training_terms(m)
         assert sum(c * e for _, c, e in terms) == cost.attention_training_bytes(m, "materialised")
         assert any(each == m.s for _, _, each in terms)  # the n² terms are told apart
+        forward = cost.explicit_inference_terms(m)
+        assert sum(c * e for _, c, e in forward) == cost.attention_inference_bytes(m, "materialised")
     run = Path(__file__).parents[1] / "results" / "cpu-amd-epyc-avx512bf16-2c-schema6"
     cells, _, _ = load_run(run / "benchmarks.json")
     text, where = quoted(wall_table(cells))
@@ -90,3 +92,29 @@ def test_the_memory_walls_accounting_is_the_cost_models_peak_and_sits_beside_the
     model, measured = table["MiB"].iloc[-2], table["MiB"].iloc[-1]
     assert model * 2**20 == pytest.approx(naive["predicted_mem_bytes"])
     assert measured * 2**20 == naive["peak_mem_bytes"]
+
+
+def test_the_memory_wall_quotes_the_series_that_reached_furthest_with_the_forwards_accounting():
+    """The committed default run's forward kernels reach 4096 and its training steps 2048: the quote is the
+    forward's, and both are accounted for, each summing to the cost model's prediction of that cell."""
+    from pathlib import Path
+
+    from analysis.load import load_run
+    from analysis.report.memory_wall import accounting, quoted, wall_table
+
+    run = Path(__file__).parents[1] / "results" / "cpu-amd-epyc-avx512bf16-2c"
+    cells, _, _ = load_run(run / "benchmarks.json")
+    _, where = quoted(wall_table(cells))
+    assert where["mode"] == "forward" and where["seq_len"] == 4096
+    for place in (where, {**where, "mode": "train", "seq_len": 2048}):
+        table = accounting(cells, place)
+        naive = cells[
+            (cells["impl"] == "naive")
+            & (cells["group"] == "attention")
+            & (cells["mode"] == place["mode"])
+            & (cells["dtype"] == place["dtype"])
+            & (cells["heads"] == place["heads"])
+            & (cells["seq_len"] == place["seq_len"])
+        ].iloc[0]
+        assert table["MiB"].iloc[-2] * 2**20 == pytest.approx(naive["predicted_mem_bytes"])
+        assert table["MiB"].iloc[-1] * 2**20 == naive["peak_mem_bytes"]

@@ -70,25 +70,24 @@ def quoted(table: pd.DataFrame) -> tuple[str, dict] | None:
 
 
 def accounting(cells: pd.DataFrame, where: dict) -> pd.DataFrame:
-    """The explicit kernel's training peak, term by term, beside the measured peak, at `where`."""
+    """The explicit kernel's peak in `where`'s mode (forward or training), term by term, beside the measured
+    peak, at `where`."""
     row = cells[
         (cells["group"] == "attention")
         & (cells["impl"] == EXPLICIT_IMPL)
         & (cells["compile"] == "eager")
         & (cells["device"] == where["device"])
         & (cells["dtype"] == where["dtype"])
-        & (cells["mode"] == "train")
+        & (cells["mode"] == where["mode"])
         & (cells["heads"] == where["heads"])
         & (cells["seq_len"] == where["seq_len"])
     ]
-    if row.empty:
+    if row.empty or where["mode"] not in ("forward", "train"):
         return pd.DataFrame()
     r = row.iloc[0]
     m = memory_shape(r)
-    terms = [
-        {"what": w, "count": str(c), "MiB each": e / MIB, "MiB": c * e / MIB}
-        for w, c, e in cost.explicit_training_terms(m)
-    ]
+    explicit_terms = cost.explicit_training_terms if where["mode"] == "train" else cost.explicit_inference_terms
+    terms = [{"what": w, "count": str(c), "MiB each": e / MIB, "MiB": c * e / MIB} for w, c, e in explicit_terms(m)]
     model = sum(t["MiB"] for t in terms)
     terms.append({"what": "the cost model's peak (the sum)", "count": "", "MiB each": None, "MiB": model})
     measured = r["peak_mem_bytes"] / MIB
@@ -107,13 +106,32 @@ def memory_wall_section(ctx: ReportContext) -> list[str]:
         f"{heads_phrase(int(where['heads']))}): {text}. The explicit softmax keeps (b, h, n, n) tensors, so its memory "
         "grows as n²; flash attention keeps a log-sum-exp per row, so its memory grows as n."
     )
-    shown = accounting(ctx.cells, where) if where["mode"] == "train" else pd.DataFrame()
-    if shown.empty:
-        return [f"## {HEADING}", "", lead, "", md(table, ".2f"), ""]
-    n2 = shown.loc[shown["what"].str.startswith("(b, h, n, n)"), "MiB"].sum()
-    measured = float(shown["MiB"].iloc[-1])
-    lead += (
-        f" The accounting at n={int(where['seq_len'])} (model/cost.py): the n² tensors hold {n2:.1f} MiB, "
-        f"{n2 / measured:.0%} of the measured peak."
+    # the quoted series' longest cell, and a training step's where the quoted series is the forward
+    train = table[
+        (table["mode"] == "train")
+        & (table["device"] == where["device"])
+        & (table["dtype"] == where["dtype"])
+        & (table["heads"] == where["heads"])
+    ]
+    places = [where] + (
+        [{**where, "mode": "train", "seq_len": train["seq_len"].max()}]
+        if where["mode"] != "train" and len(train)
+        else []
     )
-    return [f"## {HEADING}", "", lead, "", md(shown, ".2f"), "", md(table, ".2f"), ""]
+    shown, said = [], []
+    for place in places:
+        terms = accounting(ctx.cells, place)
+        if terms.empty:
+            continue
+        n2 = terms.loc[terms["what"].str.startswith("(b, h, n, n)"), "MiB"].sum()
+        measured = float(terms["MiB"].iloc[-1])
+        step = "a training step" if place["mode"] == "train" else "the forward"
+        said.append(
+            f"{step} at n={int(place['seq_len'])}: the n² tensors hold {n2:.1f} MiB, {n2 / measured:.0%} of "
+            "its measured peak"
+        )
+        shown.append(terms.assign(step=f"{place['mode']}, n={int(place['seq_len'])}")[["step", *terms.columns]])
+    if not shown:
+        return [f"## {HEADING}", "", lead, "", md(table, ".2f"), ""]
+    lead += f" The accounting (model/cost.py), {'; '.join(said)}."
+    return [f"## {HEADING}", "", lead, "", md(pd.concat(shown, ignore_index=True), ".2f"), "", md(table, ".2f"), ""]
