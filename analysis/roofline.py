@@ -10,7 +10,9 @@ working sets the probe timed inside it. The rule, fixed before any run was read:
 - otherwise each phase of the step (model/cost.py: the linear one, the score one) takes at least the longer of its
   FLOPs over the dtype's matmul peak and its bytes over the bandwidth of the level that holds the cell's measured
   peak memory (a roofline per phase, summed: the attainable time); the cell is bandwidth-bound at that level where
-  the phases held by bandwidth take at least half of the attainable time, and compute-bound where they do not.
+  the phases held by bandwidth take at least half of the attainable time, and compute-bound where they do not;
+  at the ridge where that word changes inside the bandwidth's 95% interval (the probe's low and high ends), so
+  that a cell whose score phase sits on the ridge gets no word a rerun would contradict.
   A cell's intensity (its FLOPs over all its bytes) places it on the figure; the phases decide its regime, since
   a whole step's average intensity hides a score phase that runs on bandwidth beside projections that do not."""
 
@@ -84,6 +86,18 @@ def work_growth(cells: pd.DataFrame) -> pd.Series:
     return growth
 
 
+BANDWIDTH_ENDS = ("low_bytes_per_s", "median_bytes_per_s", "high_bytes_per_s")
+
+
+def roofline_time(linear: Phase, scores: Phase, peak: float, bandwidth: float) -> tuple[float, float]:
+    """The attainable time of a step's phases (each the longer of its FLOPs over the peak and its bytes over the
+    bandwidth), and the share of it in phases held by bandwidth."""
+    compute_s = [phase.flops / peak for phase in (linear, scores)]
+    memory_s = [phase.bytes / bandwidth for phase in (linear, scores)]
+    attainable_s = sum(max(c, m) for c, m in zip(compute_s, memory_s))
+    return attainable_s, sum(m for c, m in zip(compute_s, memory_s) if m > c) / attainable_s
+
+
 def regimes(cells: pd.DataFrame, facts: dict) -> pd.DataFrame:
     """Every dense attention cell with its intensity, achieved rate, the roofs it meets, and its regime."""
     attention = cells[(cells["group"] == "attention") & cells["mode"].isin(["forward", "train"])].copy()
@@ -104,16 +118,16 @@ def regimes(cells: pd.DataFrame, facts: dict) -> pd.DataFrame:
         bandwidth = float(roof["median_bytes_per_s"])
         linear, scores = phases(r)
         moved = linear.bytes + scores.bytes
-        compute_s = [phase.flops / peak for phase in (linear, scores)]
-        memory_s = [phase.bytes / bandwidth for phase in (linear, scores)]
-        attainable_s = sum(max(c, m) for c, m in zip(compute_s, memory_s))
-        held_by_bandwidth = sum(m for c, m in zip(compute_s, memory_s) if m > c)
+        attainable_s, held_share = roofline_time(linear, scores, peak, bandwidth)
+        held = [roofline_time(linear, scores, peak, float(roof[end]))[1] >= 0.5 for end in BANDWIDTH_ENDS]
         if r["growth"] == r["growth"] and r["growth"] < OVERHEAD_GROWTH:
             regime = "overhead-bound"
-        elif held_by_bandwidth >= attainable_s / 2:
+        elif all(held):
             regime = f"bandwidth-bound ({roof.name})"
-        else:
+        elif not any(held):
             regime = "compute-bound"
+        else:
+            regime = f"at the ridge ({roof.name})"
         intensity = r["flops"] / moved
         rows.append(
             {
@@ -124,7 +138,7 @@ def regimes(cells: pd.DataFrame, facts: dict) -> pd.DataFrame:
                 "score_intensity": scores.flops / scores.bytes if scores.bytes else float("inf"),
                 "working_set_level": level,
                 "ridge": peak / bandwidth,
-                "bandwidth_share": held_by_bandwidth / attainable_s,
+                "bandwidth_share": held_share,
                 "achieved_flops_per_s": r["flops"] / r["median_s"],
                 "attainable_s": attainable_s,
                 "of_attainable": attainable_s / r["median_s"],

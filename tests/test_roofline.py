@@ -133,6 +133,14 @@ def test_the_regime_rule_places_cells_built_for_each_regime():
     table = regimes(cells, FACTS).set_index(["impl", "heads", "seq_len"])["regime"]
     assert table[("naive", 1, 512)] == "compute-bound"
     assert table[("naive", 16, 512)] == "bandwidth-bound (DRAM)"
+    # a DRAM roof measured between 30 and 60 GB/s puts that score phase's ridge (200 GFLOP/s over it) between 3.3
+    # and 6.7 FLOP/byte, around its 4: no word a rerun could contradict
+    wide = {
+        **FACTS,
+        "bandwidth": [{**p, "low_bytes_per_s": 30e9, "high_bytes_per_s": 60e9} for p in FACTS["bandwidth"]],
+    }
+    wide_table = regimes(cells, wide).set_index(["impl", "heads", "seq_len"])["regime"]
+    assert wide_table[("naive", 16, 512)] == "at the ridge (DRAM)" and wide_table[("naive", 1, 512)] == "compute-bound"
     assert table[("sdpa", 1, 256)] == table[("sdpa", 1, 512)] == "overhead-bound"
     roofs = level_roofs(FACTS).set_index("level")["median_bytes_per_s"]
     assert roofs["L2"] == 100e9  # a level's roof is its best point, not its first
@@ -167,7 +175,7 @@ def test_the_committed_default_run_shows_the_physics():
     assert facts["cpu_cache_bytes"] and {p["level"] for p in facts["bandwidth"]} >= {"L2", "L3", "DRAM"}
     table = regimes(cells, facts)
     dense = cells[(cells["group"] == "attention") & cells["mode"].isin(["forward", "train"])]
-    assert len(table) == len(dense) and table["regime"].str.match(r"compute|bandwidth|overhead").all()
+    assert len(table) == len(dense) and table["regime"].str.match(r"compute|bandwidth|overhead|at the ridge").all()
     traced = cells.dropna(subset=["trace_name"])
     assert traced["seq_len"].min() < traced["d_ff"].iloc[0] < traced["seq_len"].max()
     added = cells[cells["seq_len"] >= 2048]

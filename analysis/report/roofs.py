@@ -64,7 +64,8 @@ def roofs_section(ctx: ReportContext) -> list[str]:
             f"than {OVERHEAD_GROWTH:.0%} of the work's growth to the next length; otherwise a roofline per phase "
             "(model/cost.py's linear and score phases: FLOPs over the matmul peak, bytes over the bandwidth of the "
             "level that holds the cell's peak memory), bandwidth-bound where the phases held by bandwidth take half "
-            "the attainable time or more. `of_attainable` is that time over the measured one.",
+            "the attainable time or more, at the ridge where the word changes inside the bandwidth's 95% interval. "
+            "`of_attainable` is that time over the measured one.",
         )
         lines.append("")
         shown = table[table["regime"] != "compute-bound"].sort_values(["regime", "device", "dtype", "impl", "seq_len"])
