@@ -106,8 +106,8 @@ def memory_levels(facts: dict, device: str) -> list[tuple[str, int]]:
 
 
 def memory_level(working_set_bytes: float, levels: list[tuple[str, int]]) -> str:
-    """The smallest level that holds the whole working set."""
-    return next(name for name, capacity in levels if working_set_bytes <= capacity)
+    """The smallest level that holds the whole working set (memory, where its size is not known)."""
+    return next((name for name, capacity in levels if working_set_bytes <= capacity), levels[-1][0])
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:

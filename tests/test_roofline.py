@@ -47,6 +47,7 @@ def test_cache_sizes_come_from_sysfs_per_instance_with_how_many_instances(tmp_pa
     assert [name for name, _ in levels] == ["L1d", "L2", "L3", "DRAM"]
     assert memory_level(1.5 * MiB, levels) == "L2"  # two private L2s hold it together
     assert memory_level(33 * MiB, levels) == "DRAM"
+    assert memory_level(float("nan"), levels) == "DRAM"  # a cell whose peak was not measured
     assert memory_levels({}, "cpu") == [("DRAM", 1 << 62)]  # a run from before the caches were recorded
     gpu = memory_levels({"gpu_l2_bytes": 50 * MiB, "cpu_cache_bytes": sizes}, "cuda")
     assert [name for name, _ in gpu] == ["L2", "HBM"] and memory_level(64 * MiB, gpu) == "HBM"
