@@ -161,7 +161,10 @@ def roofs(ctx: ReportContext) -> list[str]:
         return []
     dtype = _dtype(peaks)
     peak = peaks[peaks["dtype"] == dtype].iloc[0]
-    memory = levels.iloc[-1]
+    here = levels[levels["device"] == peak["device"]]  # one device's roofs (a run may hold a CPU's and a GPU's)
+    if here.empty:
+        return []
+    memory = here.iloc[-1]
     parts = [f"{word} {n}" for word, n in table["regime"].value_counts().items()]
     lead = (
         f"Measured roofs: {dtype} matmul {peak['peak_flops_per_s'] / 1e9:.0f} GFLOP/s, {memory['level']} "
