@@ -168,13 +168,10 @@ OP_CLASSES = ("contraction", "normalisation", "rest")
 
 
 def op_class(name: str) -> str:
-    if name in GEMM_OPS or name in SCORE_OPS or name in ("aten::bmm", "aten::mm", "aten::addbmm"):
+    category = name_category(name)
+    if category == "attention_scores" or name in (*GEMM_OPS, "aten::addbmm"):
         return "contraction"
-    if "attention" in name and name.startswith("aten::") and name not in FUSED_OPS:
-        return "contraction"
-    if name in SOFTMAX_OPS or name in NORM_OPS:
-        return "normalisation"
-    return "rest"
+    return "normalisation" if category in ("softmax", "layernorm") else "rest"
 
 
 def _words_category(name: str) -> str:

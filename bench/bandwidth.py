@@ -11,8 +11,8 @@ from functools import cache
 
 import torch
 
-from infra.machine import machine_facts, memory_level, memory_levels
-from infra.record import BandwidthPoint
+from infra.machine import cache_facts, memory_level, memory_levels
+from infra.record import BandwidthPoint, pass_median
 from infra.stats import median_bounds
 
 SAMPLES = 11  # per working set: a 95% interval on the median from order statistics
@@ -69,7 +69,6 @@ def triad_point(device: str, working_set: int, level: str, samples: int = SAMPLE
     seconds = [_triad_seconds(a, b, c, device, triads) for _ in range(samples)]
     moved = 3 * n * ELEMENT_BYTES
     slow, fast = median_bounds(seconds)
-    seconds_sorted = sorted(seconds)
     return BandwidthPoint(
         device=device,
         working_set_bytes=moved,
@@ -77,7 +76,7 @@ def triad_point(device: str, working_set: int, level: str, samples: int = SAMPLE
         bytes_per_triad=moved,
         triads_per_sample=triads,
         samples_s=seconds,
-        median_bytes_per_s=moved / seconds_sorted[len(seconds) // 2],
+        median_bytes_per_s=moved / pass_median(seconds),
         low_bytes_per_s=moved / fast,
         high_bytes_per_s=moved / slow,
     )
@@ -89,7 +88,7 @@ _measured: dict[str, list[BandwidthPoint]] = {}
 @cache
 def bandwidth_probe(device: str) -> tuple[BandwidthPoint, ...]:
     """The run's bandwidth on this device at each working set, measured once per run (the first cell)."""
-    levels = memory_levels(machine_facts(), device)
+    levels = memory_levels(cache_facts(), device)
     points = tuple(triad_point(device, size, memory_level(size, levels)) for size in working_sets(levels, device))
     _measured[device] = list(points)
     return points

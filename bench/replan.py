@@ -54,8 +54,7 @@ class Replanner:
         self.recent: deque[tuple[float, float, float]] = deque()  # (end, seconds, predicted seconds) of items
         self.done_predicted_s = 0.0
         self.started = time.perf_counter()
-        self.clock: CpuClock = read_clock()
-        self.clocks: deque[tuple[float, CpuClock]] = deque([(self.started, self.clock)])  # one per check
+        self.clocks: deque[tuple[float, CpuClock]] = deque([(self.started, read_clock())])  # one per check
         self.last_check = self.last_end = self.started
 
     # --- the pace --------------------------------------------------------------------------------------------

@@ -181,21 +181,29 @@ def numeric_settings() -> dict[str, object]:
 def gpu_facts() -> dict[str, object]:
     """The GPU's name, memory and driver where torch sees one (the driver from nvidia-smi, when it answers)."""
     if not torch.cuda.is_available():
-        return {"gpu_name": None, "gpu_memory_bytes": None, "gpu_driver": None, "gpu_l2_bytes": None}
+        return {"gpu_name": None, "gpu_memory_bytes": None, "gpu_driver": None}
     props = torch.cuda.get_device_properties(0)
     try:
         query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"]
         driver = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         driver = None
-    l2 = getattr(props, "L2_cache_size", None)
-    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_driver": driver, "gpu_l2_bytes": l2}
+    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_driver": driver}
+
+
+def cache_facts() -> dict[str, object]:
+    """The cache sizes the roofs' memory levels are read from (memory_levels), a part of machine_facts: each CPU
+    data cache's size per instance and its instances, and the GPU's L2 where torch sees one."""
+    sizes, instances = cpu_caches()
+    props = torch.cuda.get_device_properties(0) if torch.cuda.is_available() else None
+    l2 = getattr(props, "L2_cache_size", None) if props is not None else None
+    return {"cpu_cache_bytes": sizes, "cpu_cache_instances": instances, "gpu_l2_bytes": l2}
 
 
 def machine_facts() -> dict[str, object]:
     """Every fact recorded with a run; the fingerprint (IDENTITY) and the slug are drawn from them."""
     cpu = this_cpu()
-    cache_bytes, cache_instances = cpu_caches()
+    caches = cache_facts()
     facts: dict[str, object] = {
         "torch_version": torch.__version__,
         "torch_git_version": torch.version.git_version,
@@ -209,13 +217,14 @@ def machine_facts() -> dict[str, object]:
         "cpu_flags": kernel_flags(cpu.flags),
         "cpu_native_dtypes": native_dtypes(cpu.flags),
         "cpu_count": os.cpu_count(),
-        "cpu_cache_bytes": cache_bytes,  # per instance: L1d, L2, L3 (the roofs' levels, and part of the identity)
-        "cpu_cache_instances": cache_instances,
+        "cpu_cache_bytes": caches["cpu_cache_bytes"],  # per instance: L1d, L2, L3 (the roofs' levels; identity)
+        "cpu_cache_instances": caches["cpu_cache_instances"],
         "memory_bytes": psutil.virtual_memory().total,  # what a CPU cell may grow to (reports' memory limits)
         "torch_threads": torch.get_num_threads(),
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
         **gpu_facts(),
+        "gpu_l2_bytes": caches["gpu_l2_bytes"],
         "numeric_settings": numeric_settings(),
     }
     facts["machine_slug"] = slug_for(facts, "cuda" if facts["gpu_name"] else "cpu")

@@ -352,11 +352,6 @@ def attention_phases(m: MemoryShape, family: str, train: bool) -> tuple[Phase, P
     )
 
 
-def attention_traffic_bytes(m: MemoryShape, family: str, train: bool) -> int:
-    """Bytes one attention step moves through memory, by the count above."""
-    return sum(phase.bytes for phase in attention_phases(m, family, train))
-
-
 # Korthikanti et al. (2022), "Reducing Activation Recomputation in Large Transformer Models": one layer keeps
 # s·b·h·(34 + 5·a·s/h) bytes for backward (16-bit activations, dropout masks), so its n² part passes its linear
 # part where 5·a·s/h = 34, at s = 6.8·h/a = 6.8·d_head.
